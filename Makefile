@@ -1,0 +1,38 @@
+# Two commands for a new user: `make run` (the whole system on the embedded default)
+# and `make test` (every test). Both create .venv/ when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NODE_STAMP := tests/e2e/atp/node_modules/.installed
+
+.PHONY: venv run test check bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+$(NODE_STAMP): tests/e2e/atp/package-lock.json
+	cd tests/e2e/atp && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+run: venv
+	$(VENV)/bin/plyr-appview run
+
+test: venv $(NODE_STAMP)
+	$(PY) -m pytest
+
+check: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: venv
+	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf .data

@@ -1,0 +1,29 @@
+"""Opaque keyset cursors: the sort key of the last item, base64url-encoded JSON."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+
+from api.errors import ApiError
+
+__all__ = ["decode_cursor", "encode_cursor"]
+
+
+def encode_cursor(created_at: datetime, item_id: int) -> str:
+    raw = json.dumps([created_at.isoformat(), item_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (created_at, id) a cursor points after; 400 for anything we did not issue."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, item_id = json.loads(raw)
+        when = datetime.fromisoformat(created)
+        if not isinstance(item_id, int) or when.tzinfo is None:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API issued") from None
+    return when, item_id

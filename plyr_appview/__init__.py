@@ -1,0 +1,1 @@
+"""plyr appview: the wiring shared by ingest, projectors and the API."""

@@ -1,0 +1,5 @@
+import sys
+
+from plyr_appview.cli import main
+
+sys.exit(main())

@@ -1,0 +1,150 @@
+"""Typed settings, read once from the environment.
+
+Every variable is optional: with none set, the system runs in the embedded default
+(embedded PostgreSQL in ``PLYR_DATA_DIR``, the PostgreSQL-backed log, a local blob
+directory, the API on 127.0.0.1:8000, the public relay as firehose source).
+
+A bad value raises :class:`ConfigError` naming the variable and what was wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+__all__ = ["DEFAULT_COLLECTIONS", "ConfigError", "Settings", "load_settings"]
+
+DEFAULT_COLLECTIONS: tuple[str, ...] = (
+    "fm.plyr.track",
+    "fm.plyr.like",
+    "fm.plyr.comment",
+    "fm.plyr.list",
+    "fm.plyr.actor.profile",
+)
+
+LogBackend = Literal["postgres", "kafka"]
+
+
+class ConfigError(ValueError):
+    """A configuration variable holds a value we cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the processes need to know about their surroundings."""
+
+    data_dir: Path = Path(".data")
+    database_url: str | None = None
+    """``None`` means: start embedded PostgreSQL inside ``data_dir``."""
+    log_backend: LogBackend = "postgres"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "plyr."
+    partitions: int = 8
+    firehose_url: str = "wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos"
+    plc_url: str = "https://plc.directory"
+    collections: tuple[str, ...] = DEFAULT_COLLECTIONS
+    blob_dir: Path | None = None
+    """Local blob cache; defaults to ``data_dir / "blobs"``."""
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    cors_origins: tuple[str, ...] = ("http://localhost:5173",)
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def blob_path(self) -> Path:
+        return self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a logical topic (``repo``, ``labels``, ``plays``)."""
+        return f"{self.topic_prefix}{name}"
+
+
+def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ConfigError(
+            f"{name}: expected a URL with scheme {' or '.join(schemes)} and a host, got {value!r}"
+        )
+    return value.rstrip("/")
+
+
+def _int(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{name}: must be between {low} and {high}, got {number}")
+    return number
+
+
+def _collections(name: str, value: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in value.split(",") if item.strip())
+    if not items:
+        raise ConfigError(f"{name}: expected a comma-separated list of NSIDs, got nothing")
+    for item in items:
+        segments = item.split(".")
+        if len(segments) < 3 or not all(seg and seg.replace("-", "").isalnum() for seg in segments):
+            raise ConfigError(f"{name}: {item!r} is not an NSID (like fm.plyr.track)")
+    return items
+
+
+def _bind(name: str, value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{name}: expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), _int(name, port, 1, 65535)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default: ``os.environ``)."""
+    source = os.environ if env is None else env
+    get = source.get
+    values: dict[str, object] = {}
+
+    if data_dir := get("PLYR_DATA_DIR"):
+        values["data_dir"] = Path(data_dir)
+    if database_url := get("DATABASE_URL"):
+        values["database_url"] = _url("DATABASE_URL", database_url, ("postgresql", "postgres"))
+    if backend := get("PLYR_LOG_BACKEND"):
+        if backend not in ("postgres", "kafka"):
+            raise ConfigError(f"PLYR_LOG_BACKEND: expected 'postgres' or 'kafka', got {backend!r}")
+        values["log_backend"] = backend
+    if bootstrap := get("KAFKA_BOOTSTRAP"):
+        for server in bootstrap.split(","):
+            _bind("KAFKA_BOOTSTRAP", server.strip())
+        values["kafka_bootstrap"] = bootstrap
+        values.setdefault("log_backend", "kafka")
+    if prefix := get("PLYR_TOPIC_PREFIX"):
+        values["topic_prefix"] = prefix
+    if partitions := get("PLYR_PARTITIONS"):
+        values["partitions"] = _int("PLYR_PARTITIONS", partitions, 1, 1024)
+    if firehose := get("PLYR_FIREHOSE_URL"):
+        values["firehose_url"] = _url("PLYR_FIREHOSE_URL", firehose, ("ws", "wss"))
+    if plc := get("PLYR_PLC_URL"):
+        values["plc_url"] = _url("PLYR_PLC_URL", plc, ("http", "https"))
+    if collections := get("PLYR_COLLECTIONS"):
+        values["collections"] = _collections("PLYR_COLLECTIONS", collections)
+    if blob_dir := get("PLYR_BLOB_DIR"):
+        values["blob_dir"] = Path(blob_dir)
+    if bucket := get("PLYR_S3_BUCKET"):
+        values["s3_bucket"] = bucket
+    if s3_endpoint := get("PLYR_S3_ENDPOINT_URL"):
+        values["s3_endpoint_url"] = _url("PLYR_S3_ENDPOINT_URL", s3_endpoint, ("http", "https"))
+    if bind := get("PLYR_API_BIND"):
+        values["api_host"], values["api_port"] = _bind("PLYR_API_BIND", bind)
+    if origins := get("PLYR_CORS_ORIGINS"):
+        values["cors_origins"] = tuple(
+            _url("PLYR_CORS_ORIGINS", o.strip(), ("http", "https"))
+            for o in origins.split(",")
+            if o.strip()
+        )
+    if values.get("log_backend") == "kafka" and "kafka_bootstrap" not in values:
+        raise ConfigError("PLYR_LOG_BACKEND=kafka needs KAFKA_BOOTSTRAP (HOST:PORT[,HOST:PORT])")
+    return Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,98 @@
+"""The versioned envelope every message on the log carries (JSON, UTF-8).
+
+Kinds are past-tense facts: ``record.created``, ``record.updated``, ``record.deleted``,
+``identity.changed``, ``account.changed``. Parsing untrusted bytes raises
+:class:`EnvelopeError`; a consumer dead-letters such a message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = ["ENVELOPE_VERSION", "KINDS", "Envelope", "EnvelopeError", "Kind"]
+
+ENVELOPE_VERSION = 1
+
+Kind = Literal[
+    "record.created",
+    "record.updated",
+    "record.deleted",
+    "identity.changed",
+    "account.changed",
+]
+KINDS: frozenset[str] = frozenset(Kind.__args__)  # type: ignore[attr-defined]
+RECORD_KINDS = frozenset({"record.created", "record.updated", "record.deleted"})
+
+
+class EnvelopeError(ValueError):
+    """Bytes on the log that are not a valid envelope."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One fact about one repo (``did``), with where it came from."""
+
+    kind: Kind
+    did: str
+    source: str
+    time: str
+    seq: int | None = None
+    rev: str | None = None
+    collection: str | None = None
+    rkey: str | None = None
+    cid: str | None = None
+    record: dict[str, Any] | None = None
+    handle: str | None = None
+    active: bool | None = None
+    status: str | None = None
+    backfill: bool = False
+    v: int = field(default=ENVELOPE_VERSION)
+
+    @property
+    def uri(self) -> str | None:
+        if self.collection is None or self.rkey is None:
+            return None
+        return f"at://{self.did}/{self.collection}/{self.rkey}"
+
+    @property
+    def key(self) -> bytes:
+        """The log key: the repo DID, so one repo's events stay in order."""
+        return self.did.encode()
+
+    def to_bytes(self) -> bytes:
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        uri = self.uri
+        if uri is not None:
+            data["uri"] = uri
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Envelope:
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise EnvelopeError(f"not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise EnvelopeError("envelope must be a JSON object")
+        if data.get("v") != ENVELOPE_VERSION:
+            raise EnvelopeError(f"unsupported envelope version {data.get('v')!r}")
+        kind = data.get("kind")
+        if kind not in KINDS:
+            raise EnvelopeError(f"unknown kind {kind!r}")
+        for name in ("did", "source", "time"):
+            if not isinstance(data.get(name), str):
+                raise EnvelopeError(f"{name}: expected a string")
+        if kind in RECORD_KINDS:
+            for name in ("collection", "rkey", "rev"):
+                if not isinstance(data.get(name), str):
+                    raise EnvelopeError(f"{name}: required for {kind}")
+            if kind != "record.deleted" and not isinstance(data.get("record"), dict):
+                raise EnvelopeError(f"record: required object for {kind}")
+        data.pop("uri", None)
+        known = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise EnvelopeError(str(exc)) from None

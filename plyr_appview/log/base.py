@@ -1,0 +1,83 @@
+"""The interface every log backend implements, and the partitioner they share."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Log", "LogClosed", "LogError", "Message", "Position", "partition_for"]
+
+
+class LogError(RuntimeError):
+    """The log could not do what was asked (broker or database trouble); retry later."""
+
+
+class LogClosed(LogError):
+    """The log was used after :meth:`Log.close`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where an appended message landed."""
+
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message read back from the log."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    timestamp_ms: int
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition a key belongs to; the same in every backend and every process."""
+    return zlib.crc32(key) % partitions
+
+
+class Log(Protocol):
+    """Append keyed messages; read one topic-partition from an offset, in order.
+
+    Messages with the same key land in the same partition (see :func:`partition_for`),
+    so their order is kept. Offsets within a partition start at 0 and grow by one.
+    """
+
+    async def start(self) -> None:
+        """Connect and make sure the topics exist."""
+
+    async def close(self) -> None:
+        """Release connections. Idempotent."""
+
+    def partitions(self, topic: str) -> int:
+        """Number of partitions of ``topic``."""
+
+    async def append(self, topic: str, items: Sequence[tuple[bytes, bytes]]) -> list[Position]:
+        """Append ``(key, value)`` pairs; return once the log has acknowledged all of them.
+
+        Positions are returned in the order of ``items``.
+        """
+
+    async def read(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_messages: int = 500,
+        timeout: float = 1.0,
+    ) -> list[Message]:
+        """Messages of one partition starting at ``offset``, in offset order.
+
+        Waits up to ``timeout`` seconds for at least one message; returns ``[]`` if none came.
+        """
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        """The offset the next appended message of this partition will get (for lag reports)."""

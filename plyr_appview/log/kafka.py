@@ -1,0 +1,320 @@
+"""The Kafka log (scaled mode), over aiokafka; works with any Kafka-protocol broker.
+
+Each message is sent to the partition :func:`~plyr_appview.log.base.partition_for` picks,
+never to aiokafka's partitioner, so a key lands in the same partition in both backends.
+
+Reading uses one consumer per :class:`KafkaLog`, without a consumer group: partitions are
+assigned by hand and sought to the asked offset (projectors keep their offsets in
+PostgreSQL, so there is nothing to commit to the broker). One read runs at a time per
+:class:`KafkaLog`; give each worker its own log to read partitions in parallel.
+
+Errors: aiokafka's errors become :class:`~plyr_appview.log.base.LogError`, use after
+:meth:`KafkaLog.close` raises :class:`~plyr_appview.log.base.LogClosed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import ConsumerStoppedError, KafkaError, TopicAlreadyExistsError
+
+from plyr_appview.log.base import LogClosed, LogError, Message, Position, partition_for
+
+__all__ = ["KafkaLog"]
+
+log = logging.getLogger(__name__)
+
+# Small: appends are awaited whole, so the batch fills while the items are handed over.
+_LINGER_MS = 5
+# Largest message we produce; also set on the topics we create, because brokers default
+# to about 1 MB and a 1 MB value plus its record header would not fit.
+_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+_REQUEST_TIMEOUT_MS = 30_000
+
+
+class KafkaLog:
+    """:class:`~plyr_appview.log.base.Log` over Kafka topics.
+
+    ``partitions`` is the partition count of the topics this log creates; topics that
+    already exist keep theirs (see :meth:`partitions`). Topics not named in ``topics`` are
+    created when first used.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        partitions: int,
+        topics: Sequence[str] = (),
+        client_id: str = "plyr-appview",
+        replication_factor: int = 1,
+    ) -> None:
+        if partitions < 1:
+            raise ValueError(f"partitions must be at least 1, got {partitions}")
+        self._bootstrap = bootstrap
+        self._partitions = partitions
+        self._topics = tuple(topics)
+        self._client_id = client_id
+        self._replication_factor = replication_factor
+        self._counts: dict[str, int] = {}
+        self._admin: Any = None
+        self._producer: Any = None
+        self._consumer: Any = None
+        # Where the consumer stands in each assigned partition: the next offset it fetches.
+        self._positions: dict[Any, int] = {}
+        self._read_lock = asyncio.Lock()
+        self._topic_lock = asyncio.Lock()
+        self._started = False
+        self._closed = False
+
+    async def start(self) -> None:
+        """Connect, create the missing topics and learn the partition count of all of them."""
+        if self._closed:
+            raise LogClosed("start on a closed log")
+        if self._started:
+            return
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._bootstrap,
+            client_id=self._client_id,
+            request_timeout_ms=_REQUEST_TIMEOUT_MS,
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            client_id=self._client_id,
+            acks="all",
+            # Idempotence needs InitProducerId, which Tansu fails; consumers are idempotent.
+            enable_idempotence=False,
+            linger_ms=_LINGER_MS,
+            max_request_size=_MAX_MESSAGE_BYTES,
+            request_timeout_ms=_REQUEST_TIMEOUT_MS,
+        )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            client_id=self._client_id,
+            group_id=None,
+            enable_auto_commit=False,
+            # Every partition is sought before it is read: an offset the broker does not
+            # have must surface as an error, not as a silent jump to the start or the end.
+            auto_offset_reset="none",
+            request_timeout_ms=_REQUEST_TIMEOUT_MS,
+        )
+        self._admin, self._producer, self._consumer = admin, producer, consumer
+        try:
+            await admin.start()
+            await self._ensure_topics(admin, self._topics)
+            await producer.start()
+            await consumer.start()
+        except KafkaError as exc:
+            await self._stop_clients()
+            raise LogError(f"kafka log could not start on {self._bootstrap}: {exc!r}") from exc
+        except BaseException:
+            await self._stop_clients()
+            raise
+        self._started = True
+        log.info(
+            "kafka log started",
+            extra={"bootstrap": self._bootstrap, "topics": list(self._topics)},
+        )
+
+    async def close(self) -> None:
+        """Flush pending sends and disconnect. Idempotent; a waiting read raises LogClosed."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._stop_clients()
+        log.info("kafka log closed", extra={"bootstrap": self._bootstrap})
+
+    async def _stop_clients(self) -> None:
+        consumer, producer, admin = self._consumer, self._producer, self._admin
+        self._consumer = self._producer = self._admin = None
+        try:
+            if consumer is not None:
+                await consumer.stop()
+        finally:
+            try:
+                if producer is not None:
+                    await producer.stop()
+            finally:
+                if admin is not None:
+                    await admin.close()
+
+    def partitions(self, topic: str) -> int:
+        """Partition count of ``topic`` as the broker reported it, else the configured one."""
+        return self._counts.get(topic, self._partitions)
+
+    def _clients(self, action: str) -> tuple[Any, Any, Any]:
+        """``(admin, producer, consumer)`` of a started, open log."""
+        if self._closed:
+            raise LogClosed(f"{action} on a closed log")
+        if not self._started or self._admin is None:
+            raise LogError(f"{action} before KafkaLog.start()")
+        return self._admin, self._producer, self._consumer
+
+    async def _ensure_topics(self, admin: Any, topics: Sequence[str]) -> None:
+        """Create the topics not known yet and record every topic's real partition count."""
+        if all(topic in self._counts for topic in topics):
+            return
+        async with self._topic_lock:
+            missing = sorted({topic for topic in topics if topic not in self._counts})
+            if not missing:
+                return
+            response = await admin.create_topics(
+                [
+                    NewTopic(
+                        name=topic,
+                        num_partitions=self._partitions,
+                        replication_factor=self._replication_factor,
+                        topic_configs={"max.message.bytes": str(_MAX_MESSAGE_BYTES)},
+                    )
+                    for topic in missing
+                ]
+            )
+            for result in response.to_object()["topic_errors"]:
+                code = result["error_code"]
+                if code == 0:
+                    log.info(
+                        "topic created",
+                        extra={"topic": result["topic"], "partitions": self._partitions},
+                    )
+                elif code != TopicAlreadyExistsError.errno:
+                    raise LogError(
+                        f"could not create topic {result['topic']}: error {code}"
+                        f" {result.get('error_message') or ''}".rstrip()
+                    )
+            for described in await admin.describe_topics(missing):
+                topic = described["topic"]
+                if described["error_code"] != 0 or not described["partitions"]:
+                    raise LogError(
+                        f"could not describe topic {topic}: error {described['error_code']}"
+                    )
+                count = len(described["partitions"])
+                if count != self._partitions:
+                    log.warning(
+                        "topic partition count differs from configuration",
+                        extra={
+                            "topic": topic,
+                            "partitions": count,
+                            "configured": self._partitions,
+                        },
+                    )
+                self._counts[topic] = count
+
+    async def append(self, topic: str, items: Sequence[tuple[bytes, bytes]]) -> list[Position]:
+        """Send every ``(key, value)`` to its partition; return once all are acknowledged.
+
+        If this raises, some of the items may have been appended (at-least-once).
+        """
+        admin, producer, _ = self._clients("append")
+        if not items:
+            return []
+        try:
+            await self._ensure_topics(admin, [topic])
+            count = self._counts[topic]
+            futures: list[asyncio.Future[Any]] = []
+            try:
+                for key, value in items:
+                    futures.append(
+                        await producer.send(
+                            topic, value=value, key=key, partition=partition_for(key, count)
+                        )
+                    )
+            finally:
+                # Wait for what was handed over even when a send failed, so no ack is lost
+                # and no future is left with an unretrieved exception.
+                results = await asyncio.gather(*futures, return_exceptions=True)
+        except KafkaError as exc:
+            raise self._error(f"append to {topic} failed", exc) from exc
+        for result in results:
+            if isinstance(result, BaseException):
+                raise self._error(f"append to {topic} failed", result) from result
+        return [Position(int(meta.partition), int(meta.offset)) for meta in results]
+
+    async def read(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_messages: int = 500,
+        timeout: float = 1.0,
+    ) -> list[Message]:
+        """Messages of one partition from ``offset``; waits up to ``timeout`` s for the first."""
+        if offset < 0:
+            raise ValueError(f"offset must not be negative, got {offset}")
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be at least 1, got {max_messages}")
+        async with self._read_lock:
+            admin, _, consumer = self._clients("read")
+            try:
+                await self._ensure_topics(admin, [topic])
+                if not 0 <= partition < self._counts[topic]:
+                    raise ValueError(
+                        f"{topic} has {self._counts[topic]} partitions, asked for {partition}"
+                    )
+                tp = TopicPartition(topic, partition)
+                self._seek(consumer, tp, offset)
+                batches = await consumer.getmany(
+                    tp, timeout_ms=max(0, round(timeout * 1000)), max_records=max_messages
+                )
+            except (KafkaError, ConsumerStoppedError) as exc:
+                raise self._error(f"read from {topic}/{partition} failed", exc) from exc
+            records = batches.get(tp, [])
+            if records:
+                self._positions[tp] = int(records[-1].offset) + 1
+        return [
+            Message(
+                topic=topic,
+                partition=partition,
+                offset=int(record.offset),
+                key=bytes(record.key or b""),
+                value=bytes(record.value or b""),
+                timestamp_ms=int(record.timestamp),
+            )
+            for record in records
+        ]
+
+    def _seek(self, consumer: Any, tp: Any, offset: int) -> None:
+        """Point the consumer at ``offset`` of ``tp``, assigning the partition if needed."""
+        position = self._positions.get(tp)
+        if position == offset:
+            return
+        if position is None:
+            self._positions[tp] = offset
+            # assign() replaces the assignment and forgets every position: restore them all.
+            consumer.assign(list(self._positions))
+            for known, known_offset in self._positions.items():
+                consumer.seek(known, known_offset)
+            log.debug(
+                "partition assigned",
+                extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
+            )
+            return
+        consumer.seek(tp, offset)
+        self._positions[tp] = offset
+        log.debug(
+            "consumer seek",
+            extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
+        )
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        """The broker's end offset (high watermark) of the partition, for lag reports."""
+        admin, _, consumer = self._clients("end_offset")
+        try:
+            await self._ensure_topics(admin, [topic])
+            tp = TopicPartition(topic, partition)
+            offsets = await consumer.end_offsets([tp])
+        except (KafkaError, ConsumerStoppedError) as exc:
+            raise self._error(f"end offset of {topic}/{partition} failed", exc) from exc
+        return int(offsets[tp])
+
+    def _error(self, what: str, exc: BaseException) -> LogError:
+        """``LogClosed`` if the failure came from a concurrent close, else ``LogError``."""
+        if self._closed:
+            return LogClosed(f"{what}: the log was closed")
+        log.warning("kafka log operation failed", extra={"operation": what, "error": repr(exc)})
+        return LogError(f"{what}: {exc!r}")

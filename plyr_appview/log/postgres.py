@@ -1,0 +1,142 @@
+"""The table-backed log in PostgreSQL, used by the embedded default.
+
+Offsets are handed out by a per-partition counter row (``log_partition``), locked for the
+length of the appending transaction, so offsets are gapless and appear in commit order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from plyr_appview.log.base import LogClosed, LogError, Message, Position, partition_for
+
+__all__ = ["PostgresLog"]
+
+_POLL_INTERVAL = 0.05
+
+
+class PostgresLog:
+    """:class:`~plyr_appview.log.base.Log` over the ``log_message`` table."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool, *, partitions: int, topics: Sequence[str] = ()
+    ) -> None:
+        self._pool = pool
+        self._partitions = partitions
+        self._topics = tuple(topics)
+        self._known: set[str] = set()
+        self._closed = False
+
+    async def start(self) -> None:
+        for topic in self._topics:
+            await self._ensure_topic(topic)
+
+    async def close(self) -> None:
+        self._closed = True
+
+    def partitions(self, topic: str) -> int:
+        return self._partitions
+
+    async def _ensure_topic(self, topic: str) -> None:
+        if topic in self._known:
+            return
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO log_partition (topic, partition, next_offset)"
+                " SELECT %s, p, 0 FROM generate_series(0, %s - 1) AS p"
+                " ON CONFLICT DO NOTHING",
+                (topic, self._partitions),
+            )
+        self._known.add(topic)
+
+    async def append(self, topic: str, items: Sequence[tuple[bytes, bytes]]) -> list[Position]:
+        if self._closed:
+            raise LogClosed("append on a closed log")
+        if not items:
+            return []
+        await self._ensure_topic(topic)
+        by_partition: dict[int, list[int]] = defaultdict(list)
+        for index, (key, _) in enumerate(items):
+            by_partition[partition_for(key, self._partitions)].append(index)
+        positions: list[Position | None] = [None] * len(items)
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                # Lock partitions in a fixed order so concurrent appenders cannot deadlock.
+                for partition in sorted(by_partition):
+                    indexes = by_partition[partition]
+                    cur = await conn.execute(
+                        "UPDATE log_partition SET next_offset = next_offset + %s"
+                        " WHERE topic = %s AND partition = %s RETURNING next_offset",
+                        (len(indexes), topic, partition),
+                    )
+                    row = await cur.fetchone()
+                    if row is None:
+                        raise LogError(f"unknown partition {topic}/{partition}")
+                    first = int(row[0]) - len(indexes)
+                    offsets = list(range(first, first + len(indexes)))
+                    await conn.execute(
+                        'INSERT INTO log_message (topic, partition, "offset", key, value)'
+                        " SELECT %s, %s, o, k, v FROM unnest(%s::bigint[], %s::bytea[],"
+                        " %s::bytea[]) AS t(o, k, v)",
+                        (
+                            topic,
+                            partition,
+                            offsets,
+                            [items[i][0] for i in indexes],
+                            [items[i][1] for i in indexes],
+                        ),
+                    )
+                    for i, offset in zip(indexes, offsets, strict=True):
+                        positions[i] = Position(partition, offset)
+        except psycopg.OperationalError as exc:
+            raise LogError(f"append to {topic} failed: {exc}") from exc
+        return [p for p in positions if p is not None]
+
+    async def read(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_messages: int = 500,
+        timeout: float = 1.0,
+    ) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._closed:
+                raise LogClosed("read on a closed log")
+            try:
+                async with self._pool.connection() as conn:
+                    cur = await conn.execute(
+                        'SELECT "offset", key, value,'
+                        " (extract(epoch FROM appended_at) * 1000)::bigint"
+                        " FROM log_message WHERE topic = %s AND partition = %s"
+                        ' AND "offset" >= %s ORDER BY "offset" LIMIT %s',
+                        (topic, partition, offset, max_messages),
+                    )
+                    rows = await cur.fetchall()
+            except psycopg.OperationalError as exc:
+                raise LogError(f"read from {topic}/{partition} failed: {exc}") from exc
+            if rows:
+                return [
+                    Message(topic, partition, int(o), bytes(k), bytes(v), int(ts))
+                    for o, k, v, ts in rows
+                ]
+            if time.monotonic() >= deadline:
+                return []
+            await asyncio.sleep(_POLL_INTERVAL)
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT next_offset FROM log_partition WHERE topic = %s AND partition = %s",
+                (topic, partition),
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0

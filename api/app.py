@@ -30,7 +30,6 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if pool is not None:
-            app.state.pool = pool
             yield
             return
         if database_url is None:
@@ -51,6 +50,8 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
+    if pool is not None:
+        app.state.pool = pool
     install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,

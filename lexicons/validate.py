@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TypeAlias
 
 import regex
@@ -50,19 +51,21 @@ _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _SHOWN_CHARS = 64
 
-_FORMAT_NAMES = {
-    "at-identifier": "DID or handle",
-    "at-uri": "AT-URI",
-    "cid": "CID",
-    "datetime": "datetime (RFC 3339 with uppercase T and a timezone)",
-    "did": "DID",
-    "handle": "handle",
-    "language": "language tag",
-    "nsid": "NSID",
-    "record-key": "record key",
-    "tid": "TID",
-    "uri": "URI",
-}
+_FORMAT_NAMES = MappingProxyType(
+    {
+        "at-identifier": "DID or handle",
+        "at-uri": "AT-URI",
+        "cid": "CID",
+        "datetime": "datetime (RFC 3339 with uppercase T and a timezone)",
+        "did": "DID",
+        "handle": "handle",
+        "language": "language tag",
+        "nsid": "NSID",
+        "record-key": "record key",
+        "tid": "TID",
+        "uri": "URI",
+    }
+)
 
 
 def validate_record(

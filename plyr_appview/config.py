@@ -89,8 +89,11 @@ def _collections(name: str, value: str) -> tuple[str, ...]:
     if not items:
         raise ConfigError(f"{name}: expected a comma-separated list of NSIDs, got nothing")
     for item in items:
-        segments = item.split(".")
-        if len(segments) < 3 or not all(seg and seg.replace("-", "").isalnum() for seg in segments):
+        segments = item.removesuffix(".*").split(".")
+        wildcard = item.endswith(".*")
+        if len(segments) < (2 if wildcard else 3) or not all(
+            seg and seg.replace("-", "").isalnum() for seg in segments
+        ):
             raise ConfigError(f"{name}: {item!r} is not an NSID (like fm.plyr.track)")
     return items
 

@@ -50,7 +50,8 @@ async def _dead_letter(
 ) -> None:
     payload: object
     try:
-        payload = json.loads(message.value)
+        # PostgreSQL cannot store NUL in jsonb; the original bytes stay on the log.
+        payload = json.loads(message.value.replace(b"\\u0000", b"\\ufffd"))
     except ValueError:
         payload = {"raw": message.value.decode("utf-8", "replace")}
     await conn.execute(

@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+
+from plyr_appview.config import DEFAULT_COLLECTIONS, ConfigError, load_settings
+
+
+def test_defaults_are_the_embedded_mode():
+    s = load_settings({})
+    assert s.database_url is None
+    assert s.log_backend == "postgres"
+    assert (s.api_host, s.api_port) == ("127.0.0.1", 8000)
+    assert s.collections == DEFAULT_COLLECTIONS
+    assert s.blob_path == Path(".data/blobs")
+    assert s.firehose_url.startswith("wss://")
+
+
+def test_values_are_parsed():
+    s = load_settings({
+        "DATABASE_URL": "postgresql://u@db:5432/x",
+        "KAFKA_BOOTSTRAP": "k1:9092,k2:9092",
+        "PLYR_PARTITIONS": "16",
+        "PLYR_FIREHOSE_URL": "ws://127.0.0.1:2583/xrpc/com.atproto.sync.subscribeRepos",
+        "PLYR_COLLECTIONS": "fm.plyr.track, fm.plyr.*",
+        "PLYR_API_BIND": "0.0.0.0:9000",
+        "PLYR_CORS_ORIGINS": "https://plyr.fm,http://localhost:5173",
+    })
+    assert s.log_backend == "kafka"
+    assert s.partitions == 16
+    assert s.collections == ("fm.plyr.track", "fm.plyr.*")
+    assert (s.api_host, s.api_port) == ("0.0.0.0", 9000)
+    assert s.cors_origins == ("https://plyr.fm", "http://localhost:5173")
+    assert s.topic("repo") == "plyr.repo"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"PLYR_LOG_BACKEND": "redis"}, "PLYR_LOG_BACKEND"),
+        ({"PLYR_LOG_BACKEND": "kafka"}, "KAFKA_BOOTSTRAP"),
+        ({"KAFKA_BOOTSTRAP": "nohostport"}, "KAFKA_BOOTSTRAP"),
+        ({"PLYR_PARTITIONS": "zero"}, "PLYR_PARTITIONS"),
+        ({"PLYR_PARTITIONS": "0"}, "between 1 and 1024"),
+        ({"PLYR_FIREHOSE_URL": "http://relay"}, "PLYR_FIREHOSE_URL"),
+        ({"PLYR_COLLECTIONS": "track"}, "not an NSID"),
+        ({"PLYR_API_BIND": "127.0.0.1:99999"}, "PLYR_API_BIND"),
+        ({"PLYR_CORS_ORIGINS": "*"}, "PLYR_CORS_ORIGINS"),
+    ],
+)
+def test_bad_values_name_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)

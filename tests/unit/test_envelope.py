@@ -1,0 +1,34 @@
+import pytest
+
+from plyr_appview.envelope import Envelope, EnvelopeError
+
+DID = "did:plc:abcdefghijklmnopqrstuvwx"
+
+
+def test_round_trip_keeps_every_field():
+    env = Envelope(kind="record.created", did=DID, source="firehose:x", time="t", seq=3,
+                   rev="3l", collection="fm.plyr.track", rkey="a", cid="bafy",
+                   record={"title": "é"}, backfill=True)
+    back = Envelope.from_bytes(env.to_bytes())
+    assert back == env
+    assert back.uri == f"at://{DID}/fm.plyr.track/a"
+    assert env.key == DID.encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"\xff", "not JSON"),
+        (b"[]", "JSON object"),
+        (b'{"v": 2}', "version"),
+        (b'{"v": 1, "kind": "record.exploded"}', "unknown kind"),
+        (b'{"v": 1, "kind": "record.created", "did": "d", "source": "s", "time": "t"}',
+         "collection"),
+        (b'{"v": 1, "kind": "record.created", "did": "d", "source": "s", "time": "t",'
+         b' "collection": "c", "rkey": "r", "rev": "v"}', "record"),
+        (b'{"v": 1, "kind": "identity.changed", "did": 5, "source": "s", "time": "t"}', "did"),
+    ],
+)
+def test_bad_envelopes_are_refused_with_a_reason(raw, message):
+    with pytest.raises(EnvelopeError, match=message):
+        Envelope.from_bytes(raw)

@@ -133,6 +133,8 @@ class PostgresLog:
             await asyncio.sleep(_POLL_INTERVAL)
 
     async def end_offset(self, topic: str, partition: int) -> int:
+        if self._closed:
+            raise LogClosed("end_offset on a closed log")
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT next_offset FROM log_partition WHERE topic = %s AND partition = %s",

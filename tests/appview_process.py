@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import httpx
@@ -35,18 +36,37 @@ def wait_for(check: Callable[[], T | None], *, timeout: float = 30, what: str = 
         time.sleep(0.1)
 
 
+async def wait_until(
+    check: Callable[[], Awaitable[T | None]], *, timeout: float = 30, what: str = "state"
+) -> T:
+    """Async :func:`wait_for`: await ``check`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
 class AppviewProcess:
     """``python -m plyr_appview <command>`` with a clean environment plus ``env``."""
 
     def __init__(self, env: Mapping[str, str], command: str = "run") -> None:
         self.port = free_port()
-        base = {k: v for k, v in os.environ.items()
-                if not k.startswith(("PLYR_", "DATABASE_URL", "KAFKA_"))}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PLYR_", "DATABASE_URL", "KAFKA_"))
+        }
         base.update({"PLYR_API_BIND": f"127.0.0.1:{self.port}", **env})
         self._lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "plyr_appview", command], env=base,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "plyr_appview", command],
+            env=base,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

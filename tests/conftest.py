@@ -7,12 +7,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from tests.brokers import Tansu, create_database, drop_database, start_tansu
 
 from plyr_appview.db import open_pool
 from plyr_appview.log.base import Log
 from plyr_appview.log.kafka import KafkaLog
 from plyr_appview.log.postgres import PostgresLog
+from tests.brokers import Tansu, create_database, drop_database, start_tansu
 
 
 @pytest.fixture(scope="session")

@@ -74,8 +74,14 @@ def commit_frame(
         blocks.append(block({"e": [], "l": None, "n": i}))
     data_cid, _ = block({"n": seq})
     commit_cid, commit_data = block(
-        {"did": repo, "version": 3, "data": {"$link": data_cid.encode()}, "rev": rev,
-         "prev": None, "sig": {"$bytes": "AAAA"}}
+        {
+            "did": repo,
+            "version": 3,
+            "data": {"$link": data_cid.encode()},
+            "rev": rev,
+            "prev": None,
+            "sig": {"$bytes": "AAAA"},
+        }
     )
     blocks.insert(0, (commit_cid, commit_data))
     body = {
@@ -95,13 +101,18 @@ def commit_frame(
 
 
 def identity_frame(seq: int, did: str, handle: str | None) -> bytes:
-    return frame("#identity", {"seq": seq, "did": did, "handle": handle,
-                               "time": "2026-11-01T12:00:00.000Z"})
+    return frame(
+        "#identity", {"seq": seq, "did": did, "handle": handle, "time": "2026-11-01T12:00:00.000Z"}
+    )
 
 
 def account_frame(seq: int, did: str, active: bool, status: str | None = None) -> bytes:
-    body: dict[str, Any] = {"seq": seq, "did": did, "active": active,
-                            "time": "2026-11-01T12:00:00.000Z"}
+    body: dict[str, Any] = {
+        "seq": seq,
+        "did": did,
+        "active": active,
+        "time": "2026-11-01T12:00:00.000Z",
+    }
     if status is not None:
         body["status"] = status
     return frame("#account", body)

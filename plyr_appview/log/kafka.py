@@ -5,8 +5,9 @@ never to aiokafka's partitioner, so a key lands in the same partition in both ba
 
 Reading uses one consumer per :class:`KafkaLog`, without a consumer group: partitions are
 assigned by hand and sought to the asked offset (projectors keep their offsets in
-PostgreSQL, so there is nothing to commit to the broker). One read runs at a time per
-:class:`KafkaLog`; give each worker its own log to read partitions in parallel.
+PostgreSQL, so there is nothing to commit to the broker, and no group join to wait for).
+One read runs at a time per :class:`KafkaLog`; give each worker its own log to read
+partitions in parallel. End offsets are asked through a second, never-assigned consumer.
 
 Errors: aiokafka's errors become :class:`~plyr_appview.log.base.LogError`, use after
 :meth:`KafkaLog.close` raises :class:`~plyr_appview.log.base.LogClosed`.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -37,12 +39,35 @@ _MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 _REQUEST_TIMEOUT_MS = 30_000
 
 
+@dataclass(frozen=True, slots=True)
+class _Clients:
+    """The aiokafka clients of one started :class:`KafkaLog`."""
+
+    admin: Any
+    producer: Any
+    reader: Any
+    offsets: Any
+
+    async def stop(self) -> None:
+        """Stop all of them, even when one fails (the first error is raised)."""
+        try:
+            await self.reader.stop()
+        finally:
+            try:
+                await self.offsets.stop()
+            finally:
+                try:
+                    await self.producer.stop()
+                finally:
+                    await self.admin.close()
+
+
 class KafkaLog:
     """:class:`~plyr_appview.log.base.Log` over Kafka topics.
 
-    ``partitions`` is the partition count of the topics this log creates; topics that
-    already exist keep theirs (see :meth:`partitions`). Topics not named in ``topics`` are
-    created when first used.
+    ``partitions`` is the partition count of the topics this log creates (with
+    ``replication_factor`` replicas); topics that already exist keep theirs (see
+    :meth:`partitions`). Topics not named in ``topics`` are created when first used.
     """
 
     def __init__(
@@ -62,38 +87,62 @@ class KafkaLog:
         self._client_id = client_id
         self._replication_factor = replication_factor
         self._counts: dict[str, int] = {}
-        self._admin: Any = None
-        self._producer: Any = None
-        self._consumer: Any = None
-        # Where the consumer stands in each assigned partition: the next offset it fetches.
+        self._clients: _Clients | None = None
+        # Where the reader stands in each assigned partition: the next offset it fetches.
         self._positions: dict[Any, int] = {}
         self._read_lock = asyncio.Lock()
         self._topic_lock = asyncio.Lock()
-        self._started = False
         self._closed = False
 
     async def start(self) -> None:
         """Connect, create the missing topics and learn the partition count of all of them."""
         if self._closed:
             raise LogClosed("start on a closed log")
-        if self._started:
+        if self._clients is not None:
             return
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._bootstrap,
-            client_id=self._client_id,
-            request_timeout_ms=_REQUEST_TIMEOUT_MS,
+        clients = _Clients(
+            admin=AIOKafkaAdminClient(
+                bootstrap_servers=self._bootstrap,
+                client_id=self._client_id,
+                request_timeout_ms=_REQUEST_TIMEOUT_MS,
+            ),
+            producer=AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                client_id=self._client_id,
+                acks="all",
+                # Idempotence needs InitProducerId, which Tansu fails; readers are idempotent.
+                enable_idempotence=False,
+                linger_ms=_LINGER_MS,
+                max_request_size=_MAX_MESSAGE_BYTES,
+                request_timeout_ms=_REQUEST_TIMEOUT_MS,
+            ),
+            reader=self._consumer(),
+            # Never assigned, so never fetching: a ListOffsets request does not queue behind
+            # the reader's long-polling fetch on the same connection (~1 s otherwise).
+            offsets=self._consumer(),
         )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            client_id=self._client_id,
-            acks="all",
-            # Idempotence needs InitProducerId, which Tansu fails; consumers are idempotent.
-            enable_idempotence=False,
-            linger_ms=_LINGER_MS,
-            max_request_size=_MAX_MESSAGE_BYTES,
-            request_timeout_ms=_REQUEST_TIMEOUT_MS,
+        try:
+            await clients.admin.start()
+            await self._ensure_topics(clients.admin, self._topics)
+            await clients.producer.start()
+            await clients.reader.start()
+            await clients.offsets.start()
+            # aiokafka 0.14: a consumer's no-group coordinator task must run once before
+            # stop() cancels it, or stop() re-raises its CancelledError (start, then close).
+            await asyncio.sleep(0)
+        except BaseException as exc:
+            await clients.stop()
+            if isinstance(exc, KafkaError):
+                raise LogError(f"kafka log could not start on {self._bootstrap}: {exc!r}") from exc
+            raise
+        self._clients = clients
+        log.info(
+            "kafka log started",
+            extra={"bootstrap": self._bootstrap, "topics": list(self._topics)},
         )
-        consumer = AIOKafkaConsumer(
+
+    def _consumer(self) -> Any:
+        return AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             client_id=self._client_id,
             group_id=None,
@@ -103,57 +152,28 @@ class KafkaLog:
             auto_offset_reset="none",
             request_timeout_ms=_REQUEST_TIMEOUT_MS,
         )
-        self._admin, self._producer, self._consumer = admin, producer, consumer
-        try:
-            await admin.start()
-            await self._ensure_topics(admin, self._topics)
-            await producer.start()
-            await consumer.start()
-        except KafkaError as exc:
-            await self._stop_clients()
-            raise LogError(f"kafka log could not start on {self._bootstrap}: {exc!r}") from exc
-        except BaseException:
-            await self._stop_clients()
-            raise
-        self._started = True
-        log.info(
-            "kafka log started",
-            extra={"bootstrap": self._bootstrap, "topics": list(self._topics)},
-        )
 
     async def close(self) -> None:
         """Flush pending sends and disconnect. Idempotent; a waiting read raises LogClosed."""
         if self._closed:
             return
         self._closed = True
-        await self._stop_clients()
+        clients, self._clients = self._clients, None
+        if clients is not None:
+            await clients.stop()
         log.info("kafka log closed", extra={"bootstrap": self._bootstrap})
-
-    async def _stop_clients(self) -> None:
-        consumer, producer, admin = self._consumer, self._producer, self._admin
-        self._consumer = self._producer = self._admin = None
-        try:
-            if consumer is not None:
-                await consumer.stop()
-        finally:
-            try:
-                if producer is not None:
-                    await producer.stop()
-            finally:
-                if admin is not None:
-                    await admin.close()
 
     def partitions(self, topic: str) -> int:
         """Partition count of ``topic`` as the broker reported it, else the configured one."""
         return self._counts.get(topic, self._partitions)
 
-    def _clients(self, action: str) -> tuple[Any, Any, Any]:
-        """``(admin, producer, consumer)`` of a started, open log."""
+    def _running(self, action: str) -> _Clients:
+        """The clients of a started, open log."""
         if self._closed:
             raise LogClosed(f"{action} on a closed log")
-        if not self._started or self._admin is None:
+        if self._clients is None:
             raise LogError(f"{action} before KafkaLog.start()")
-        return self._admin, self._producer, self._consumer
+        return self._clients
 
     async def _ensure_topics(self, admin: Any, topics: Sequence[str]) -> None:
         """Create the topics not known yet and record every topic's real partition count."""
@@ -209,17 +229,17 @@ class KafkaLog:
 
         If this raises, some of the items may have been appended (at-least-once).
         """
-        admin, producer, _ = self._clients("append")
+        clients = self._running("append")
         if not items:
             return []
         try:
-            await self._ensure_topics(admin, [topic])
+            await self._ensure_topics(clients.admin, [topic])
             count = self._counts[topic]
             futures: list[asyncio.Future[Any]] = []
             try:
                 for key, value in items:
                     futures.append(
-                        await producer.send(
+                        await clients.producer.send(
                             topic, value=value, key=key, partition=partition_for(key, count)
                         )
                     )
@@ -229,10 +249,12 @@ class KafkaLog:
                 results = await asyncio.gather(*futures, return_exceptions=True)
         except KafkaError as exc:
             raise self._error(f"append to {topic} failed", exc) from exc
+        positions: list[Position] = []
         for result in results:
             if isinstance(result, BaseException):
                 raise self._error(f"append to {topic} failed", result) from result
-        return [Position(int(meta.partition), int(meta.offset)) for meta in results]
+            positions.append(Position(int(result.partition), int(result.offset)))
+        return positions
 
     async def read(
         self,
@@ -248,17 +270,18 @@ class KafkaLog:
             raise ValueError(f"offset must not be negative, got {offset}")
         if max_messages < 1:
             raise ValueError(f"max_messages must be at least 1, got {max_messages}")
+        self._running("read")
         async with self._read_lock:
-            admin, _, consumer = self._clients("read")
+            clients = self._running("read")
             try:
-                await self._ensure_topics(admin, [topic])
+                await self._ensure_topics(clients.admin, [topic])
                 if not 0 <= partition < self._counts[topic]:
                     raise ValueError(
                         f"{topic} has {self._counts[topic]} partitions, asked for {partition}"
                     )
                 tp = TopicPartition(topic, partition)
-                self._seek(consumer, tp, offset)
-                batches = await consumer.getmany(
+                self._seek(clients.reader, tp, offset)
+                batches = await clients.reader.getmany(
                     tp, timeout_ms=max(0, round(timeout * 1000)), max_records=max_messages
                 )
             except (KafkaError, ConsumerStoppedError) as exc:
@@ -266,6 +289,9 @@ class KafkaLog:
             records = batches.get(tp, [])
             if records:
                 self._positions[tp] = int(records[-1].offset) + 1
+            elif self._closed:
+                # A consumer stopped during getmany() returns nothing rather than raising.
+                raise LogClosed(f"read from {topic}/{partition}: the log was closed")
         return [
             Message(
                 topic=topic,
@@ -278,36 +304,36 @@ class KafkaLog:
             for record in records
         ]
 
-    def _seek(self, consumer: Any, tp: Any, offset: int) -> None:
-        """Point the consumer at ``offset`` of ``tp``, assigning the partition if needed."""
+    def _seek(self, reader: Any, tp: Any, offset: int) -> None:
+        """Point the reader at ``offset`` of ``tp``, assigning the partition if needed."""
         position = self._positions.get(tp)
         if position == offset:
             return
         if position is None:
             self._positions[tp] = offset
             # assign() replaces the assignment and forgets every position: restore them all.
-            consumer.assign(list(self._positions))
+            reader.assign(list(self._positions))
             for known, known_offset in self._positions.items():
-                consumer.seek(known, known_offset)
+                reader.seek(known, known_offset)
             log.debug(
                 "partition assigned",
                 extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
             )
             return
-        consumer.seek(tp, offset)
+        reader.seek(tp, offset)
         self._positions[tp] = offset
         log.debug(
-            "consumer seek",
+            "reader seek",
             extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
         )
 
     async def end_offset(self, topic: str, partition: int) -> int:
         """The broker's end offset (high watermark) of the partition, for lag reports."""
-        admin, _, consumer = self._clients("end_offset")
+        clients = self._running("end_offset")
         try:
-            await self._ensure_topics(admin, [topic])
+            await self._ensure_topics(clients.admin, [topic])
             tp = TopicPartition(topic, partition)
-            offsets = await consumer.end_offsets([tp])
+            offsets = await clients.offsets.end_offsets([tp])
         except (KafkaError, ConsumerStoppedError) as exc:
             raise self._error(f"end offset of {topic}/{partition} failed", exc) from exc
         return int(offsets[tp])

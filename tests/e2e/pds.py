@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -69,6 +70,19 @@ class LocalPds:
         """
         return _terminate(self._process, timeout)
 
+    def email_token(self, did: str, purpose: str = "delete_account") -> str | None:
+        """The token the PDS would have emailed to ``did`` (it has no real mailer).
+
+        ``purpose``: ``delete_account``, ``confirm_email``, ``update_email``,
+        ``reset_password`` or ``plc_operation``. None if no token was requested.
+        """
+        db = self.data_dir / "pds" / "account.sqlite"
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            row = conn.execute(
+                "SELECT token FROM email_token WHERE did = ? AND purpose = ?", (did, purpose)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def __enter__(self) -> LocalPds:
         return self
 
@@ -103,14 +117,13 @@ def _tail(path: Path, limit: int = _LOG_TAIL_CHARS) -> str:
 def _check_installation(node: str | None) -> str:
     if node is None:
         raise PdsStartError(
-            "`node` is not on PATH; the local PDS needs Node 20+. Then " + INSTALL_HINT + "."
+            f"`node` is not on PATH; the local PDS needs Node 20+, then {INSTALL_HINT}."
         )
     if not START_SCRIPT.is_file():
         raise PdsStartError(f"missing {START_SCRIPT}")
     if not (ATP_DIR / "node_modules" / "@atproto" / "dev-env" / "package.json").is_file():
-        raise PdsStartError(
-            f"@atproto/dev-env is not installed in {ATP_DIR / 'node_modules'}; " + INSTALL_HINT + "."
-        )
+        missing = ATP_DIR / "node_modules"
+        raise PdsStartError(f"@atproto/dev-env is not installed in {missing}; {INSTALL_HINT}.")
     return node
 
 
@@ -144,26 +157,13 @@ def _parse_ready(stdout_log: Path) -> dict[str, Any] | None:
     return None
 
 
-def start_pds(
-    data_dir: Path,
-    *,
-    timeout: float = DEFAULT_START_TIMEOUT,
-    admin_password: str = "admin-pass",
-) -> LocalPds:
-    """Launch PLC + PDS on two free loopback ports, storing PDS data under ``data_dir``.
+class _PortTaken(PdsStartError):
+    """A picked port was taken by someone else before node bound it; worth a retry."""
 
-    ``data_dir`` must be new or empty: the PLC directory is in memory, so PDS data from an
-    earlier run would refer to DIDs the new PLC does not know. Node's stdout and stderr are
-    written to ``data_dir/node.stdout.log`` and ``data_dir/node.stderr.log``.
 
-    Raises :class:`PdsStartError` (with the captured stderr) if the network does not come up
-    within ``timeout`` seconds.
-    """
-    node = _check_installation(shutil.which("node"))
-    data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if any(data_dir.iterdir()):
-        raise PdsStartError(f"PDS data dir {data_dir} is not empty; use a fresh directory")
+def _launch(
+    node: str, data_dir: Path, admin_password: str, timeout: float
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     pds_data = data_dir / "pds"
     stdout_log = data_dir / "node.stdout.log"
     stderr_log = data_dir / "node.stderr.log"
@@ -175,9 +175,7 @@ def start_pds(
         "ATP_DATA": str(pds_data),
         "ATP_ADMIN_PASSWORD": admin_password,
         "ATP_EXIT_ON_STDIN_EOF": "1",
-        "NODE_ENV": "test",
     }
-    started = time.monotonic()
     with stdout_log.open("wb") as out, stderr_log.open("wb") as err:
         process = subprocess.Popen(
             [node, str(START_SCRIPT)],
@@ -190,17 +188,18 @@ def start_pds(
             stderr=err,
             start_new_session=True,
         )
-    deadline = started + timeout
-    info: dict[str, Any] | None = None
+    deadline = time.monotonic() + timeout
     try:
         while True:
             info = _parse_ready(stdout_log)
             if info is not None:
-                break
+                return process, info
             if process.poll() is not None:
-                raise PdsStartError(
+                stderr = _tail(stderr_log)
+                error = _PortTaken if "EADDRINUSE" in stderr else PdsStartError
+                raise error(
                     f"local PDS exited with code {process.returncode} before it was ready.\n"
-                    f"--- stderr ({stderr_log}) ---\n{_tail(stderr_log)}\n"
+                    f"--- stderr ({stderr_log}) ---\n{stderr}\n"
                     f"--- stdout ---\n{_tail(stdout_log)}"
                 )
             if time.monotonic() > deadline:
@@ -213,6 +212,40 @@ def start_pds(
     except BaseException:
         _terminate(process, DEFAULT_STOP_TIMEOUT)
         raise
+
+
+def start_pds(
+    data_dir: Path,
+    *,
+    timeout: float = DEFAULT_START_TIMEOUT,
+    admin_password: str = "admin-pass",
+) -> LocalPds:
+    """Launch PLC + PDS on two free loopback ports, storing PDS data under ``data_dir``.
+
+    ``data_dir`` must be new or empty: the PLC directory is in memory, so PDS data from an
+    earlier run would refer to DIDs the new PLC does not know. Node's stdout and stderr are
+    written to ``data_dir/node.stdout.log`` and ``data_dir/node.stderr.log``.
+
+    This blocks for a few seconds; from async code call it via ``asyncio.to_thread``.
+
+    Raises :class:`PdsStartError` (with the captured stderr) if the network does not come up
+    within ``timeout`` seconds.
+    """
+    node = _check_installation(shutil.which("node"))
+    data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if any(data_dir.iterdir()):
+        raise PdsStartError(f"PDS data dir {data_dir} is not empty; use a fresh directory")
+    started = time.monotonic()
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        try:
+            process, info = _launch(node, data_dir, admin_password, timeout)
+            break
+        except _PortTaken:
+            if attempt == attempts:
+                raise
+            shutil.rmtree(data_dir / "pds", ignore_errors=True)
     domains = tuple(str(d) for d in info.get("handleDomains") or ())
     if not domains:
         _terminate(process, DEFAULT_STOP_TIMEOUT)
@@ -228,8 +261,8 @@ def start_pds(
         public_url=str(info.get("pdsPublicUrl") or info["pds"]),
         pds_version=str(info["pdsVersion"]) if info.get("pdsVersion") else None,
         data_dir=data_dir,
-        stdout_log=stdout_log,
-        stderr_log=stderr_log,
+        stdout_log=data_dir / "node.stdout.log",
+        stderr_log=data_dir / "node.stderr.log",
         pid=process.pid,
         startup_seconds=time.monotonic() - started,
         _process=process,
@@ -238,7 +271,7 @@ def start_pds(
 
 @contextlib.contextmanager
 def running_pds(data_dir: Path, *, timeout: float = DEFAULT_START_TIMEOUT) -> Iterator[LocalPds]:
-    """Context manager: start the local network, yield it, always stop it."""
+    """Context manager: start the local network, yield it, always stop it (blocking calls)."""
     pds = start_pds(data_dir, timeout=timeout)
     try:
         yield pds

@@ -33,8 +33,14 @@ TRACK_RESPONSE_FIELDS = {
 
 def created(did: str, rkey: str, title: str, day: int, **extra: object) -> Envelope:
     return Envelope(
-        kind="record.created", did=did, source="test", time="t", rev=f"3l{day:02d}",
-        collection="fm.plyr.track", rkey=rkey, cid=f"bafy{rkey}",
+        kind="record.created",
+        did=did,
+        source="test",
+        time="t",
+        rev=f"3l{day:02d}",
+        collection="fm.plyr.track",
+        rkey=rkey,
+        cid=f"bafy{rkey}",
         record=track_record(title, createdAt=f"2026-11-{day:02d}T10:00:00.000Z", **extra),
     )
 
@@ -45,20 +51,25 @@ async def client(pg_url):
     envelopes = [
         Envelope(kind="identity.changed", did=ALICE, source="t", time="t", handle="alice.test"),
         *[created(ALICE, f"a{i}", f"Alice {i}", i + 1) for i in range(5)],
-        created(BOB, "b1", "Bob one", 10, album="Bob's Album", duration=200,
-                features=[{"did": ALICE, "handle": "alice.test"}],
-                labels={"$type": "com.atproto.label.defs#selfLabels",
-                        "values": [{"val": "sexual"}]},
-                supportGate={"type": "any"}),
+        created(
+            BOB,
+            "b1",
+            "Bob one",
+            10,
+            album="Bob's Album",
+            duration=200,
+            features=[{"did": ALICE, "handle": "alice.test"}],
+            labels={"$type": "com.atproto.label.defs#selfLabels", "values": [{"val": "sexual"}]},
+            supportGate={"type": "any"},
+        ),
     ]
-    messages = [Message("plyr.repo", 0, i, e.key, e.to_bytes(), 0)
-                for i, e in enumerate(envelopes)]
+    messages = [Message("plyr.repo", 0, i, e.key, e.to_bytes(), 0) for i, e in enumerate(envelopes)]
     projector = CatalogProjector()
-    await apply_batch(pool, projector, messages, await load_offset(pool, "catalog",
-                                                                    "plyr.repo", 0))
+    await apply_batch(pool, projector, messages, await load_offset(pool, "catalog", "plyr.repo", 0))
     app = create_app(Settings(), pool=pool)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://test") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as c:
         yield c
     await pool.close()
 

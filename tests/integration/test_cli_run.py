@@ -11,10 +11,12 @@ from tests.appview_process import AppviewProcess, free_port
 
 def test_run_serves_health_and_tracks_with_no_setup(tmp_path: Path):
     dead_port = free_port()  # nothing listens: ingest must keep retrying, not crash
-    app = AppviewProcess({
-        "PLYR_DATA_DIR": str(tmp_path / "data"),
-        "PLYR_FIREHOSE_URL": f"ws://127.0.0.1:{dead_port}/xrpc/com.atproto.sync.subscribeRepos",
-    })
+    app = AppviewProcess(
+        {
+            "PLYR_DATA_DIR": str(tmp_path / "data"),
+            "PLYR_FIREHOSE_URL": f"ws://127.0.0.1:{dead_port}/xrpc/com.atproto.sync.subscribeRepos",
+        }
+    )
     try:
         app.wait_healthy()
         tracks = httpx.get(f"{app.base_url}/tracks/", timeout=5).json()

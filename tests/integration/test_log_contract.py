@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 import uuid
 from collections import defaultdict
 
 import pytest
-from tests.brokers import Tansu
 
-from plyr_appview.log.base import Log, LogClosed, Message, Position, partition_for
+from plyr_appview.log.base import Log, LogClosed, LogError, Message, Position, partition_for
 from plyr_appview.log.kafka import KafkaLog
+from tests.brokers import Tansu
 
 READ_TIMEOUT = 5.0
 
@@ -26,24 +27,20 @@ def keyed(count: int, keys: int = 7, prefix: str = "did:plc:") -> list[tuple[byt
     return [(f"{prefix}{i % keys}".encode(), f"value-{i}".encode()) for i in range(count)]
 
 
-async def read_all(log: Log, topic: str, partition: int, start: int = 0) -> list[Message]:
-    """Every message of a partition from ``start``: read until a read comes back empty."""
+async def read_exactly(
+    log: Log, topic: str, partition: int, count: int, start: int = 0
+) -> list[Message]:
+    """``count`` messages of a partition from ``start``, and a check that no more follow."""
     messages: list[Message] = []
     offset = start
-    while batch := await log.read(topic, partition, offset, timeout=0.3):
-        messages.extend(batch)
-        offset = batch[-1].offset + 1
-    return messages
-
-
-async def read_count(log: Log, topic: str, partition: int, count: int) -> list[Message]:
-    """The first ``count`` messages of a partition, waiting for each up to READ_TIMEOUT."""
-    messages: list[Message] = []
     while len(messages) < count:
-        offset = messages[-1].offset + 1 if messages else 0
-        batch = await log.read(topic, partition, offset, timeout=READ_TIMEOUT)
+        batch = await log.read(
+            topic, partition, offset, max_messages=count - len(messages), timeout=READ_TIMEOUT
+        )
         assert batch, f"partition {partition}: only {len(messages)} of {count} messages"
         messages.extend(batch)
+        offset = batch[-1].offset + 1
+    assert await log.read(topic, partition, offset, timeout=0.2) == [], "unexpected messages"
     return messages
 
 
@@ -100,7 +97,7 @@ async def test_read_from_zero_returns_everything_in_order(
 
     assert len(expected) == log_partitions
     for partition in range(log_partitions):
-        messages = await read_all(log, topic, partition)
+        messages = await read_exactly(log, topic, partition, len(expected[partition]))
         assert [(m.offset, m.key, m.value) for m in messages] == expected[partition]
         assert {(m.topic, m.partition) for m in messages} == {(topic, partition)}
         for message in messages:
@@ -114,7 +111,7 @@ async def test_read_from_a_middle_offset(log: Log, topic: str, log_partitions: i
 
     two = await log.read(topic, partition, 3, max_messages=2, timeout=READ_TIMEOUT)
     assert [(m.offset, m.value) for m in two] == [(3, b"m3"), (4, b"m4")]
-    rest = await read_all(log, topic, partition, start=5)
+    rest = await read_exactly(log, topic, partition, 5, start=5)
     assert [(m.offset, m.value) for m in rest] == [(i, b"m%d" % i) for i in range(5, 10)]
     # Going back (a projector rebuilding) reads the same messages again.
     again = await log.read(topic, partition, 1, max_messages=1, timeout=READ_TIMEOUT)
@@ -180,8 +177,9 @@ async def test_concurrent_appends_leave_partitions_gapless_and_keep_each_task_or
     stored: dict[tuple[int, int], bytes] = {}
     order: dict[tuple[int, int], list[int]] = defaultdict(list)  # (task, partition) → seqs
     for partition in range(log_partitions):
-        messages = await read_all(log, topic, partition)
-        assert [m.offset for m in messages] == list(range(len(messages))), "gap or duplicate"
+        count = sum(1 for position, _ in acknowledged if position.partition == partition)
+        messages = await read_exactly(log, topic, partition, count)
+        assert [m.offset for m in messages] == list(range(count)), "gap or duplicate"
         for message in messages:
             assert message.partition == partition_for(message.key, log_partitions)
             stored[(partition, message.offset)] = message.value
@@ -230,7 +228,7 @@ async def test_a_topic_not_named_at_start_is_created_on_first_use(
     assert log.partitions(other) == log_partitions
     for partition in range(log_partitions):
         count = sum(1 for p in positions if p.partition == partition)
-        messages = await read_count(log, other, partition, count)
+        messages = await read_exactly(log, other, partition, count)
         assert [m.offset for m in messages] == list(range(count))
 
 
@@ -309,3 +307,16 @@ async def test_kafka_log_uses_the_partition_count_of_an_existing_topic(
         assert (message.key, message.value) == (key, b"v")
     finally:
         await log.close()
+
+
+@pytest.mark.kafka
+async def test_kafka_log_without_a_broker_raises_log_error() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = KafkaLog(f"127.0.0.1:{port}", partitions=3)
+
+    with pytest.raises(LogError) as raised:
+        await log.start()
+    assert not isinstance(raised.value, LogClosed)
+    await log.close()

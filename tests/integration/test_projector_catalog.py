@@ -17,14 +17,27 @@ TOPIC = "plyr.repo"
 
 
 def env(kind, rkey="t1", rev="3l1", record=None, **extra) -> Envelope:
-    return Envelope(kind=kind, did=DID, source="test", time="2026-11-01T00:00:00Z", rev=rev,
-                    collection="fm.plyr.track", rkey=rkey, cid=f"bafy{rev}", record=record,
-                    **extra)
+    return Envelope(
+        kind=kind,
+        did=DID,
+        source="test",
+        time="2026-11-01T00:00:00Z",
+        rev=rev,
+        collection="fm.plyr.track",
+        rkey=rkey,
+        cid=f"bafy{rev}",
+        record=record,
+        **extra,
+    )
 
 
 def messages(envelopes, start=0):
-    return [Message(TOPIC, 0, start + i, DID.encode(), e.to_bytes() if isinstance(e, Envelope)
-                    else e, 0) for i, e in enumerate(envelopes)]
+    return [
+        Message(
+            TOPIC, 0, start + i, DID.encode(), e.to_bytes() if isinstance(e, Envelope) else e, 0
+        )
+        for i, e in enumerate(envelopes)
+    ]
 
 
 @pytest.fixture
@@ -47,19 +60,24 @@ async def tracks(pool):
 
 
 async def test_create_update_delete(pool):
-    await project(pool, [
-        env("record.created", rev="3l1", record=track_record("One")),
-        env("record.updated", rev="3l2", record=track_record("One (edit)")),
-        env("record.created", rkey="t2", rev="3l3", record=track_record("Two")),
-        env("record.deleted", rkey="t1", rev="3l4"),
-    ])
+    await project(
+        pool,
+        [
+            env("record.created", rev="3l1", record=track_record("One")),
+            env("record.updated", rev="3l2", record=track_record("One (edit)")),
+            env("record.created", rkey="t2", rev="3l3", record=track_record("Two")),
+            env("record.deleted", rkey="t1", rev="3l4"),
+        ],
+    )
     assert await tracks(pool) == [("t2", "Two", "3l3")]
     assert await load_offset(pool, "catalog", TOPIC, 0) == 4
 
 
 async def test_replay_twice_is_once(pool):
-    batch = [env("record.created", rev="3l1", record=track_record("One")),
-             env("record.updated", rev="3l2", record=track_record("Two"))]
+    batch = [
+        env("record.created", rev="3l1", record=track_record("One")),
+        env("record.updated", rev="3l2", record=track_record("Two")),
+    ]
     await project(pool, batch)
     once = await tracks(pool)
     # The same events delivered again at later offsets (a re-published replay).
@@ -78,10 +96,13 @@ async def test_already_applied_offsets_are_skipped(pool):
 
 
 async def test_out_of_order_update_before_create(pool):
-    await project(pool, [
-        env("record.updated", rev="3l2", record=track_record("Newer")),
-        env("record.created", rev="3l1", record=track_record("Older")),
-    ])
+    await project(
+        pool,
+        [
+            env("record.updated", rev="3l2", record=track_record("Newer")),
+            env("record.created", rev="3l1", record=track_record("Older")),
+        ],
+    )
     assert await tracks(pool) == [("t1", "Newer", "3l2")]
 
 
@@ -92,21 +113,27 @@ async def test_duplicates(pool):
 
 
 async def test_insert_delete_insert(pool):
-    await project(pool, [
-        env("record.created", rev="3l1", record=track_record("One")),
-        env("record.deleted", rev="3l2"),
-        env("record.created", rev="3l3", record=track_record("Again")),
-    ])
+    await project(
+        pool,
+        [
+            env("record.created", rev="3l1", record=track_record("One")),
+            env("record.deleted", rev="3l2"),
+            env("record.created", rev="3l3", record=track_record("Again")),
+        ],
+    )
     assert await tracks(pool) == [("t1", "Again", "3l3")]
 
 
 async def test_invalid_record_goes_to_dead_letter_and_offset_advances(pool):
     bad = track_record("x" * 300)
-    await project(pool, [
-        env("record.created", rkey="bad", rev="3l1", record=bad),
-        b"not json at all",
-        env("record.created", rkey="good", rev="3l2", record=track_record("Fine")),
-    ])
+    await project(
+        pool,
+        [
+            env("record.created", rkey="bad", rev="3l1", record=bad),
+            b"not json at all",
+            env("record.created", rkey="good", rev="3l2", record=track_record("Fine")),
+        ],
+    )
     assert await tracks(pool) == [("good", "Fine", "3l2")]
     async with pool.connection() as conn:
         cur = await conn.execute('SELECT "offset", uri, reason FROM dead_letter ORDER BY "offset"')
@@ -125,8 +152,12 @@ async def test_crash_before_commit_leaves_offset_and_rows_unmoved(pool):
                 raise RuntimeError("crash")
             await super().apply(conn, envelope)
 
-    batch = messages([env("record.created", rev="3l1", record=track_record("One")),
-                      env("record.created", rkey="boom", rev="3l2", record=track_record())])
+    batch = messages(
+        [
+            env("record.created", rev="3l1", record=track_record("One")),
+            env("record.created", rkey="boom", rev="3l2", record=track_record()),
+        ]
+    )
     with pytest.raises(RuntimeError):
         await apply_batch(pool, Crashing(), batch, await load_offset(pool, "catalog", TOPIC, 0))
     assert await tracks(pool) == []
@@ -144,17 +175,38 @@ async def test_two_workers_cannot_apply_the_same_batch(pool):
 
 
 async def test_identity_and_account_events_shape_the_artist(pool):
-    await project(pool, [
-        Envelope(kind="identity.changed", did=DID, source="t", time="t", handle="a.test"),
-        env("record.created", rev="3l1", record=track_record("One")),
-        Envelope(kind="account.changed", did=DID, source="t", time="t", active=False,
-                 status="deactivated"),
-    ])
+    await project(
+        pool,
+        [
+            Envelope(kind="identity.changed", did=DID, source="t", time="t", handle="a.test"),
+            env("record.created", rev="3l1", record=track_record("One")),
+            Envelope(
+                kind="account.changed",
+                did=DID,
+                source="t",
+                time="t",
+                active=False,
+                status="deactivated",
+            ),
+        ],
+    )
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT handle, account_status FROM artist")
         assert await cur.fetchall() == [("a.test", "deactivated")]
-    await project(pool, [Envelope(kind="account.changed", did=DID, source="t", time="t",
-                                  active=False, status="deleted")], start=3)
+    await project(
+        pool,
+        [
+            Envelope(
+                kind="account.changed",
+                did=DID,
+                source="t",
+                time="t",
+                active=False,
+                status="deleted",
+            )
+        ],
+        start=3,
+    )
     assert await tracks(pool) == []
 
 

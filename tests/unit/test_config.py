@@ -16,15 +16,17 @@ def test_defaults_are_the_embedded_mode():
 
 
 def test_values_are_parsed():
-    s = load_settings({
-        "DATABASE_URL": "postgresql://u@db:5432/x",
-        "KAFKA_BOOTSTRAP": "k1:9092,k2:9092",
-        "PLYR_PARTITIONS": "16",
-        "PLYR_FIREHOSE_URL": "ws://127.0.0.1:2583/xrpc/com.atproto.sync.subscribeRepos",
-        "PLYR_COLLECTIONS": "fm.plyr.track, fm.plyr.*",
-        "PLYR_API_BIND": "0.0.0.0:9000",
-        "PLYR_CORS_ORIGINS": "https://plyr.fm,http://localhost:5173",
-    })
+    s = load_settings(
+        {
+            "DATABASE_URL": "postgresql://u@db:5432/x",
+            "KAFKA_BOOTSTRAP": "k1:9092,k2:9092",
+            "PLYR_PARTITIONS": "16",
+            "PLYR_FIREHOSE_URL": "ws://127.0.0.1:2583/xrpc/com.atproto.sync.subscribeRepos",
+            "PLYR_COLLECTIONS": "fm.plyr.track, fm.plyr.*",
+            "PLYR_API_BIND": "0.0.0.0:9000",
+            "PLYR_CORS_ORIGINS": "https://plyr.fm,http://localhost:5173",
+        }
+    )
     assert s.log_backend == "kafka"
     assert s.partitions == 16
     assert s.collections == ("fm.plyr.track", "fm.plyr.*")

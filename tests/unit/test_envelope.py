@@ -6,9 +6,19 @@ DID = "did:plc:abcdefghijklmnopqrstuvwx"
 
 
 def test_round_trip_keeps_every_field():
-    env = Envelope(kind="record.created", did=DID, source="firehose:x", time="t", seq=3,
-                   rev="3l", collection="fm.plyr.track", rkey="a", cid="bafy",
-                   record={"title": "é"}, backfill=True)
+    env = Envelope(
+        kind="record.created",
+        did=DID,
+        source="firehose:x",
+        time="t",
+        seq=3,
+        rev="3l",
+        collection="fm.plyr.track",
+        rkey="a",
+        cid="bafy",
+        record={"title": "é"},
+        backfill=True,
+    )
     back = Envelope.from_bytes(env.to_bytes())
     assert back == env
     assert back.uri == f"at://{DID}/fm.plyr.track/a"
@@ -22,10 +32,15 @@ def test_round_trip_keeps_every_field():
         (b"[]", "JSON object"),
         (b'{"v": 2}', "version"),
         (b'{"v": 1, "kind": "record.exploded"}', "unknown kind"),
-        (b'{"v": 1, "kind": "record.created", "did": "d", "source": "s", "time": "t"}',
-         "collection"),
-        (b'{"v": 1, "kind": "record.created", "did": "d", "source": "s", "time": "t",'
-         b' "collection": "c", "rkey": "r", "rev": "v"}', "record"),
+        (
+            b'{"v": 1, "kind": "record.created", "did": "d", "source": "s", "time": "t"}',
+            "collection",
+        ),
+        (
+            b'{"v": 1, "kind": "record.created", "did": "d", "source": "s", "time": "t",'
+            b' "collection": "c", "rkey": "r", "rev": "v"}',
+            "record",
+        ),
         (b'{"v": 1, "kind": "identity.changed", "did": 5, "source": "s", "time": "t"}', "did"),
     ],
 )

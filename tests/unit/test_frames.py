@@ -27,8 +27,13 @@ KEEP = CollectionFilter.of(["fm.plyr.*"])
 
 def test_commit_frame_decodes_to_ops_and_records():
     raw = commit_frame(
-        7, DID, "3lbcd", [("create", "fm.plyr.track/3k1", track_record("Hello")),
-                          ("create", "app.bsky.feed.post/3k2", {"text": "x"})]
+        7,
+        DID,
+        "3lbcd",
+        [
+            ("create", "fm.plyr.track/3k1", track_record("Hello")),
+            ("create", "app.bsky.feed.post/3k2", {"text": "x"}),
+        ],
     )
     event = decode_frame(raw)
     assert isinstance(event, CommitEvent)
@@ -46,8 +51,9 @@ def test_commit_without_kept_ops_never_reads_the_car():
     raw = commit_frame(1, DID, "3l", [("create", "app.bsky.feed.like/1", {"a": 1})])
     event = decode_frame(raw)
     assert isinstance(event, CommitEvent)
-    broken = CommitEvent(**{**{f: getattr(event, f) for f in event.__slots__},
-                            "blocks": b"garbage"})
+    broken = CommitEvent(
+        **{**{f: getattr(event, f) for f in event.__slots__}, "blocks": b"garbage"}
+    )
     assert commit_envelopes(broken, KEEP, "test") == []
 
 
@@ -60,8 +66,14 @@ def test_delete_op_has_no_record():
 
 def test_blob_and_links_come_out_in_json_form():
     blob_cid, _ = block({"audio": 1})
-    record = track_record(audioBlob={"$type": "blob", "ref": {"$link": blob_cid.encode()},
-                                     "mimeType": "audio/mpeg", "size": 123})
+    record = track_record(
+        audioBlob={
+            "$type": "blob",
+            "ref": {"$link": blob_cid.encode()},
+            "mimeType": "audio/mpeg",
+            "size": 123,
+        }
+    )
     event = decode_frame(commit_frame(3, DID, "3n", [("create", "fm.plyr.track/a", record)]))
     assert isinstance(event, CommitEvent)
     (env,) = commit_envelopes(event, KEEP, "test")
@@ -75,10 +87,12 @@ def test_identity_account_info_and_error_frames():
     acct = decode_frame(account_frame(6, DID, False, "deactivated"))
     assert isinstance(acct, AccountEvent) and acct.status == "deactivated" and not acct.active
     info = cbrrr.encode_dag_cbor({"op": 1, "t": "#info"}) + cbrrr.encode_dag_cbor(
-        {"name": "OutdatedCursor", "message": "too old"})
+        {"name": "OutdatedCursor", "message": "too old"}
+    )
     assert decode_frame(info) == InfoEvent("OutdatedCursor", "too old")
     err = cbrrr.encode_dag_cbor({"op": -1}) + cbrrr.encode_dag_cbor(
-        {"error": "ConsumerTooSlow", "message": "slow"})
+        {"error": "ConsumerTooSlow", "message": "slow"}
+    )
     assert decode_frame(err) == ErrorFrame("ConsumerTooSlow", "slow")
 
 
@@ -94,8 +108,16 @@ def test_identity_account_info_and_error_frames():
         commit_frame(1, DID, "3l", [("create", "fm.plyr.track/a", track_record())])[:-20],
         b"\x00" * (6 * 1024 * 1024),
     ],
-    ids=["empty", "garbage", "header-only", "missing-fields", "bad-op", "header-not-map",
-         "truncated", "oversized"],
+    ids=[
+        "empty",
+        "garbage",
+        "header-only",
+        "missing-fields",
+        "bad-op",
+        "header-not-map",
+        "truncated",
+        "oversized",
+    ],
 )
 def test_bad_frames_raise_frame_error(raw):
     with pytest.raises(FrameError):
@@ -121,7 +143,9 @@ def test_car_refuses_truncation_and_oversized_blocks():
 
 def test_missing_record_block_is_a_record_error():
     cid, _ = block(track_record())
-    event = decode_frame(commit_frame(1, DID, "3l", [("create", "fm.plyr.track/a", track_record())]))
+    event = decode_frame(
+        commit_frame(1, DID, "3l", [("create", "fm.plyr.track/a", track_record())])
+    )
     assert isinstance(event, CommitEvent)
     empty_car = make_car([cid], [])
     bad = CommitEvent(**{**{f: getattr(event, f) for f in event.__slots__}, "blocks": empty_car})

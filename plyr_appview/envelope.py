@@ -1,7 +1,10 @@
 """The versioned envelope every message on the log carries (JSON, UTF-8).
 
 Kinds are past-tense facts: ``record.created``, ``record.updated``, ``record.deleted``,
-``identity.changed``, ``account.changed``. Parsing untrusted bytes raises
+``identity.changed``, ``account.changed`` (topic ``repo``, keyed by repo DID) and
+``label.applied`` (topic ``labels``, keyed by the label's subject URI; ``did`` is the
+labeler, ``label`` the label as JSON: ``src, uri, cid?, val, neg?, cts, exp?``; a negation
+is a ``label.applied`` whose label has ``neg: true``). Parsing untrusted bytes raises
 :class:`EnvelopeError`; a consumer dead-letters such a message.
 """
 
@@ -21,6 +24,7 @@ Kind = Literal[
     "record.deleted",
     "identity.changed",
     "account.changed",
+    "label.applied",
 ]
 KINDS: frozenset[str] = frozenset(Kind.__args__)  # type: ignore[attr-defined]
 RECORD_KINDS = frozenset({"record.created", "record.updated", "record.deleted"})
@@ -47,6 +51,7 @@ class Envelope:
     handle: str | None = None
     active: bool | None = None
     status: str | None = None
+    label: dict[str, Any] | None = None
     backfill: bool = False
     v: int = field(default=ENVELOPE_VERSION)
 
@@ -58,7 +63,9 @@ class Envelope:
 
     @property
     def key(self) -> bytes:
-        """The log key: the repo DID, so one repo's events stay in order."""
+        """The log key: the repo DID (one repo's events stay in order); for labels, the subject."""
+        if self.kind == "label.applied" and self.label is not None:
+            return str(self.label.get("uri", self.did)).encode()
         return self.did.encode()
 
     def to_bytes(self) -> bytes:
@@ -90,6 +97,13 @@ class Envelope:
                     raise EnvelopeError(f"{name}: required for {kind}")
             if kind != "record.deleted" and not isinstance(data.get("record"), dict):
                 raise EnvelopeError(f"record: required object for {kind}")
+        if kind == "label.applied":
+            label = data.get("label")
+            if not isinstance(label, dict):
+                raise EnvelopeError("label: required object for label.applied")
+            for name in ("src", "uri", "val", "cts"):
+                if not isinstance(label.get(name), str):
+                    raise EnvelopeError(f"label.{name}: expected a string")
         data.pop("uri", None)
         known = set(cls.__dataclass_fields__)
         try:

@@ -47,3 +47,22 @@ def test_round_trip_keeps_every_field():
 def test_bad_envelopes_are_refused_with_a_reason(raw, message):
     with pytest.raises(EnvelopeError, match=message):
         Envelope.from_bytes(raw)
+
+
+def test_label_envelopes_are_keyed_by_subject():
+    label = {
+        "src": "did:plc:labeler",
+        "uri": "at://x/fm.plyr.track/1",
+        "val": "porn",
+        "cts": "2026-11-01T00:00:00Z",
+    }
+    env = Envelope(
+        kind="label.applied", did="did:plc:labeler", source="labeler", time="t", label=label
+    )
+    assert env.key == b"at://x/fm.plyr.track/1"
+    assert Envelope.from_bytes(env.to_bytes()) == env
+    with pytest.raises(EnvelopeError, match="label.val"):
+        Envelope.from_bytes(
+            b'{"v":1,"kind":"label.applied","did":"d","source":"s","time":"t",'
+            b'"label":{"src":"d","uri":"u","cts":"t"}}'
+        )

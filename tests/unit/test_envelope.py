@@ -61,7 +61,7 @@ def test_label_envelopes_are_keyed_by_subject():
     )
     assert env.key == b"at://x/fm.plyr.track/1"
     assert Envelope.from_bytes(env.to_bytes()) == env
-    with pytest.raises(EnvelopeError, match="label.val"):
+    with pytest.raises(EnvelopeError, match=r"label\.val"):
         Envelope.from_bytes(
             b'{"v":1,"kind":"label.applied","did":"d","source":"s","time":"t",'
             b'"label":{"src":"d","uri":"u","cts":"t"}}'

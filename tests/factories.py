@@ -116,3 +116,406 @@ def account_frame(seq: int, did: str, active: bool, status: str | None = None) -
     if status is not None:
         body["status"] = status
     return frame("#account", body)
+
+
+# -- signed repos with real MSTs (getRepo CARs), keys and labels --------------------------------
+
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+class SigningKey:
+    """A secp256k1 (or P-256) key that signs the ATProto way: ECDSA-SHA256, compact, low-S."""
+
+    def __init__(self, curve: str = "secp256k1") -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self._curve = curve
+        self._key = ec.generate_private_key(
+            ec.SECP256K1() if curve == "secp256k1" else ec.SECP256R1()
+        )
+
+    @property
+    def multikey(self) -> str:
+        """The public key as a ``publicKeyMultibase`` (``z…``, multicodec-prefixed)."""
+        from atproto_crypto.consts import P256_JWT_ALG, SECP256K1_JWT_ALG
+        from atproto_crypto.did import format_multikey
+        from cryptography.hazmat.primitives import serialization
+
+        raw = self._key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+        )
+        return format_multikey(
+            SECP256K1_JWT_ALG if self._curve == "secp256k1" else P256_JWT_ALG, raw
+        )
+
+    @property
+    def did_key(self) -> str:
+        return f"did:key:{self.multikey}"
+
+    def sign(self, data: bytes) -> bytes:
+        from atproto_crypto.consts import P256_CURVE_ORDER, SECP256K1_CURVE_ORDER
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        order = SECP256K1_CURVE_ORDER if self._curve == "secp256k1" else P256_CURVE_ORDER
+        r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
+        if s > order // 2:
+            s = order - s
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def tid(n: int) -> str:
+    """A valid, sortable 13-character TID for counter ``n`` (microseconds since 2026)."""
+    value = (1_767_225_600_000_000 + n) << 10
+    return "".join(_B32[(value >> (5 * i)) & 31] for i in range(12, -1, -1))
+
+
+def did_for(name: str) -> str:
+    """A syntactically valid did:plc derived from ``name``."""
+    import hashlib
+
+    digest = hashlib.sha256(name.encode()).digest()
+    return "did:plc:" + "".join(_B32[b & 31] for b in digest[:24])
+
+
+def did_document(
+    did: str,
+    *,
+    handle: str | None = None,
+    pds_url: str | None = None,
+    key: SigningKey | None = None,
+    label_key: SigningKey | None = None,
+    labeler_url: str | None = None,
+) -> dict[str, Any]:
+    """A DID document with the ATProto parts (``#atproto`` key, PDS, labeler, label key)."""
+    methods = []
+    if key is not None:
+        methods.append(
+            {
+                "id": f"{did}#atproto",
+                "type": "Multikey",
+                "controller": did,
+                "publicKeyMultibase": key.multikey,
+            }
+        )
+    if label_key is not None:
+        methods.append(
+            {
+                "id": f"{did}#atproto_label",
+                "type": "Multikey",
+                "controller": did,
+                "publicKeyMultibase": label_key.multikey,
+            }
+        )
+    services = []
+    if pds_url is not None:
+        services.append(
+            {"id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": pds_url}
+        )
+    if labeler_url is not None:
+        services.append(
+            {"id": "#atproto_labeler", "type": "AtprotoLabeler", "serviceEndpoint": labeler_url}
+        )
+    return {
+        "@context": ["https://www.w3.org/ns/did/v1"],
+        "id": did,
+        "alsoKnownAs": [f"at://{handle}"] if handle else [],
+        "verificationMethod": methods,
+        "service": services,
+    }
+
+
+def mst_layer(key: str) -> int:
+    """The MST layer of a key: leading zero bits of sha256(key), counted in pairs."""
+    import hashlib
+
+    zeros = 0
+    for byte in hashlib.sha256(key.encode()).digest():
+        if byte == 0:
+            zeros += 8
+            continue
+        zeros += 8 - byte.bit_length()
+        break
+    return zeros // 2
+
+
+def build_mst(entries: dict[str, cbrrr.CID], out: list[tuple[cbrrr.CID, bytes]]) -> cbrrr.CID:
+    """Build the MST of ``entries`` (key → record CID); append node blocks to ``out``; root CID."""
+    keys = sorted(entries)
+    layers = {k: mst_layer(k) for k in keys}
+    top = max(layers.values(), default=0)
+
+    def node(items: list[str], layer: int) -> cbrrr.CID:
+        left: list[str] = []
+        chunks: list[tuple[str, list[str]]] = []
+        for key in items:
+            if layers[key] == layer:
+                chunks.append((key, []))
+            elif chunks:
+                chunks[-1][1].append(key)
+            else:
+                left.append(key)
+        e: list[dict[str, Any]] = []
+        previous = b""
+        for key, below in chunks:
+            raw = key.encode()
+            prefix = 0
+            while prefix < min(len(raw), len(previous)) and raw[prefix] == previous[prefix]:
+                prefix += 1
+            e.append(
+                {
+                    "p": prefix,
+                    "k": raw[prefix:],
+                    "v": entries[key],
+                    "t": node(below, layer - 1) if below else None,
+                }
+            )
+            previous = raw
+        data = cbrrr.encode_dag_cbor({"l": node(left, layer - 1) if left else None, "e": e})
+        cid = cbrrr.CID.cidv1_dag_cbor_sha256_32_from(data)
+        out.append((cid, data))
+        return cid
+
+    return node(keys, top)
+
+
+def signed_commit(did: str, data: cbrrr.CID, rev: str, key: SigningKey) -> tuple[cbrrr.CID, bytes]:
+    """A version-3 commit block for MST root ``data``, signed with ``key``."""
+    unsigned = {"did": did, "version": 3, "data": data, "rev": rev, "prev": None}
+    signature = key.sign(cbrrr.encode_dag_cbor(unsigned))
+    data_bytes = cbrrr.encode_dag_cbor({**unsigned, "sig": signature})
+    return cbrrr.CID.cidv1_dag_cbor_sha256_32_from(data_bytes), data_bytes
+
+
+def repo_car(
+    did: str,
+    records: dict[str, dict[str, Any]],
+    key: SigningKey,
+    *,
+    rev: str | None = None,
+) -> bytes:
+    """A whole-repo CAR as ``getRepo`` serves it: signed commit root, MST nodes, records.
+
+    ``records`` maps ``collection/rkey`` to the record (atjson form).
+    """
+    blocks: list[tuple[cbrrr.CID, bytes]] = []
+    entries: dict[str, cbrrr.CID] = {}
+    for path, value in records.items():
+        cid, data = block(value)
+        entries[path] = cid
+        blocks.append((cid, data))
+    mst_blocks: list[tuple[cbrrr.CID, bytes]] = []
+    root = build_mst(entries, mst_blocks)
+    commit_cid, commit_data = signed_commit(did, root, rev or tid(len(records)), key)
+    return make_car([commit_cid], [(commit_cid, commit_data), *mst_blocks, *blocks])
+
+
+def signed_label(key: SigningKey, **fields: Any) -> dict[str, Any]:
+    """A ``com.atproto.label.defs#label`` (``ver`` 1) signed with ``key`` (``sig`` as bytes)."""
+    label: dict[str, Any] = {"ver": 1, **fields}
+    label = {k: v for k, v in label.items() if v is not None}
+    return {**label, "sig": key.sign(cbrrr.encode_dag_cbor(label))}
+
+
+def labels_frame(seq: int, labels: list[dict[str, Any]]) -> bytes:
+    """A standard CBOR ``#labels`` frame of ``subscribeLabels``."""
+    return frame("#labels", {"seq": seq, "labels": labels})
+
+
+# --- Signed commits with realistic CARs (verification tests, firehose server, benchmarks) ---
+
+_TID_CHARS = "234567abcdefghijklmnopqrstuvwxyz"
+_SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+FIXED_TIME = "2026-11-01T12:00:00.000Z"
+
+
+def tid(n: int) -> str:
+    """A 13-character TID (sortable) for the integer ``n``."""
+    out = []
+    for _ in range(13):
+        out.append(_TID_CHARS[n & 31])
+        n >>= 5
+    return "".join(reversed(out))
+
+
+def plc_did(n: int) -> str:
+    """A syntactically valid ``did:plc`` for test repo number ``n``."""
+    return "did:plc:" + tid(n).rjust(24, "a")[-24:]
+
+
+class SigningKey:
+    """A repo signing key (secp256k1 by default, or P-256) for building signed commits."""
+
+    def __init__(self, curve: str = "secp256k1") -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self._ec = ec
+        self.curve = curve
+        self._private = ec.generate_private_key(
+            ec.SECP256K1() if curve == "secp256k1" else ec.SECP256R1()
+        )
+        self._order = _SECP256K1_ORDER if curve == "secp256k1" else _P256_ORDER
+
+    @property
+    def did_key(self) -> str:
+        """``did:key:z…`` of the public key."""
+        from atproto_crypto.did import format_did_key
+        from cryptography.hazmat.primitives import serialization
+
+        raw = self._private.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        return format_did_key("ES256K" if self.curve == "secp256k1" else "ES256", raw)
+
+    @property
+    def multibase(self) -> str:
+        """The ``publicKeyMultibase`` for a DID document."""
+        return self.did_key.removeprefix("did:key:")
+
+    def sign(self, data: bytes) -> bytes:
+        """Compact low-S ECDSA/SHA-256 signature (64 bytes)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        r, s = decode_dss_signature(self._private.sign(data, self._ec.ECDSA(hashes.SHA256())))
+        if s > self._order // 2:
+            s = self._order - s
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def did_document(did: str, key: SigningKey, handle: str, pds_url: str) -> dict[str, Any]:
+    """A DID document as the PLC directory serves it."""
+    return {
+        "@context": ["https://www.w3.org/ns/did/v1"],
+        "id": did,
+        "alsoKnownAs": [f"at://{handle}"],
+        "verificationMethod": [
+            {
+                "id": f"{did}#atproto",
+                "type": "Multikey",
+                "controller": did,
+                "publicKeyMultibase": key.multibase,
+            }
+        ],
+        "service": [
+            {"id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": pds_url}
+        ],
+    }
+
+
+def _mst_node(seed: int, leaf_cid: cbrrr.CID, entries: int) -> tuple[cbrrr.CID, bytes]:
+    """An MST node shaped like a real one: prefix-compressed keys, value and subtree links."""
+    items = []
+    for i in range(entries):
+        key = f"app.bsky.feed.like/{tid(seed * 64 + i)}".encode()
+        items.append(
+            {
+                "k": key if i == 0 else key[-9:],
+                "p": 0 if i == 0 else len(key) - 9,
+                "t": None,
+                "v": leaf_cid,
+            }
+        )
+    node = {"e": items, "l": None}
+    data = cbrrr.encode_dag_cbor(node)
+    return cbrrr.CID.cidv1_dag_cbor_sha256_32_from(data), data
+
+
+class SignedRepo:
+    """One repo that emits signed ``#commit`` frames chaining with ``prevData`` (sync 1.1)."""
+
+    def __init__(self, did: str, key: SigningKey | None = None, *, mst_nodes: int = 4) -> None:
+        self.did = did
+        self.key = key or SigningKey()
+        self.mst_nodes = mst_nodes
+        self.revs = 0
+        self.rev: str | None = None
+        self.data_cid: cbrrr.CID | None = None
+
+    def next_rev(self) -> str:
+        self.revs += 1
+        return tid((1_700_000_000_000_000 << 10) + self.revs * 1024)
+
+    def commit_frame(
+        self,
+        seq: int,
+        ops: list[tuple[str, str, dict[str, Any] | None]],
+        *,
+        time: str = FIXED_TIME,
+        sign_with: SigningKey | None = None,
+        prev_data: cbrrr.CID | None | bool = True,
+        rev: str | None = None,
+        omit_record_blocks: bool = False,
+    ) -> bytes:
+        """A signed ``#commit`` frame; ``ops`` are (action, collection/rkey, record or None).
+
+        ``sign_with`` forges (another key); ``prev_data`` True chains onto the previous
+        commit, a CID claims another one, False/None omits it; ``omit_record_blocks``
+        leaves the record blocks out of the CAR.
+        """
+        rev = rev or self.next_rev()
+        blocks: list[tuple[cbrrr.CID, bytes]] = []
+        op_list: list[dict[str, Any]] = []
+        for action, path, record in ops:
+            cid = None
+            if record is not None:
+                cid, data = block(record)
+                if not omit_record_blocks:
+                    blocks.append((cid, data))
+            op_list.append({"action": action, "path": path, "cid": cid, "prev": None})
+        leaf = blocks[0][0] if blocks else block({"x": seq})[0]
+        nodes = [_mst_node(seq * 8 + i, leaf, 4 + (i % 3)) for i in range(self.mst_nodes)]
+        data_cid = nodes[0][0] if nodes else block({"n": seq})[0]
+        unsigned = {
+            "did": self.did,
+            "version": 3,
+            "data": data_cid,
+            "rev": rev,
+            "prev": None,
+        }
+        sig = (sign_with or self.key).sign(cbrrr.encode_dag_cbor(unsigned))
+        commit_data = cbrrr.encode_dag_cbor({**unsigned, "sig": sig})
+        commit_cid = cbrrr.CID.cidv1_dag_cbor_sha256_32_from(commit_data)
+        car_blocks = [(commit_cid, commit_data), *nodes, *blocks]
+        body: dict[str, Any] = {
+            "seq": seq,
+            "rebase": False,
+            "tooBig": False,
+            "repo": self.did,
+            "commit": commit_cid,
+            "rev": rev,
+            "since": self.rev,
+            "blocks": make_car([commit_cid], car_blocks),
+            "ops": op_list,
+            "blobs": [],
+            "time": time,
+        }
+        claimed = self.data_cid if prev_data is True else prev_data
+        if isinstance(claimed, cbrrr.CID):
+            body["prevData"] = claimed
+        self.rev, self.data_cid = rev, data_cid
+        return cbrrr.encode_dag_cbor({"op": 1, "t": "#commit"}) + cbrrr.encode_dag_cbor(body)
+
+
+def post_record(n: int) -> dict[str, Any]:
+    """An ``app.bsky.feed.post`` of typical size."""
+    return {
+        "$type": "app.bsky.feed.post",
+        "text": f"post number {n}: " + "lorem ipsum dolor sit amet " * 4,
+        "langs": ["en"],
+        "createdAt": FIXED_TIME,
+    }
+
+
+def info_frame(name: str, message: str | None = None) -> bytes:
+    return cbrrr.encode_dag_cbor({"op": 1, "t": "#info"}) + cbrrr.encode_dag_cbor(
+        {"name": name, "message": message}
+    )
+
+
+def error_frame(error: str, message: str | None = None) -> bytes:
+    return cbrrr.encode_dag_cbor({"op": -1}) + cbrrr.encode_dag_cbor(
+        {"error": error, "message": message}
+    )

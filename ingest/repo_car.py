@@ -1,0 +1,215 @@
+"""Reading a whole repository (a ``com.atproto.sync.getRepo`` CAR): its commit and records.
+
+The CAR's root is the signed commit ``{did, version: 3, data, rev, prev, sig}``; ``data``
+is the root of the Merkle Search Tree (MST) that maps ``collection/rkey`` keys to record
+CIDs. An MST node is ``{l: CID | null, e: [{p, k, v, t}]}``: ``l`` is the subtree of keys
+before the first entry; each entry's key is the first ``p`` bytes of the previous entry's
+key followed by ``k``; ``v`` is the record CID; ``t`` the subtree of keys between this
+entry and the next. An in-order walk (``l``, then each entry followed by its ``t``) yields
+the keys in sorted order, which is checked.
+
+Subtrees whose key range cannot hold a kept collection are not visited, and only kept
+records are decoded. Every block's CID was verified by :func:`~ingest.car.read_car`, so
+given a verified commit signature the records are authentic. Malformed input raises
+:class:`RepoError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import cbrrr
+
+from ingest.car import CarError, read_car
+from ingest.commits import CollectionFilter
+
+__all__ = ["Repo", "RepoCommit", "RepoError", "RepoRecord", "read_commit", "read_repo", "walk_mst"]
+
+_MAX_DEPTH = 128
+
+
+class RepoError(ValueError):
+    """A repository CAR we cannot read: bad CAR, commit, MST node or record."""
+
+
+@dataclass(frozen=True, slots=True)
+class RepoCommit:
+    """The signed commit at the root of a repo."""
+
+    cid: str
+    did: str
+    rev: str
+    data: str
+    """CID of the MST root."""
+    sig: bytes
+    unsigned: bytes
+    """DAG-CBOR of the commit without ``sig``: the bytes the signature covers."""
+
+
+@dataclass(frozen=True, slots=True)
+class RepoRecord:
+    """One record of a repo."""
+
+    collection: str
+    rkey: str
+    cid: str
+    record: dict[str, Any]
+    """The record in atjson form (blobs as ``{"$type": "blob", "ref": {"$link": …}}``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Repo:
+    """A repo's commit and the records of the collections asked for, in key order."""
+
+    commit: RepoCommit
+    records: list[RepoRecord]
+
+
+def read_commit(blocks: dict[str, bytes], root: str) -> RepoCommit:
+    """The commit stored in block ``root``; raises :class:`RepoError` if it is not one."""
+    raw = blocks.get(root)
+    if raw is None:
+        raise RepoError(f"commit block {root} is missing")
+    try:
+        commit = cbrrr.decode_dag_cbor(raw)
+    except (ValueError, cbrrr.CbrrrDecodeError) as exc:
+        raise RepoError(f"commit is not DAG-CBOR: {exc}") from None
+    if not isinstance(commit, dict):
+        raise RepoError("commit is not a map")
+    did, rev, data, sig = (commit.get(k) for k in ("did", "rev", "data", "sig"))
+    if commit.get("version") != 3:
+        raise RepoError(f"unsupported commit version {commit.get('version')!r}")
+    if not isinstance(did, str) or not isinstance(rev, str):
+        raise RepoError("commit did/rev must be strings")
+    if not isinstance(data, cbrrr.CID) or not isinstance(sig, bytes):
+        raise RepoError("commit data must be a CID and sig bytes")
+    unsigned = cbrrr.encode_dag_cbor({k: v for k, v in commit.items() if k != "sig"})
+    return RepoCommit(root, did, rev, data.encode(), sig, unsigned)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ranges:
+    """Half-open key ranges ``[start, end)`` that hold kept records (``None``: keep all)."""
+
+    spans: tuple[tuple[str, str], ...] | None
+
+    @classmethod
+    def of(cls, keep: CollectionFilter | None) -> _Ranges:
+        if keep is None:
+            return cls(None)
+        spans = [(f"{c}/", f"{c}0") for c in keep.exact]  # "0" sorts right after "/"
+        spans += [
+            (p, p[:-1] + chr(ord(p[-1]) + 1)) if p else ("", "\U0010ffff") for p in keep.prefixes
+        ]
+        return cls(tuple(spans))
+
+    def meets(self, low: str | None, high: str | None) -> bool:
+        """Whether keys strictly between ``low`` and ``high`` can fall in a kept range."""
+        if self.spans is None:
+            return True
+        return any(
+            (high is None or start < high) and (low is None or end > low)
+            for start, end in self.spans
+        )
+
+
+def walk_mst(
+    blocks: dict[str, bytes], root: str, keep: CollectionFilter | None = None
+) -> Iterator[tuple[str, str]]:
+    """``(key, record CID)`` pairs of the MST at ``root`` in key order.
+
+    With ``keep``, subtrees that cannot hold a kept collection are skipped (their keys
+    are not yielded; other keys may still be). Raises :class:`RepoError`.
+    """
+    ranges = _Ranges.of(keep)
+    last: list[str] = [""]
+
+    def visit(cid: str, low: str | None, high: str | None, depth: int) -> Iterator[tuple[str, str]]:
+        if depth > _MAX_DEPTH:
+            raise RepoError("MST deeper than any real repo")
+        raw = blocks.get(cid)
+        if raw is None:
+            raise RepoError(f"MST node {cid} is missing")
+        try:
+            node = cbrrr.decode_dag_cbor(raw)
+        except (ValueError, cbrrr.CbrrrDecodeError) as exc:
+            raise RepoError(f"MST node {cid} is not DAG-CBOR: {exc}") from None
+        if not isinstance(node, dict) or not isinstance(node.get("e"), list):
+            raise RepoError(f"MST node {cid} is not a node")
+        entries: list[Any] = node["e"]  # type: ignore[assignment]
+        keys: list[str] = []
+        previous = b""
+        for entry in entries:
+            if not isinstance(entry, dict):
+                raise RepoError(f"MST node {cid} has a bad entry")
+            prefix, suffix = entry.get("p"), entry.get("k")
+            if not isinstance(prefix, int) or not isinstance(suffix, bytes):
+                raise RepoError(f"MST node {cid} has a bad entry key")
+            if prefix < 0 or prefix > len(previous):
+                raise RepoError(f"MST node {cid} has a bad key prefix length")
+            full = previous[:prefix] + suffix
+            try:
+                keys.append(full.decode())
+            except UnicodeDecodeError:
+                raise RepoError(f"MST node {cid} has a non-UTF-8 key") from None
+            previous = full
+        left = node.get("l")
+        first = keys[0] if keys else high
+        if left is not None:
+            if not isinstance(left, cbrrr.CID):
+                raise RepoError(f"MST node {cid} has a bad left link")
+            if ranges.meets(low, first):
+                yield from visit(left.encode(), low, first, depth + 1)
+        for index, entry in enumerate(entries):
+            key = keys[index]
+            if key <= last[0]:
+                raise RepoError(f"MST keys out of order at {key!r}")
+            last[0] = key
+            value = entry.get("v")
+            if not isinstance(value, cbrrr.CID):
+                raise RepoError(f"MST entry {key!r} has no record CID")
+            yield key, value.encode()
+            tree = entry.get("t")
+            if tree is not None:
+                if not isinstance(tree, cbrrr.CID):
+                    raise RepoError(f"MST entry {key!r} has a bad subtree link")
+                after = keys[index + 1] if index + 1 < len(keys) else high
+                if ranges.meets(key, after):
+                    yield from visit(tree.encode(), key, after, depth + 1)
+
+    yield from visit(root, None, None, 0)
+
+
+def read_repo(raw: bytes, keep: CollectionFilter | None = None) -> Repo:
+    """Parse a ``getRepo`` CAR: the commit and the (kept) records, decoded.
+
+    Raises :class:`RepoError` for a bad CAR, a bad commit, a malformed MST, a key that is
+    not ``collection/rkey``, or a missing or undecodable record block.
+    """
+    try:
+        roots, blocks = read_car(raw)
+    except CarError as exc:
+        raise RepoError(f"bad CAR: {exc}") from None
+    if not roots:
+        raise RepoError("CAR has no root")
+    commit = read_commit(blocks, roots[0])
+    records: list[RepoRecord] = []
+    for key, cid in walk_mst(blocks, commit.data, keep):
+        collection, slash, rkey = key.partition("/")
+        if not slash or not collection or not rkey or "/" in rkey:
+            raise RepoError(f"MST key {key!r} is not collection/rkey")
+        if keep is not None and not keep(collection):
+            continue
+        data = blocks.get(cid)
+        if data is None:
+            raise RepoError(f"record block {cid} for {key} is missing")
+        try:
+            record = cbrrr.decode_dag_cbor(data, atjson_mode=True)
+        except (ValueError, cbrrr.CbrrrDecodeError) as exc:
+            raise RepoError(f"record {key} is not DAG-CBOR: {exc}") from None
+        if not isinstance(record, dict):
+            raise RepoError(f"record {key} is not a map")
+        records.append(RepoRecord(collection, rkey, cid, record))
+    return Repo(commit, records)

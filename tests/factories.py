@@ -120,55 +120,7 @@ def account_frame(seq: int, did: str, active: bool, status: str | None = None) -
 
 # -- signed repos with real MSTs (getRepo CARs), keys and labels --------------------------------
 
-_B32 = "abcdefghijklmnopqrstuvwxyz234567"
-
-
-class SigningKey:
-    """A secp256k1 (or P-256) key that signs the ATProto way: ECDSA-SHA256, compact, low-S."""
-
-    def __init__(self, curve: str = "secp256k1") -> None:
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        self._curve = curve
-        self._key = ec.generate_private_key(
-            ec.SECP256K1() if curve == "secp256k1" else ec.SECP256R1()
-        )
-
-    @property
-    def multikey(self) -> str:
-        """The public key as a ``publicKeyMultibase`` (``z…``, multicodec-prefixed)."""
-        from atproto_crypto.consts import P256_JWT_ALG, SECP256K1_JWT_ALG
-        from atproto_crypto.did import format_multikey
-        from cryptography.hazmat.primitives import serialization
-
-        raw = self._key.public_key().public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
-        )
-        return format_multikey(
-            SECP256K1_JWT_ALG if self._curve == "secp256k1" else P256_JWT_ALG, raw
-        )
-
-    @property
-    def did_key(self) -> str:
-        return f"did:key:{self.multikey}"
-
-    def sign(self, data: bytes) -> bytes:
-        from atproto_crypto.consts import P256_CURVE_ORDER, SECP256K1_CURVE_ORDER
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
-        order = SECP256K1_CURVE_ORDER if self._curve == "secp256k1" else P256_CURVE_ORDER
-        r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
-        if s > order // 2:
-            s = order - s
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-
-
-def tid(n: int) -> str:
-    """A valid, sortable 13-character TID for counter ``n`` (microseconds since 2026)."""
-    value = (1_767_225_600_000_000 + n) << 10
-    return "".join(_B32[(value >> (5 * i)) & 31] for i in range(12, -1, -1))
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"  # did:plc alphabet (base32, lowercase)
 
 
 def did_for(name: str) -> str:
@@ -179,7 +131,7 @@ def did_for(name: str) -> str:
     return "did:plc:" + "".join(_B32[b & 31] for b in digest[:24])
 
 
-def did_document(
+def service_did_document(
     did: str,
     *,
     handle: str | None = None,
@@ -196,7 +148,7 @@ def did_document(
                 "id": f"{did}#atproto",
                 "type": "Multikey",
                 "controller": did,
-                "publicKeyMultibase": key.multikey,
+                "publicKeyMultibase": key.multibase,
             }
         )
     if label_key is not None:
@@ -205,7 +157,7 @@ def did_document(
                 "id": f"{did}#atproto_label",
                 "type": "Multikey",
                 "controller": did,
-                "publicKeyMultibase": label_key.multikey,
+                "publicKeyMultibase": label_key.multibase,
             }
         )
     services = []

@@ -1,4 +1,4 @@
-"""The FastAPI application factory."""
+"""The FastAPI application factory: routers, errors, CORS, metrics, access logs, audio."""
 
 from __future__ import annotations
 
@@ -8,48 +8,142 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from api.audio import AudioCache
+from api.blobstore import BlobStore, open_blob_store
 from api.deps import Pool
 from api.errors import install_error_handlers
-from api.routers import tracks
+from api.fetch import UpstreamFetcher
+from api.routers import (
+    activity,
+    albums,
+    artists,
+    audio,
+    lists,
+    meta,
+    stubs,
+    tracks,
+    xrpc,
+)
+from api.visibility import detect_visibility
 from plyr_appview.config import Settings
 
-__all__ = ["create_app"]
+__all__ = ["READ_ONLY_ROLE", "create_app", "open_api_pool"]
 
 log = logging.getLogger("api.access")
 
+READ_ONLY_ROLE = "plyr_api_ro"
+
+
+async def _use_read_only_role(conn: AsyncConnection) -> None:
+    """Switch a fresh connection to the read-only role when this login may (0009)."""
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)"
+        " AND pg_has_role(current_user, %s, 'MEMBER')",
+        (READ_ONLY_ROLE, READ_ONLY_ROLE),
+    )
+    row = await cur.fetchone()
+    if row and row[0]:
+        await conn.execute(f"SET ROLE {READ_ONLY_ROLE}")
+
+
+async def open_api_pool(url: str, *, max_size: int = 10) -> AsyncConnectionPool:
+    """A pool for the API whose connections act as the read-only role ``plyr_api_ro``."""
+    pool = AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        kwargs={"autocommit": True},
+        configure=_use_read_only_role,
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool
+
+
+def _ignore_extra_routes(request: Request) -> str:
+    route = request.scope.get("route")
+    path: str = getattr(route, "path", None) or "unmatched"
+    return path
+
 
 def create_app(
-    settings: Settings, *, database_url: str | None = None, pool: AsyncConnectionPool | None = None
+    settings: Settings,
+    *,
+    database_url: str | None = None,
+    pool: AsyncConnectionPool | None = None,
+    blob_store: BlobStore | None = None,
+    fetcher_overrides: dict[str, Any] | None = None,
 ) -> FastAPI:
-    """The API; uses ``pool`` if given, else opens one on ``database_url`` for its lifetime."""
+    """The API; uses ``pool`` if given, else opens a read-only pool on ``database_url``.
+
+    ``blob_store`` defaults to the configured one (S3 bucket, else the local blob dir);
+    ``fetcher_overrides`` passes test-only options to :class:`api.fetch.UpstreamFetcher`.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if pool is not None:
-            yield
-            return
-        if database_url is None:
-            raise RuntimeError("create_app needs a pool or a database_url")
-        own = AsyncConnectionPool(
-            database_url, min_size=1, max_size=10, open=False, kwargs={"autocommit": True}
-        )
-        await own.open(wait=True, timeout=30)
-        app.state.pool = own
-        try:
-            yield
-        finally:
-            await own.close()
+        own: AsyncConnectionPool | None = None
+        if pool is None:
+            url = database_url or settings.api_database_url or settings.database_url
+            if url is None:
+                raise RuntimeError("create_app needs a pool or a database_url")
+            own = await open_api_pool(url)
+            app.state.pool = own
+        async with app.state.pool.connection() as conn:
+            app.state.visibility = await detect_visibility(conn)
+        async with httpx.AsyncClient(http2=False, trust_env=False) as client:
+            fetcher = UpstreamFetcher(
+                client=client,
+                trusted_hosts=frozenset(settings.trusted_hosts),
+                max_bytes=settings.upstream_max_bytes,
+                timeout_s=float(settings.upstream_timeout_s),
+                **(fetcher_overrides or {}),
+            )
+            store = blob_store or open_blob_store(
+                blob_dir=settings.blob_path,
+                s3_bucket=settings.s3_bucket,
+                s3_endpoint_url=settings.s3_endpoint_url,
+                presign_seconds=settings.s3_presign_seconds,
+            )
+            app.state.audio = AudioCache(
+                store=store,
+                fetcher=fetcher,
+                plc_url=settings.plc_url,
+                audio_origins=settings.audio_origins,
+            )
+            try:
+                yield
+            finally:
+                if own is not None:
+                    await own.close()
 
     app = FastAPI(
         title="plyr appview",
-        description="Open appview for plyr music records on the AT Protocol.",
+        description=(
+            "Open appview for plyr music records on the AT Protocol. The REST routes answer "
+            "with plyr.fm's paths and JSON shapes; fields only plyr.fm's own database knows are "
+            "present with null/default values (see each route). XRPC queries for third-party "
+            "apps live under /xrpc/fm.plyr.appview.*. Errors: {detail, error} (REST), "
+            "{error, message} (XRPC)."
+        ),
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.state.settings = settings
+    app.state.public_url = settings.public_url
     if pool is not None:
         app.state.pool = pool
     install_error_handlers(app)
@@ -59,6 +153,19 @@ def create_app(
         allow_credentials=True,
         allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
         allow_headers=["*"],
+        expose_headers=["Content-Range", "Accept-Ranges", "ETag", "Content-Length"],
+    )
+
+    registry = CollectorRegistry()
+    requests = Counter(
+        "plyr_api_requests", "API requests", ["method", "route", "status"], registry=registry
+    )
+    latency = Histogram(
+        "plyr_api_request_seconds",
+        "API request latency",
+        ["method", "route"],
+        buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+        registry=registry,
     )
 
     @app.middleware("http")
@@ -67,13 +174,17 @@ def create_app(
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
+        elapsed = time.perf_counter() - started
+        route = _ignore_extra_routes(request)
+        requests.labels(request.method, route, str(response.status_code)).inc()
+        latency.labels(request.method, route).observe(elapsed)
         log.info(
             "request",
             extra={
                 "method": request.method,
                 "path": request.url.path,
                 "status": response.status_code,
-                "ms": round((time.perf_counter() - started) * 1000, 2),
+                "ms": round(elapsed * 1000, 2),
             },
         )
         return response
@@ -85,5 +196,27 @@ def create_app(
             await conn.execute("SELECT 1")
         return {"status": "ok"}
 
-    app.include_router(tracks.router)
+    @app.get("/metrics", tags=["meta"], include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics of this API process."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    for module in (tracks, artists, albums, lists, activity, meta, audio, stubs, xrpc):
+        app.include_router(module.router)
+    app.include_router(artists.users_router)
+    _include_optional(app)
     return app
+
+
+def _include_optional(app: FastAPI) -> None:
+    """Routers owned by the search/moderation work, included once they exist."""
+    import importlib
+
+    for name in ("api.routers.search", "api.routers.moderation"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        app.include_router(module.router)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from api.errors import ApiError
 
-__all__ = ["decode_cursor", "encode_cursor"]
+__all__ = ["decode_cursor", "decode_key_cursor", "encode_cursor", "encode_key_cursor"]
 
 
 def encode_cursor(created_at: datetime, item_id: int) -> str:
@@ -27,3 +27,22 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     except (ValueError, TypeError):
         raise ApiError(400, "invalid_cursor", "cursor is not one this API issued") from None
     return when, item_id
+
+
+def encode_key_cursor(created_at: datetime, key: str) -> str:
+    """A cursor after (created_at, key) for feeds whose tie-breaker is a string."""
+    raw = json.dumps([created_at.isoformat(), key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_key_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, key) a string-keyed cursor points after; 400 if foreign."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, key = json.loads(raw)
+        when = datetime.fromisoformat(created)
+        if not isinstance(key, str) or when.tzinfo is None:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API issued") from None
+    return when, key

@@ -43,7 +43,12 @@ from lexicons.formats import (
 )
 from lexicons.registry import LexiconRegistry, default_registry, is_known, record_nsids
 from lexicons.schema import Lexicon, parse_lexicon
-from lexicons.validate import validate_record, validate_value
+from lexicons.validate import (
+    validate_query_output,
+    validate_query_params,
+    validate_record,
+    validate_value,
+)
 
 __all__ = [
     "FORMAT_CHECKS",
@@ -69,6 +74,8 @@ __all__ = [
     "is_uri",
     "parse_lexicon",
     "record_nsids",
+    "validate_query_output",
+    "validate_query_params",
     "validate_record",
     "validate_value",
 ]

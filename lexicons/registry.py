@@ -125,7 +125,11 @@ class LexiconRegistry:
                 where = f"{lexicon.id}#{name}"
                 if isinstance(definition, RecordDef):
                     self._check_field(definition.record, where)
-                elif not isinstance(definition, TokenDef | EndpointDef):
+                elif isinstance(definition, EndpointDef):
+                    for part in (definition.parameters, definition.output):
+                        if part is not None:
+                            self._check_field(part, where)
+                elif not isinstance(definition, TokenDef):
                     self._check_field(definition, where)
 
     def _check_field(self, field: FieldType, where: str) -> None:

@@ -162,9 +162,15 @@ class TokenDef:
 
 @dataclass(frozen=True, slots=True)
 class EndpointDef:
-    """`query`, `procedure`, `subscription` or `permission-set`: not record data."""
+    """`query`, `procedure`, `subscription` or `permission-set`: not record data.
+
+    For queries and procedures, `parameters` (a `params` object) and `output` (the
+    schema of a JSON response body) are kept so responses can be validated.
+    """
 
     kind: str
+    parameters: ObjectType | None = None
+    output: FieldType | None = None
 
 
 Definition: TypeAlias = FieldType | RecordDef | TokenDef | EndpointDef
@@ -246,7 +252,7 @@ class _Parser:
         if kind == "token":
             return TokenDef()
         if isinstance(kind, str) and kind in _ENDPOINT_KINDS:
-            return EndpointDef(kind=kind)
+            return self.endpoint(kind, spec)
         return self.field(spec)
 
     def field(self, raw: object) -> FieldType:
@@ -302,6 +308,22 @@ class _Parser:
         if kind == "object":
             return self.object_type(spec)
         raise self.fail(f"unsupported type {kind!r}")
+
+    def endpoint(self, kind: str, spec: Mapping[str, object]) -> EndpointDef:
+        if kind not in ("query", "procedure"):
+            return EndpointDef(kind=kind)
+        parameters = None
+        if (raw_params := spec.get("parameters")) is not None:
+            params = _mapping(raw_params, f"{self.where} parameters")
+            if params.get("type") != "params":
+                raise self.fail("`parameters` must have type params")
+            parameters = self.object_type(params)
+        output = None
+        if (raw_output := spec.get("output")) is not None:
+            out = _mapping(raw_output, f"{self.where} output")
+            if out.get("schema") is not None:
+                output = self.field(out.get("schema"))
+        return EndpointDef(kind=kind, parameters=parameters, output=output)
 
     def string(self, spec: Mapping[str, object]) -> StringType:
         string_format = spec.get("format")

@@ -20,7 +20,7 @@ from typing import TypeAlias
 
 import regex
 
-from lexicons.errors import RecordInvalid, ValidationError
+from lexicons.errors import RecordInvalid, UnknownLexicon, ValidationError
 from lexicons.formats import FORMAT_CHECKS, is_cid, is_nsid, is_record_key, is_tid
 from lexicons.registry import LexiconRegistry, default_registry
 from lexicons.schema import (
@@ -114,6 +114,44 @@ def validate_value(
         registry = default_registry()
     definition = registry.resolve(ref if "#" in ref else f"{ref}#main")
     _Validator(registry, "value").check_definition(definition, value, ())
+
+
+def validate_query_output(
+    nsid: str,
+    value: object,
+    *,
+    registry: LexiconRegistry | None = None,
+) -> None:
+    """Check a query's JSON response `value` against the output schema of lexicon `nsid`.
+
+    Raises `UnknownLexicon` if `nsid` is not a query with an output schema, and
+    `ValidationError` naming the field and the reason otherwise.
+    """
+    if registry is None:
+        registry = default_registry()
+    definition = registry.resolve(f"{nsid}#main")
+    if not isinstance(definition, EndpointDef) or definition.output is None:
+        raise UnknownLexicon(nsid, "not a query with an output schema")
+    _Validator(registry, "output").check(definition.output, value, ())
+
+
+def validate_query_params(
+    nsid: str,
+    params: Mapping[str, object],
+    *,
+    registry: LexiconRegistry | None = None,
+) -> None:
+    """Check decoded query parameters against the `parameters` of lexicon `nsid`.
+
+    Raises `UnknownLexicon` if `nsid` is not a query, and `ValidationError` otherwise.
+    """
+    if registry is None:
+        registry = default_registry()
+    definition = registry.resolve(f"{nsid}#main")
+    if not isinstance(definition, EndpointDef) or definition.kind != "query":
+        raise UnknownLexicon(nsid, "not a query")
+    if definition.parameters is not None:
+        _Validator(registry, "params").check(definition.parameters, params, ())
 
 
 def _check_rkey(key_type: str, rkey: str) -> None:

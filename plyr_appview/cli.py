@@ -76,9 +76,90 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
 
 async def _project(ctx: Context, stop: asyncio.Event) -> None:
     from projectors.catalog import CatalogProjector
+    from projectors.moderation import ModerationProjector, trusted_sources
     from projectors.runner import run_projector
+    from projectors.search import SearchProjector
 
-    await run_projector(ctx.pool, ctx.log, CatalogProjector(), ctx.settings.topic("repo"), stop)
+    repo, labels = ctx.settings.topic("repo"), ctx.settings.topic("labels")
+    moderation = ModerationProjector(trusted_sources(ctx.settings))
+    async with asyncio.TaskGroup() as group:
+        group.create_task(run_projector(ctx.pool, ctx.log, CatalogProjector(), repo, stop))
+        group.create_task(run_projector(ctx.pool, ctx.log, SearchProjector(), repo, stop))
+        group.create_task(run_projector(ctx.pool, ctx.log, moderation, repo, stop))
+        group.create_task(run_projector(ctx.pool, ctx.log, moderation, labels, stop))
+
+
+async def _takedown(settings: Settings, subject: str, reason: str | None, negate: bool) -> int:
+    from projectors.moderation import operator_label
+
+    if settings.operator_did is None:
+        print("takedown needs PLYR_OPERATOR_DID (the operator's DID)", file=sys.stderr)
+        return 2
+    try:
+        envelope = operator_label(settings.operator_did, subject, negate=negate, reason=reason)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    async with _context(settings) as ctx:
+        [position] = await ctx.log.append(
+            settings.topic("labels"), [(envelope.key, envelope.to_bytes())]
+        )
+    action = "lifted" if negate else "applied"
+    print(f"!takedown {action} on {subject} (labels/{position.partition}@{position.offset})")
+    return 0
+
+
+async def _project_group(ctx: Context, stop: asyncio.Event) -> None:
+    from projectors.catalog import CatalogProjector
+    from projectors.kafka_group import GroupWorker
+
+    if ctx.settings.log_backend != "kafka":
+        raise SystemExit("project --group needs the Kafka log (PLYR_LOG_BACKEND=kafka)")
+    worker = GroupWorker(
+        ctx.pool, ctx.settings.kafka_bootstrap, CatalogProjector(), ctx.settings.topic("repo")
+    )
+    await worker.run(stop)
+
+
+async def _rebuild(settings: Settings, name: str, batch_size: int) -> None:
+    from projectors.rebuild import Progress, projector_for, projector_topic, rebuild
+
+    projector = projector_for(name)
+
+    def show(progress: Progress) -> None:
+        width = 30
+        filled = width * progress.done // max(1, progress.total)
+        sys.stderr.write(
+            f"\r{name} [{'#' * filled}{'.' * (width - filled)}]"
+            f" {progress.done}/{progress.total} events  {progress.rate:,.0f} events/s"
+        )
+        sys.stderr.flush()
+
+    async with _context(settings) as ctx:
+        topic = ctx.settings.topic(projector_topic(projector))
+        done = await rebuild(
+            ctx.pool, ctx.log, projector, topic, batch_size=batch_size, on_progress=show
+        )
+    show(done)
+    sys.stderr.write(f"\nrebuilt {name}: {done.done} events in {done.elapsed:.1f} s\n")
+
+
+async def _dead_letters(settings: Settings, action: str, id_: int | None, name: str | None) -> int:
+    from projectors.rebuild import list_dead_letters, replay_dead_letters
+
+    async with _context(settings, with_log=action == "replay") as ctx:
+        letters = await list_dead_letters(ctx.pool, projector=name, id=id_)
+        if action == "list":
+            for d in letters:
+                print(
+                    f"{d.id}\t{d.projector}\t{d.topic}/{d.partition}@{d.offset}"
+                    f"\t{d.uri or '-'}\t{d.created_at.isoformat()}\t{d.reason}"
+                )
+            print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+            return 0
+        applied, failing = await replay_dead_letters(ctx.pool, ctx.log, letters)
+        print(f"replayed {applied}, still failing {failing}")
+        return 1 if failing else 0
 
 
 class _Server(uvicorn.Server):
@@ -90,9 +171,12 @@ class _Server(uvicorn.Server):
 
 
 async def _serve(ctx: Context, stop: asyncio.Event) -> None:
-    from api.app import create_app
+    from api.app import create_app, open_api_pool
 
-    app = create_app(ctx.settings, pool=ctx.pool)
+    # The API reads through its own pool acting as the read-only role (migration 0009);
+    # the blob store (local dir or S3) comes from the settings.
+    api_pool = await open_api_pool(ctx.settings.api_database_url or ctx.url)
+    app = create_app(ctx.settings, pool=api_pool)
     config = uvicorn.Config(
         app,
         host=ctx.settings.api_host,
@@ -102,15 +186,23 @@ async def _serve(ctx: Context, stop: asyncio.Event) -> None:
     )
     server = _Server(config)
     serving = asyncio.create_task(server.serve())
-    await stop.wait()
-    server.should_exit = True
-    await serving
+    try:
+        await stop.wait()
+        server.should_exit = True
+        await serving
+    finally:
+        await api_pool.close()
 
 
 async def _run_parts(settings: Settings, parts: Sequence[str]) -> None:
     async with _context(settings) as ctx:
         stop = _stop_event()
-        jobs = {"ingest": _ingest, "project": _project, "serve": _serve}
+        jobs = {
+            "ingest": _ingest,
+            "project": _project,
+            "project-group": _project_group,
+            "serve": _serve,
+        }
         async with asyncio.TaskGroup() as group:
             for part in parts:
                 group.create_task(jobs[part](ctx, stop))
@@ -152,10 +244,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="ingest + projectors + API in one process")
     sub.add_parser("ingest", help="follow the firehose into the log")
-    sub.add_parser("project", help="build the read models from the log")
+    project = sub.add_parser("project", help="build the read models from the log")
+    project.add_argument(
+        "--group", action="store_true", help="join the projector's Kafka consumer group"
+    )
     sub.add_parser("serve", help="serve the API")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("status", help="cursors, offsets, lag and row counts")
+    rebuild = sub.add_parser("rebuild", help="drop a read model and replay it from offset 0")
+    rebuild.add_argument("name", help="projector name, e.g. catalog")
+    rebuild.add_argument("--batch-size", type=int, default=2000)
+    dead = sub.add_parser("dead-letters", help="list or replay dead-lettered events")
+    dead.add_argument("action", nargs="?", choices=["list", "replay"], default="list")
+    dead.add_argument("--id", type=int, default=None, help="only this dead letter")
+    dead.add_argument("--projector", default=None, help="only this projector's")
+    takedown = sub.add_parser("takedown", help="operator takedown of an AT-URI or a DID")
+    takedown.add_argument("subject", help="at://... (one record) or did:... (an account)")
+    takedown.add_argument("--reason", default=None, help="why (kept on the log)")
+    takedown.add_argument("--negate", action="store_true", help="lift an earlier takedown")
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
@@ -167,8 +273,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _migrate(settings)
     elif args.command == "status":
         asyncio.run(_status(settings))
+    elif args.command == "takedown":
+        return asyncio.run(_takedown(settings, args.subject, args.reason, args.negate))
+    elif args.command == "rebuild":
+        asyncio.run(_rebuild(settings, args.name, args.batch_size))
+    elif args.command == "dead-letters":
+        return asyncio.run(_dead_letters(settings, args.action, args.id, args.projector))
     else:
         parts = ["ingest", "project", "serve"] if args.command == "run" else [args.command]
+        if args.command == "project" and args.group:
+            parts = ["project-group"]
         asyncio.run(_run_parts(settings, parts))
     return 0
 

@@ -54,6 +54,24 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     cors_origins: tuple[str, ...] = ("http://localhost:5173",)
+    api_database_url: str | None = None
+    """Read-only URL for the API (role ``plyr_api_ro``); ``None``: the main URL."""
+    public_url: str | None = None
+    """Absolute base URL of the API as browsers see it (``r2_url``); ``None``: per request."""
+    frontend_url: str = "https://plyr.fm"
+    """The web client's origin, for oEmbed links."""
+    contact_email: str = ""
+    audio_origins: tuple[str, ...] = ()
+    """Origins (scheme://host[:port]) an ``audioUrl`` record may make us fetch."""
+    trusted_hosts: tuple[str, ...] = ()
+    """Hosts allowed even on loopback/private addresses for PDS/PLC fetches (tests, LAN)."""
+    upstream_max_bytes: int = 200 * 1024 * 1024
+    upstream_timeout_s: int = 60
+    s3_presign_seconds: int = 3600
+    labelers: tuple[str, ...] = ()
+    """DIDs of the labelers whose labels moderation applies (``PLYR_LABELERS``)."""
+    operator_did: str | None = None
+    """The operator's DID: its labels (``!takedown``) are always trusted (``PLYR_OPERATOR_DID``)."""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -96,6 +114,13 @@ def _collections(name: str, value: str) -> tuple[str, ...]:
         ):
             raise ConfigError(f"{name}: {item!r} is not an NSID (like fm.plyr.track)")
     return items
+
+
+def _did(name: str, value: str) -> str:
+    parts = value.split(":")
+    if len(parts) < 3 or parts[0] != "did" or not all(parts[1:]):
+        raise ConfigError(f"{name}: {value!r} is not a DID (like did:plc:abc or did:web:host)")
+    return value
 
 
 def _bind(name: str, value: str) -> tuple[str, int]:
@@ -148,6 +173,36 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             for o in origins.split(",")
             if o.strip()
         )
+    if api_db := get("PLYR_API_DATABASE_URL"):
+        values["api_database_url"] = _url(
+            "PLYR_API_DATABASE_URL", api_db, ("postgresql", "postgres")
+        )
+    if public := get("PLYR_PUBLIC_URL"):
+        values["public_url"] = _url("PLYR_PUBLIC_URL", public, ("http", "https"))
+    if front := get("PLYR_FRONTEND_URL"):
+        values["frontend_url"] = _url("PLYR_FRONTEND_URL", front, ("http", "https"))
+    if contact := get("PLYR_CONTACT_EMAIL"):
+        values["contact_email"] = contact
+    if audio_origins := get("PLYR_AUDIO_ORIGINS"):
+        values["audio_origins"] = tuple(
+            _url("PLYR_AUDIO_ORIGINS", o.strip(), ("http", "https"))
+            for o in audio_origins.split(",")
+            if o.strip()
+        )
+    if trusted := get("PLYR_TRUSTED_HOSTS"):
+        values["trusted_hosts"] = tuple(h.strip().lower() for h in trusted.split(",") if h.strip())
+    if max_bytes := get("PLYR_UPSTREAM_MAX_BYTES"):
+        values["upstream_max_bytes"] = _int("PLYR_UPSTREAM_MAX_BYTES", max_bytes, 1, 2**40)
+    if timeout := get("PLYR_UPSTREAM_TIMEOUT"):
+        values["upstream_timeout_s"] = _int("PLYR_UPSTREAM_TIMEOUT", timeout, 1, 3600)
+    if presign := get("PLYR_S3_PRESIGN_SECONDS"):
+        values["s3_presign_seconds"] = _int("PLYR_S3_PRESIGN_SECONDS", presign, 60, 7 * 86400)
+    if labelers := get("PLYR_LABELERS"):
+        values["labelers"] = tuple(
+            _did("PLYR_LABELERS", d.strip()) for d in labelers.split(",") if d.strip()
+        )
+    if operator := get("PLYR_OPERATOR_DID"):
+        values["operator_did"] = _did("PLYR_OPERATOR_DID", operator.strip())
     if values.get("log_backend") == "kafka" and "kafka_bootstrap" not in values:
         raise ConfigError("PLYR_LOG_BACKEND=kafka needs KAFKA_BOOTSTRAP (HOST:PORT[,HOST:PORT])")
     return Settings(**values)  # type: ignore[arg-type]

@@ -1,33 +1,50 @@
-"""``/tracks``: the newest tracks (keyset pagination) and single tracks by id."""
+"""``/tracks``: the newest tracks, top tracks, single tracks, their likes and comments, tags.
+
+Static paths are declared before ``/{track_id}`` so they win the match, as in plyr.fm.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from psycopg.rows import dict_row
+from fastapi import APIRouter, Path, Query
 
-from api.deps import Pool
+from api import catalog
+from api.deps import ApiBase, Pool, Vis
 from api.errors import ApiError
 from api.pagination import decode_cursor, encode_cursor
-from api.views import TRACK_COLUMNS, present_track
+from api.views import UNKNOWN_TRACK_FIELDS, iso
+from api.visibility import Context
 
-__all__ = ["router"]
+__all__ = ["AT_URI", "DID", "router"]
 
 router = APIRouter(prefix="/tracks", tags=["tracks"])
 
-_VISIBLE = "coalesce(a.account_status, 'active') = 'active'"
+DID = r"^did:[a-z]+:[a-zA-Z0-9._:%-]+$"
+AT_URI = r"^at://[^/\s]+/[a-zA-Z0-9.-]+/[^/\s]+$"
+
+_UNKNOWN = "; ".join(f"`{k}`: {v}" for k, v in UNKNOWN_TRACK_FIELDS.items())
+_TRACK_DOC = f"A plyr ``TrackResponse``. Fields the network cannot tell us: {_UNKNOWN}."
 
 
-@router.get("/")
+@router.get("/", description=_TRACK_DOC)
 async def list_tracks(
     pool: Pool,
+    vis: Vis,
+    api_base: ApiBase,
     cursor: Annotated[str | None, Query(description="opaque cursor from next_cursor")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    artist_did: Annotated[str | None, Query(pattern=r"^did:[a-z]+:[a-zA-Z0-9._:%-]+$")] = None,
+    artist_did: Annotated[str | None, Query(pattern=DID)] = None,
+    tags: Annotated[
+        list[str] | None, Query(description="any-of; records carry no tags, so none match")
+    ] = None,
+    filter_hidden_tags: Annotated[bool | None, Query(description="accepted, no effect")] = None,
 ) -> dict[str, Any]:
     """Tracks, newest first: ``{tracks, next_cursor, has_more}``."""
-    where = [_VISIBLE]
+    if tags:
+        return {"tracks": [], "next_cursor": None, "has_more": False}
+    where: list[str] = []
     params: list[Any] = []
     if artist_did is not None:
         where.append("t.did = %s")
@@ -36,36 +53,177 @@ async def list_tracks(
         created, item_id = decode_cursor(cursor)
         where.append("(t.created_at, t.id) < (%s, %s)")
         params.extend([created, item_id])
-    sql = (
-        f"SELECT {TRACK_COLUMNS} FROM track t LEFT JOIN artist a ON a.did = t.did"
-        f" WHERE {' AND '.join(where)} ORDER BY t.created_at DESC, t.id DESC LIMIT %s"
-    )
-    params.append(limit + 1)
+    # An artist page shows the artist's own listing (plyr's VIEW context), discovery is LIST.
+    context: Context = "view" if artist_did else "list"
     async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(sql, params)
-        rows = await cur.fetchall()
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if has_more else None
-    return {
-        "tracks": [present_track(r) for r in rows],
-        "next_cursor": next_cursor,
-        "has_more": has_more,
-    }
-
-
-@router.get("/{track_id}")
-async def get_track(pool: Pool, track_id: int) -> dict[str, Any]:
-    """One track by its integer id (permalinks resolve regardless of list visibility)."""
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            f"SELECT {TRACK_COLUMNS} FROM track t LEFT JOIN artist a ON a.did = t.did"
-            f" WHERE t.id = %s AND {_VISIBLE}",
-            (track_id,),
+        rows = await catalog.select_tracks(
+            conn, vis, context, where=where, params=params, limit=limit + 1
         )
-        row = await cur.fetchone()
-    if row is None:
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        tracks = await catalog.present_tracks(conn, rows, api_base=api_base)
+    next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if has_more else None
+    return {"tracks": tracks, "next_cursor": next_cursor, "has_more": has_more}
+
+
+@router.get("/top", description="Ranked by likes created within the period (≥ 1 like).")
+async def top_tracks(
+    pool: Pool,
+    vis: Vis,
+    api_base: ApiBase,
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+    period: Literal["all_time", "month", "week", "day"] = "all_time",
+) -> list[dict[str, Any]]:
+    """The most liked tracks (plyr ranks by likes, not plays); like_count is all-time."""
+    async with pool.connection() as conn:
+        rows = await top_track_rows(conn, vis, period=period, limit=limit)
+        return await catalog.present_tracks(conn, rows, api_base=api_base)
+
+
+async def top_track_rows(conn: Any, vis: Any, *, period: str, limit: int) -> list[dict[str, Any]]:
+    """Rows of the top tracks for a period (shared with XRPC ``getTopTracks``)."""
+    start = catalog.since(period, datetime.now(UTC))
+    if start is None:
+        return await catalog.select_tracks(
+            conn,
+            vis,
+            "list",
+            where=["t.like_count > 0"],
+            order="t.like_count DESC, t.id DESC",
+            limit=limit,
+        )
+    # Likes in the period, counted per subject, then joined; the LIMIT applies after visibility.
+    ranked = await catalog.rows(
+        conn,
+        'SELECT subject_uri, count(*) AS n FROM "like" WHERE created_at >= %s'
+        " GROUP BY subject_uri ORDER BY n DESC, subject_uri LIMIT %s",
+        (start, limit * 4 + 20),
+    )
+    found = await catalog.tracks_by_uris(conn, vis, "list", [r["subject_uri"] for r in ranked])
+    return found[:limit]
+
+
+@router.get("/tags", description="Tags are plyr.fm-database-only; records carry none.")
+async def list_tags(
+    q: Annotated[str | None, Query(max_length=50)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> list[dict[str, Any]]:
+    """``[{name, track_count, total_plays}]``: always empty here."""
+    return []
+
+
+@router.get("/tags/{tag_name:path}")
+async def get_tag(tag_name: str) -> dict[str, Any]:
+    """A tag page; 404 because no record carries tags."""
+    raise ApiError(404, "not_found", "tag not found")
+
+
+@router.get("/by-uri", description=_TRACK_DOC)
+async def get_track_by_uri(
+    pool: Pool,
+    vis: Vis,
+    api_base: ApiBase,
+    uri: Annotated[str, Query(pattern=AT_URI, description="AT-URI of an fm.plyr.track")],
+) -> dict[str, Any]:
+    """One track by its AT-URI."""
+    async with pool.connection() as conn:
+        return await _detail(conn, vis, api_base, uri=uri)
+
+
+@router.get("/{track_id}", description=_TRACK_DOC)
+async def get_track(
+    pool: Pool, vis: Vis, api_base: ApiBase, track_id: Annotated[int, Path(ge=0)]
+) -> dict[str, Any]:
+    """One track by its integer id; 404 if unknown, 410 if taken down or hidden."""
+    async with pool.connection() as conn:
+        return await _detail(conn, vis, api_base, track_id=track_id)
+
+
+async def _detail(
+    conn: Any, vis: Any, api_base: str, *, track_id: int | None = None, uri: str | None = None
+) -> dict[str, Any]:
+    found = await visible_track(conn, vis, "detail", track_id=track_id, uri=uri)
+    return (await catalog.present_tracks(conn, [found], api_base=api_base))[0]
+
+
+async def visible_track(
+    conn: Any, vis: Any, context: Any, *, track_id: int | None = None, uri: str | None = None
+) -> dict[str, Any]:
+    """The joined row of a track visible in ``context``: 404 unknown, 410 hidden."""
+    found, exists = await catalog.track_row(conn, track_id=track_id, uri=uri)
+    if found is None or not exists:
         raise ApiError(404, "not_found", "track not found")
-    return present_track(row)
+    if not await catalog.visible(conn, vis, context, found["uri"]):
+        raise ApiError(410, "gone", "track is not available")
+    return found
+
+
+@router.get("/{track_id}/likes")
+async def track_likes(pool: Pool, vis: Vis, track_id: Annotated[int, Path(ge=0)]) -> dict[str, Any]:
+    """``{users: [{did, handle, display_name, avatar_url, liked_at}], count}``, newest first."""
+    async with pool.connection() as conn:
+        found = await visible_track(conn, vis, "detail", track_id=track_id)
+        likers = await catalog.rows(
+            conn,
+            'SELECT l.did, l.created_at, a.handle, a.display_name, a.avatar_url FROM "like" l'
+            " LEFT JOIN artist a ON a.did = l.did WHERE l.subject_uri = %s AND "
+            + vis.record("view", uri="l.uri", did="l.did", artist="a")
+            + " ORDER BY l.created_at DESC, l.uri LIMIT 1000",
+            (found["uri"],),
+        )
+    users = [
+        {
+            "did": r["did"],
+            "handle": r["handle"] or r["did"],
+            "display_name": r["display_name"] or r["handle"] or r["did"],
+            "avatar_url": r["avatar_url"],
+            "liked_at": iso(r["created_at"]),
+        }
+        for r in likers
+    ]
+    return {"users": users, "count": len(users)}
+
+
+@router.get(
+    "/{track_id}/comments",
+    description="Timed comments from fm.plyr.comment records, ordered by timestamp_ms. "
+    "plyr.fm hides comments unless the artist enabled them in its own preferences, which the "
+    "network does not carry; we show every visible comment record (`comments_enabled: true`).",
+)
+async def track_comments(
+    pool: Pool, vis: Vis, track_id: Annotated[int, Path(ge=0)]
+) -> dict[str, Any]:
+    """``{comments: [...], count, comments_enabled}``."""
+    async with pool.connection() as conn:
+        found = await visible_track(conn, vis, "detail", track_id=track_id)
+        found_rows = await comment_rows(conn, vis, found["uri"])
+    comments = [present_comment(r) for r in found_rows]
+    return {"comments": comments, "count": len(comments), "comments_enabled": True}
+
+
+async def comment_rows(conn: Any, vis: Any, subject_uri: str) -> list[dict[str, Any]]:
+    """Visible comments on a track, by timestamp (shared with XRPC ``getComments``)."""
+    return await catalog.rows(
+        conn,
+        "SELECT c.id, c.uri, c.did, c.text, c.timestamp_ms, c.created_at, c.updated_at,"
+        " a.handle, a.display_name, a.avatar_url FROM comment c"
+        " LEFT JOIN artist a ON a.did = c.did WHERE c.subject_uri = %s AND "
+        + vis.record("view", uri="c.uri", did="c.did", artist="a")
+        + " ORDER BY c.timestamp_ms, c.created_at, c.uri LIMIT 1000",
+        (subject_uri,),
+    )
+
+
+def present_comment(r: dict[str, Any]) -> dict[str, Any]:
+    """plyr's comment shape."""
+    return {
+        "id": r["id"],
+        "user_did": r["did"],
+        "user_handle": r["handle"] or r["did"],
+        "user_display_name": r["display_name"] or r["handle"] or r["did"],
+        "user_avatar_url": r["avatar_url"],
+        "text": r["text"],
+        "timestamp_ms": r["timestamp_ms"],
+        "created_at": iso(r["created_at"]),
+        "updated_at": iso(r["updated_at"]) if r["updated_at"] else None,
+    }

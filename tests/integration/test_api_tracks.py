@@ -12,6 +12,7 @@ from plyr_appview.envelope import Envelope
 from plyr_appview.log import Message
 from projectors.base import track_id
 from projectors.catalog import CatalogProjector
+from projectors.moderation import ModerationProjector
 from projectors.runner import apply_batch, load_offset
 from tests.factories import track_record
 
@@ -64,12 +65,14 @@ async def client(pg_url):
         ),
     ]
     messages = [Message("plyr.repo", 0, i, e.key, e.to_bytes(), 0) for i, e in enumerate(envelopes)]
-    projector = CatalogProjector()
-    await apply_batch(pool, projector, messages, await load_offset(pool, "catalog", "plyr.repo", 0))
+    for projector in (CatalogProjector(), ModerationProjector([])):
+        start = await load_offset(pool, projector.name, "plyr.repo", 0)
+        await apply_batch(pool, projector, messages, start)
     app = create_app(Settings(), pool=pool)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test"
-    ) as c:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c,
+    ):
         yield c
     await pool.close()
 
@@ -80,11 +83,12 @@ async def test_health(client):
 
 
 async def test_list_is_newest_first_with_cursor_pages(client):
-    r = await client.get("/tracks/", params={"limit": 4})
+    # "Bob one" carries an adult self-label: not in the discovery list (plyr's policy)
+    r = await client.get("/tracks/", params={"limit": 3})
     body = r.json()
-    assert [t["title"] for t in body["tracks"]] == ["Bob one", "Alice 4", "Alice 3", "Alice 2"]
+    assert [t["title"] for t in body["tracks"]] == ["Alice 4", "Alice 3", "Alice 2"]
     assert body["has_more"] is True
-    r2 = await client.get("/tracks/", params={"limit": 4, "cursor": body["next_cursor"]})
+    r2 = await client.get("/tracks/", params={"limit": 3, "cursor": body["next_cursor"]})
     body2 = r2.json()
     assert [t["title"] for t in body2["tracks"]] == ["Alice 1", "Alice 0"]
     assert body2["has_more"] is False and body2["next_cursor"] is None

@@ -1,0 +1,258 @@
+"""Audio bytes: content types, byte ranges, CID verification and the fetch-once cache.
+
+Pure helpers (:func:`content_type`, :func:`parse_range`, :func:`blob_digest`,
+:func:`raw_cid`) plus :class:`AudioCache`, which gets a track's audio into the blob store
+exactly once per process: an ``audioBlob`` from the artist's PDS (``getBlob``), verified
+against its CID while streaming; an ``audioUrl`` only from configured origins, cached
+under the CID of the bytes we received. Errors: :class:`AudioUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from api.blobstore import BlobStore
+from api.fetch import UpstreamError, UpstreamFetcher, UpstreamRefused
+
+__all__ = [
+    "AUDIO_TYPES",
+    "AudioCache",
+    "AudioUnavailable",
+    "CachedAudio",
+    "RangeNotSatisfiable",
+    "blob_digest",
+    "content_type",
+    "parse_range",
+    "raw_cid",
+]
+
+log = logging.getLogger(__name__)
+
+AUDIO_TYPES: Mapping[str, str] = {
+    "mp3": "audio/mpeg",
+    "m4a": "audio/mp4",
+    "mp4": "audio/mp4",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "oga": "audio/ogg",
+    "opus": "audio/ogg; codecs=opus",
+    "wav": "audio/wav",
+    "aiff": "audio/aiff",
+    "aif": "audio/aiff",
+    "webm": "audio/webm",
+}
+"""Set explicitly: :mod:`mimetypes` lacks some (flac, opus, m4a vary by platform)."""
+
+
+class AudioUnavailable(RuntimeError):
+    """The audio could not be obtained (refused, upstream failure, CID mismatch)."""
+
+
+class RangeNotSatisfiable(ValueError):
+    """A syntactically valid range that lies outside the object."""
+
+
+def content_type(file_type: str | None, blob_mime: str | None = None) -> str:
+    """The Content-Type for a track: by its ``fileType``, else a plausible blob mime type."""
+    if file_type and file_type.lower().lstrip(".") in AUDIO_TYPES:
+        return AUDIO_TYPES[file_type.lower().lstrip(".")]
+    if blob_mime and blob_mime.startswith("audio/"):
+        return blob_mime
+    return "application/octet-stream"
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive (start, end) of a single ``bytes=`` range, or ``None`` for "whole body".
+
+    Malformed headers and multi-range requests are ignored (whole body, as RFC 9110 allows);
+    a range that starts past the end, or an empty suffix, raises :class:`RangeNotSatisfiable`.
+    """
+    if not header:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    first, last = first.strip(), last.strip()
+    if not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+        return None
+    if first == "":
+        if last == "":
+            return None
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable(header)
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if end < start:
+        return None
+    if start >= size:
+        raise RangeNotSatisfiable(header)
+    return start, min(end, size - 1)
+
+
+def blob_digest(cid: str) -> bytes:
+    """The sha2-256 digest inside a CIDv1 (base32, raw or dag-cbor codec); ValueError if not."""
+    if not cid.startswith("b"):
+        raise ValueError("not a base32 CIDv1")
+    text = cid[1:].upper()
+    raw = base64.b32decode(text + "=" * (-len(text) % 8))
+    pos = 0
+    values = []
+    for _ in range(4):  # version, codec, hash function, digest length
+        value, shift = 0, 0
+        while True:
+            byte = raw[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        values.append(value)
+    version, _codec, hash_code, length = values
+    if version != 1 or hash_code != 0x12 or length != 32 or len(raw) - pos != 32:
+        raise ValueError("not a sha2-256 CIDv1")
+    return raw[pos:]
+
+
+def raw_cid(digest: bytes) -> str:
+    """The CIDv1 (raw codec, sha2-256, base32) of bytes with this digest."""
+    raw = bytes([0x01, 0x55, 0x12, 0x20]) + digest
+    return "b" + base64.b32encode(raw).decode().lower().rstrip("=")
+
+
+@dataclass(frozen=True)
+class CachedAudio:
+    """Audio present in the blob store."""
+
+    key: str
+    etag: str
+    """The CID of the bytes (the blob's own CID for ``audioBlob``)."""
+    size: int
+
+
+@dataclass
+class AudioCache:
+    """Gets audio into the store once; concurrent requests for one key share a lock."""
+
+    store: BlobStore
+    fetcher: UpstreamFetcher
+    plc_url: str
+    audio_origins: tuple[str, ...] = ()
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        if len(self._locks) > 4096:  # bounded: drop idle locks
+            for k in [k for k, v in self._locks.items() if not v.locked()]:
+                del self._locks[k]
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def blob(self, track: Mapping[str, Any], pds_url: str | None) -> CachedAudio:
+        """The track's ``audioBlob``, fetched from its PDS and verified if not cached yet."""
+        cid = str(track["audio_blob_cid"])
+        try:
+            digest = blob_digest(cid)
+        except (ValueError, IndexError):
+            raise AudioUnavailable(f"unusable blob CID {cid!r}") from None
+        key = f"audio/{cid}"
+        async with self._lock(key):
+            size = await self.store.size(key)
+            if size is not None:
+                return CachedAudio(key, cid, size)
+            pds = pds_url or await self._pds_of(str(track["did"]))
+            url = f"{pds}/xrpc/com.atproto.sync.getBlob?" + urlencode(
+                {"did": track["did"], "cid": cid}
+            )
+            path, got, size = await self._download(url, allow_trusted=True, origins=None)
+            if got != digest:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+                log.warning("blob CID mismatch", extra={"did": track["did"], "cid": cid})
+                raise AudioUnavailable("blob does not match its CID")
+            await self.store.put_file(key, path, content_type(track.get("file_type")))
+            log.info("blob cached", extra={"did": track["did"], "cid": cid, "size": size})
+            return CachedAudio(key, cid, size)
+
+    async def url(self, track: Mapping[str, Any]) -> CachedAudio:
+        """The track's ``audioUrl``, fetched only from a configured origin, cached by content."""
+        url = str(track["audio_url"])
+        pointer = "urlmap/" + hashlib.sha256(url.encode()).hexdigest()
+        async with self._lock(pointer):
+            known = await self.store.get_small(pointer)
+            if known is not None:
+                cached = json.loads(known)
+                return CachedAudio(cached["key"], cached["etag"], int(cached["size"]))
+            if not self.audio_origins:
+                raise AudioUnavailable("no audio origins are configured")
+            path, digest, size = await self._download(
+                url, allow_trusted=False, origins=self.audio_origins
+            )
+            cid = raw_cid(digest)
+            key = f"audio/{cid}"
+            if await self.store.size(key) is None:
+                await self.store.put_file(key, path, content_type(track.get("file_type")))
+            else:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+            cached = {"key": key, "etag": cid, "size": size}
+            await self.store.put_small(pointer, json.dumps(cached).encode())
+            return CachedAudio(key, cid, size)
+
+    async def _download(
+        self, url: str, *, allow_trusted: bool, origins: tuple[str, ...] | None
+    ) -> tuple[Path, bytes, int]:
+        fd, name = tempfile.mkstemp(dir=self.store.scratch)
+        path = Path(name)
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async with self.fetcher.get(
+                    url, allow_trusted=allow_trusted, origins=origins
+                ) as response:
+                    async for chunk in response.chunks:
+                        hasher.update(chunk)
+                        size += len(chunk)
+                        await asyncio.to_thread(out.write, chunk)
+        except UpstreamRefused as exc:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            log.warning("upstream refused", extra={"reason": str(exc)})
+            raise AudioUnavailable(str(exc)) from None
+        except (UpstreamError, TimeoutError, OSError) as exc:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            raise AudioUnavailable(f"upstream failed: {exc}") from None
+        return path, hasher.digest(), size
+
+    async def _pds_of(self, did: str) -> str:
+        """The PDS endpoint from the DID document (fetched through the SSRF guard)."""
+        from ingest.identity import ResolveError, parse_did_document  # pure parser only
+
+        if did.startswith("did:plc:"):
+            url = f"{self.plc_url.rstrip('/')}/{did}"
+            trusted = True
+        elif did.startswith("did:web:"):
+            url = f"https://{did.removeprefix('did:web:').replace('%3A', ':')}/.well-known/did.json"
+            trusted = False
+        else:
+            raise AudioUnavailable(f"unsupported DID {did}")
+        try:
+            body = await self.fetcher.get_bytes(url, allow_trusted=trusted, limit=64 * 1024)
+            doc = parse_did_document(did, json.loads(body))
+        except (UpstreamError, ValueError, ResolveError) as exc:
+            raise AudioUnavailable(f"cannot resolve {did}: {exc}") from None
+        if not doc.pds_url:
+            raise AudioUnavailable(f"{did} has no PDS")
+        return doc.pds_url

@@ -1,0 +1,161 @@
+"""Thin read queries over the catalog read models, shared by the REST and XRPC routers.
+
+Each function takes a connection and a :class:`~api.visibility.Visibility`, runs one or two
+statements and returns rows or presented JSON; the SQL lives here so both surfaces ask the
+same questions of the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from api.views import TRACK_COLUMNS, TRACK_FROM, present_track
+from api.visibility import Context, Visibility
+
+__all__ = [
+    "ARTIST_COLUMNS",
+    "artist_by_did",
+    "artist_by_handle",
+    "people",
+    "present_tracks",
+    "select_tracks",
+    "track_row",
+    "tracks_by_uris",
+]
+
+ARTIST_COLUMNS = (
+    "a.did, a.handle, a.display_name, a.avatar_url, a.bio, a.pds_url, a.account_status,"
+    " a.first_seen_at, a.updated_at"
+)
+
+
+async def rows(
+    conn: AsyncConnection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+) -> list[dict[str, Any]]:
+    """All rows of a query as dicts."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(sql, params)
+    return await cur.fetchall()
+
+
+async def row(
+    conn: AsyncConnection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+) -> dict[str, Any] | None:
+    """The first row of a query as a dict, or ``None``."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(sql, params)
+    return await cur.fetchone()
+
+
+async def select_tracks(
+    conn: AsyncConnection,
+    vis: Visibility,
+    context: Context,
+    *,
+    where: Iterable[str] = (),
+    params: Sequence[Any] = (),
+    order: str = "t.created_at DESC, t.id DESC",
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Joined track rows visible in ``context`` matching ``where`` (ANDed)."""
+    clauses = [vis.track(context), *where]
+    sql = f"SELECT {TRACK_COLUMNS} FROM {TRACK_FROM} WHERE {' AND '.join(clauses)} ORDER BY {order}"
+    args = list(params)
+    if limit is not None:
+        sql += " LIMIT %s"
+        args.append(limit)
+    return await rows(conn, sql, args)
+
+
+async def track_row(
+    conn: AsyncConnection, *, track_id: int | None = None, uri: str | None = None
+) -> tuple[dict[str, Any] | None, bool]:
+    """A joined track row by id or URI, unfiltered, plus whether it exists at all."""
+    key, value = ("t.id", track_id) if track_id is not None else ("t.uri", uri)
+    found = await row(conn, f"SELECT {TRACK_COLUMNS} FROM {TRACK_FROM} WHERE {key} = %s", (value,))
+    return found, found is not None
+
+
+async def visible(conn: AsyncConnection, vis: Visibility, context: Context, uri: str) -> bool:
+    """Whether the track ``uri`` may be shown in ``context``."""
+    found = await row(
+        conn,
+        f"SELECT 1 AS ok FROM track t LEFT JOIN artist a ON a.did = t.did"
+        f" WHERE t.uri = %s AND {vis.track(context)}",
+        (uri,),
+    )
+    return found is not None
+
+
+async def tracks_by_uris(
+    conn: AsyncConnection, vis: Visibility, context: Context, uris: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Visible tracks for ``uris``, in the given order (unknown or hidden ones skipped)."""
+    if not uris:
+        return []
+    found = await select_tracks(conn, vis, context, where=["t.uri = ANY(%s)"], params=[list(uris)])
+    by_uri = {r["uri"]: r for r in found}
+    return [by_uri[u] for u in uris if u in by_uri]
+
+
+async def people(conn: AsyncConnection, dids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Artist rows (handle, display_name, avatar_url) for ``dids``."""
+    wanted = sorted(set(dids))
+    if not wanted:
+        return {}
+    found = await rows(
+        conn,
+        "SELECT did, handle, display_name, avatar_url FROM artist WHERE did = ANY(%s)",
+        (wanted,),
+    )
+    return {r["did"]: r for r in found}
+
+
+async def present_tracks(
+    conn: AsyncConnection, track_rows: Sequence[Mapping[str, Any]], *, api_base: str
+) -> list[dict[str, Any]]:
+    """``TrackResponse`` objects for rows, with featured artists resolved in one query."""
+    featured = {
+        f["did"]
+        for r in track_rows
+        for f in r.get("features") or []
+        if isinstance(f, dict) and isinstance(f.get("did"), str)
+    }
+    known = await people(conn, featured)
+    return [present_track(r, api_base=api_base, people=known) for r in track_rows]
+
+
+async def artist_by_did(
+    conn: AsyncConnection, vis: Visibility, did: str, context: Context = "detail"
+) -> dict[str, Any] | None:
+    """The visible artist row for ``did``."""
+    return await row(
+        conn,
+        f"SELECT {ARTIST_COLUMNS} FROM artist a WHERE a.did = %s AND {vis.actor(context)}",
+        (did,),
+    )
+
+
+async def artist_by_handle(
+    conn: AsyncConnection, vis: Visibility, handle: str, context: Context = "detail"
+) -> dict[str, Any] | None:
+    """The visible artist row for ``handle`` (case-insensitive; handles are)."""
+    return await row(
+        conn,
+        f"SELECT {ARTIST_COLUMNS} FROM artist a WHERE lower(a.handle) = lower(%s)"
+        f" AND {vis.actor(context)} ORDER BY a.updated_at DESC LIMIT 1",
+        (handle,),
+    )
+
+
+def since(period: str, now: datetime) -> datetime | None:
+    """Start of a ``/tracks/top`` period (``None`` for all_time)."""
+    from datetime import timedelta
+
+    days = {"day": 1, "week": 7, "month": 30}.get(period)
+    return None if days is None else now - timedelta(days=days)

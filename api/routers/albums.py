@@ -1,0 +1,142 @@
+"""``/albums``: albums derived from album list records and track ``album`` titles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api import catalog
+from api.deps import ApiBase, Pool, Vis
+from api.errors import ApiError
+
+__all__ = ["album_detail", "router"]
+
+router = APIRouter(prefix="/albums", tags=["albums"])
+
+_PLAYS = "``total_plays`` is 0 until the plays read model counts plays."
+
+
+def _count_visible(vis: Any) -> str:
+    """SQL: visible tracks of album ``al`` (by slug; list-record albums count their items)."""
+    return (
+        "(SELECT count(*) FROM track t LEFT JOIN artist a ON a.did = t.did"
+        " WHERE t.did = al.did AND (t.album_slug = al.slug OR t.uri IN"
+        " (SELECT li.subject_uri FROM list_item li WHERE li.list_uri = al.list_uri))"
+        f" AND {vis.track('view')})"
+    )
+
+
+@router.get("/", description="Albums with at least one visible track, by title.")
+async def list_albums(pool: Pool, vis: Vis) -> dict[str, Any]:
+    """``{albums: [{id, title, slug, artist, artist_handle, track_count}]}``."""
+    async with pool.connection() as conn:
+        found = await catalog.rows(
+            conn,
+            f"SELECT * FROM (SELECT al.id, al.title, al.slug, al.did, {_count_visible(vis)} AS n,"
+            " a.handle, a.display_name FROM album al JOIN artist a ON a.did = al.did"
+            f" WHERE {vis.actor('list')}) x WHERE n > 0 ORDER BY lower(title), id LIMIT 1000",
+        )
+    return {
+        "albums": [
+            {
+                "id": str(r["id"]),
+                "title": r["title"],
+                "slug": r["slug"],
+                "artist": r["display_name"] or r["handle"] or r["did"],
+                "artist_handle": r["handle"] or r["did"],
+                "track_count": r["n"],
+            }
+            for r in found
+        ]
+    }
+
+
+@router.get("/{handle}", description=f"An artist's albums. {_PLAYS}")
+async def artist_albums(pool: Pool, vis: Vis, handle: str) -> dict[str, Any]:
+    """``{albums: [{id, title, slug, track_count, total_plays, image_url}]}``."""
+    async with pool.connection() as conn:
+        artist = await catalog.artist_by_handle(conn, vis, handle)
+        if artist is None:
+            raise ApiError(404, "not_found", "artist not found")
+        found = await catalog.rows(
+            conn,
+            f"SELECT al.id, al.title, al.slug, al.image_url, {_count_visible(vis)} AS n"
+            " FROM album al WHERE al.did = %s ORDER BY al.created_at DESC, al.slug",
+            (artist["did"],),
+        )
+    return {
+        "albums": [
+            {
+                "id": str(r["id"]),
+                "title": r["title"],
+                "slug": r["slug"],
+                "track_count": r["n"],
+                "total_plays": 0,
+                "image_url": r["image_url"] or artist["avatar_url"],
+            }
+            for r in found
+            if r["n"] > 0
+        ]
+    }
+
+
+@router.get("/{handle}/{slug}", description=f"An album with its tracks in order. {_PLAYS}")
+async def get_album(
+    pool: Pool, vis: Vis, api_base: ApiBase, handle: str, slug: str
+) -> dict[str, Any]:
+    """``{metadata: {...}, tracks: TrackResponse[]}``."""
+    async with pool.connection() as conn:
+        artist = await catalog.artist_by_handle(conn, vis, handle)
+        if artist is None:
+            raise ApiError(404, "not_found", "album not found")
+        found = await album_detail(conn, vis, artist, slug, api_base=api_base)
+    if found is None:
+        raise ApiError(404, "not_found", "album not found")
+    return found
+
+
+async def album_detail(
+    conn: Any, vis: Any, artist: dict[str, Any], slug: str, *, api_base: str
+) -> dict[str, Any] | None:
+    """The album page body for an artist row and slug (shared with XRPC ``getAlbum``)."""
+    album = await catalog.row(
+        conn, "SELECT * FROM album WHERE did = %s AND slug = %s", (artist["did"], slug)
+    )
+    if album is None:
+        return None
+    ordered: list[dict[str, Any]] = []
+    if album["list_uri"]:
+        items = await catalog.rows(
+            conn,
+            "SELECT subject_uri FROM list_item WHERE list_uri = %s ORDER BY position",
+            (album["list_uri"],),
+        )
+        ordered = await catalog.tracks_by_uris(conn, vis, "view", [i["subject_uri"] for i in items])
+    seen = {r["uri"] for r in ordered}
+    by_title = await catalog.select_tracks(
+        conn,
+        vis,
+        "view",
+        where=["t.did = %s", "t.album_slug = %s"],
+        params=[artist["did"], slug],
+        order="t.created_at, t.id",
+    )
+    ordered += [r for r in by_title if r["uri"] not in seen]
+    tracks = await catalog.present_tracks(conn, ordered, api_base=api_base)
+    return {
+        "metadata": {
+            "id": str(album["id"]),
+            "title": album["title"],
+            "slug": album["slug"],
+            "description": album["description"],
+            "artist": artist["display_name"] or artist["handle"] or artist["did"],
+            "artist_handle": artist["handle"] or artist["did"],
+            "artist_did": artist["did"],
+            "track_count": len(tracks),
+            "total_plays": 0,
+            "image_url": album["image_url"] or artist["avatar_url"],
+            "list_uri": album["list_uri"],
+        },
+        "tracks": tracks,
+    }

@@ -1,0 +1,259 @@
+"""``GET /xrpc/fm.plyr.appview.*``: read queries for third-party apps (see ``api.xrpc``)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api import catalog
+from api.deps import ApiBase, Pool, Vis
+from api.errors import ApiError
+from api.pagination import decode_cursor, decode_key_cursor, encode_cursor, encode_key_cursor
+from api.routers.albums import album_detail
+from api.routers.tracks import comment_rows, top_track_rows, visible_track
+from api.views import iso
+from api.xrpc import (
+    NAMESPACE,
+    XrpcError,
+    decode_params,
+    present_actor,
+    present_artist_view,
+    present_track_view,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/xrpc", tags=["xrpc"])
+
+Handler = Callable[[Any, Any, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def _views(conn: Any, rows: list[dict[str, Any]], api_base: str) -> list[dict[str, Any]]:
+    dids = {f["did"] for r in rows for f in r.get("features") or [] if isinstance(f, dict)}
+    known = await catalog.people(conn, dids)
+    return [present_track_view(r, known, api_base=api_base) for r in rows]
+
+
+async def _actor(conn: Any, vis: Any, actor: str) -> dict[str, Any]:
+    found = (
+        await catalog.artist_by_did(conn, vis, actor)
+        if actor.startswith("did:")
+        else await catalog.artist_by_handle(conn, vis, actor)
+    )
+    if found is None:
+        raise XrpcError(400, "NotFound", f"actor not found: {actor}")
+    return found
+
+
+async def get_track(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
+    if "uri" not in p and "id" not in p:
+        raise XrpcError(400, "InvalidRequest", "uri or id is required")
+    found = await visible_track(conn, vis, "detail", track_id=p.get("id"), uri=p.get("uri"))
+    return {"track": (await _views(conn, [found], api_base))[0]}
+
+
+async def get_tracks_by_artist(
+    conn: Any, vis: Any, api_base: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    artist = await _actor(conn, vis, p["actor"])
+    limit = p.get("limit", 50)
+    where, params = ["t.did = %s"], [artist["did"]]
+    if "cursor" in p:
+        created, item_id = decode_cursor(p["cursor"])
+        where.append("(t.created_at, t.id) < (%s, %s)")
+        params += [created, item_id]
+    found = await catalog.select_tracks(
+        conn, vis, "view", where=where, params=params, limit=limit + 1
+    )
+    body: dict[str, Any] = {"tracks": await _views(conn, found[:limit], api_base)}
+    if len(found) > limit:
+        body["cursor"] = encode_cursor(found[limit - 1]["created_at"], found[limit - 1]["id"])
+    return body
+
+
+async def get_top_tracks(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
+    period = p.get("period", "all_time")
+    if period not in ("all_time", "month", "week", "day"):
+        raise XrpcError(400, "InvalidRequest", "period: must be all_time, month, week or day")
+    found = await top_track_rows(conn, vis, period=period, limit=p.get("limit", 10))
+    return {"tracks": await _views(conn, found, api_base)}
+
+
+async def search_tracks(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
+    q = p["q"].strip().lower()
+    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    found = await catalog.select_tracks(
+        conn,
+        vis,
+        "search",
+        where=["lower(t.title) LIKE %s"],
+        params=[pattern, q, q + "%"],
+        order="(lower(t.title) = %s) DESC, (lower(t.title) LIKE %s) DESC, t.like_count DESC,"
+        " t.id DESC",
+        limit=p.get("limit", 20),
+    )
+    return {"tracks": await _views(conn, found, api_base)}
+
+
+async def get_artist(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
+    artist = await _actor(conn, vis, p["actor"])
+    count = await catalog.row(
+        conn,
+        "SELECT count(*) AS n FROM track t LEFT JOIN artist a ON a.did = t.did"
+        f" WHERE t.did = %s AND {vis.track('view')}",
+        (artist["did"],),
+    )
+    return {"artist": present_artist_view(artist, int(count["n"]) if count else 0)}
+
+
+async def get_album(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
+    artist = await _actor(conn, vis, p["actor"])
+    found = await album_detail(conn, vis, artist, p["slug"], api_base=api_base)
+    if found is None:
+        raise XrpcError(400, "NotFound", "album not found")
+    meta = found["metadata"]
+    uris = [t["atproto_record_uri"] for t in found["tracks"]]
+    rows = await catalog.tracks_by_uris(conn, vis, "view", uris)
+    album = {
+        "id": meta["id"],
+        "slug": meta["slug"],
+        "title": meta["title"],
+        "artist": present_actor(artist),
+        "trackCount": meta["track_count"],
+        "imageUrl": meta["image_url"],
+        "description": meta["description"],
+        "listUri": meta["list_uri"],
+    }
+    return {
+        "album": {k: v for k, v in album.items() if v is not None},
+        "tracks": await _views(conn, rows, api_base),
+    }
+
+
+async def get_playlist(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
+    found = await catalog.row(
+        conn,
+        "SELECT l.uri, l.id, l.did, l.name, l.list_type, l.item_count, l.created_at, a.handle,"
+        " a.display_name, a.avatar_url FROM list l LEFT JOIN artist a ON a.did = l.did"
+        " WHERE l.uri = %s AND " + vis.record("view", uri="l.uri", did="l.did", artist="a"),
+        (p["uri"],),
+    )
+    if found is None:
+        raise XrpcError(400, "NotFound", "playlist not found")
+    items = await catalog.rows(
+        conn, "SELECT subject_uri FROM list_item WHERE list_uri = %s ORDER BY position", (p["uri"],)
+    )
+    rows = await catalog.tracks_by_uris(conn, vis, "view", [i["subject_uri"] for i in items])
+    playlist = {
+        "uri": found["uri"],
+        "id": str(found["id"]),
+        "name": found["name"] or "",
+        "listType": found["list_type"],
+        "owner": present_actor(found),
+        "trackCount": int(found["item_count"]),
+        "createdAt": iso(found["created_at"]),
+    }
+    return {
+        "playlist": {k: v for k, v in playlist.items() if v is not None},
+        "tracks": await _views(conn, rows, api_base),
+    }
+
+
+async def get_likes(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
+    track = await visible_track(conn, vis, "detail", uri=p["uri"])
+    limit = p.get("limit", 50)
+    where, params = ["l.subject_uri = %s"], [track["uri"]]
+    if "cursor" in p:
+        created, key = decode_key_cursor(p["cursor"])
+        where.append("(l.created_at, l.uri) < (%s, %s)")
+        params += [created, key]
+    found = await catalog.rows(
+        conn,
+        'SELECT l.uri, l.did, l.created_at, a.handle, a.display_name, a.avatar_url FROM "like" l'
+        f" LEFT JOIN artist a ON a.did = l.did WHERE {' AND '.join(where)} AND "
+        + vis.record("view", uri="l.uri", did="l.did", artist="a")
+        + " ORDER BY l.created_at DESC, l.uri DESC LIMIT %s",
+        [*params, limit + 1],
+    )
+    body: dict[str, Any] = {
+        "uri": track["uri"],
+        "likes": [
+            {"actor": present_actor(r), "createdAt": iso(r["created_at"])} for r in found[:limit]
+        ],
+    }
+    if len(found) > limit:
+        last = found[limit - 1]
+        body["cursor"] = encode_key_cursor(last["created_at"], last["uri"])
+    return body
+
+
+async def get_comments(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
+    track = await visible_track(conn, vis, "detail", uri=p["uri"])
+    found = await comment_rows(conn, vis, track["uri"])
+    comments = []
+    for r in found:
+        view = {
+            "uri": r["uri"],
+            "author": present_actor(r),
+            "text": r["text"],
+            "timestampMs": r["timestamp_ms"],
+            "createdAt": iso(r["created_at"]),
+        }
+        if r["updated_at"]:
+            view["updatedAt"] = iso(r["updated_at"])
+        comments.append(view)
+    return {"uri": track["uri"], "comments": comments}
+
+
+async def get_play_counts(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
+    found = await catalog.rows(
+        conn,
+        "SELECT t.uri FROM track t LEFT JOIN artist a ON a.did = t.did"
+        f" WHERE t.uri = ANY(%s) AND {vis.track('detail')}",
+        (list(p["uris"]),),
+    )
+    known = {r["uri"] for r in found}
+    return {"counts": [{"uri": u, "playCount": 0} for u in p["uris"] if u in known]}
+
+
+HANDLERS: dict[str, Handler] = {
+    f"{NAMESPACE}.getTrack": get_track,
+    f"{NAMESPACE}.getTracksByArtist": get_tracks_by_artist,
+    f"{NAMESPACE}.getTopTracks": get_top_tracks,
+    f"{NAMESPACE}.searchTracks": search_tracks,
+    f"{NAMESPACE}.getArtist": get_artist,
+    f"{NAMESPACE}.getAlbum": get_album,
+    f"{NAMESPACE}.getPlaylist": get_playlist,
+    f"{NAMESPACE}.getLikes": get_likes,
+    f"{NAMESPACE}.getComments": get_comments,
+    f"{NAMESPACE}.getPlayCounts": get_play_counts,
+}
+
+_API_ERRORS = {400: "InvalidRequest", 404: "NotFound", 410: "Gone"}
+
+
+@router.get(
+    "/{nsid}",
+    description="Queries: " + ", ".join(sorted(HANDLERS)) + ". Lexicons: lexicons/schemas/.",
+)
+async def xrpc_query(
+    request: Request, nsid: str, pool: Pool, vis: Vis, api_base: ApiBase
+) -> JSONResponse:
+    """Dispatch an ``fm.plyr.appview`` query; errors are ``{error, message}``."""
+    try:
+        handler = HANDLERS.get(nsid)
+        if handler is None:
+            raise XrpcError(501, "MethodNotImplemented", f"method not implemented: {nsid}")
+        params = decode_params(nsid, request.query_params)
+        async with pool.connection() as conn:
+            body = await handler(conn, vis, api_base, params)
+    except XrpcError as exc:
+        return JSONResponse({"error": exc.error, "message": exc.message}, status_code=exc.status)
+    except ApiError as exc:
+        name = _API_ERRORS.get(exc.status, "InternalServerError")
+        status = 400 if exc.status in (400, 404) else exc.status
+        return JSONResponse({"error": name, "message": exc.detail}, status_code=status)
+    return JSONResponse(body)

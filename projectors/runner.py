@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import psycopg
 from psycopg import AsyncConnection
@@ -22,7 +24,14 @@ from plyr_appview.envelope import Envelope, EnvelopeError
 from plyr_appview.log import Log, LogError, Message
 from projectors.base import InvalidEvent, OffsetConflict, Projector
 
-__all__ = ["apply_batch", "load_offset", "run_partition", "run_projector"]
+__all__ = [
+    "BatchProjector",
+    "apply_batch",
+    "apply_message",
+    "load_offset",
+    "run_partition",
+    "run_projector",
+]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +88,90 @@ async def _dead_letter(
     )
 
 
+@runtime_checkable
+class BatchProjector(Projector, Protocol):
+    """A projector that applies a whole batch at once (set-based writes)."""
+
+    async def apply_many(
+        self, conn: AsyncConnection, envelopes: Sequence[Envelope]
+    ) -> list[tuple[int, str]]:
+        """Apply ``envelopes`` in order; return ``(index, reason)`` of the invalid ones."""
+
+
+# A JSON escape of a UTF-16 surrogate: fine in a pair (an emoji written as ASCII), but a
+# lone one decodes to a string PostgreSQL cannot store.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]")
+
+
+def _parse(message: Message) -> Envelope:
+    """The envelope of a message; :class:`InvalidEvent` for text PostgreSQL cannot store."""
+    if b"\\u0000" in message.value:
+        raise InvalidEvent("contains a NUL character, which PostgreSQL cannot store")
+    envelope = Envelope.from_bytes(message.value)
+    if _SURROGATE_ESCAPE.search(message.value):
+        try:
+            json.dumps(envelope.record, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise InvalidEvent("record holds invalid Unicode (a lone surrogate)") from None
+    return envelope
+
+
+async def apply_message(
+    conn: AsyncConnection, projector: Projector, message: Message
+) -> tuple[Envelope | None, str | None]:
+    """Apply one message in a savepoint; the reason if it must be dead-lettered.
+
+    Bad data (envelope, lexicon, values the database refuses) comes back as a reason;
+    anything else propagates.
+    """
+    envelope: Envelope | None = None
+    try:
+        envelope = _parse(message)
+        async with conn.transaction():
+            await projector.apply(conn, envelope)
+    except (EnvelopeError, InvalidEvent) as exc:
+        return envelope, str(exc)
+    except psycopg.DataError as exc:
+        # Data PostgreSQL refuses (a value out of range, bad text): the event's fault.
+        return envelope, f"rejected by the database: {exc}"
+    return envelope, None
+
+
+async def _apply_messages(
+    conn: AsyncConnection, projector: Projector, messages: Sequence[Message]
+) -> None:
+    """Apply messages inside the caller's transaction, dead-lettering the invalid ones."""
+    if isinstance(projector, BatchProjector):
+        envelopes: list[Envelope] = []
+        parsed: list[Message] = []
+        failed: list[tuple[Message, Envelope | None, str]] = []
+        for message in messages:
+            try:
+                envelopes.append(_parse(message))
+                parsed.append(message)
+            except (EnvelopeError, InvalidEvent) as exc:
+                failed.append((message, None, str(exc)))
+        try:
+            async with conn.transaction():
+                rejected = await projector.apply_many(conn, envelopes)
+        except psycopg.DataError:
+            # One event holds data the database refuses: find it, one event at a time.
+            for message in parsed:
+                envelope, reason = await apply_message(conn, projector, message)
+                if reason is not None:
+                    await _dead_letter(conn, projector.name, message, reason, envelope)
+        else:
+            for index, reason in rejected:
+                failed.append((parsed[index], envelopes[index], reason))
+        for message, envelope, reason in sorted(failed, key=lambda f: f[0].offset):
+            await _dead_letter(conn, projector.name, message, reason, envelope)
+        return
+    for message in messages:
+        envelope, reason = await apply_message(conn, projector, message)
+        if reason is not None:
+            await _dead_letter(conn, projector.name, message, reason, envelope)
+
+
 async def apply_batch(
     pool: AsyncConnectionPool,
     projector: Projector,
@@ -87,23 +180,15 @@ async def apply_batch(
 ) -> int:
     """Apply ``messages`` (one partition, consecutive) and move the offset; return it.
 
-    Raises :class:`OffsetConflict` (nothing applied) if the stored offset is not
-    ``expected_offset``.
+    The writes and the new offset commit together. Raises :class:`OffsetConflict`
+    (nothing applied) if the stored offset is not ``expected_offset``. A projector with
+    ``apply_many`` gets the batch at once; otherwise events are applied one by one.
     """
     first = messages[0]
     next_offset = messages[-1].offset + 1
     async with pool.connection() as conn, conn.transaction():
-        for message in messages:
-            if message.offset < expected_offset:
-                continue
-            envelope: Envelope | None = None
-            try:
-                if b"\\u0000" in message.value:
-                    raise InvalidEvent("contains a NUL character, which PostgreSQL cannot store")
-                envelope = Envelope.from_bytes(message.value)
-                await projector.apply(conn, envelope)
-            except (EnvelopeError, InvalidEvent) as exc:
-                await _dead_letter(conn, projector.name, message, str(exc), envelope)
+        # Claim the offset first: a second worker on the same partition waits here on the
+        # row lock and then fails the compare-and-set, instead of doing the work twice.
         cur = await conn.execute(
             "UPDATE projector_offset SET next_offset = %s WHERE projector = %s AND topic = %s"
             " AND partition = %s AND next_offset = %s",
@@ -114,6 +199,9 @@ async def apply_batch(
                 f"{projector.name} {first.topic}/{first.partition}: offset moved from "
                 f"{expected_offset}"
             )
+        fresh = [m for m in messages if m.offset >= expected_offset]
+        if fresh:
+            await _apply_messages(conn, projector, fresh)
     return next_offset
 
 

@@ -1,48 +1,65 @@
 """The ``track`` read model, from ``fm.plyr.track`` records.
 
-Updates are ordered by commit ``rev`` (an older rev never overwrites a newer one), so
-replays and duplicates are harmless.
+Updates are ordered by commit ``rev`` (an older rev never overwrites a newer one) and
+deletes leave tombstones (see :mod:`projectors.records`), so replays, duplicates and
+out-of-order delivery are harmless. ``like_count``, ``comment_count`` and ``album_slug``
+are derived columns, recomputed by :mod:`projectors.catalog` after every batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 
-from lexicons import ValidationError, validate_record
 from plyr_appview.envelope import Envelope
-from projectors.base import InvalidEvent, parse_datetime, track_id
+from projectors.base import parse_datetime, track_id
+from projectors.records import (
+    Deletion,
+    RecordTable,
+    event_time,
+    int32,
+    int64,
+    require_record,
+    valid_record,
+)
 
-__all__ = ["COLLECTION", "delete_by_did", "delete_track", "insert_track", "to_row"]
+__all__ = [
+    "COLLECTION",
+    "TABLE",
+    "delete_by_did",
+    "delete_tracks",
+    "insert_tracks",
+    "recount",
+    "to_row",
+]
 
 COLLECTION = "fm.plyr.track"
 
 _COLUMNS = (
-    "uri", "id", "did", "rkey", "cid", "rev", "title", "artist", "file_type", "album",
-    "duration", "audio_url", "audio_blob_cid", "audio_mime", "audio_size", "image_url",
-    "description", "features", "self_labels", "support_gate", "created_at", "record",
+    ("uri", "text"), ("id", "bigint"), ("did", "text"), ("rkey", "text"), ("cid", "text"),
+    ("rev", "text"), ("title", "text"), ("artist", "text"), ("file_type", "text"),
+    ("album", "text"), ("duration", "integer"), ("audio_url", "text"),
+    ("audio_blob_cid", "text"), ("audio_mime", "text"), ("audio_size", "bigint"),
+    ("image_url", "text"), ("description", "text"), ("features", "jsonb"),
+    ("self_labels", "jsonb"), ("support_gate", "jsonb"), ("created_at", "timestamptz"),
+    ("indexed_at", "timestamptz"), ("record", "jsonb"),
 )  # fmt: skip
+TABLE = RecordTable("track", _COLUMNS, touched="uri")
 
 
 def to_row(envelope: Envelope) -> dict[str, Any]:
-    """The ``track`` row for a created/updated record; :class:`InvalidEvent` if invalid."""
-    record = envelope.record
-    uri = envelope.uri
-    if record is None or uri is None or envelope.rev is None or envelope.cid is None:
-        raise InvalidEvent("track event without record, uri, rev or cid")
-    try:
-        validate_record(COLLECTION, record)
-    except ValidationError as exc:
-        raise InvalidEvent(str(exc)) from None
+    """The ``track`` row (JSON-ready) for a created/updated record; :class:`InvalidEvent`."""
+    uri, rev, cid, record = require_record(envelope)
+    valid_record(COLLECTION, record)
     blob = record.get("audioBlob")
     blob_cid = blob_mime = blob_size = None
     if isinstance(blob, dict):
         ref = blob.get("ref")
         blob_cid = ref.get("$link") if isinstance(ref, dict) else None
         blob_mime = blob.get("mimeType")
-        blob_size = blob.get("size")
+        blob_size = int64(blob.get("size"), "audioBlob.size")
     labels = record.get("labels")
     self_labels = (
         [v.get("val") for v in labels.get("values", []) if isinstance(v, dict)]
@@ -55,45 +72,55 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
         "id": track_id(uri),
         "did": envelope.did,
         "rkey": envelope.rkey,
-        "cid": envelope.cid,
-        "rev": envelope.rev,
+        "cid": cid,
+        "rev": rev,
         "title": record["title"],
         "artist": record["artist"],
         "file_type": record["fileType"],
-        "album": record.get("album"),
-        "duration": record.get("duration"),
+        "album": record.get("album") or None,
+        "duration": int32(record.get("duration"), "duration"),
         "audio_url": record.get("audioUrl"),
         "audio_blob_cid": blob_cid,
         "audio_mime": blob_mime,
         "audio_size": blob_size,
         "image_url": record.get("imageUrl"),
         "description": record.get("description"),
-        "features": Jsonb([{"did": f["did"]} for f in features if isinstance(f, dict)]),
-        "self_labels": Jsonb(self_labels),
-        "support_gate": Jsonb(record["supportGate"]) if "supportGate" in record else None,
-        "created_at": parse_datetime(record["createdAt"], "createdAt"),
-        "record": Jsonb(record),
+        "features": [{"did": f["did"]} for f in features if isinstance(f, dict)],
+        "self_labels": self_labels,
+        "support_gate": record.get("supportGate"),
+        "created_at": parse_datetime(record["createdAt"], "createdAt").isoformat(),
+        "indexed_at": event_time(envelope).isoformat(),
+        "record": record,
     }
 
 
-_INSERT = (
-    f"INSERT INTO track ({', '.join(_COLUMNS)}) VALUES ({', '.join('%s' for _ in _COLUMNS)})"
-    f" ON CONFLICT (uri) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("uri", "id", "did", "rkey"))
-    + ", indexed_at = now() WHERE track.rev <= excluded.rev"
-)
+async def insert_tracks(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert or update tracks unless stored or deleted at a newer rev; the URIs written."""
+    written, _ = await TABLE.upsert(conn, rows)
+    return written
 
 
-async def insert_track(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    """Insert or update a track row unless a newer rev is already stored."""
-    await conn.execute(_INSERT, tuple(row[c] for c in _COLUMNS))
-
-
-async def delete_track(conn: AsyncConnection, uri: str, rev: str) -> None:
-    """Delete a track, unless it was re-created at a newer rev."""
-    await conn.execute("DELETE FROM track WHERE uri = %s AND rev <= %s", (uri, rev))
+async def delete_tracks(conn: AsyncConnection, deletions: Sequence[Deletion]) -> set[str]:
+    """Delete tracks (unless re-created at a newer rev); the URIs removed."""
+    return {str(uri) for uri in await TABLE.delete(conn, deletions)}
 
 
 async def delete_by_did(conn: AsyncConnection, did: str) -> None:
     """Remove every track of a repo (account deleted)."""
-    await conn.execute("DELETE FROM track WHERE did = %s", (did,))
+    await TABLE.delete_by_did(conn, did)
+
+
+async def recount(conn: AsyncConnection, uris: Sequence[str]) -> None:
+    """Recompute ``like_count`` (distinct likers) and ``comment_count`` from the rows."""
+    if not uris:
+        return
+    await conn.execute(
+        "UPDATE track SET like_count = c.likes, comment_count = c.comments FROM ("
+        " SELECT u.uri,"
+        '  (SELECT count(DISTINCT l.did) FROM "like" l WHERE l.subject_uri = u.uri) AS likes,'
+        "  (SELECT count(*) FROM comment m WHERE m.subject_uri = u.uri) AS comments"
+        " FROM unnest(%s::text[]) AS u(uri)) AS c"
+        " WHERE track.uri = c.uri"
+        " AND (track.like_count, track.comment_count) IS DISTINCT FROM (c.likes, c.comments)",
+        (sorted(uris),),
+    )

@@ -147,10 +147,11 @@ async def test_invalid_record_goes_to_dead_letter_and_offset_advances(pool):
 
 async def test_crash_before_commit_leaves_offset_and_rows_unmoved(pool):
     class Crashing(CatalogProjector):
-        async def apply(self, conn, envelope):
-            if envelope.rkey == "boom":
-                raise RuntimeError("crash")
-            await super().apply(conn, envelope)
+        async def apply_many(self, conn, envelopes):
+            rejected = await super().apply_many(conn, envelopes)
+            if any(e.rkey == "boom" for e in envelopes):
+                raise RuntimeError("crash")  # after the writes, before the commit
+            return rejected
 
     batch = messages(
         [

@@ -1,0 +1,149 @@
+"""Projector workers as a Kafka consumer group: the broker splits partitions among them.
+
+Each worker joins the group ``plyr-appview.<projector>`` (aiokafka ``group_id``) and, on
+every assignment, seeks each new partition to the offset stored in PostgreSQL
+(``projector_offset``), never to a broker-committed one. Batches then go through
+:func:`projectors.runner.apply_batch`, whose compare-and-set on the stored offset makes a
+batch take effect once even when a rebalance briefly hands a partition to two workers;
+the loser reloads the stored offset and seeks there. Nothing is committed to the broker.
+
+Tansu takes 5-30 s to form a group, so the session and rebalance timeouts are short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from psycopg_pool import AsyncConnectionPool
+
+from plyr_appview.log import Message
+from projectors.base import OffsetConflict, Projector
+from projectors.runner import apply_batch, load_offset
+
+__all__ = ["GroupWorker", "group_id"]
+
+log = logging.getLogger(__name__)
+
+
+def group_id(projector: Projector) -> str:
+    """The consumer group of a projector's workers."""
+    return f"plyr-appview.{projector.name}"
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Seeks newly assigned partitions to their stored offsets."""
+
+    def __init__(self, worker: GroupWorker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        for tp in revoked:
+            self._worker.positions.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._worker.seek_stored(list(assigned))
+
+
+class GroupWorker:
+    """One projector worker in the projector's consumer group."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        bootstrap: str,
+        projector: Projector,
+        topic: str,
+        *,
+        batch_size: int = 1000,
+        session_timeout_ms: int = 6000,
+        on_assign: Callable[[set[int]], None] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.projector = projector
+        self.topic = topic
+        self.batch_size = batch_size
+        self.positions: dict[Any, int] = {}
+        self._on_assign = on_assign
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group_id(projector),
+            client_id=f"plyr-appview-{projector.name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(500, session_timeout_ms // 4),
+            rebalance_timeout_ms=session_timeout_ms * 2,
+            max_poll_interval_ms=60_000,
+        )
+
+    async def seek_stored(self, assigned: list[Any]) -> None:
+        """Point the consumer at the stored offset of each newly assigned partition."""
+        for tp in assigned:
+            offset = await load_offset(self.pool, self.projector.name, tp.topic, tp.partition)
+            self.consumer.seek(tp, offset)
+            self.positions[tp] = offset
+        log.info(
+            "partitions assigned",
+            extra={
+                "projector": self.projector.name,
+                "topic": self.topic,
+                "partitions": sorted(tp.partition for tp in assigned),
+            },
+        )
+        if self._on_assign is not None:
+            self._on_assign({tp.partition for tp in self.consumer.assignment()})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Join the group and project the assigned partitions until ``stop`` is set."""
+        await self.consumer.start()
+        try:
+            self.consumer.subscribe([self.topic], listener=_Listener(self))
+            while not stop.is_set():
+                try:
+                    batches = await self.consumer.getmany(
+                        timeout_ms=500, max_records=self.batch_size
+                    )
+                except KafkaError as exc:
+                    log.warning("group fetch failed", extra={"error": repr(exc)})
+                    await asyncio.sleep(0.5)
+                    continue
+                for tp, records in batches.items():
+                    await self._apply(tp, records)
+        finally:
+            await self.consumer.stop()
+
+    async def _apply(self, tp: TopicPartition, records: list[Any]) -> None:
+        expected = self.positions.get(tp)
+        if expected is None:
+            return  # revoked meanwhile
+        messages = [
+            Message(
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=int(r.offset),
+                key=bytes(r.key or b""),
+                value=bytes(r.value or b""),
+                timestamp_ms=int(r.timestamp),
+            )
+            for r in records
+            if int(r.offset) >= expected
+        ]
+        if not messages:
+            return
+        try:
+            self.positions[tp] = await apply_batch(self.pool, self.projector, messages, expected)
+        except OffsetConflict:
+            # Another worker applied it (a rebalance overlap): continue from the stored offset.
+            offset = await load_offset(self.pool, self.projector.name, tp.topic, tp.partition)
+            self.positions[tp] = offset
+            self.consumer.seek(tp, offset)
+        except psycopg.OperationalError as exc:
+            log.warning("group batch failed, retrying", extra={"error": str(exc)})
+            self.consumer.seek(tp, expected)
+            await asyncio.sleep(0.5)

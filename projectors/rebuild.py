@@ -1,0 +1,205 @@
+"""Rebuild a read model from the start of the log, and replay dead letters.
+
+:func:`rebuild` truncates a projector's tables, forgets its offsets and dead letters, and
+replays every partition of its topic from offset 0 with large batches (the projector's
+set-based ``apply_many``), reporting progress. Stop the projector's live workers first:
+a live worker would only notice the offset reset through its compare-and-set and then
+replay alongside (still exactly once, but slower).
+
+:func:`replay_dead_letters` re-reads each dead-lettered message from the log at its
+topic/partition/offset and applies it again (after a fix); the rev rules of the read
+models make a late application safe. A message that still fails keeps its row with the
+new reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from plyr_appview.log import Log
+from projectors.base import Projector
+from projectors.runner import apply_batch, apply_message, load_offset
+
+__all__ = [
+    "DeadLetter",
+    "Progress",
+    "list_dead_letters",
+    "projector_for",
+    "projector_topic",
+    "rebuild",
+    "replay_dead_letters",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a rebuild is: events applied, events to apply, elapsed seconds."""
+
+    done: int
+    total: int
+    elapsed: float
+
+    @property
+    def rate(self) -> float:
+        """Events per second so far."""
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def projector_for(name: str) -> Projector:
+    """The projector called ``name``: the class in ``projectors.<name>`` with that name."""
+    try:
+        module = importlib.import_module(f"projectors.{name}")
+    except ModuleNotFoundError:
+        raise LookupError(f"no projector module projectors.{name}") from None
+    for value in vars(module).values():
+        if (
+            isinstance(value, type)
+            and getattr(value, "name", None) == name
+            and callable(getattr(value, "apply", None))
+        ):
+            projector: Projector = value()
+            return projector
+    raise LookupError(f"projectors.{name} has no projector named {name!r}")
+
+
+def projector_topic(projector: Projector) -> str:
+    """The logical topic a projector reads (``topic`` attribute, default ``repo``)."""
+    return str(getattr(projector, "topic", "repo"))
+
+
+async def reset(pool: AsyncConnectionPool, projector: Projector) -> None:
+    """Empty the projector's tables, offsets and dead letters, in one transaction."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            sql.SQL("TRUNCATE {}").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in projector.tables)
+            )
+        )
+        await conn.execute("DELETE FROM projector_offset WHERE projector = %s", (projector.name,))
+        await conn.execute("DELETE FROM dead_letter WHERE projector = %s", (projector.name,))
+
+
+async def rebuild(
+    pool: AsyncConnectionPool,
+    log: Log,
+    projector: Projector,
+    topic: str,
+    *,
+    batch_size: int = 2000,
+    concurrency: int = 2,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> Progress:
+    """Drop and replay ``projector`` from offset 0 of every partition of ``topic``.
+
+    Each partition is replayed up to at least the end offset it had when the rebuild
+    started (and on until a read comes back empty).
+    """
+    partitions = list(range(log.partitions(topic)))
+    targets = {p: await log.end_offset(topic, p) for p in partitions}
+    total = sum(targets.values())
+    await reset(pool, projector)
+    started = time.perf_counter()
+    done = 0
+    gate = asyncio.Semaphore(concurrency)
+
+    def report() -> Progress:
+        progress = Progress(done, max(total, done), time.perf_counter() - started)
+        if on_progress is not None:
+            on_progress(progress)
+        return progress
+
+    async def replay(partition: int) -> None:
+        nonlocal done
+        async with gate:
+            offset = await load_offset(pool, projector.name, topic, partition)
+            while True:
+                messages = await log.read(
+                    topic, partition, offset, max_messages=batch_size, timeout=0.2
+                )
+                if not messages:
+                    if offset >= targets[partition]:
+                        return
+                    continue
+                new_offset = await apply_batch(pool, projector, messages, offset)
+                done += new_offset - offset
+                offset = new_offset
+                report()
+
+    async with asyncio.TaskGroup() as group:
+        for partition in partitions:
+            group.create_task(replay(partition))
+    return report()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One row of ``dead_letter``."""
+
+    id: int
+    projector: str
+    topic: str
+    partition: int
+    offset: int
+    uri: str | None
+    reason: str
+    created_at: datetime
+
+
+async def list_dead_letters(
+    pool: AsyncConnectionPool, *, projector: str | None = None, id: int | None = None
+) -> list[DeadLetter]:
+    """Dead letters, oldest first, optionally of one projector or one id."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            'SELECT id, projector, topic, partition, "offset", uri, reason, created_at'
+            " FROM dead_letter WHERE (%(p)s::text IS NULL OR projector = %(p)s)"
+            " AND (%(i)s::bigint IS NULL OR id = %(i)s) ORDER BY id",
+            {"p": projector, "i": id},
+        )
+        return [DeadLetter(*row) for row in await cur.fetchall()]
+
+
+async def replay_dead_letters(
+    pool: AsyncConnectionPool,
+    log: Log,
+    letters: Sequence[DeadLetter],
+) -> tuple[int, int]:
+    """Apply each dead-lettered message again; ``(applied, still failing)``.
+
+    An applied message loses its dead-letter row; one that fails again keeps it with the
+    new reason. Raises :class:`LookupError` if a message is no longer on the log.
+    """
+    applied = failing = 0
+    projectors: dict[str, Projector] = {}
+    for letter in letters:
+        projector = projectors.get(letter.projector)
+        if projector is None:
+            projector = projectors[letter.projector] = projector_for(letter.projector)
+        messages = await log.read(
+            letter.topic, letter.partition, letter.offset, max_messages=1, timeout=5.0
+        )
+        message = next((m for m in messages if m.offset == letter.offset), None)
+        if message is None:
+            raise LookupError(
+                f"dead letter {letter.id}: {letter.topic}/{letter.partition}@{letter.offset}"
+                " is not on the log any more"
+            )
+        async with pool.connection() as conn, conn.transaction():
+            _, reason = await apply_message(conn, projector, message)
+            if reason is None:
+                await conn.execute("DELETE FROM dead_letter WHERE id = %s", (letter.id,))
+                applied += 1
+            else:
+                await conn.execute(
+                    "UPDATE dead_letter SET reason = %s WHERE id = %s", (reason, letter.id)
+                )
+                failing += 1
+    return applied, failing

@@ -1,0 +1,217 @@
+"""What the catalog read models of record collections share: rows, revs and tombstones.
+
+Every record read model (track, like, comment, list) keeps one row per AT-URI and follows
+the same rule: the event with the highest commit ``rev`` wins, and a delete beats a
+write of the same rev. Deletes leave a tombstone (``catalog_tombstone``), so a replayed or
+late create with an older rev cannot bring a deleted record back; a deleted account leaves
+a tombstone keyed by its DID (rev ``''``) that hides every later event of that repo.
+Because the outcome only depends on the set of events, not their order, a rebuild gives
+the same rows as the live run.
+
+Rows travel to PostgreSQL as one JSON array per statement (``jsonb_to_recordset``), so a
+batch of any size costs one round trip per table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from lexicons import ValidationError, validate_record
+from plyr_appview.envelope import Envelope
+from projectors.base import InvalidEvent
+
+__all__ = [
+    "EPOCH",
+    "Deletion",
+    "RecordTable",
+    "deletion",
+    "event_time",
+    "int32",
+    "int64",
+    "iso",
+    "require_record",
+    "to_json",
+    "valid_record",
+]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
+
+
+def event_time(envelope: Envelope) -> datetime:
+    """When ingest saw the event (the envelope's ``time``); the epoch if unreadable.
+
+    Used instead of the wall clock for ``indexed_at``-like columns, so a rebuild writes
+    the same values.
+    """
+    try:
+        parsed = datetime.fromisoformat(envelope.time.replace("Z", "+00:00"))
+    except ValueError:
+        return EPOCH
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    """A datetime as an ISO string for the JSON row batch."""
+    return value.isoformat() if value is not None else None
+
+
+def require_record(envelope: Envelope) -> tuple[str, str, str, dict[str, Any]]:
+    """``(uri, rev, cid, record)`` of a created/updated record event."""
+    record = envelope.record
+    uri = envelope.uri
+    if record is None or uri is None or envelope.rev is None or envelope.cid is None:
+        raise InvalidEvent(f"{envelope.collection} event without record, uri, rev or cid")
+    return uri, envelope.rev, envelope.cid, record
+
+
+def valid_record(nsid: str, record: Mapping[str, Any]) -> None:
+    """Validate against the lexicon; :class:`InvalidEvent` with the field path if not."""
+    try:
+        validate_record(nsid, record)
+    except ValidationError as exc:
+        raise InvalidEvent(str(exc)) from None
+
+
+def int32(value: object, field: str) -> int | None:
+    """An optional integer that must fit a PostgreSQL ``integer`` column."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INT32_MAX:
+        raise InvalidEvent(f"{field}: {value!r} is out of range")
+    return value
+
+
+def int64(value: object, field: str) -> int | None:
+    """An optional integer that must fit a PostgreSQL ``bigint`` column."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INT64_MAX:
+        raise InvalidEvent(f"{field}: {value!r} is out of range")
+    return value
+
+
+def to_json(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The JSON array a ``jsonb_to_recordset`` statement reads.
+
+    Text PostgreSQL cannot store (NUL, lone surrogates) was refused when the runner
+    parsed the event.
+    """
+    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """A record delete: the URI, its repo, the commit rev and the event time."""
+
+    uri: str
+    did: str
+    rev: str
+    at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {"uri": self.uri, "did": self.did, "rev": self.rev, "at": self.at.isoformat()}
+
+
+def deletion(envelope: Envelope) -> Deletion:
+    """The :class:`Deletion` of a ``record.deleted`` event."""
+    if envelope.uri is None or envelope.rev is None:
+        raise InvalidEvent("delete event without uri or rev")
+    return Deletion(envelope.uri, envelope.did, envelope.rev, event_time(envelope))
+
+
+@dataclass(frozen=True, slots=True)
+class RecordTable:
+    """SQL for one record table keyed by ``uri`` with a ``rev`` column.
+
+    ``columns`` maps each column to its PostgreSQL type; ``touched`` is the column whose
+    old and new values a write reports (the subject whose aggregates must be recounted).
+    """
+
+    table: str
+    columns: tuple[tuple[str, str], ...]
+    touched: str
+
+    @property
+    def _recordset(self) -> str:
+        spec = ", ".join(f"{name} {kind}" for name, kind in self.columns)
+        return f"jsonb_to_recordset(%s::jsonb) AS x({spec})"
+
+    @property
+    def upsert_sql(self) -> str:
+        names = [name for name, _ in self.columns]
+        updates = ", ".join(
+            f"{n} = excluded.{n}" for n in names if n not in ("uri", "id", "did", "rkey")
+        )
+        return (
+            f"WITH x AS (SELECT * FROM {self._recordset}),"
+            f" old AS (SELECT t.{self.touched} AS touched FROM {self.table} t"
+            f" JOIN x USING (uri)),"
+            f" new AS (INSERT INTO {self.table} ({', '.join(names)})"
+            f" SELECT {', '.join(names)} FROM x"
+            " WHERE NOT EXISTS (SELECT 1 FROM catalog_tombstone d"
+            "  WHERE d.key = x.uri AND d.rev >= x.rev)"
+            " AND NOT EXISTS (SELECT 1 FROM catalog_tombstone d"
+            "  WHERE d.key = x.did AND d.rev = '')"
+            f" ON CONFLICT (uri) DO UPDATE SET {updates}"
+            f" WHERE {self.table}.rev <= excluded.rev"
+            f" RETURNING uri, {self.touched} AS touched)"
+            " SELECT 'new', uri, touched FROM new UNION ALL SELECT 'old', NULL, touched FROM old"
+        )
+
+    @property
+    def delete_sql(self) -> str:
+        return (
+            "WITH x AS (SELECT * FROM"
+            " jsonb_to_recordset(%s::jsonb) AS x(uri text, did text, rev text, at timestamptz)),"
+            f" gone AS (DELETE FROM {self.table} t USING x"
+            f"  WHERE t.uri = x.uri AND t.rev <= x.rev RETURNING t.{self.touched} AS touched),"
+            " tomb AS (INSERT INTO catalog_tombstone (key, did, rev, deleted_at)"
+            "  SELECT uri, did, rev, at FROM x ON CONFLICT (key) DO UPDATE"
+            "  SET rev = excluded.rev, deleted_at = excluded.deleted_at"
+            "  WHERE catalog_tombstone.rev < excluded.rev)"
+            " SELECT touched FROM gone"
+        )
+
+    async def upsert(
+        self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[set[str], set[Any]]:
+        """Write rows unless stored or tombstoned at a newer rev.
+
+        Returns the URIs written and the ``touched`` values before and after.
+        """
+        if not rows:
+            return set(), set()
+        cur = await conn.execute(self.upsert_sql, (to_json(rows),))
+        written: set[str] = set()
+        touched: set[Any] = set()
+        for which, uri, value in await cur.fetchall():
+            if which == "new":
+                written.add(uri)
+            if value is not None:
+                touched.add(value)
+        return written, touched
+
+    async def delete(self, conn: AsyncConnection, deletions: Sequence[Deletion]) -> set[Any]:
+        """Delete records (unless re-created at a newer rev), leave tombstones.
+
+        Returns the ``touched`` values of the rows removed.
+        """
+        if not deletions:
+            return set()
+        cur = await conn.execute(self.delete_sql, (to_json([d.as_json() for d in deletions]),))
+        return {row[0] for row in await cur.fetchall() if row[0] is not None}
+
+    async def delete_by_did(self, conn: AsyncConnection, did: str) -> set[Any]:
+        """Remove every row of a repo; returns their ``touched`` values."""
+        cur = await conn.execute(
+            f"DELETE FROM {self.table} WHERE did = %s RETURNING {self.touched}", (did,)
+        )
+        return {row[0] for row in await cur.fetchall() if row[0] is not None}

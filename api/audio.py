@@ -98,11 +98,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise RangeNotSatisfiable(header)
         return max(0, size - suffix), size - 1
     start = int(first)
+    if start >= size:
+        raise RangeNotSatisfiable(header)
     end = int(last) if last else size - 1
     if end < start:
         return None
-    if start >= size:
-        raise RangeNotSatisfiable(header)
     return start, min(end, size - 1)
 
 

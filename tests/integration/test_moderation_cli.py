@@ -1,0 +1,57 @@
+"""``plyr-appview takedown``: an operator label on the labels topic, projected."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from plyr_appview.cli import main
+from plyr_appview.db import open_pool
+from plyr_appview.envelope import Envelope
+from plyr_appview.log.postgres import PostgresLog
+from projectors.moderation import ModerationProjector
+from projectors.runner import apply_batch, load_offset
+
+OPERATOR = "did:plc:operatoroperatoroperator"
+URI = "at://did:plc:artistartistartistartist/fm.plyr.track/t1"
+
+
+async def test_takedown_and_negate(pg_url, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    monkeypatch.setenv("PLYR_PARTITIONS", "1")
+    monkeypatch.delenv("PLYR_OPERATOR_DID", raising=False)
+    assert await asyncio.to_thread(main, ["takedown", URI]) == 2  # no operator configured
+    monkeypatch.setenv("PLYR_OPERATOR_DID", OPERATOR)
+    assert await asyncio.to_thread(main, ["takedown", URI, "--reason", "dmca"]) == 0
+    assert "!takedown applied" in capsys.readouterr().out
+    pool = await open_pool(pg_url)
+    try:
+        log = PostgresLog(pool, partitions=1, topics=["plyr.labels"])
+        await log.start()
+        messages = await log.read("plyr.labels", 0, 0, max_messages=10, timeout=1)
+        [envelope] = [Envelope.from_bytes(m.value) for m in messages]
+        assert envelope.label is not None
+        assert (envelope.label["src"], envelope.label["val"]) == (OPERATOR, "!takedown")
+        projector = ModerationProjector()  # trusted set from the environment
+        await load_offset(pool, "moderation", "plyr.labels", 0)
+        await apply_batch(pool, projector, messages, 0)
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT plyr_visible(%s, 'did:x', 'audio', true)", (URI,))
+            assert (await cur.fetchone())[0] is False
+        assert await asyncio.to_thread(main, ["takedown", URI, "--negate"]) == 0
+        messages = await log.read("plyr.labels", 0, 1, max_messages=10, timeout=1)
+        await apply_batch(pool, projector, messages, 1)
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT plyr_visible(%s, 'did:x', 'audio', true)", (URI,))
+            assert (await cur.fetchone())[0] is True
+        await log.close()
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize("subject", ["https://example.com/x", "alice.test"])
+async def test_takedown_refuses_what_is_not_an_at_uri_or_did(pg_url, monkeypatch, subject):
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    monkeypatch.setenv("PLYR_OPERATOR_DID", OPERATOR)
+    assert await asyncio.to_thread(main, ["takedown", subject]) == 2

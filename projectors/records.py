@@ -153,7 +153,7 @@ class RecordTable:
         return (
             f"WITH x AS (SELECT * FROM {self._recordset}),"
             f" old AS (SELECT t.{self.touched} AS touched FROM {self.table} t"
-            f" JOIN x USING (uri)),"
+            " WHERE t.uri = ANY(%s::text[])),"
             f" new AS (INSERT INTO {self.table} ({', '.join(names)})"
             f" SELECT {', '.join(names)} FROM x"
             " WHERE NOT EXISTS (SELECT 1 FROM catalog_tombstone d"
@@ -189,7 +189,10 @@ class RecordTable:
         """
         if not rows:
             return set(), set()
-        cur = await conn.execute(self.upsert_sql, (to_json(rows),))
+        # The URIs again as an array: an index lookup, where a join with the recordset
+        # (estimated at 100 rows) would scan the whole table.
+        uris = [row["uri"] for row in rows]
+        cur = await conn.execute(self.upsert_sql, (to_json(rows), uris))
         written: set[str] = set()
         touched: set[Any] = set()
         for which, uri, value in await cur.fetchall():

@@ -120,7 +120,7 @@ async def recount(conn: AsyncConnection, uris: Sequence[str]) -> None:
         '  (SELECT count(DISTINCT l.did) FROM "like" l WHERE l.subject_uri = u.uri) AS likes,'
         "  (SELECT count(*) FROM comment m WHERE m.subject_uri = u.uri) AS comments"
         " FROM unnest(%s::text[]) AS u(uri)) AS c"
-        " WHERE track.uri = c.uri"
+        " WHERE track.uri = c.uri AND track.uri = ANY(%s)"
         " AND (track.like_count, track.comment_count) IS DISTINCT FROM (c.likes, c.comments)",
-        (sorted(uris),),
+        (sorted(uris), sorted(uris)),
     )

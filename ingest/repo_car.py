@@ -9,23 +9,34 @@ entry and the next. An in-order walk (``l``, then each entry followed by its ``t
 the keys in sorted order, which is checked.
 
 Subtrees whose key range cannot hold a kept collection are not visited, and only kept
-records are decoded. Every block's CID was verified by :func:`~ingest.car.read_car`, so
+records are decoded. Every block's CID is verified on reading (:func:`read_blocks`), so
 given a verified commit signature the records are authentic. Malformed input raises
 :class:`RepoError`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import cbrrr
+import libipld
 
-from ingest.car import CarError, read_car
+from ingest.car import MAX_BLOCK_SIZE, CarError, read_varint
 from ingest.commits import CollectionFilter
 
-__all__ = ["Repo", "RepoCommit", "RepoError", "RepoRecord", "read_commit", "read_repo", "walk_mst"]
+__all__ = [
+    "Repo",
+    "RepoCommit",
+    "RepoError",
+    "RepoRecord",
+    "read_blocks",
+    "read_commit",
+    "read_repo",
+    "walk_mst",
+]
 
 _MAX_DEPTH = 128
 
@@ -67,11 +78,59 @@ class Repo:
     records: list[RepoRecord]
 
 
-def read_commit(blocks: dict[str, bytes], root: str) -> RepoCommit:
+def read_blocks(raw: bytes) -> tuple[list[bytes], dict[bytes, bytes]]:
+    """A CAR v1's roots and blocks, keyed by binary CID; each block checked against its CID.
+
+    Like :func:`ingest.car.read_car` but without turning every CID into a string (base32
+    costs more than hashing): a repo has a block per record and per MST node.
+    """
+    data = memoryview(raw)
+    try:
+        header_len, pos = read_varint(data, 0)
+        if header_len == 0 or pos + header_len > len(data):
+            raise RepoError("truncated CAR header")
+        header = cbrrr.decode_dag_cbor(bytes(data[pos : pos + header_len]))
+    except (CarError, ValueError, cbrrr.CbrrrDecodeError) as exc:
+        raise RepoError(f"bad CAR header: {exc}") from None
+    roots_raw = header.get("roots") if isinstance(header, dict) else None
+    if (
+        not isinstance(header, dict)
+        or header.get("version") != 1
+        or not isinstance(roots_raw, list)
+    ):
+        raise RepoError("CAR header must be a map with version 1 and roots")
+    roots = [r.cid_bytes for r in roots_raw if isinstance(r, cbrrr.CID)]
+    pos += header_len
+    blocks: dict[bytes, bytes] = {}
+    end = len(data)
+    prefix = cbrrr.CID.CIDV1_DAG_CBOR_SHA256_32_PFX
+    raw_prefix = cbrrr.CID.CIDV1_RAW_SHA256_32_PFX
+    try:
+        while pos < end:
+            length, pos = read_varint(data, pos)
+            block_end = pos + length
+            if block_end > end or length < 36:
+                raise RepoError("truncated block")
+            cid = bytes(data[pos : pos + 36])
+            if not (cid.startswith(prefix) or cid.startswith(raw_prefix)):
+                raise RepoError("CID must be CIDv1 dag-cbor/raw sha2-256")
+            body = data[pos + 36 : block_end]
+            if len(body) > MAX_BLOCK_SIZE:
+                raise RepoError(f"block of {len(body)} bytes exceeds {MAX_BLOCK_SIZE}")
+            if hashlib.sha256(body).digest() != cid[4:]:
+                raise RepoError("block does not match its CID")
+            blocks[cid] = bytes(body)
+            pos = block_end
+    except CarError as exc:
+        raise RepoError(f"bad CAR: {exc}") from None
+    return roots, blocks
+
+
+def read_commit(blocks: dict[bytes, bytes], root: bytes) -> RepoCommit:
     """The commit stored in block ``root``; raises :class:`RepoError` if it is not one."""
     raw = blocks.get(root)
     if raw is None:
-        raise RepoError(f"commit block {root} is missing")
+        raise RepoError(f"commit block {libipld.encode_cid(root)} is missing")
     try:
         commit = cbrrr.decode_dag_cbor(raw)
     except (ValueError, cbrrr.CbrrrDecodeError) as exc:
@@ -86,7 +145,7 @@ def read_commit(blocks: dict[str, bytes], root: str) -> RepoCommit:
     if not isinstance(data, cbrrr.CID) or not isinstance(sig, bytes):
         raise RepoError("commit data must be a CID and sig bytes")
     unsigned = cbrrr.encode_dag_cbor({k: v for k, v in commit.items() if k != "sig"})
-    return RepoCommit(root, did, rev, data.encode(), sig, unsigned)
+    return RepoCommit(libipld.encode_cid(root), did, rev, data.encode(), sig, unsigned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +175,9 @@ class _Ranges:
 
 
 def walk_mst(
-    blocks: dict[str, bytes], root: str, keep: CollectionFilter | None = None
-) -> Iterator[tuple[str, str]]:
-    """``(key, record CID)`` pairs of the MST at ``root`` in key order.
+    blocks: dict[bytes, bytes], root: bytes, keep: CollectionFilter | None = None
+) -> Iterator[tuple[str, bytes]]:
+    """``(key, binary record CID)`` pairs of the MST at ``root`` in key order.
 
     With ``keep``, subtrees that cannot hold a kept collection are skipped (their keys
     are not yielded; other keys may still be). Raises :class:`RepoError`.
@@ -126,42 +185,44 @@ def walk_mst(
     ranges = _Ranges.of(keep)
     last: list[str] = [""]
 
-    def visit(cid: str, low: str | None, high: str | None, depth: int) -> Iterator[tuple[str, str]]:
+    def visit(
+        cid: bytes, low: str | None, high: str | None, depth: int
+    ) -> Iterator[tuple[str, bytes]]:
         if depth > _MAX_DEPTH:
             raise RepoError("MST deeper than any real repo")
         raw = blocks.get(cid)
         if raw is None:
-            raise RepoError(f"MST node {cid} is missing")
+            raise RepoError(f"MST node {libipld.encode_cid(cid)} is missing")
         try:
             node = cbrrr.decode_dag_cbor(raw)
         except (ValueError, cbrrr.CbrrrDecodeError) as exc:
-            raise RepoError(f"MST node {cid} is not DAG-CBOR: {exc}") from None
+            raise RepoError(f"MST node {libipld.encode_cid(cid)} is not DAG-CBOR: {exc}") from None
         if not isinstance(node, dict) or not isinstance(node.get("e"), list):
-            raise RepoError(f"MST node {cid} is not a node")
+            raise RepoError(f"MST node {libipld.encode_cid(cid)} is not a node")
         entries: list[Any] = node["e"]  # type: ignore[assignment]
         keys: list[str] = []
         previous = b""
         for entry in entries:
             if not isinstance(entry, dict):
-                raise RepoError(f"MST node {cid} has a bad entry")
+                raise RepoError(f"MST node {libipld.encode_cid(cid)} has a bad entry")
             prefix, suffix = entry.get("p"), entry.get("k")
             if not isinstance(prefix, int) or not isinstance(suffix, bytes):
-                raise RepoError(f"MST node {cid} has a bad entry key")
+                raise RepoError(f"MST node {libipld.encode_cid(cid)} has a bad entry key")
             if prefix < 0 or prefix > len(previous):
-                raise RepoError(f"MST node {cid} has a bad key prefix length")
+                raise RepoError(f"MST node {libipld.encode_cid(cid)} has a bad key prefix length")
             full = previous[:prefix] + suffix
             try:
                 keys.append(full.decode())
             except UnicodeDecodeError:
-                raise RepoError(f"MST node {cid} has a non-UTF-8 key") from None
+                raise RepoError(f"MST node {libipld.encode_cid(cid)} has a non-UTF-8 key") from None
             previous = full
         left = node.get("l")
         first = keys[0] if keys else high
         if left is not None:
             if not isinstance(left, cbrrr.CID):
-                raise RepoError(f"MST node {cid} has a bad left link")
+                raise RepoError(f"MST node {libipld.encode_cid(cid)} has a bad left link")
             if ranges.meets(low, first):
-                yield from visit(left.encode(), low, first, depth + 1)
+                yield from visit(left.cid_bytes, low, first, depth + 1)
         for index, entry in enumerate(entries):
             key = keys[index]
             if key <= last[0]:
@@ -170,14 +231,14 @@ def walk_mst(
             value = entry.get("v")
             if not isinstance(value, cbrrr.CID):
                 raise RepoError(f"MST entry {key!r} has no record CID")
-            yield key, value.encode()
+            yield key, value.cid_bytes
             tree = entry.get("t")
             if tree is not None:
                 if not isinstance(tree, cbrrr.CID):
                     raise RepoError(f"MST entry {key!r} has a bad subtree link")
                 after = keys[index + 1] if index + 1 < len(keys) else high
                 if ranges.meets(key, after):
-                    yield from visit(tree.encode(), key, after, depth + 1)
+                    yield from visit(tree.cid_bytes, key, after, depth + 1)
 
     yield from visit(root, None, None, 0)
 
@@ -188,15 +249,12 @@ def read_repo(raw: bytes, keep: CollectionFilter | None = None) -> Repo:
     Raises :class:`RepoError` for a bad CAR, a bad commit, a malformed MST, a key that is
     not ``collection/rkey``, or a missing or undecodable record block.
     """
-    try:
-        roots, blocks = read_car(raw)
-    except CarError as exc:
-        raise RepoError(f"bad CAR: {exc}") from None
+    roots, blocks = read_blocks(raw)
     if not roots:
         raise RepoError("CAR has no root")
     commit = read_commit(blocks, roots[0])
     records: list[RepoRecord] = []
-    for key, cid in walk_mst(blocks, commit.data, keep):
+    for key, cid in walk_mst(blocks, cbrrr.CID.decode(commit.data).cid_bytes, keep):
         collection, slash, rkey = key.partition("/")
         if not slash or not collection or not rkey or "/" in rkey:
             raise RepoError(f"MST key {key!r} is not collection/rkey")
@@ -204,12 +262,12 @@ def read_repo(raw: bytes, keep: CollectionFilter | None = None) -> Repo:
             continue
         data = blocks.get(cid)
         if data is None:
-            raise RepoError(f"record block {cid} for {key} is missing")
+            raise RepoError(f"record block {libipld.encode_cid(cid)} for {key} is missing")
         try:
             record = cbrrr.decode_dag_cbor(data, atjson_mode=True)
         except (ValueError, cbrrr.CbrrrDecodeError) as exc:
             raise RepoError(f"record {key} is not DAG-CBOR: {exc}") from None
         if not isinstance(record, dict):
             raise RepoError(f"record {key} is not a map")
-        records.append(RepoRecord(collection, rkey, cid, record))
+        records.append(RepoRecord(collection, rkey, libipld.encode_cid(cid), record))
     return Repo(commit, records)

@@ -11,7 +11,7 @@ is a ``label.applied`` whose label has ``neg: true``). Parsing untrusted bytes r
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = ["ENVELOPE_VERSION", "KINDS", "Envelope", "EnvelopeError", "Kind"]
@@ -69,7 +69,12 @@ class Envelope:
         return self.did.encode()
 
     def to_bytes(self) -> bytes:
-        data = {k: v for k, v in asdict(self).items() if v is not None}
+        # Shallow, not dataclasses.asdict: that deep-copies the record (most of the cost).
+        data = {
+            name: value
+            for name in self.__dataclass_fields__
+            if (value := getattr(self, name)) is not None
+        }
         uri = self.uri
         if uri is not None:
             data["uri"] = uri

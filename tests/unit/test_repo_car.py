@@ -6,9 +6,8 @@ import cbrrr
 import pytest
 from atproto_crypto.verify import verify_signature
 
-from ingest.car import read_car
 from ingest.commits import CollectionFilter
-from ingest.repo_car import RepoError, read_repo, walk_mst
+from ingest.repo_car import RepoError, read_blocks, read_repo, walk_mst
 from tests.factories import (
     SigningKey,
     block,
@@ -33,9 +32,9 @@ def test_walk_yields_every_key_in_order_for_a_multi_layer_tree() -> None:
     key = SigningKey()
     recs = {**records(300), **records(200, "app.bsky.feed.like")}
     assert max(mst_layer(k) for k in recs) >= 2, "the fixture should make a tree of 3+ layers"
-    roots, blocks = read_car(repo_car(DID, recs, key))
+    roots, blocks = read_blocks(repo_car(DID, recs, key))
     commit = cbrrr.decode_dag_cbor(blocks[roots[0]])
-    keys = [k for k, _ in walk_mst(blocks, commit["data"].encode())]
+    keys = [k for k, _ in walk_mst(blocks, commit["data"].cid_bytes)]
     assert keys == sorted(recs)
 
 

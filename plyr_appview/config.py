@@ -27,6 +27,7 @@ DEFAULT_COLLECTIONS: tuple[str, ...] = (
 )
 
 LogBackend = Literal["postgres", "kafka"]
+Source = Literal["firehose", "jetstream"]
 
 
 class ConfigError(ValueError):
@@ -70,6 +71,16 @@ class Settings:
     s3_presign_seconds: int = 3600
     labelers: tuple[str, ...] = ()
     """DIDs of the labelers whose labels moderation applies (``PLYR_LABELERS``)."""
+    labeler_urls: Mapping[str, str] = field(default_factory=dict)
+    """Labeler DID → ``subscribeLabels`` endpoint, for entries written ``did=wss://host``;
+    the others are found from the DID document's ``#atproto_labeler`` service."""
+    source: Source = "firehose"
+    """Where repo events come from: the firehose (verified) or Jetstream (``PLYR_SOURCE``)."""
+    jetstream_url: str = "wss://jetstream2.us-east.bsky.network/subscribe"
+    backfill_dids: tuple[str, ...] = ()
+    """Repos to backfill instead of discovering them (``PLYR_BACKFILL_DIDS``)."""
+    backfill_concurrency: int = 4
+    """``getRepo`` requests at a time per PDS host (``PLYR_BACKFILL_CONCURRENCY``)."""
     operator_did: str | None = None
     """The operator's DID: its labels (``!takedown``) are always trusted (``PLYR_OPERATOR_DID``)."""
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -198,9 +209,35 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if presign := get("PLYR_S3_PRESIGN_SECONDS"):
         values["s3_presign_seconds"] = _int("PLYR_S3_PRESIGN_SECONDS", presign, 60, 7 * 86400)
     if labelers := get("PLYR_LABELERS"):
-        values["labelers"] = tuple(
-            _did("PLYR_LABELERS", d.strip()) for d in labelers.split(",") if d.strip()
+        dids: list[str] = []
+        urls: dict[str, str] = {}
+        for item in (i.strip() for i in labelers.split(",")):
+            if not item:
+                continue
+            did, sep, endpoint = item.partition("=")
+            dids.append(_did("PLYR_LABELERS", did.strip()))
+            if sep:
+                urls[dids[-1]] = _url(
+                    f"PLYR_LABELERS ({did.strip()})",
+                    endpoint.strip(),
+                    ("ws", "wss", "http", "https"),
+                )
+        values["labelers"] = tuple(dids)
+        values["labeler_urls"] = urls
+    if source_name := get("PLYR_SOURCE"):
+        if source_name not in ("firehose", "jetstream"):
+            raise ConfigError(
+                f"PLYR_SOURCE: expected 'firehose' or 'jetstream', got {source_name!r}"
+            )
+        values["source"] = source_name
+    if jetstream := get("PLYR_JETSTREAM_URL"):
+        values["jetstream_url"] = _url("PLYR_JETSTREAM_URL", jetstream, ("ws", "wss"))
+    if backfill_dids := get("PLYR_BACKFILL_DIDS"):
+        values["backfill_dids"] = tuple(
+            _did("PLYR_BACKFILL_DIDS", d.strip()) for d in backfill_dids.split(",") if d.strip()
         )
+    if concurrency := get("PLYR_BACKFILL_CONCURRENCY"):
+        values["backfill_concurrency"] = _int("PLYR_BACKFILL_CONCURRENCY", concurrency, 1, 64)
     if operator := get("PLYR_OPERATOR_DID"):
         values["operator_did"] = _did("PLYR_OPERATOR_DID", operator.strip())
     if values.get("log_backend") == "kafka" and "kafka_bootstrap" not in values:

@@ -1,7 +1,14 @@
 """From decoded firehose events to envelopes: filter by collection, then read the records.
 
 Pure functions, no I/O. The collection filter looks only at op paths, so commits that
-touch nothing we index never have their CAR parsed.
+touch nothing we index never have their CAR parsed; :class:`Triage` goes further and
+decides from the raw frame bytes (see :func:`ingest.frames.peek_commit`), so most relay
+frames are never decoded at all.
+
+Lexicon validation is not done here: the projectors validate each record and dead-letter
+the invalid ones with the reason, so a record that fails its lexicon is still published
+(its facts are kept on the log, a later lexicon version may accept it) and is counted
+where it is refused.
 """
 
 from __future__ import annotations
@@ -12,12 +19,13 @@ from dataclasses import dataclass
 import cbrrr
 
 from ingest.car import CarError, read_car
-from ingest.frames import AccountEvent, CommitEvent, IdentityEvent
+from ingest.frames import AccountEvent, CommitEvent, IdentityEvent, Op, peek_commit
 from plyr_appview.envelope import Envelope, Kind
 
 __all__ = [
     "CollectionFilter",
     "RecordError",
+    "Triage",
     "account_envelope",
     "commit_envelopes",
     "identity_envelope",
@@ -52,18 +60,73 @@ class CollectionFilter:
     def __call__(self, collection: str) -> bool:
         return collection in self.exact or collection.startswith(self.prefixes)
 
+    def needles(self) -> tuple[bytes, ...]:
+        """Byte strings one of which every kept op path contains (for a raw-bytes scan).
 
-def commit_envelopes(event: CommitEvent, keep: CollectionFilter, source: str) -> list[Envelope]:
-    """Envelopes for the ops of ``event`` in kept collections (empty if none)."""
-    wanted = [op for op in event.ops if keep(op.collection)]
+        Exact NSIDs sharing an authority (``fm.plyr.track``, ``fm.plyr.like``) collapse to
+        that authority (``fm.plyr.``): fewer searches, a few more false hits, no misses.
+        """
+        out: set[str] = set(self.prefixes)
+        by_authority: dict[str, list[str]] = {}
+        for nsid in self.exact:
+            by_authority.setdefault(".".join(nsid.split(".")[:2]) + ".", []).append(nsid)
+        for authority, names in by_authority.items():
+            if len(names) > 1:
+                out.add(authority)
+            else:
+                out.add(names[0] + "/")
+        # Drop needles that contain another needle: the shorter one already hits.
+        kept = [n for n in out if not any(o != n and o in n for o in out)]
+        return tuple(sorted(n.encode() for n in kept))
+
+    def wanted(self, ops: tuple[Op, ...]) -> list[Op]:
+        """The ops of a commit in kept collections."""
+        return [op for op in ops if self(op.collection)]
+
+
+class Triage:
+    """Decide from raw frame bytes whether a ``#commit`` frame can matter to us.
+
+    :meth:`skip` returns ``(seq, repo)`` for a commit none of whose op paths can be in a
+    kept collection; ``None`` means: decode the frame (it is something else, or it may
+    matter). Costs a prefix check and two short byte searches: no decoding.
+    """
+
+    def __init__(self, keep: CollectionFilter) -> None:
+        self._needles = keep.needles()
+
+    def skip(self, raw: bytes) -> tuple[int, str] | None:
+        peek = peek_commit(raw)
+        if peek is None:
+            return None
+        seq, repo, ops_end = peek
+        for needle in self._needles:
+            if raw.find(needle, 0, ops_end) >= 0:
+                return None
+        return seq, repo
+
+
+def commit_envelopes(
+    event: CommitEvent,
+    keep: CollectionFilter,
+    source: str,
+    blocks: dict[str, bytes] | None = None,
+) -> list[Envelope]:
+    """Envelopes for the ops of ``event`` in kept collections (empty if none).
+
+    ``blocks`` are the event's verified CAR blocks if already read. Every created or
+    updated record's block must be among them (so it is covered by the block CID check).
+    """
+    wanted = keep.wanted(event.ops)
     if not wanted:
         return []
-    blocks: dict[str, bytes] = {}
-    if any(op.action != "delete" for op in wanted):
-        try:
-            _, blocks = read_car(event.blocks)
-        except CarError as exc:
-            raise RecordError(f"commit {event.commit} of {event.repo}: {exc}") from None
+    if blocks is None:
+        blocks = {}
+        if any(op.action != "delete" for op in wanted):
+            try:
+                _, blocks = read_car(event.blocks)
+            except CarError as exc:
+                raise RecordError(f"commit {event.commit} of {event.repo}: {exc}") from None
     out: list[Envelope] = []
     for op in wanted:
         kind = _ACTIONS.get(op.action)
@@ -98,6 +161,7 @@ def commit_envelopes(event: CommitEvent, keep: CollectionFilter, source: str) ->
 
 
 def identity_envelope(event: IdentityEvent, source: str) -> Envelope:
+    """``identity.changed`` for an ``#identity`` event (the new handle, if given)."""
     return Envelope(
         kind="identity.changed",
         did=event.did,
@@ -109,6 +173,7 @@ def identity_envelope(event: IdentityEvent, source: str) -> Envelope:
 
 
 def account_envelope(event: AccountEvent, source: str) -> Envelope:
+    """``account.changed`` for an ``#account`` event (active flag and host status)."""
     return Envelope(
         kind="account.changed",
         did=event.did,

@@ -1,8 +1,33 @@
-"""The ``subscribeRepos`` consumer: frames in, envelopes onto the log, cursor saved after.
+"""The ``subscribeRepos`` consumer: frames in, verified envelopes onto the log, cursor after.
 
-The cursor only moves once the log has acknowledged every envelope of every earlier
-frame, so a crash anywhere resumes with no gap (duplicates are possible; projectors are
-idempotent). Bad frames and unreadable commits are counted and skipped.
+Per frame, in order:
+
+1. :class:`~ingest.commits.Triage` reads ``seq`` and ``repo`` of a commit straight from
+   its bytes; a commit whose op paths cannot name a kept collection, from a repo we do not
+   index, only moves the cursor (this is ~99.5% of relay traffic).
+2. Anything else is decoded. A commit touching kept collections is checked: ``rev`` newer
+   than the last applied (else dropped as a replay), CAR blocks match their CIDs, the
+   commit block is the one named by ``commit``, its signature verifies against the
+   repo's DID document key (re-resolved once on failure: key rotation), every created or
+   updated record's block is in the CAR. Refusals are counted by reason, never published.
+   Commits of known repos that touch nothing kept are not verified; they only move the
+   repo's ``rev``/``data`` so the sync-1.1 chain can be checked on the next one.
+3. sync 1.1: a commit whose ``prevData`` differs from the data CID we hold for an active
+   repo means we missed something: the repo is marked ``desynchronized`` (the backfill
+   worker resyncs it; see :class:`~ingest.repos.RepoStates`); the commit itself is verified
+   and still published. ``#sync`` events with another data CID do the same, and
+   ``#info OutdatedCursor`` marks every active repo.
+4. ``#identity``/``#account`` events of repos we index become envelopes keyed by the DID,
+   so they reach the log in order with its records.
+5. While a repo is backfilling its envelopes are held by ``RepoStates`` instead of
+   published; the cursor still moves (the persisted ``backfilling`` status re-runs that
+   backfill after a crash).
+
+The cursor only moves once the log has acknowledged every envelope of every earlier frame
+(frames are handled one at a time, publishing before the cursor), so a crash anywhere
+resumes with no gap; duplicates are possible and projectors are idempotent. Bad input
+(undecodable, truncated or oversized frames, unreadable commits) is counted, sampled to
+the log at most once per reason every few seconds, and skipped.
 """
 
 from __future__ import annotations
@@ -11,18 +36,20 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import httpx
 import websockets
+from cbrrr import CID
 from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect
 
+from ingest.car import CarError, read_car
 from ingest.commits import (
     CollectionFilter,
     RecordError,
+    Triage,
     account_envelope,
     commit_envelopes,
     identity_envelope,
@@ -39,16 +66,27 @@ from ingest.frames import (
     SyncEvent,
     UnknownEvent,
     decode_frame,
+    peek_commit,
 )
-from ingest.identity import ResolveError, resolve_did
+from ingest.identity import DidResolver, ResolveError
+from ingest.metrics import IngestStats
+from ingest.repos import ACTIVE, RepoStates
+from ingest.verify import CommitVerifier, VerifyError, decode_commit
 from plyr_appview.envelope import Envelope
 from plyr_appview.log import Log, LogError
 
-__all__ = ["FirehoseIngest", "IngestStats", "backoff_delay"]
+__all__ = ["FirehoseIngest", "IngestStats", "SourceError", "backoff_delay", "save_counters"]
 
 log = logging.getLogger(__name__)
 
 _CURSOR_SAVE_INTERVAL = 1.0
+_TIME_SAMPLE_INTERVAL = 1.0
+_WARN_INTERVAL = 10.0
+_RECV_LIMIT = 4 * MAX_FRAME_SIZE  # larger frames are refused by us (counted), not by the socket
+
+
+class SourceError(RuntimeError):
+    """The source sent an error frame (e.g. ``ConsumerTooSlow``): reconnect."""
 
 
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
@@ -57,13 +95,24 @@ def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> floa
     return ceiling * random.uniform(0.5, 1.0)
 
 
-@dataclass
-class IngestStats:
-    frames: int = 0
-    published: int = 0
-    reconnects: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    last_event_time: str | None = None
+def _event_time(value: str) -> float | None:
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+async def save_counters(pool: AsyncConnectionPool, stats: IngestStats) -> None:
+    """Persist the counters of ``stats`` (``ingest_counter``) for ``plyr-appview status``."""
+    rows = [(stats.source, name, value) for name, value in stats.as_counters().items()]
+    async with pool.connection() as conn, conn.transaction():
+        cur = conn.cursor()
+        await cur.executemany(
+            "INSERT INTO ingest_counter (source, name, value, updated_at) VALUES (%s, %s, %s,"
+            " now()) ON CONFLICT (source, name) DO UPDATE SET value = excluded.value,"
+            " updated_at = now()",
+            rows,
+        )
 
 
 class FirehoseIngest:
@@ -79,34 +128,54 @@ class FirehoseIngest:
         pool: AsyncConnectionPool,
         plc_url: str,
         http: httpx.AsyncClient,
+        states: RepoStates | None = None,
+        resolver: DidResolver | None = None,
+        stats: IngestStats | None = None,
+        max_frame_size: int = MAX_FRAME_SIZE,
     ) -> None:
         self.url = url
         parts = urlsplit(url)
         self.source = f"firehose:{parts.netloc}"
         self._keep = keep
+        self._triage = Triage(keep)
         self._log = log
         self._topic = topic
         self._pool = pool
-        self._plc_url = plc_url
-        self._http = http
-        self._known: set[str] = set()
+        self.states = states if states is not None else RepoStates(pool)
+        self.resolver = resolver if resolver is not None else DidResolver(http, plc_url)
+        self._verifier = CommitVerifier(self.resolver)
+        self._max_frame = max_frame_size
         self._cursor: int | None = None
         self._saved: int | None = None
         self._saved_at = 0.0
-        self.stats = IngestStats()
+        self._time_sampled_at = 0.0
+        self._published_since_save = False
+        self._warned_at: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._counters_saved: dict[str, int] = {}
+        self.stats = stats if stats is not None else IngestStats(self.source)
+
+    async def start(self) -> None:
+        """Load repo state and the saved cursor (``run`` does it; tests may call it alone)."""
+        await self.states.load()
+        self._cursor = self._saved = await load_cursor(self._pool, self.source)
+        self.stats.cursor = self._cursor
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set, reconnecting with backoff."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute("SELECT did FROM repo_state")
-            self._known = {row[0] for row in await cur.fetchall()}
-        self._cursor = self._saved = await load_cursor(self._pool, self.source)
+        """Consume until ``stop`` is set, reconnecting with capped, jittered backoff."""
+        await self.start()
         attempt = 0
         while not stop.is_set():
             try:
                 await self._session(stop)
                 attempt = 0
-            except (OSError, websockets.WebSocketException, LogError, TimeoutError) as exc:
+            except (
+                OSError,
+                websockets.WebSocketException,
+                LogError,
+                TimeoutError,
+                SourceError,
+            ) as exc:
                 self.stats.reconnects += 1
                 delay = backoff_delay(attempt)
                 attempt += 1
@@ -118,106 +187,296 @@ class FirehoseIngest:
                     await asyncio.wait_for(stop.wait(), delay)
                 except TimeoutError:
                     pass
-        await self._save_cursor(force=True)
+        await self._save_cursor()
 
     async def _session(self, stop: asyncio.Event) -> None:
         url = self.url if self._cursor is None else f"{self.url}?cursor={self._cursor}"
-        async with connect(url, max_size=MAX_FRAME_SIZE, open_timeout=15) as ws:
+        async with connect(url, max_size=_RECV_LIMIT, open_timeout=15) as ws:
             log.info("firehose connected", extra={"source": self.source, "cursor": self._cursor})
-            stopper = asyncio.create_task(stop.wait())
+
+            async def close_on_stop() -> None:
+                await stop.wait()
+                await ws.close()
+
+            async def save_when_idle() -> None:
+                while True:  # the cursor only ever holds fully published frames: safe any time
+                    await asyncio.sleep(_CURSOR_SAVE_INTERVAL)
+                    if time.monotonic() - self._saved_at >= _CURSOR_SAVE_INTERVAL:
+                        await self._save_cursor()
+
+            closer = asyncio.create_task(close_on_stop())
+            saver = asyncio.create_task(save_when_idle())
             try:
-                while not stop.is_set():
-                    receive = asyncio.ensure_future(ws.recv())
-                    done, _ = await asyncio.wait(
-                        {receive, stopper}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if receive not in done:
-                        receive.cancel()
-                        return
-                    raw = receive.result()
+                async for raw in ws:
                     if isinstance(raw, str):
-                        self.stats.skipped["text_frame"] += 1
+                        self._reject("text_frame", "text frame on a binary stream")
                         continue
                     await self.handle_frame(raw)
+                    if stop.is_set():
+                        break
             finally:
-                stopper.cancel()
-                await self._save_cursor(force=True)
+                closer.cancel()
+                saver.cancel()
+                await self._save_cursor()
+
+    # -- per frame -------------------------------------------------------------------
 
     async def handle_frame(self, raw: bytes) -> None:
         """Process one frame: publish what it carries for us, then move the cursor."""
-        self.stats.frames += 1
+        skip = self._triage.skip(raw)
+        if skip is not None and not self.states.is_known(skip[1]):
+            self.stats.events["commit"] += 1
+            now = time.monotonic()
+            if now - self._time_sampled_at >= _TIME_SAMPLE_INTERVAL:
+                self._sample_time(raw, now)
+            self._cursor = skip[0]
+            if now - self._saved_at >= _CURSOR_SAVE_INTERVAL:
+                await self._save_cursor()
+            return
+        if len(raw) > self._max_frame:
+            self.stats.events["oversized"] += 1
+            peek = peek_commit(raw)
+            self._reject("oversized_frame", f"{len(raw)} bytes", seq=peek[0] if peek else None)
+            if peek is not None:
+                await self._advance(peek[0], published=False)
+            return
         try:
             event = decode_frame(raw)
         except FrameError as exc:
-            self.stats.skipped["undecodable"] += 1
-            log.warning("bad frame", extra={"source": self.source, "error": str(exc)})
+            self.stats.events["undecodable"] += 1
+            self._reject("undecodable", str(exc))
             return
         envelopes: list[Envelope] = []
         seq: int | None = None
         if isinstance(event, CommitEvent):
+            self.stats.events["commit"] += 1
             seq = event.seq
-            self.stats.last_event_time = event.time
-            try:
-                envelopes = commit_envelopes(event, self._keep, self.source)
-            except RecordError as exc:
-                self.stats.skipped["bad_commit"] += 1
-                log.warning(
-                    "unreadable commit",
-                    extra={"source": self.source, "did": event.repo, "seq": seq, "error": str(exc)},
-                )
-            if envelopes and event.repo not in self._known:
-                envelopes.insert(0, await self._first_sight(event.repo, event.time, seq))
+            self._see_time(event.time)
+            envelopes = await self._on_commit(event)
         elif isinstance(event, IdentityEvent):
+            self.stats.events["identity"] += 1
             seq = event.seq
-            if event.did in self._known:
-                envelopes = [identity_envelope(event, self.source)]
+            self._see_time(event.time)
+            envelopes = await self._on_identity(event)
         elif isinstance(event, AccountEvent):
+            self.stats.events["account"] += 1
             seq = event.seq
-            if event.did in self._known:
-                envelopes = [account_envelope(event, self.source)]
-        elif isinstance(event, SyncEvent | UnknownEvent):
+            self._see_time(event.time)
+            envelopes = await self._on_account(event)
+        elif isinstance(event, SyncEvent):
+            self.stats.events["sync"] += 1
             seq = event.seq
+            self._see_time(event.time)
+            await self._on_sync(event)
         elif isinstance(event, InfoEvent):
-            log.warning("firehose info", extra={"source": self.source, "info": event.name})
+            self.stats.events["info"] += 1
+            await self._on_info(event)
         elif isinstance(event, ErrorFrame):
-            raise websockets.WebSocketException(f"error frame {event.error}: {event.message}")
+            self.stats.events["error"] += 1
+            self.stats.rejected[f"error_frame:{event.error}"] += 1
+            raise SourceError(f"error frame {event.error}: {event.message}")
+        elif isinstance(event, UnknownEvent):
+            self.stats.events["unknown"] += 1
+            self._reject("unknown_type", event.type, seq=event.seq)
+            seq = event.seq
         if envelopes:
-            await self._log.append(self._topic, [(e.key, e.to_bytes()) for e in envelopes])
-            self.stats.published += len(envelopes)
-            await self._remember(envelopes)
+            await self._publish(envelopes)
         if seq is not None:
-            self._cursor = seq
-            await self._save_cursor(force=bool(envelopes))
+            await self._advance(seq, published=bool(envelopes))
+
+    async def _on_commit(self, event: CommitEvent) -> list[Envelope]:
+        did = event.repo
+        wanted = self._keep.wanted(event.ops)
+        state = self.states.cached(did)
+        if state is not None and state.rev is not None and event.rev <= state.rev:
+            if wanted:
+                self._reject("stale_rev", f"{did} rev {event.rev} <= {state.rev}", seq=event.seq)
+            return []
+        if not wanted:
+            if state is not None:  # a repo we index: follow its chain, unverified (cost)
+                await self._follow(event)
+            return []
+        if event.too_big:
+            self._reject("too_big", did, seq=event.seq)
+            await self._desynchronize(did, "tooBig commit")
+            return []
+        try:
+            _, blocks = read_car(event.blocks)
+        except CarError as exc:
+            self._reject("bad_car", f"{did}: {exc}", seq=event.seq)
+            return []
+        try:
+            verified = await self._verifier.verify(event, blocks)
+        except VerifyError as exc:
+            self._reject(exc.reason, str(exc), seq=event.seq)
+            return []
+        try:
+            envelopes = commit_envelopes(event, self._keep, self.source, blocks)
+        except RecordError as exc:
+            self._reject("bad_record", str(exc), seq=event.seq)
+            return []
+        if (
+            state is not None
+            and state.status == ACTIVE
+            and state.data_cid is not None
+            and event.prev_data is not None
+            and event.prev_data != state.data_cid
+        ):
+            await self._desynchronize(did, f"prevData {event.prev_data} != {state.data_cid}")
+        if state is None:
+            envelopes.insert(0, await self._first_sight(did, event.time, event.seq))
+        if self.states.is_backfilling(did):
+            self.states.hold(did, envelopes, event.rev, verified.data_cid)
+            return []
+        await self._publish(envelopes)
+        await self.states.advance(did, event.rev, verified.data_cid)
+        return []
+
+    async def _follow(self, event: CommitEvent) -> None:
+        """Track rev/data of a known repo's commit that touches nothing we keep."""
+        try:
+            _, blocks = read_car(event.blocks)
+            data = decode_commit(event, blocks)["data"]
+        except (CarError, VerifyError) as exc:
+            self._reject("bad_car", f"{event.repo}: {exc}", seq=event.seq)
+            return
+        state = self.states.cached(event.repo)
+        if (
+            state is not None
+            and state.status == ACTIVE
+            and state.data_cid is not None
+            and event.prev_data is not None
+            and event.prev_data != state.data_cid
+        ):
+            await self._desynchronize(event.repo, "prevData mismatch (unkept commit)")
+        self.states.note(event.repo, event.rev, data.encode() if isinstance(data, CID) else None)
+
+    async def _on_identity(self, event: IdentityEvent) -> list[Envelope]:
+        self.resolver.forget(event.did)  # the document (maybe the key) changed
+        if not self.states.is_known(event.did):
+            return []
+        await self.states.set_identity(event.did, handle=event.handle)
+        return self._hold_or_pass(event.did, [identity_envelope(event, self.source)])
+
+    async def _on_account(self, event: AccountEvent) -> list[Envelope]:
+        if not self.states.is_known(event.did):
+            return []
+        status = event.status or ("active" if event.active else None)
+        await self.states.set_identity(event.did, account_status=status)
+        return self._hold_or_pass(event.did, [account_envelope(event, self.source)])
+
+    async def _on_sync(self, event: SyncEvent) -> None:
+        """A ``#sync``: the repo's state was reset; resync unless it matches ours."""
+        state = self.states.cached(event.did)
+        if state is None:
+            return
+        if state.rev is not None and event.rev <= state.rev:
+            return
+        await self._desynchronize(event.did, f"#sync at rev {event.rev}")
+
+    async def _on_info(self, event: InfoEvent) -> None:
+        log.warning(
+            "firehose info",
+            extra={"source": self.source, "info": event.name, "detail": event.message},
+        )
+        if event.name == "OutdatedCursor":
+            marked = await self.states.desynchronize_all("OutdatedCursor")
+            self.stats.desynchronized += marked
+            log.warning(
+                "cursor outdated: every indexed repo marked for resync",
+                extra={"source": self.source, "repos": marked},
+            )
+
+    def _hold_or_pass(self, did: str, envelopes: list[Envelope]) -> list[Envelope]:
+        if self.states.is_backfilling(did):
+            self.states.hold(did, envelopes, None, None)
+            return []
+        return envelopes
+
+    async def _desynchronize(self, did: str, reason: str) -> None:
+        self.stats.desynchronized += 1
+        log.warning(
+            "repo desynchronized", extra={"source": self.source, "did": did, "reason": reason}
+        )
+        await self.states.set_status(did, "desynchronized", reason)
 
     async def _first_sight(self, did: str, when: str, seq: int) -> Envelope:
         """An identity envelope for a repo we have not indexed before (handle from its DID doc)."""
-        handle = None
+        handle = pds_url = None
         try:
-            handle = (await resolve_did(self._http, self._plc_url, did)).handle
+            doc = await self.resolver.resolve(did)
+            handle, pds_url = doc.handle, doc.pds_url
         except ResolveError as exc:
             log.warning("did resolution failed", extra={"did": did, "error": str(exc)})
+        await self.states.set_identity(did, handle=handle, pds_url=pds_url)
         return Envelope(
             kind="identity.changed", did=did, source=self.source, time=when, seq=seq, handle=handle
         )
 
-    async def _remember(self, envelopes: list[Envelope]) -> None:
-        async with self._pool.connection() as conn:
-            for env in envelopes:
-                await conn.execute(
-                    "INSERT INTO repo_state (did, rev, handle, status) VALUES (%s, %s, %s,"
-                    " coalesce(%s, 'active')) ON CONFLICT (did) DO UPDATE SET"
-                    " rev = coalesce(excluded.rev, repo_state.rev),"
-                    " handle = coalesce(excluded.handle, repo_state.handle),"
-                    " status = coalesce(%s, repo_state.status), updated_at = now()",
-                    (env.did, env.rev, env.handle, env.status, env.status),
-                )
-                self._known.add(env.did)
+    # -- output ------------------------------------------------------------------------
 
-    async def _save_cursor(self, *, force: bool) -> None:
+    async def _publish(self, envelopes: list[Envelope]) -> None:
+        await self._log.append(self._topic, [(e.key, e.to_bytes()) for e in envelopes])
+        self.stats.published += len(envelopes)
+        self._published_since_save = True
+
+    async def _advance(self, seq: int, *, published: bool) -> None:
+        self._cursor = seq
+        if (
+            published
+            or self._published_since_save
+            or time.monotonic() - self._saved_at >= _CURSOR_SAVE_INTERVAL
+        ):
+            await self._save_cursor()
+
+    async def _save_cursor(self) -> None:
+        """Persist noted repo state, counters, then the cursor (in that order)."""
+        self._saved_at = time.monotonic()
+        self._published_since_save = False
+        await self.states.flush()
+        counters = self.stats.as_counters()
+        if counters != self._counters_saved:
+            await save_counters(self._pool, self.stats)
+            self._counters_saved = counters
         if self._cursor is None or self._cursor == self._saved:
             return
-        now = time.monotonic()
-        if not force and now - self._saved_at < _CURSOR_SAVE_INTERVAL:
-            return
         await save_cursor(self._pool, self.source, self._cursor)
-        self._saved, self._saved_at = self._cursor, now
+        self._saved = self.stats.cursor = self._cursor
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def _see_time(self, value: str) -> None:
+        when = _event_time(value)
+        if when is not None and (
+            self.stats.last_event_time is None or when > self.stats.last_event_time
+        ):
+            self.stats.last_event_time = when
+
+    def _sample_time(self, raw: bytes, now: float) -> None:
+        """Decode one skipped frame now and then, so the lag metric stays current."""
+        self._time_sampled_at = now
+        try:
+            event = decode_frame(raw)
+        except FrameError:
+            return
+        if isinstance(event, CommitEvent):
+            self._see_time(event.time)
+
+    def _reject(self, reason: str, detail: str, *, seq: int | None = None) -> None:
+        """Count a refusal; log it, at most once per reason every few seconds."""
+        self.stats.rejected[reason] += 1
+        now = time.monotonic()
+        if now - self._warned_at.get(reason, -_WARN_INTERVAL) < _WARN_INTERVAL:
+            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            return
+        self._warned_at[reason] = now
+        log.warning(
+            "firehose input refused",
+            extra={
+                "source": self.source,
+                "reason": reason,
+                "detail": detail[:500],
+                "seq": seq,
+                "suppressed": self._suppressed.pop(reason, 0),
+            },
+        )

@@ -3,10 +3,19 @@
 A frame is two DAG-CBOR objects back to back: a header ``{op, t}`` and a body. ``op`` 1 is
 a message whose type ``t`` is ``#commit``, ``#sync``, ``#identity``, ``#account`` or
 ``#info``; ``op`` -1 is an error frame ``{error, message}``.
+
+:func:`peek_commit` is the fast path for the ~99.5% of relay traffic we do not index: it
+reads ``seq`` and ``repo`` of a ``#commit`` straight from the canonical DAG-CBOR bytes
+(map keys are sorted by length, then bytes: ``ops``, ``rev``, ``seq``, ``repo``, …) and
+tells where the op paths lie, so a byte search there decides whether the commit can
+matter before anything is decoded. Whatever does not have exactly the expected shape
+returns ``None`` and takes the full decode instead, so the fast path is never wrong, only
+sometimes not taken.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +33,19 @@ __all__ = [
     "SyncEvent",
     "UnknownEvent",
     "decode_frame",
+    "peek_commit",
 ]
 
 MAX_FRAME_SIZE = 5 * 1024 * 1024
+
+COMMIT_HEADER = cbrrr.encode_dag_cbor({"op": 1, "t": "#commit"})
+_OPS_AT = len(COMMIT_HEADER) + 1  # after the body's one-byte map header (< 24 keys)
+_OPS_KEY = b"\x63ops"
+_SEQ_REPO = re.compile(
+    rb"\x63seq(?:([\x00-\x17])|\x18(.)|\x19(..)|\x1a(....)|\x1b(.{8}))"
+    rb"\x64repo(?:([\x60-\x77])|\x78(.))",
+    re.DOTALL,
+)
 
 
 class FrameError(ValueError):
@@ -226,3 +245,31 @@ def decode_frame(frame: bytes) -> Event:
         raise FrameError("header t: expected a string")
     seq = body.get("seq")
     return UnknownEvent(kind, seq if isinstance(seq, int) else None)
+
+
+def peek_commit(frame: bytes) -> tuple[int, str, int] | None:
+    """``(seq, repo, ops_end)`` of a canonical ``#commit`` frame, or ``None``.
+
+    ``frame[:ops_end]`` holds the header, the ``ops`` list and ``rev`` (nothing else), so
+    an op path that names a collection appears there as plain bytes. ``None`` means: not a
+    commit, or not the expected shape; decode it fully with :func:`decode_frame`.
+    """
+    if not frame.startswith(COMMIT_HEADER) or not frame.startswith(_OPS_KEY, _OPS_AT):
+        return None
+    # The first ``seq`` key followed by an unsigned integer and the ``repo`` key: op paths
+    # (before it) cannot hold the control bytes that would fake this.
+    found = _SEQ_REPO.search(frame, _OPS_AT + 4)
+    if found is None:
+        return None
+    small, one, two, four, eight, short, long = found.groups()
+    wide = one or two or four or eight
+    seq = small[0] if small is not None else int.from_bytes(wide, "big")
+    end = found.end()
+    size = short[0] - 0x60 if short is not None else long[0]
+    repo = frame[end : end + size]
+    if len(repo) != size:
+        return None
+    try:
+        return seq, repo.decode(), found.start()
+    except UnicodeDecodeError:
+        return None

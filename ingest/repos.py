@@ -100,6 +100,7 @@ class RepoStates:
         self._pool = pool
         self._cache: dict[str, RepoState] = {}
         self._held: dict[str, _Held] = {}
+        self._dirty: dict[str, tuple[str, str | None]] = {}
 
     async def load(self) -> None:
         """Read every row into the cache (call once at start)."""
@@ -149,6 +150,30 @@ class RepoStates:
         if old.rev is None or rev >= old.rev:
             self._cache[did] = replace(
                 old, rev=max(rev, old.rev or rev), data_cid=data_cid or old.data_cid
+            )
+
+    def note(self, did: str, rev: str, data_cid: str | None) -> None:
+        """Follow a commit of a known repo that published nothing (another collection).
+
+        Only the cache moves now (so the next commit's ``prevData`` chains onto it); the
+        table follows at :meth:`flush`, which the firehose calls before saving its cursor.
+        """
+        if did in self._held:
+            self.hold(did, [], rev, data_cid)
+            return
+        self._advance_cache(did, rev, data_cid)
+        self._dirty[did] = (rev, data_cid)
+
+    async def flush(self) -> None:
+        """Persist what :meth:`note` recorded."""
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor()
+            await cur.executemany(
+                _UPSERT_ADVANCE,
+                [{"did": d, "rev": r, "data": c} for d, (r, c) in dirty.items()],
             )
 
     async def set_status(self, did: str, status: str, reason: str | None = None) -> None:

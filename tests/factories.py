@@ -397,7 +397,7 @@ class SignedRepo:
         *,
         time: str = FIXED_TIME,
         sign_with: SigningKey | None = None,
-        prev_data: cbrrr.CID | None | bool = True,
+        prev_data: cbrrr.CID | bool | None = True,
         rev: str | None = None,
         omit_record_blocks: bool = False,
     ) -> bytes:

@@ -35,10 +35,10 @@ Contract (the SQL lives in ``migrations/0007_moderation.sql``; projected by
     The hidden subjects (AT-URIs and DIDs); an inlinable set-returning function.
 
 For single rows call ``plyr_visible`` (see :func:`is_visible`). In list and search
-queries use :func:`visible_clause`: it emits the same decision as ``NOT EXISTS`` over
-``plyr_hidden``, which PostgreSQL inlines and plans as hash anti-joins against the (small)
-hidden set, instead of one function call per candidate row. Takedowns should answer 404
-(or 410) on detail and audio, consistently.
+queries use :func:`visible_clause`: the same decision inlined into the query (index
+probes per row, or a hashed set for queries that rank many candidates), instead of one
+function call per candidate row. Takedowns should answer 404 (or 410) on detail and
+audio, consistently.
 
 Also here: :func:`sensitive_images`, the ``{image_ids, urls}`` blur list — artwork of
 tracks carrying an adult label (self-label or trusted label, on the track or its account).
@@ -54,6 +54,7 @@ from psycopg import AsyncConnection
 __all__ = [
     "CONTEXTS",
     "Context",
+    "hidden_subjects",
     "image_id",
     "is_visible",
     "sensitive_images",
@@ -74,17 +75,37 @@ def _column(expr: str) -> str:
     return expr
 
 
-def visible_clause(uri: str, did: str, context: Context, *, adult_ok: bool = False) -> str:
+def hidden_subjects(context: Context, *, adult_ok: bool = False) -> str:
+    """SQL query of the subjects hidden in ``context`` (for a ``WITH … AS MATERIALIZED``)."""
+    if context not in CONTEXTS:
+        raise ValueError(f"unknown moderation context {context!r}")
+    return f"SELECT subject FROM plyr_hidden('{context}', {'true' if adult_ok else 'false'})"
+
+
+def visible_clause(
+    uri: str, did: str, context: Context, *, adult_ok: bool = False, hidden: str | None = None
+) -> str:
     """SQL boolean: may the row whose AT-URI is column ``uri`` and owner column ``did`` show?
 
     ``uri`` and ``did`` are column references (``t.uri``, ``t.did``), not values.
+
+    Default form: per-row index probes (``NOT EXISTS (… plyr_hidden … OFFSET 0)``; the
+    fence keeps it a correlated subplan whose ``subject = column`` reaches the indexes of
+    every branch of ``plyr_hidden``). Best when few rows are examined: keyset-paginated
+    lists, ``LIMIT``-ed index scans, single rows.
+
+    ``hidden``: the name of a ``WITH … AS MATERIALIZED (hidden_subjects(…))`` CTE of the
+    same context; each check is then a hashed ``NOT IN`` over it (one hash build per check,
+    O(1) per row) — for ranked queries that examine many candidates.
     """
-    if context not in CONTEXTS:
-        raise ValueError(f"unknown moderation context {context!r}")
-    hidden = f"plyr_hidden('{context}', {'true' if adult_ok else 'false'})"
+    body = hidden_subjects(context, adult_ok=adult_ok)
     subjects = dict.fromkeys((_column(uri), _column(did)))
+    if hidden is not None:
+        name = _column(hidden)
+        return " AND ".join(f"{c} NOT IN (SELECT subject FROM {name})" for c in subjects)
     return " AND ".join(
-        f"NOT EXISTS (SELECT 1 FROM {hidden} mh WHERE mh.subject = {column})" for column in subjects
+        f"NOT EXISTS (SELECT 1 FROM ({body}) mh WHERE mh.subject = {column} OFFSET 0)"
+        for column in subjects
     )
 
 

@@ -40,7 +40,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from api.moderation import visible_clause
+from api.moderation import hidden_subjects, visible_clause
 
 __all__ = ["TYPES", "search", "tag_id"]
 
@@ -60,7 +60,7 @@ def _escape_like(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Terms:
-    """The normalised query and its LIKE patterns."""
+    """The normalised query and its LIKE patterns and prefix range."""
 
     q: str
 
@@ -75,99 +75,128 @@ class _Terms:
             "prefix": escaped + "%",
             "infix": "%" + escaped + "%",
             "word": "% " + escaped + "%",
+            # the prefix as a byte-order range: a btree range even in a generic plan
+            "lo": self.q,
+            "hi": self.q + _TOP,
             "limit": limit,
         }
 
 
-def _tier_conditions(column: str, terms: _Terms) -> list[str]:
-    """Per tier, the condition on one column (exact, prefix, substring[, fuzzy])."""
-    tiers = [f"{column} = %(q)s", f"{column} LIKE %(prefix)s"]
-    if terms.short:
-        if len(terms.q) > 1:
-            tiers.append(f"{column} LIKE %(word)s")
-    else:
-        tiers += [f"{column} LIKE %(infix)s", f"%(q)s <%% {column}"]
-    return tiers
+_TOP = "\U0010ffff"
+_HIDDEN_CTE = "hidden"
+_INACTIVE = (
+    "inactive AS MATERIALIZED (SELECT ca.did FROM artist ca WHERE ca.account_status <> 'active')"
+)
 
 
 def _relevance(column: str, terms: _Terms) -> str:
-    exact, prefix, *rest = _tier_conditions(column, terms)
+    """plyr's tiered score of one column (exact 5, prefix 3+ws, substring 1.5+ws, else ws)."""
     ws = f"word_similarity(%(q)s, {column})"
-    parts = [f"WHEN {exact} THEN 5.0", f"WHEN {prefix} THEN 3.0 + {ws}"]
-    if rest:
-        parts.append(f"WHEN {rest[0]} THEN 1.5 + {ws}")
-    return f"(CASE {' '.join(parts)} ELSE {ws} END)"
+    middle = f"{column} LIKE %(word)s" if terms.short else f"{column} LIKE %(infix)s"
+    return (
+        f"(CASE WHEN {column} = %(q)s THEN 5.0 WHEN {column} LIKE %(prefix)s THEN 3.0 + {ws}"
+        f" WHEN {middle} THEN 1.5 + {ws} ELSE {ws} END)"
+    )
 
 
-def _tiered(
-    columns: list[str], terms: _Terms, select: str, source: str, where: str, order: str
-) -> str:
-    """The tier subqueries for rows of ``source`` matched on ``columns``, best tier first."""
-    per_column = [_tier_conditions(c, terms) for c in columns]
+def _any(columns: list[str], template: str) -> str:
+    return "(" + " OR ".join(template.format(c=c) for c in columns) + ")"
+
+
+def _tiers(columns: list[str], terms: _Terms, doc_type: str, adult_ok: bool) -> str:
+    """The tier subqueries over ``search_doc d``, best tier first, each with its LIMIT.
+
+    Every row lands in exactly one tier (its best). The prefix tier walks the btree in
+    byte order and stops after ``limit`` visible rows; byte order puts the whole word
+    first ("love ..." before "lovely"), close to plyr's word_similarity tie-break.
+    """
     relevance = (
         _relevance(columns[0], terms)
         if len(columns) == 1
         else "greatest(" + ", ".join(_relevance(c, terms) for c in columns) + ")"
     )
-    subqueries = []
-    for tier in range(len(per_column[0])):
-        match = " OR ".join(conds[tier] for conds in per_column)
-        clauses = [where, f"({match})"]
-        if tier > 0:
-            better = " OR ".join(conds[tier - 1] for conds in per_column)
-            if not terms.short:
-                # exact ⊂ prefix ⊂ substring ⊂ ...: excluding the previous tier is enough
-                clauses.append(f"NOT coalesce(({better}), false)")
-            else:
-                earlier = " OR ".join(c for conds in per_column for c in conds[:tier])
-                clauses.append(f"NOT coalesce(({earlier}), false)")
-        subqueries.append(
-            f"(SELECT {select}, {relevance} AS relevance FROM {source}"
-            f" WHERE {' AND '.join(clauses)} ORDER BY relevance DESC, {order} LIMIT %(limit)s)"
+
+    def tier(
+        cond: str,
+        order: str = "relevance DESC, length(d.norm), d.doc_key",
+        *,
+        hashed: bool = True,
+    ) -> str:
+        visible = _doc_visibility(doc_type, adult_ok, hashed=hashed)
+        return (
+            f"(SELECT d.doc_key, {relevance} AS relevance FROM search_doc d"
+            f" WHERE d.doc_type = '{doc_type}' AND {cond} AND {visible}"
+            f" ORDER BY {order} LIMIT %(limit)s)"
         )
-    return " UNION ALL ".join(subqueries)
 
-
-def _active_owner(did: str) -> str:
-    return (
-        f"NOT EXISTS (SELECT 1 FROM artist ca WHERE ca.did = {did}"
-        " AND ca.account_status <> 'active')"
+    exact = _any(columns, "{c} = %(q)s")
+    prefix = _any(columns, "{c} LIKE %(prefix)s")
+    not_exact = f"NOT coalesce({exact}, false)"
+    prefix_parts = [
+        tier(
+            f"{c} ~>=~ %(lo)s AND {c} ~<~ %(hi)s AND {not_exact}",
+            f"{c} USING ~<~",
+            hashed=False,
+        )
+        for c in columns
+    ]
+    prefix_tier = (
+        prefix_parts[0]
+        if len(prefix_parts) == 1
+        else f"(SELECT * FROM ({' UNION '.join(prefix_parts)}) p"
+        " ORDER BY relevance DESC, doc_key LIMIT %(limit)s)"
     )
+    tiers = [tier(exact, hashed=False), prefix_tier]
+    if terms.short:
+        if len(terms.q) > 1:
+            words = _any(columns, "{c} LIKE %(word)s")
+            tiers.append(tier(f"{words} AND NOT coalesce({prefix}, false)"))
+    else:
+        infix = _any(columns, "{c} LIKE %(infix)s")
+        tiers.append(tier(f"{infix} AND NOT coalesce({prefix}, false)"))
+        fuzzy = _any(columns, "%(q)s <%% {c}")
+        tiers.append(tier(f"{fuzzy} AND NOT coalesce({infix}, false)"))
+    return " UNION ALL ".join(tiers)
 
 
-def _doc_visibility(doc_type: str, adult_ok: bool) -> str:
-    owner = _active_owner("d.did")
+def _doc_visibility(doc_type: str, adult_ok: bool, *, hashed: bool) -> str:
+    """Moderation and account checks for ``search_doc d``.
+
+    ``hashed``: probe a hashed set of the hidden subjects (tiers that may examine many
+    candidates); otherwise index probes per row (tiers that stop after ``limit`` rows).
+    """
+    hidden = _HIDDEN_CTE if hashed else None
+    owner = "d.did NOT IN (SELECT did FROM inactive)"
     if doc_type == "album":
-        member = visible_clause("m.source_uri", "m.did", "search", adult_ok=adult_ok)
+        member = visible_clause("m.source_uri", "m.did", "search", adult_ok=adult_ok, hidden=hidden)
         return (
             f"{owner} AND EXISTS (SELECT 1 FROM search_album_member m"
             f" WHERE m.album_key = d.doc_key AND (m.kind = 'track' OR m.item_count > 0)"
-            f" AND {member})"
+            # OFFSET 0 keeps this a per-candidate index probe (never a join over all
+            # members, which the planner picks on its poor estimates for trigram matches)
+            f" AND {member} OFFSET 0)"
         )
     subject = "d.did" if doc_type == "artist" else "d.uri"
-    return f"{owner} AND {visible_clause(subject, 'd.did', 'search', adult_ok=adult_ok)}"
+    visible = visible_clause(subject, "d.did", "search", adult_ok=adult_ok, hidden=hidden)
+    return f"{owner} AND {visible}"
 
 
 def _doc_query(doc_type: str, terms: _Terms, adult_ok: bool, *, key_only: bool = False) -> str:
     """Ranked documents of one type; ``key_only``: an exact key lookup (DID/AT-URI)."""
     columns = ["d.norm", "d.alt_norm"] if doc_type == "artist" else ["d.norm"]
-    where = f"d.doc_type = '{doc_type}' AND {_doc_visibility(doc_type, adult_ok)}"
     if key_only:
+        visible = _doc_visibility(doc_type, adult_ok, hashed=False)
         hits = (
             f"SELECT d.doc_key, 5.0::float8 AS relevance FROM search_doc d"
-            f" WHERE {where} AND d.doc_key = ANY(%(keys)s) LIMIT %(limit)s"
+            f" WHERE d.doc_type = '{doc_type}' AND {visible} AND d.doc_key = ANY(%(keys)s)"
+            " LIMIT %(limit)s"
         )
     else:
-        tiers = _tiered(
-            columns,
-            terms,
-            "d.doc_key",
-            "search_doc d",
-            where,
-            "length(d.norm), d.doc_key",
-        )
+        tiers = _tiers(columns, terms, doc_type, adult_ok)
         hits = f"SELECT * FROM ({tiers}) tiers LIMIT %(limit)s"
+    hidden = hidden_subjects("search", adult_ok=adult_ok)
     return f"""
+WITH {_HIDDEN_CTE} AS MATERIALIZED ({hidden}), {_INACTIVE}
 SELECT d.doc_key, d.did, d.uri, d.item_id, d.title, d.alt, d.slug, d.track_count,
        coalesce(d.image_url, al.image_url) AS image_url,
        coalesce(ad.alt, d.did) AS owner_handle, coalesce(ad.title, ad.alt, d.did) AS owner_name,
@@ -181,13 +210,19 @@ SELECT d.doc_key, d.did, d.uri, d.item_id, d.title, d.alt, d.slug, d.track_count
 
 
 def _tag_query(terms: _Terms, adult_ok: bool) -> str:
-    visible = visible_clause("t.track_uri", "t.did", "search", adult_ok=adult_ok)
-    match = " OR ".join(_tier_conditions("t.norm", terms))
+    visible = visible_clause(
+        "t.track_uri", "t.did", "search", adult_ok=adult_ok, hidden=_HIDDEN_CTE
+    )
+    match = _any(["t.norm"], "{c} = %(q)s OR {c} LIKE %(prefix)s")
+    if not terms.short:
+        match = f"({match} OR t.norm LIKE %(infix)s OR %(q)s <%% t.norm)"
     relevance = _relevance("t.norm", terms)
+    hidden = hidden_subjects("search", adult_ok=adult_ok)
     return f"""
+WITH {_HIDDEN_CTE} AS MATERIALIZED ({hidden}), {_INACTIVE}
 SELECT t.tag, count(*) AS track_count, max({relevance}) AS relevance
   FROM search_tag t
- WHERE ({match}) AND {visible} AND {_active_owner("t.did")}
+ WHERE {match} AND {visible} AND t.did NOT IN (SELECT did FROM inactive)
  GROUP BY t.tag
  ORDER BY relevance DESC, t.tag
  LIMIT %(limit)s
@@ -264,14 +299,6 @@ def _present(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _fetch(conn: AsyncConnection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    cur = conn.cursor(row_factory=dict_row)
-    # Never a prepared (generic) plan: LIKE prefixes must be planned with their values
-    # to become btree ranges.
-    await cur.execute(sql, params, prepare=False)
-    return await cur.fetchall()
-
-
 async def _resolve_handle(conn: AsyncConnection, authority: str) -> str:
     if authority.startswith("did:"):
         return authority
@@ -293,42 +320,68 @@ async def search(
     adult_ok: bool = False,
 ) -> dict[str, Any]:
     """plyr's unified search: ``{results, counts}`` (``limit`` results per type at most)."""
-    counts = dict.fromkeys(TYPES, 0)
     wanted = [t for t in TYPES if t in types]
-    results: list[dict[str, Any]] = []
     keys = _lookup_keys(q)
     if keys is not None:
-        if "at://" in q and "artists" in keys:
-            keys["artists"] = [await _resolve_handle(conn, keys["artists"][0])]
-        for kind in wanted:
-            kind_keys = keys.get(kind, [])
-            if kind == "albums" and keys.get("albums_by_list"):
-                cur = await conn.execute(
-                    "SELECT album_key FROM search_album_member WHERE source_uri = ANY(%s)",
-                    (keys["albums_by_list"],),
+        return await _lookup(conn, q, keys, wanted, limit, adult_ok)
+    counts = dict.fromkeys(TYPES, 0)
+    results: list[dict[str, Any]] = []
+    # Pipelined: BEGIN + SET + normalisation in one round trip, the per-type queries in
+    # the next. Generic plans: the prefix range and the trigram conditions are index
+    # conditions on parameters, so the plan does not depend on the values, and planning
+    # every time would cost more than the query.
+    async with conn.pipeline(), conn.transaction():
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cur = await conn.execute("SELECT plyr_search_norm(%s)", (q,))
+        row = await cur.fetchone()
+        terms = _Terms(str(row[0]) if row and row[0] else "")
+        if terms.q:
+            params = terms.params(limit)
+            pending = []
+            for kind in wanted:
+                sql = (
+                    _tag_query(terms, adult_ok)
+                    if kind == "tags"
+                    else _doc_query(_DOC_TYPE[kind], terms, adult_ok)
                 )
-                kind_keys = [str(r[0]) for r in await cur.fetchall()]
-            if not kind_keys:
-                continue
-            sql = _doc_query(_DOC_TYPE[kind], _Terms(""), adult_ok, key_only=True)
-            rows = await _fetch(conn, sql, {"keys": kind_keys, "limit": limit})
-            results += [_present(kind, r) for r in rows]
-            counts[kind] = len(rows)
-        return {"results": results, "counts": counts}
-
-    cur = await conn.execute("SELECT plyr_search_norm(%s)", (q,))
-    row = await cur.fetchone()
-    terms = _Terms(str(row[0]) if row and row[0] else "")
-    if terms.q:
-        params = terms.params(limit)
-        for kind in wanted:
-            sql = (
-                _tag_query(terms, adult_ok)
-                if kind == "tags"
-                else _doc_query(_DOC_TYPE[kind], terms, adult_ok)
-            )
-            rows = await _fetch(conn, sql, params)
-            results += [_present(kind, r) for r in rows]
-            counts[kind] = len(rows)
+                kind_cur = conn.cursor(row_factory=dict_row)
+                await kind_cur.execute(sql, params, prepare=True)
+                pending.append((kind, kind_cur))
+            for kind, kind_cur in pending:
+                rows = await kind_cur.fetchall()
+                results += [_present(kind, r) for r in rows]
+                counts[kind] = len(rows)
     results.sort(key=lambda r: r["relevance"], reverse=True)
+    return {"results": results, "counts": counts}
+
+
+async def _lookup(
+    conn: AsyncConnection,
+    q: str,
+    keys: dict[str, list[str]],
+    wanted: list[str],
+    limit: int,
+    adult_ok: bool,
+) -> dict[str, Any]:
+    """Exact lookups for a DID or AT-URI query."""
+    counts = dict.fromkeys(TYPES, 0)
+    results: list[dict[str, Any]] = []
+    if "at://" in q and "artists" in keys:
+        keys["artists"] = [await _resolve_handle(conn, keys["artists"][0])]
+    for kind in wanted:
+        kind_keys = keys.get(kind, [])
+        if kind == "albums" and keys.get("albums_by_list"):
+            cur = await conn.execute(
+                "SELECT album_key FROM search_album_member WHERE source_uri = ANY(%s)",
+                (keys["albums_by_list"],),
+            )
+            kind_keys = [str(r[0]) for r in await cur.fetchall()]
+        if not kind_keys:
+            continue
+        sql = _doc_query(_DOC_TYPE[kind], _Terms(""), adult_ok, key_only=True)
+        dict_cur = conn.cursor(row_factory=dict_row)
+        await dict_cur.execute(sql, {"keys": kind_keys, "limit": limit})
+        rows = await dict_cur.fetchall()
+        results += [_present(kind, r) for r in rows]
+        counts[kind] = len(rows)
     return {"results": results, "counts": counts}

@@ -71,7 +71,15 @@ CREATE TABLE search_doc (
     alt_norm  text GENERATED ALWAYS AS (plyr_search_norm(alt)) STORED,
     PRIMARY KEY (doc_type, doc_key)
 );
-CREATE INDEX search_doc_norm_trgm_idx ON search_doc USING gin (norm gin_trgm_ops);
+-- One trigram index per type, so a playlist search never wades through track matches.
+CREATE INDEX search_doc_track_trgm_idx ON search_doc USING gin (norm gin_trgm_ops)
+    WHERE doc_type = 'track';
+CREATE INDEX search_doc_artist_trgm_idx ON search_doc USING gin (norm gin_trgm_ops)
+    WHERE doc_type = 'artist';
+CREATE INDEX search_doc_album_trgm_idx ON search_doc USING gin (norm gin_trgm_ops)
+    WHERE doc_type = 'album';
+CREATE INDEX search_doc_playlist_trgm_idx ON search_doc USING gin (norm gin_trgm_ops)
+    WHERE doc_type = 'playlist';
 CREATE INDEX search_doc_norm_prefix_idx ON search_doc (doc_type, norm text_pattern_ops);
 CREATE INDEX search_doc_alt_trgm_idx ON search_doc USING gin (alt_norm gin_trgm_ops)
     WHERE alt_norm IS NOT NULL;
@@ -106,3 +114,8 @@ CREATE TABLE search_tag (
 );
 CREATE INDEX search_tag_norm_trgm_idx ON search_tag USING gin (norm gin_trgm_ops);
 CREATE INDEX search_tag_norm_prefix_idx ON search_tag (norm text_pattern_ops);
+
+-- Search skips artists whose account is not active (catalog's artist table): the few
+-- inactive ones, indexed apart, are read once per query into a hashed set.
+CREATE INDEX IF NOT EXISTS search_inactive_artist_idx ON artist (did)
+    WHERE account_status <> 'active';

@@ -1,0 +1,134 @@
+"""Pure parts of search: record → document, query classification, SQL shape."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from api.search import _doc_query, _lookup_keys, _Terms, tag_id
+from plyr_appview.envelope import Envelope
+from projectors.base import InvalidEvent
+from projectors.search import list_doc, record_tags, track_doc
+from tests.factories import track_record
+
+DID = "did:plc:abcdefghijklmnopqrstuvwx"
+
+
+def envelope(collection: str, record: dict) -> Envelope:
+    return Envelope(
+        kind="record.created",
+        did=DID,
+        source="t",
+        time="t",
+        rev="3l1",
+        collection=collection,
+        rkey="r1",
+        cid="bafy",
+        record=record,
+    )
+
+
+def test_track_doc_keeps_what_search_needs():
+    doc = track_doc(
+        envelope(
+            "fm.plyr.track",
+            track_record("Enter Sandman", album="  ", imageUrl="https://i/x.jpg", tags=["Metal"]),
+        )
+    )
+    assert (doc.title, doc.album, doc.image_url, doc.tags) == (
+        "Enter Sandman",
+        None,  # a blank album is no album
+        "https://i/x.jpg",
+        ("metal",),
+    )
+    assert doc.uri == f"at://{DID}/fm.plyr.track/r1"
+
+
+def test_invalid_track_is_an_invalid_event():
+    with pytest.raises(InvalidEvent, match="title"):
+        track_doc(envelope("fm.plyr.track", track_record("x" * 300)))
+
+
+def test_list_doc():
+    record = {
+        "$type": "fm.plyr.list",
+        "name": "Mix",
+        "listType": "playlist",
+        "items": [],
+        "createdAt": "2026-11-01T00:00:00Z",
+    }
+    doc = list_doc(envelope("fm.plyr.list", record))
+    assert (doc.name, doc.list_type, doc.item_count) == ("Mix", "playlist", 0)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, ()),
+        ("rock", ()),
+        (["Rock", "rock", "  Hip   Hop ", 3, ""], ("rock", "hip hop")),
+        ([f"t{i}" for i in range(20)], tuple(f"t{i}" for i in range(10))),
+        (["x" * 100], ("x" * 64,)),
+    ],
+)
+def test_record_tags(raw, expected):
+    assert record_tags({"tags": raw} if raw is not None else {}) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("metallica", None),
+        ("did:plc:abc", {"artists": ["did:plc:abc"]}),
+        ("at://did:plc:abc", {"artists": ["did:plc:abc"]}),
+        ("at://alice.test", {"artists": ["alice.test"]}),
+        ("at://did:plc:abc/fm.plyr.track/3k", {"tracks": ["at://did:plc:abc/fm.plyr.track/3k"]}),
+        (
+            "at://did:plc:abc/fm.plyr.list/3k",
+            {
+                "playlists": ["at://did:plc:abc/fm.plyr.list/3k"],
+                "albums_by_list": ["at://did:plc:abc/fm.plyr.list/3k"],
+            },
+        ),
+        ("at://did:plc:abc/app.bsky.feed.post/3k", {}),
+    ],
+)
+def test_lookup_keys(query, expected):
+    assert _lookup_keys(query) == expected
+
+
+def test_terms_patterns_escape_like_wildcards():
+    params = _Terms("100%_a").params(5)
+    assert params["prefix"] == "100\\%\\_a%"
+    assert params["infix"] == "%100\\%\\_a%"
+    assert params["word"] == "% 100\\%\\_a%"
+    assert params["hi"] > params["lo"] and params["hi"].startswith(params["lo"])
+    assert params["limit"] == 5
+    assert _Terms("me").short and not _Terms("mee").short
+
+
+@pytest.mark.parametrize("doc_type", ["track", "artist", "album", "playlist"])
+def test_tiers_are_index_shaped(doc_type):
+    long_sql = _doc_query(doc_type, _Terms("metallica"), False)
+    short_sql = _doc_query(doc_type, _Terms("me"), False)
+    for sql in (long_sql, short_sql):
+        assert "~>=~ %(lo)s" in sql and "~<~ %(hi)s" in sql  # prefix as a btree range
+        assert "plyr_hidden('search', false)" in sql  # moderation in every tier
+        assert "inactive" in sql  # catalog account status
+    assert "<%% " in long_sql and "LIKE %(infix)s" in long_sql  # fuzzy and substring tiers
+    assert "<%%" not in short_sql and "%(infix)s" not in short_sql  # no trigram tiers
+    assert "LIKE %(word)s" in short_sql  # word starts instead
+    assert "adult" not in long_sql
+    assert "plyr_hidden('search', true)" in _doc_query(doc_type, _Terms("x"), True)
+
+
+def test_tag_ids_are_stable_53_bit():
+    assert tag_id("rock") == tag_id("rock") != tag_id("jazz")
+    assert 0 <= tag_id("rock") < 2**53
+
+
+def test_no_unbalanced_placeholders():
+    sql = _doc_query("artist", _Terms("metallica"), False)
+    # every % is a psycopg placeholder or an escaped %%
+    assert not re.search(r"%(?!\(\w+\)s|%)", sql.replace("%%", ""))

@@ -180,6 +180,12 @@ def is_language(value: str) -> bool:
     return _LANGUAGE.fullmatch(value) is not None
 
 
+# The CIDs ATProto uses almost always: CIDv1, dag-cbor or raw, sha2-256, in base32. Their
+# first bytes (01 71|55 12 20) fix the prefix and the canonical last character carries two
+# zero padding bits, so a regex accepts them without decoding; anything else is decoded.
+_COMMON_CID = re.compile(r"baf(?:yrei|krei)[a-h][a-z2-7]{50}[aeimquy4]")
+
+
 def is_cid(value: str) -> bool:
     """Whether `value` is the string form of a CID.
 
@@ -187,6 +193,8 @@ def is_cid(value: str) -> bool:
     legacy CIDv0 (`Qm...`). The bytes must decode to a version, a codec and a complete
     multihash.
     """
+    if _COMMON_CID.fullmatch(value) is not None:
+        return True
     if len(value) > _CID_MAX:
         return False
     if len(value) == 46 and value.startswith("Qm"):

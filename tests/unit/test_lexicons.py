@@ -768,3 +768,23 @@ def test_every_format_has_samples() -> None:
 )
 def test_format_check(name: str, value: str, valid: bool) -> None:
     assert FORMAT_CHECKS[name](value) is valid
+
+
+def test_common_cid_fast_path_agrees_with_full_decoding():
+    import os
+
+    import cbrrr
+
+    from lexicons.formats import _COMMON_CID, is_cid
+
+    for size in (1, 64, 4096):
+        data = os.urandom(size)
+        for cid in (
+            cbrrr.CID.cidv1_dag_cbor_sha256_32_from(data),
+            cbrrr.CID.cidv1_raw_sha256_32_from(data),
+        ):
+            text = cid.encode()
+            assert _COMMON_CID.fullmatch(text)
+            assert is_cid(text)
+    assert not is_cid("bafyrei" + "0" * 52)  # '0' is not base32
+    assert not is_cid("bafyreia" + "a" * 49)  # too short

@@ -45,7 +45,7 @@ from cbrrr import CID
 from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect
 
-from ingest.car import CarError, read_car
+from ingest.car import CarError, cid_string, read_car
 from ingest.commits import (
     CollectionFilter,
     RecordError,
@@ -154,6 +154,8 @@ class FirehoseIngest:
         self._suppressed: dict[str, int] = {}
         self._counters_saved: dict[str, int] = {}
         self.stats = stats if stats is not None else IngestStats(self.source)
+        self.connected = asyncio.Event()
+        """Set once the first connection is open (backfill starts after live is running)."""
 
     async def start(self) -> None:
         """Load repo state and the saved cursor (``run`` does it; tests may call it alone)."""
@@ -193,6 +195,7 @@ class FirehoseIngest:
         url = self.url if self._cursor is None else f"{self.url}?cursor={self._cursor}"
         async with connect(url, max_size=_RECV_LIMIT, open_timeout=15) as ws:
             log.info("firehose connected", extra={"source": self.source, "cursor": self._cursor})
+            self.connected.set()
 
             async def close_on_stop() -> None:
                 await stop.wait()
@@ -349,7 +352,7 @@ class FirehoseIngest:
             and event.prev_data != state.data_cid
         ):
             await self._desynchronize(event.repo, "prevData mismatch (unkept commit)")
-        self.states.note(event.repo, event.rev, data.encode() if isinstance(data, CID) else None)
+        self.states.note(event.repo, event.rev, cid_string(data) if isinstance(data, CID) else None)
 
     async def _on_identity(self, event: IdentityEvent) -> list[Envelope]:
         self.resolver.forget(event.did)  # the document (maybe the key) changed

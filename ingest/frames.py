@@ -21,6 +21,8 @@ from typing import Any
 
 import cbrrr
 
+from ingest.car import cid_string
+
 __all__ = [
     "AccountEvent",
     "CommitEvent",
@@ -156,7 +158,7 @@ def _cid(value: object, name: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, cbrrr.CID):
-        return value.encode()
+        return cid_string(value)
     raise FrameError(f"{name}: expected a CID link")
 
 

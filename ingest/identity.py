@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyped]
 from atproto_crypto.did import get_did_key  # type: ignore[import-untyped]
 
 __all__ = ["DidDocument", "DidResolver", "ResolveError", "parse_did_document", "resolve_did"]
@@ -65,7 +66,13 @@ def parse_did_document(did: str, doc: Any) -> DidDocument:
             if signing_key is not None:
                 try:
                     signing_did_key = get_did_key(str(method.get("type", "")), signing_key)
-                except (ValueError, TypeError, KeyError, IndexError):  # unusable key, not fatal
+                except (
+                    AtProtocolError,
+                    ValueError,
+                    TypeError,
+                    KeyError,
+                    IndexError,
+                ):  # unusable key, not fatal
                     signing_did_key = None
     return DidDocument(did, handle, pds_url, signing_key, signing_did_key)
 

@@ -19,9 +19,10 @@ when ``PLYR_INGEST_METRICS_BIND`` is set); :func:`render` gives the text exposit
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
@@ -29,8 +30,20 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["IngestMetrics", "IngestStats", "MetricsServer", "render", "serve_metrics"]
+__all__ = [
+    "METRICS_BIND_ENV",
+    "IngestMetrics",
+    "IngestStats",
+    "MetricsServer",
+    "ingest_status",
+    "render",
+    "serve_from_env",
+    "serve_metrics",
+]
+
+METRICS_BIND_ENV = "PLYR_INGEST_METRICS_BIND"
 
 
 @dataclass
@@ -82,6 +95,11 @@ class IngestMetrics(Collector):
         stats = self._sources.get(source)
         if stats is None:
             stats = self._sources[source] = IngestStats(source)
+        return stats
+
+    def add(self, stats: IngestStats) -> IngestStats:
+        """Expose the stats a source already keeps (replaces any of the same source)."""
+        self._sources[stats.source] = stats
         return stats
 
     def collect(self) -> Iterator[Metric]:
@@ -149,3 +167,50 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> MetricsS
     """Serve ``/metrics`` of ``registry`` on ``host:port`` (0 picks a free port)."""
     server, thread = start_http_server(port, addr=host, registry=registry)
     return MetricsServer(server, thread)
+
+
+def serve_from_env(
+    metrics: IngestMetrics, env: Mapping[str, str] | None = None
+) -> MetricsServer | None:
+    """Serve ``metrics`` on ``PLYR_INGEST_METRICS_BIND`` (``HOST:PORT``) if it is set."""
+    bind = (os.environ if env is None else env).get(METRICS_BIND_ENV)
+    if not bind:
+        return None
+    host, _, port = bind.rpartition(":")
+    return serve_metrics(metrics.registry, host.strip("[]") or "127.0.0.1", int(port))
+
+
+async def ingest_status(pool: AsyncConnectionPool) -> list[str]:
+    """Lines for ``plyr-appview status``: per source cursor, lag and counters."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT source, cursor, updated_at FROM ingest_cursor")
+        cursors = {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
+        cur = await conn.execute("SELECT source, name, value FROM ingest_counter")
+        counters: dict[str, dict[str, int]] = {}
+        for source, name, value in await cur.fetchall():
+            counters.setdefault(source, {})[name] = int(value)
+        cur = await conn.execute(
+            "SELECT status, count(*) FROM repo_state GROUP BY status ORDER BY status"
+        )
+        statuses = [f"{status}={count}" for status, count in await cur.fetchall()]
+    lines = []
+    for source in sorted(set(cursors) | set(counters)):
+        cursor, saved = cursors.get(source, (None, None))
+        values = counters.get(source, {})
+        event_ms = values.pop("last_event_time_ms", None)
+        lag = f"{max(0.0, time.time() - event_ms / 1000):.1f}s" if event_ms else "-"
+        events = sum(v for k, v in values.items() if k.startswith("events."))
+        rejected = {k[9:]: v for k, v in values.items() if k.startswith("rejected.") and v}
+        lines.append(
+            f"  {source}  cursor={cursor}  saved={saved.isoformat() if saved else '-'}"
+            f"  lag={lag}  events={events}  published={values.get('published', 0)}"
+            f"  reconnects={values.get('reconnects', 0)}"
+            f"  rejected={sum(rejected.values())}"
+            + (
+                " (" + ", ".join(f"{k}={v}" for k, v in sorted(rejected.items())) + ")"
+                if rejected
+                else ""
+            )
+        )
+    lines.append("  repos: " + (" ".join(statuses) or "none"))
+    return lines

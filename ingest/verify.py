@@ -20,12 +20,14 @@ from dataclasses import dataclass
 
 import cbrrr
 import coincurve
+from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyped]
 from atproto_crypto.did import parse_did_key  # type: ignore[import-untyped]
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from ingest.car import cid_string
 from ingest.frames import CommitEvent
 from ingest.identity import DidResolver, ResolveError
 
@@ -104,7 +106,7 @@ class KeyCache:
                     public = coincurve.PublicKey(parsed.key_bytes)
                 else:
                     public = ec.EllipticCurvePublicKey.from_encoded_point(curve, parsed.key_bytes)
-            except (ValueError, KeyError, TypeError, IndexError) as exc:
+            except (AtProtocolError, ValueError, KeyError, TypeError, IndexError) as exc:
                 raise VerifyError("bad_signing_key", f"{did_key}: {exc}") from None
             if len(self._keys) >= self._max:
                 self._keys.clear()
@@ -151,7 +153,7 @@ def check_commit(
         raise VerifyError("bad_signature", f"{event.repo} rev {event.rev}")
     data = commit["data"]
     assert isinstance(data, cbrrr.CID)  # checked by decode_commit
-    return VerifiedCommit(event.repo, event.rev, data.encode())
+    return VerifiedCommit(event.repo, event.rev, cid_string(data))
 
 
 class CommitVerifier:

@@ -60,6 +60,7 @@ def _stop_event() -> asyncio.Event:
 async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
     from ingest.commits import CollectionFilter
     from ingest.firehose import FirehoseIngest
+    from ingest.metrics import IngestMetrics, IngestStats, serve_from_env
 
     async with httpx.AsyncClient() as http:
         consumer = FirehoseIngest(
@@ -71,6 +72,11 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
             plc_url=ctx.settings.plc_url,
             http=http,
         )
+        metrics = IngestMetrics()
+        stats = getattr(consumer, "stats", None)
+        if isinstance(stats, IngestStats):
+            metrics.add(stats)
+        serve_from_env(metrics)  # PLYR_INGEST_METRICS_BIND=HOST:PORT serves /metrics
         await consumer.run(stop)
 
 
@@ -211,10 +217,11 @@ async def _run_parts(settings: Settings, parts: Sequence[str]) -> None:
 
 async def _status(settings: Settings) -> None:
     async with _context(settings) as ctx, ctx.pool.connection() as conn:
-        print("ingest cursors:")
-        cur = await conn.execute("SELECT source, cursor, updated_at FROM ingest_cursor")
-        for source, cursor, updated in await cur.fetchall():
-            print(f"  {source}  cursor={cursor}  saved={updated.isoformat()}")
+        from ingest.metrics import ingest_status
+
+        print("ingest sources (cursor, lag = now - latest event time, counters):")
+        for line in await ingest_status(ctx.pool):
+            print(line)
         print("projector offsets (next offset / end offset = lag):")
         cur = await conn.execute(
             "SELECT projector, topic, partition, next_offset FROM projector_offset"

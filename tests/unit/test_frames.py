@@ -151,3 +151,63 @@ def test_missing_record_block_is_a_record_error():
     bad = CommitEvent(**{**{f: getattr(event, f) for f in event.__slots__}, "blocks": empty_car})
     with pytest.raises(RecordError, match="not in the commit"):
         commit_envelopes(bad, KEEP, "test")
+
+
+# --- raw-bytes triage (peek_commit / Triage) ---
+
+from ingest.commits import Triage  # noqa: E402
+from ingest.frames import peek_commit  # noqa: E402
+from tests.factories import SignedRepo, plc_did, post_record, tid  # noqa: E402
+
+
+@pytest.mark.parametrize("seq", [0, 5, 23, 24, 255, 256, 70_000, 2**32 + 5, 2**40])
+def test_peek_reads_seq_and_repo_like_the_full_decode(seq):
+    repo = SignedRepo(plc_did(seq % 7))
+    raw = repo.commit_frame(seq, [("create", f"app.bsky.feed.post/{tid(seq)}", post_record(1))])
+    peeked = peek_commit(raw)
+    event = decode_frame(raw)
+    assert peeked is not None and isinstance(event, CommitEvent)
+    assert peeked[:2] == (event.seq, event.repo)
+    assert b"app.bsky.feed.post/" in raw[: peeked[2]]  # op paths lie before ops_end
+    assert b"blocks" not in raw[: peeked[2]]
+
+
+def test_triage_skips_only_commits_that_cannot_matter():
+    triage = Triage(KEEP)
+    repo = SignedRepo(plc_did(1))
+    post = repo.commit_frame(1, [("create", f"app.bsky.feed.post/{tid(1)}", post_record(1))])
+    track = repo.commit_frame(2, [("create", f"fm.plyr.track/{tid(2)}", track_record())])
+    mixed = repo.commit_frame(
+        3,
+        [
+            ("create", f"app.bsky.feed.post/{tid(3)}", post_record(3)),
+            ("delete", f"fm.plyr.like/{tid(4)}", None),
+        ],
+    )
+    assert triage.skip(post) == (1, repo.did)
+    assert triage.skip(track) is None
+    assert triage.skip(mixed) is None
+    # Text mentioning fm.plyr inside a record (in the CAR, after ops_end) does not matter.
+    mention = repo.commit_frame(
+        4, [("create", f"app.bsky.feed.post/{tid(5)}", {"text": "listen on fm.plyr.track!"})]
+    )
+    assert triage.skip(mention) == (4, repo.did)
+    # Not commits: decoded in full.
+    assert triage.skip(identity_frame(5, DID, "a.test")) is None
+    assert triage.skip(b"garbage") is None
+
+
+def test_triage_is_not_fooled_by_op_paths_that_look_like_keys():
+    triage = Triage(KEEP)
+    repo = SignedRepo(plc_did(1))
+    # A path containing "cseq" and "drepo" text before a kept op: the kept op must be seen.
+    raw = repo.commit_frame(
+        9,
+        [
+            ("create", "app.bsky.feed.post/cseqdrepox", post_record(1)),
+            ("create", f"fm.plyr.track/{tid(9)}", track_record()),
+        ],
+    )
+    assert triage.skip(raw) is None
+    peeked = peek_commit(raw)
+    assert peeked is not None and peeked[:2] == (9, repo.did)

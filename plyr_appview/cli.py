@@ -58,26 +58,150 @@ def _stop_event() -> asyncio.Event:
 
 
 async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
+    """The live source (firehose or Jetstream), resync, labelers, and a first-start backfill."""
+    from ingest.backfill import (
+        Backfill,
+        BackfillError,
+        BackfillOptions,
+        backfill_needed,
+        initial_targets,
+    )
     from ingest.commits import CollectionFilter
     from ingest.firehose import FirehoseIngest
+    from ingest.identity import DidResolver
+    from ingest.jetstream import JetstreamIngest
+    from ingest.labels import LabelIngest
     from ingest.metrics import IngestMetrics, IngestStats, serve_from_env
+    from ingest.repos import RepoStates
 
+    settings = ctx.settings
+    keep = CollectionFilter.of(settings.collections)
+    repo_topic = settings.topic("repo")
     async with httpx.AsyncClient() as http:
-        consumer = FirehoseIngest(
-            url=ctx.settings.firehose_url,
-            keep=CollectionFilter.of(ctx.settings.collections),
-            log=ctx.log,
-            topic=ctx.settings.topic("repo"),
+        states = RepoStates(ctx.pool)
+        await states.load()
+        resolver = DidResolver(http, settings.plc_url)
+        live: FirehoseIngest | JetstreamIngest
+        if settings.source == "jetstream":
+            live = JetstreamIngest(
+                url=settings.jetstream_url,
+                collections=settings.collections,
+                log=ctx.log,
+                topic=repo_topic,
+                pool=ctx.pool,
+                states=states,
+                resolver=resolver,
+            )
+        else:
+            live = FirehoseIngest(
+                url=settings.firehose_url,
+                keep=keep,
+                log=ctx.log,
+                topic=repo_topic,
+                pool=ctx.pool,
+                plc_url=settings.plc_url,
+                http=http,
+                states=states,
+                resolver=resolver,
+            )
+        backfill = Backfill(
             pool=ctx.pool,
-            plc_url=ctx.settings.plc_url,
+            log=ctx.log,
+            topic=repo_topic,
+            keep=keep,
+            states=states,
+            resolver=resolver,
             http=http,
+            options=BackfillOptions(per_host=settings.backfill_concurrency),
         )
+        first_start = await backfill_needed(
+            ctx.pool, "dids" if settings.backfill_dids else _discovery_run(settings), live.source
+        )
+
+        async def first_backfill() -> None:
+            # Live first: its events for a repo are held while that repo is backfilled.
+            connected = getattr(live, "connected", None)
+            if isinstance(connected, asyncio.Event):
+                await connected.wait()
+            attempt = 0
+            while not stop.is_set():
+                try:
+                    run, targets = await initial_targets(
+                        http, settings.firehose_url, settings.collections, settings.backfill_dids
+                    )
+                except BackfillError as exc:  # discovery host down: try again later
+                    delay = min(300.0, 2.0**attempt)
+                    attempt += 1
+                    log.warning(
+                        "backfill discovery failed", extra={"error": str(exc), "retry_in": delay}
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+                    continue
+                await backfill.run(targets, run_source=run, stop=stop)
+                return
+
         metrics = IngestMetrics()
-        stats = getattr(consumer, "stats", None)
+        stats = getattr(live, "stats", None)
         if isinstance(stats, IngestStats):
             metrics.add(stats)
         serve_from_env(metrics)  # PLYR_INGEST_METRICS_BIND=HOST:PORT serves /metrics
-        await consumer.run(stop)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(live.run(stop))
+            group.create_task(backfill.resync_forever(stop))
+            if first_start:
+                group.create_task(first_backfill())
+            for did in settings.labelers:
+                labeler = LabelIngest(
+                    did=did,
+                    url=settings.labeler_urls.get(did),
+                    log=ctx.log,
+                    topic=settings.topic("labels"),
+                    pool=ctx.pool,
+                    http=http,
+                    plc_url=settings.plc_url,
+                )
+                group.create_task(labeler.run(stop))
+
+
+def _discovery_run(settings: Settings) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(settings.firehose_url).netloc
+
+
+async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
+    """``plyr-appview backfill``: discover (or take ``dids``), sync every repo, report."""
+    from ingest.backfill import Backfill, BackfillOptions, initial_targets
+    from ingest.commits import CollectionFilter
+    from ingest.identity import DidResolver
+    from ingest.repos import RepoStates
+
+    async with _context(settings) as ctx, httpx.AsyncClient() as http:
+        stop = _stop_event()
+        states = RepoStates(ctx.pool)
+        await states.load()
+        backfill = Backfill(
+            pool=ctx.pool,
+            log=ctx.log,
+            topic=settings.topic("repo"),
+            keep=CollectionFilter.of(settings.collections),
+            states=states,
+            resolver=DidResolver(http, settings.plc_url),
+            http=http,
+            options=BackfillOptions(per_host=settings.backfill_concurrency),
+        )
+        run, targets = await initial_targets(
+            http, settings.firehose_url, settings.collections, list(dids) or settings.backfill_dids
+        )
+        result = await backfill.run(targets, run_source=run, stop=stop)
+    print(
+        f"backfill: {result.done} of {result.repos} repos synced ({result.skipped} without"
+        f" records we keep), {result.failed} failed, {result.records} record changes published"
+    )
+    for reason, count in sorted(result.errors.items()):
+        print(f"  failed: {reason}: {count}")
+    return 0 if result.failed == 0 else 1
 
 
 async def _project(ctx: Context, stop: asyncio.Event) -> None:
@@ -128,9 +252,15 @@ async def _project_group(ctx: Context, stop: asyncio.Event) -> None:
 
 
 async def _rebuild(settings: Settings, name: str, batch_size: int) -> None:
-    from projectors.rebuild import Progress, projector_for, projector_topic, rebuild
+    from projectors.moderation import ModerationProjector, trusted_sources
+    from projectors.rebuild import Progress, projector_for, projector_topics, rebuild
 
-    projector = projector_for(name)
+    # Moderation needs the configured labelers: which sources' labels count.
+    projector = (
+        ModerationProjector(trusted_sources(settings))
+        if name == "moderation"
+        else projector_for(name)
+    )
 
     def show(progress: Progress) -> None:
         width = 30
@@ -142,9 +272,9 @@ async def _rebuild(settings: Settings, name: str, batch_size: int) -> None:
         sys.stderr.flush()
 
     async with _context(settings) as ctx:
-        topic = ctx.settings.topic(projector_topic(projector))
+        topics = [ctx.settings.topic(t) for t in projector_topics(projector)]
         done = await rebuild(
-            ctx.pool, ctx.log, projector, topic, batch_size=batch_size, on_progress=show
+            ctx.pool, ctx.log, projector, topics, batch_size=batch_size, on_progress=show
         )
     show(done)
     sys.stderr.write(f"\nrebuilt {name}: {done.done} events in {done.elapsed:.1f} s\n")
@@ -251,6 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="ingest + projectors + API in one process")
     sub.add_parser("ingest", help="follow the firehose into the log")
+    backfill = sub.add_parser("backfill", help="sync whole repos (getRepo) into the log")
+    backfill.add_argument("--did", action="append", default=[], help="only this repo (repeatable)")
     project = sub.add_parser("project", help="build the read models from the log")
     project.add_argument(
         "--group", action="store_true", help="join the projector's Kafka consumer group"
@@ -280,6 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _migrate(settings)
     elif args.command == "status":
         asyncio.run(_status(settings))
+    elif args.command == "backfill":
+        return asyncio.run(_backfill(settings, args.did))
     elif args.command == "takedown":
         return asyncio.run(_takedown(settings, args.subject, args.reason, args.negate))
     elif args.command == "rebuild":

@@ -34,6 +34,7 @@ __all__ = [
     "list_dead_letters",
     "projector_for",
     "projector_topic",
+    "projector_topics",
     "rebuild",
     "replay_dead_letters",
 ]
@@ -75,6 +76,12 @@ def projector_topic(projector: Projector) -> str:
     return str(getattr(projector, "topic", "repo"))
 
 
+def projector_topics(projector: Projector) -> tuple[str, ...]:
+    """Every logical topic a projector reads (``topics``, else its one ``topic``)."""
+    topics = getattr(projector, "topics", None)
+    return tuple(str(t) for t in topics) if topics else (projector_topic(projector),)
+
+
 async def reset(pool: AsyncConnectionPool, projector: Projector) -> None:
     """Empty the projector's tables, offsets and dead letters, in one transaction."""
     async with pool.connection() as conn, conn.transaction():
@@ -91,19 +98,22 @@ async def rebuild(
     pool: AsyncConnectionPool,
     log: Log,
     projector: Projector,
-    topic: str,
+    topics: str | Sequence[str],
     *,
     batch_size: int = 2000,
     concurrency: int = 2,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> Progress:
-    """Drop and replay ``projector`` from offset 0 of every partition of ``topic``.
+    """Drop and replay ``projector`` from offset 0 of every partition of ``topics``.
 
-    Each partition is replayed up to at least the end offset it had when the rebuild
-    started (and on until a read comes back empty).
+    The tables are emptied once, then every topic is replayed (a projector reading
+    several topics, like moderation, keeps independent state per topic, so the order
+    across topics does not matter). Each partition is replayed up to at least the end
+    offset it had when the rebuild started (and on until a read comes back empty).
     """
-    partitions = list(range(log.partitions(topic)))
-    targets = {p: await log.end_offset(topic, p) for p in partitions}
+    names = [topics] if isinstance(topics, str) else list(topics)
+    parts = [(t, p) for t in names for p in range(log.partitions(t))]
+    targets = {tp: await log.end_offset(*tp) for tp in parts}
     total = sum(targets.values())
     await reset(pool, projector)
     started = time.perf_counter()
@@ -116,7 +126,7 @@ async def rebuild(
             on_progress(progress)
         return progress
 
-    async def replay(partition: int) -> None:
+    async def replay(topic: str, partition: int) -> None:
         nonlocal done
         async with gate:
             offset = await load_offset(pool, projector.name, topic, partition)
@@ -125,7 +135,7 @@ async def rebuild(
                     topic, partition, offset, max_messages=batch_size, timeout=0.2
                 )
                 if not messages:
-                    if offset >= targets[partition]:
+                    if offset >= targets[topic, partition]:
                         return
                     continue
                 new_offset = await apply_batch(pool, projector, messages, offset)
@@ -134,8 +144,8 @@ async def rebuild(
                 report()
 
     async with asyncio.TaskGroup() as group:
-        for partition in partitions:
-            group.create_task(replay(partition))
+        for topic, partition in parts:
+            group.create_task(replay(topic, partition))
     return report()
 
 

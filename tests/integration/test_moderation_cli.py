@@ -55,3 +55,38 @@ async def test_takedown_refuses_what_is_not_an_at_uri_or_did(pg_url, monkeypatch
     monkeypatch.setenv("DATABASE_URL", pg_url)
     monkeypatch.setenv("PLYR_OPERATOR_DID", OPERATOR)
     assert await asyncio.to_thread(main, ["takedown", subject]) == 2
+
+
+async def test_rebuild_moderation_replays_labels_and_repo_topics(pg_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    monkeypatch.setenv("PLYR_PARTITIONS", "2")
+    monkeypatch.setenv("PLYR_OPERATOR_DID", OPERATOR)
+    artist = "did:plc:otherotherotherotherothe"
+    assert await asyncio.to_thread(main, ["takedown", URI]) == 0
+    pool = await open_pool(pg_url)
+    try:
+        log = PostgresLog(pool, partitions=2, topics=["plyr.repo", "plyr.labels"])
+        await log.start()
+        deactivated = Envelope(
+            kind="account.changed",
+            did=artist,
+            source="t",
+            time="t",
+            active=False,
+            status="deactivated",
+        )
+        await log.append("plyr.repo", [(deactivated.key, deactivated.to_bytes())])
+
+        async def visible(uri: str, did: str) -> bool:
+            async with pool.connection() as conn:
+                cur = await conn.execute("SELECT plyr_visible(%s, %s, 'list', true)", (uri, did))
+                return bool((await cur.fetchone())[0])
+
+        other = f"at://{artist}/fm.plyr.track/x"
+        assert await visible(URI, "did:x") and await visible(other, artist)  # nothing projected
+        assert await asyncio.to_thread(main, ["rebuild", "moderation"]) == 0
+        assert not await visible(URI, "did:x")  # from the labels topic
+        assert not await visible(other, artist)  # from the repo topic
+        await log.close()
+    finally:
+        await pool.close()

@@ -1,0 +1,378 @@
+"""Jetstream as a source: JSON events instead of the CBOR firehose, the same envelopes out.
+
+A Jetstream server turns the firehose into one JSON object per op::
+
+    {"did", "time_us", "kind": "commit",
+     "commit": {"rev", "operation": "create"|"update"|"delete", "collection", "rkey",
+                "record"?, "cid"?}}
+    {"did", "time_us", "kind": "identity", "identity": {"did", "handle"?, "seq", "time"}}
+    {"did", "time_us", "kind": "account", "account": {"did", "active", "status"?, "seq", "time"}}
+
+We subscribe with one ``wantedCollections`` parameter per configured collection (prefix
+wildcards such as ``fm.plyr.*`` work) and resume from ``cursor`` = the last ``time_us``
+we published, kept in ``ingest_cursor`` under ``jetstream:<host>`` and rewound a little on
+reconnect (duplicates are harmless; projectors are idempotent).
+
+Jetstream carries no commit blocks and no signatures, so nothing can be verified: the
+records are as trustworthy as the Jetstream host. Use the firehose where that matters.
+
+One commit with several ops arrives as several events with the same ``rev``, so events
+are dropped only when their rev is *older* than the repo's last one. Events for a repo
+being backfilled are held by :class:`~ingest.repos.RepoStates` like the firehose's.
+Undecodable events are counted and skipped; they never stop the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import websockets
+from psycopg_pool import AsyncConnectionPool
+from websockets.asyncio.client import connect
+
+from ingest.backfill import remember_records
+from ingest.commits import CollectionFilter
+from ingest.cursor import load_cursor, save_cursor
+from ingest.identity import DidResolver, ResolveError
+from ingest.repos import RepoStates
+from plyr_appview.envelope import Envelope, Kind
+from plyr_appview.log import Log, LogError
+
+__all__ = [
+    "JetstreamAccount",
+    "JetstreamCommit",
+    "JetstreamError",
+    "JetstreamIdentity",
+    "JetstreamIngest",
+    "JetstreamStats",
+    "event_envelope",
+    "parse_event",
+    "reconnect_delay",
+    "subscribe_url",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_SIZE = 2 * 1024 * 1024
+CURSOR_REWIND_US = 2_000_000
+_CURSOR_SAVE_INTERVAL = 1.0
+_OPERATIONS: dict[str, Kind] = {
+    "create": "record.created",
+    "update": "record.updated",
+    "delete": "record.deleted",
+}
+
+
+class JetstreamError(ValueError):
+    """A Jetstream message we cannot use (not JSON, wrong shape, unknown kind)."""
+
+
+def reconnect_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+    """Capped exponential backoff, jittered over the upper half."""
+    return min(cap, base * 2.0**attempt) * random.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class JetstreamCommit:
+    did: str
+    time_us: int
+    rev: str
+    operation: str
+    collection: str
+    rkey: str
+    cid: str | None
+    record: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class JetstreamIdentity:
+    did: str
+    time_us: int
+    handle: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JetstreamAccount:
+    did: str
+    time_us: int
+    active: bool
+    status: str | None
+
+
+JetstreamEvent = JetstreamCommit | JetstreamIdentity | JetstreamAccount
+
+
+def _str(obj: dict[str, Any], name: str) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or not value:
+        raise JetstreamError(f"{name}: expected a non-empty string")
+    return value
+
+
+def parse_event(raw: str | bytes) -> JetstreamEvent:
+    """A typed event from one Jetstream message; raises :class:`JetstreamError`."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise JetstreamError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise JetstreamError("event must be an object")
+    did = _str(data, "did")
+    time_us = data.get("time_us")
+    if not isinstance(time_us, int) or isinstance(time_us, bool) or time_us <= 0:
+        raise JetstreamError("time_us: expected a positive integer")
+    kind = data.get("kind")
+    body = data.get(kind) if isinstance(kind, str) else None
+    if not isinstance(body, dict):
+        raise JetstreamError(f"kind {kind!r} without its object")
+    if kind == "commit":
+        operation = _str(body, "operation")
+        if operation not in _OPERATIONS:
+            raise JetstreamError(f"unknown operation {operation!r}")
+        record = body.get("record")
+        cid = body.get("cid")
+        if operation != "delete":
+            if not isinstance(record, dict):
+                raise JetstreamError(f"{operation} without a record object")
+            if not isinstance(cid, str):
+                raise JetstreamError(f"{operation} without a cid")
+        rkey = _str(body, "rkey")
+        collection = _str(body, "collection")
+        if "/" in rkey or "/" in collection:
+            raise JetstreamError("collection and rkey must not contain '/'")
+        return JetstreamCommit(
+            did,
+            time_us,
+            _str(body, "rev"),
+            operation,
+            collection,
+            rkey,
+            cid if isinstance(cid, str) else None,
+            record if isinstance(record, dict) and operation != "delete" else None,
+        )
+    if kind == "identity":
+        handle = body.get("handle")
+        return JetstreamIdentity(did, time_us, handle if isinstance(handle, str) else None)
+    if kind == "account":
+        active = body.get("active")
+        if not isinstance(active, bool):
+            raise JetstreamError("account.active: expected a boolean")
+        status = body.get("status")
+        return JetstreamAccount(did, time_us, active, status if isinstance(status, str) else None)
+    raise JetstreamError(f"unknown kind {kind!r}")
+
+
+def time_of(time_us: int) -> str:
+    """ISO 8601 UTC (milliseconds, ``Z``) of a microsecond timestamp."""
+    moment = datetime.fromtimestamp(time_us / 1_000_000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def event_envelope(event: JetstreamEvent, source: str) -> Envelope:
+    """The envelope for one Jetstream event (``seq`` is its ``time_us``)."""
+    when = time_of(event.time_us)
+    if isinstance(event, JetstreamCommit):
+        return Envelope(
+            kind=_OPERATIONS[event.operation],
+            did=event.did,
+            source=source,
+            time=when,
+            seq=event.time_us,
+            rev=event.rev,
+            collection=event.collection,
+            rkey=event.rkey,
+            cid=event.cid,
+            record=event.record,
+        )
+    if isinstance(event, JetstreamIdentity):
+        return Envelope(
+            kind="identity.changed",
+            did=event.did,
+            source=source,
+            time=when,
+            seq=event.time_us,
+            handle=event.handle,
+        )
+    return Envelope(
+        kind="account.changed",
+        did=event.did,
+        source=source,
+        time=when,
+        seq=event.time_us,
+        active=event.active,
+        status=event.status or ("active" if event.active else None),
+    )
+
+
+def subscribe_url(url: str, collections: tuple[str, ...], cursor: int | None) -> str:
+    """The subscription URL with ``wantedCollections`` (one per collection) and ``cursor``."""
+    params: list[tuple[str, str]] = [("wantedCollections", c) for c in collections]
+    if cursor is not None:
+        params.append(("cursor", str(cursor)))
+    joiner = "&" if "?" in url else "?"
+    return f"{url}{joiner}{urlencode(params)}" if params else url
+
+
+@dataclass
+class JetstreamStats:
+    events: int = 0
+    published: int = 0
+    held: int = 0
+    reconnects: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    last_time_us: int | None = None
+
+
+class JetstreamIngest:
+    """Follows one Jetstream ``/subscribe`` endpoint into the ``repo`` topic."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        collections: tuple[str, ...],
+        log: Log,
+        topic: str,
+        pool: AsyncConnectionPool,
+        states: RepoStates,
+        resolver: DidResolver,
+    ) -> None:
+        self.url = url
+        self.source = f"jetstream:{urlsplit(url).netloc}"
+        self._collections = collections
+        self._keep = CollectionFilter.of(collections)
+        self._log = log
+        self._topic = topic
+        self._pool = pool
+        self._states = states
+        self._resolver = resolver
+        self._cursor: int | None = None
+        self._saved: int | None = None
+        self._saved_at = 0.0
+        self.stats = JetstreamStats()
+        self.connected = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, reconnecting with capped, jittered backoff."""
+        self._cursor = self._saved = await load_cursor(self._pool, self.source)
+        attempt = 0
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                attempt = 0
+            except (OSError, websockets.WebSocketException, LogError, TimeoutError) as exc:
+                self.stats.reconnects += 1
+                delay = reconnect_delay(attempt)
+                attempt += 1
+                log.warning(
+                    "jetstream disconnected",
+                    extra={"source": self.source, "error": str(exc), "retry_in": delay},
+                )
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+        await self._save_cursor(force=True)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        cursor = None if self._cursor is None else max(0, self._cursor - CURSOR_REWIND_US)
+        url = subscribe_url(self.url, self._collections, cursor)
+        async with connect(url, max_size=MAX_MESSAGE_SIZE, open_timeout=15) as ws:
+            log.info("jetstream connected", extra={"source": self.source, "cursor": cursor})
+            self.connected.set()
+            stopper = asyncio.create_task(stop.wait())
+            try:
+                while not stop.is_set():
+                    receive = asyncio.ensure_future(ws.recv())
+                    done, _ = await asyncio.wait(
+                        {receive, stopper}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if receive not in done:
+                        receive.cancel()
+                        return
+                    await self.handle_message(receive.result())
+            finally:
+                self.connected.clear()
+                stopper.cancel()
+                await self._save_cursor(force=True)
+
+    async def handle_message(self, raw: str | bytes) -> None:
+        """Process one message: publish (or hold) its envelope, then move the cursor."""
+        self.stats.events += 1
+        try:
+            event = parse_event(raw)
+        except JetstreamError as exc:
+            self.stats.skipped["undecodable"] += 1
+            log.warning("bad jetstream event", extra={"source": self.source, "error": str(exc)})
+            return
+        self.stats.last_time_us = event.time_us
+        envelopes = await self._envelopes(event)
+        if envelopes:
+            did = event.did
+            rev = event.rev if isinstance(event, JetstreamCommit) else None
+            if self._states.is_backfilling(did):
+                self._states.hold(did, envelopes, rev, None)
+                self.stats.held += len(envelopes)
+            else:
+                await self._log.append(self._topic, [(e.key, e.to_bytes()) for e in envelopes])
+                self.stats.published += len(envelopes)
+                await remember_records(self._pool, envelopes)
+                if rev is not None:
+                    await self._states.advance(did, rev, None)
+                if envelopes[0].kind == "identity.changed" and envelopes[0].handle:
+                    await self._states.set_identity(did, handle=envelopes[0].handle)
+                if isinstance(event, JetstreamAccount):
+                    await self._states.set_identity(
+                        did, account_status=event.status or ("active" if event.active else None)
+                    )
+        if self._cursor is None or event.time_us > self._cursor:
+            self._cursor = event.time_us
+        await self._save_cursor(force=False)
+
+    async def _envelopes(self, event: JetstreamEvent) -> list[Envelope]:
+        if not isinstance(event, JetstreamCommit):
+            if not self._states.is_known(event.did):
+                return []
+            return [event_envelope(event, self.source)]
+        if not self._keep(event.collection):
+            self.stats.skipped["unwanted_collection"] += 1
+            return []
+        state = await self._states.get(event.did)
+        if state is not None and state.rev is not None and event.rev < state.rev:
+            self.stats.skipped["old_rev"] += 1
+            return []
+        out = [event_envelope(event, self.source)]
+        if state is None:
+            handle = None
+            try:
+                handle = (await self._resolver.resolve(event.did)).handle
+            except ResolveError as exc:
+                log.warning("did resolution failed", extra={"did": event.did, "error": str(exc)})
+            first = Envelope(
+                kind="identity.changed",
+                did=event.did,
+                source=self.source,
+                time=time_of(event.time_us),
+                seq=event.time_us,
+                handle=handle,
+            )
+            out.insert(0, first)
+        return out
+
+    async def _save_cursor(self, *, force: bool) -> None:
+        if self._cursor is None or self._cursor == self._saved:
+            return
+        now = time.monotonic()
+        if not force and now - self._saved_at < _CURSOR_SAVE_INTERVAL:
+            return
+        await save_cursor(self._pool, self.source, self._cursor)
+        self._saved, self._saved_at = self._cursor, now

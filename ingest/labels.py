@@ -1,0 +1,452 @@
+"""Labelers as a source: ``com.atproto.label.subscribeLabels`` into the ``labels`` topic.
+
+Frames are either the standard event-stream CBOR (header ``{op: 1, t: "#labels"}``, body
+``{seq, labels: [label]}``; ``#info``; error frames ``{op: -1}``) or plyr's JSON text
+frames ``{"seq": n, "labels": [label]}``. A label is ``{ver?, src, uri, cid?, val, neg?,
+cts, exp?, sig}``; its signature is ECDSA-SHA256 over the DAG-CBOR of the label without
+``sig`` (exactly the fields received), by the ``#atproto_label`` key in the labeler's DID
+document. Labels whose ``src`` is not the labeler we subscribed to, or whose signature
+does not verify (after one fresh look at the DID document, in case the key rotated), are
+rejected and counted, never published. Each labeler's cursor (the last ``seq`` whose
+labels are on the log) is kept in ``ingest_cursor`` under ``labeler:<did>``; with none,
+the stream is read from ``cursor=0`` (labelers serve their full history).
+
+A labeler is configured as ``did=wss://host`` or as a bare DID, whose document's
+``#atproto_labeler`` service gives the endpoint. Bad frames never stop the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import cbrrr
+import httpx
+import websockets
+from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyped]
+from atproto_crypto.did import get_did_key  # type: ignore[import-untyped]
+from atproto_crypto.verify import verify_signature  # type: ignore[import-untyped]
+from cryptography.exceptions import InvalidSignature
+from psycopg_pool import AsyncConnectionPool
+from websockets.asyncio.client import connect
+
+from ingest.cursor import load_cursor, save_cursor
+from ingest.jetstream import reconnect_delay
+from plyr_appview.envelope import Envelope
+from plyr_appview.log import Log, LogError
+
+__all__ = [
+    "Label",
+    "LabelError",
+    "LabelIngest",
+    "LabelStats",
+    "LabelerIdentity",
+    "LabelsFrame",
+    "decode_labels_frame",
+    "label_envelope",
+    "parse_label",
+    "resolve_labeler",
+    "subscribe_labels_url",
+    "verify_label",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_SIZE = 5 * 1024 * 1024
+_MAX_VAL_BYTES = 128
+_DID_PLC = re.compile(r"^did:plc:[a-z2-7]{24}$")
+_DID_WEB = re.compile(r"^did:web:[a-zA-Z0-9.-]+(%3A[0-9]+)?$")
+_CURSOR_SAVE_INTERVAL = 1.0
+_REFRESH_INTERVAL = 60.0
+_SUBSCRIBE_PATH = "/xrpc/com.atproto.label.subscribeLabels"
+
+
+class LabelError(ValueError):
+    """A frame or label we cannot use; ``reason`` is the metric label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """One label as received: ``unsigned`` holds every field but ``sig``, as sent."""
+
+    src: str
+    uri: str
+    val: str
+    cts: str
+    sig: bytes
+    unsigned: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        """The label for the envelope: ``src, uri, cid?, val, neg?, cts, exp?``."""
+        out: dict[str, Any] = {"src": self.src, "uri": self.uri, "val": self.val, "cts": self.cts}
+        for name in ("cid", "exp"):
+            if isinstance(self.unsigned.get(name), str):
+                out[name] = self.unsigned[name]
+        if self.unsigned.get("neg") is True:
+            out["neg"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class LabelsFrame:
+    """``#labels``: the labels of sequence number ``seq`` (unparsed, parsed one by one)."""
+
+    seq: int
+    labels: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class InfoFrame:
+    name: str
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorFrame:
+    error: str
+    message: str | None
+
+
+def _sig_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("$bytes"), str):
+        value = value["$bytes"]
+    if isinstance(value, list) and all(isinstance(b, int) and 0 <= b < 256 for b in value):
+        return bytes(value)
+    if isinstance(value, str):
+        text = value.strip().rstrip("=")
+        padded = text + "=" * (-len(text) % 4)
+        try:
+            if "-" in text or "_" in text:
+                return base64.urlsafe_b64decode(padded)
+            return base64.b64decode(padded, validate=True)
+        except ValueError:
+            pass
+    raise LabelError("bad_label", "sig is not bytes")
+
+
+def parse_label(raw: Any) -> Label:
+    """A :class:`Label` from a decoded label object; raises :class:`LabelError`."""
+    if not isinstance(raw, dict):
+        raise LabelError("bad_label", "label is not an object")
+    for name in ("src", "uri", "val", "cts"):
+        if not isinstance(raw.get(name), str) or not raw[name]:
+            raise LabelError("bad_label", f"{name}: expected a non-empty string")
+    if len(raw["val"].encode()) > _MAX_VAL_BYTES:
+        raise LabelError("bad_label", "val longer than 128 bytes")
+    for name in ("cid", "exp"):
+        if name in raw and raw[name] is not None and not isinstance(raw[name], str):
+            raise LabelError("bad_label", f"{name}: expected a string")
+    if "neg" in raw and not isinstance(raw["neg"], bool):
+        raise LabelError("bad_label", "neg: expected a boolean")
+    if "ver" in raw and (not isinstance(raw["ver"], int) or isinstance(raw["ver"], bool)):
+        raise LabelError("bad_label", "ver: expected an integer")
+    if "sig" not in raw:
+        raise LabelError("unsigned_label", "label has no sig")
+    sig = _sig_bytes(raw["sig"])
+    unsigned = {k: v for k, v in raw.items() if k != "sig"}
+    return Label(raw["src"], raw["uri"], raw["val"], raw["cts"], sig, unsigned)
+
+
+def _labels_body(body: Any) -> LabelsFrame:
+    if not isinstance(body, dict):
+        raise LabelError("undecodable", "body is not a map")
+    seq = body.get("seq")
+    labels = body.get("labels")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise LabelError("undecodable", "seq: expected a non-negative integer")
+    if not isinstance(labels, list):
+        raise LabelError("undecodable", "labels: expected a list")
+    return LabelsFrame(seq, labels)
+
+
+def decode_labels_frame(raw: str | bytes) -> LabelsFrame | InfoFrame | ErrorFrame:
+    """Decode one ``subscribeLabels`` frame, CBOR or plyr's JSON; raises :class:`LabelError`."""
+    if isinstance(raw, str) or raw[:1] == b"{":
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise LabelError("undecodable", f"not JSON: {exc}") from None
+        return _labels_body(data)
+    if len(raw) > MAX_FRAME_SIZE:
+        raise LabelError("oversized", f"frame of {len(raw)} bytes")
+    try:
+        parts = list(cbrrr.decode_multi_dag_cbor_in_violation_of_the_spec(raw))
+    except (ValueError, AssertionError, TypeError, cbrrr.CbrrrDecodeError) as exc:
+        raise LabelError("undecodable", f"not CBOR: {exc}") from None
+    if len(parts) != 2 or not isinstance(parts[0], dict):
+        raise LabelError("undecodable", "frame must be a header map and a body")
+    header: dict[str, Any] = parts[0]
+    body: Any = parts[1]
+    op = header.get("op")
+    if op == -1:
+        if not isinstance(body, dict):
+            raise LabelError("undecodable", "error body is not a map")
+        message = body.get("message")
+        return ErrorFrame(str(body.get("error")), message if isinstance(message, str) else None)
+    if op != 1:
+        raise LabelError("undecodable", f"unknown op {op!r}")
+    kind = header.get("t")
+    if kind == "#labels":
+        return _labels_body(body)
+    if kind == "#info" and isinstance(body, dict):
+        message = body.get("message")
+        return InfoFrame(str(body.get("name")), message if isinstance(message, str) else None)
+    raise LabelError("unknown_type", f"frame type {kind!r}")
+
+
+def verify_label(label: Label, did_key: str) -> bool:
+    """Whether ``label``'s signature verifies with ``did_key`` (``did:key:z…``)."""
+    if len(label.sig) != 64:
+        return False
+    try:
+        data = cbrrr.encode_dag_cbor(label.unsigned)
+        return bool(verify_signature(did_key, data, label.sig))
+    except (ValueError, TypeError, InvalidSignature, AtProtocolError):
+        return False
+
+
+def label_envelope(label: Label, labeler: str, seq: int) -> Envelope:
+    """The ``label.applied`` envelope for a verified label (keyed by its subject URI)."""
+    return Envelope(
+        kind="label.applied",
+        did=labeler,
+        source=f"labeler:{labeler}",
+        time=label.cts,
+        seq=seq,
+        label=label.as_json(),
+    )
+
+
+def subscribe_labels_url(endpoint: str) -> str:
+    """The ``subscribeLabels`` websocket URL of a labeler endpoint (http(s) or ws(s))."""
+    parts = urlsplit(endpoint)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    path = parts.path.rstrip("/")
+    if not path.endswith("com.atproto.label.subscribeLabels"):
+        path += _SUBSCRIBE_PATH
+    return f"{scheme}://{parts.netloc}{path}"
+
+
+@dataclass(frozen=True, slots=True)
+class LabelerIdentity:
+    """What a labeler's DID document says: its label key and its endpoint."""
+
+    did: str
+    label_key: str | None
+    """``#atproto_label`` as a ``did:key``."""
+    endpoint: str | None
+    """``#atproto_labeler`` service endpoint."""
+
+
+async def resolve_labeler(http: httpx.AsyncClient, plc_url: str, did: str) -> LabelerIdentity:
+    """Read the labeler's DID document; raises :class:`LabelError` (``unresolvable_labeler``)."""
+    if _DID_PLC.match(did):
+        url = f"{plc_url.rstrip('/')}/{did}"
+    elif _DID_WEB.match(did):
+        url = f"https://{did.removeprefix('did:web:').replace('%3A', ':')}/.well-known/did.json"
+    else:
+        raise LabelError("unresolvable_labeler", f"{did}: unsupported DID method")
+    try:
+        response = await http.get(url, timeout=10.0)
+        doc = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError) as exc:
+        raise LabelError("unresolvable_labeler", f"{did}: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("id") != did:
+        raise LabelError("unresolvable_labeler", f"{did}: no usable document at {url}")
+    key = None
+    for method in doc.get("verificationMethod") or []:
+        if isinstance(method, dict) and str(method.get("id", "")).endswith("#atproto_label"):
+            multibase = method.get("publicKeyMultibase")
+            if isinstance(multibase, str):
+                try:
+                    key = get_did_key(str(method.get("type", "")), multibase)
+                except (ValueError, AtProtocolError):
+                    key = None
+    endpoint = None
+    for service in doc.get("service") or []:
+        if (
+            isinstance(service, dict)
+            and str(service.get("id", "")).endswith("#atproto_labeler")
+            and isinstance(service.get("serviceEndpoint"), str)
+        ):
+            endpoint = service["serviceEndpoint"]
+    return LabelerIdentity(did, key, endpoint)
+
+
+@dataclass
+class LabelStats:
+    frames: int = 0
+    labels: int = 0
+    published: int = 0
+    reconnects: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    last_seq: int | None = None
+
+
+class LabelIngest:
+    """Follows one labeler's ``subscribeLabels`` into the ``labels`` topic."""
+
+    def __init__(
+        self,
+        *,
+        did: str,
+        url: str | None,
+        log: Log,
+        topic: str,
+        pool: AsyncConnectionPool,
+        http: httpx.AsyncClient,
+        plc_url: str,
+    ) -> None:
+        self.did = did
+        self.source = f"labeler:{did}"
+        self._url = subscribe_labels_url(url) if url else None
+        self._log = log
+        self._topic = topic
+        self._pool = pool
+        self._http = http
+        self._plc_url = plc_url
+        self._key: str | None = None
+        self._refreshed_at = -_REFRESH_INTERVAL
+        self._cursor: int | None = None
+        self._saved: int | None = None
+        self._saved_at = 0.0
+        self.stats = LabelStats()
+        self.connected = asyncio.Event()
+
+    async def _identity(self, *, fresh: bool) -> None:
+        now = time.monotonic()
+        if fresh and now - self._refreshed_at < _REFRESH_INTERVAL:
+            return
+        identity = await resolve_labeler(self._http, self._plc_url, self.did)
+        self._refreshed_at = now
+        self._key = identity.label_key
+        if self._url is None:
+            if identity.endpoint is None:
+                raise LabelError("unresolvable_labeler", f"{self.did} has no #atproto_labeler")
+            self._url = subscribe_labels_url(identity.endpoint)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, reconnecting with capped, jittered backoff."""
+        self._cursor = self._saved = await load_cursor(self._pool, self.source)
+        attempt = 0
+        while not stop.is_set():
+            try:
+                if self._key is None or self._url is None:
+                    await self._identity(fresh=False)
+                await self._session(stop)
+                attempt = 0
+            except (
+                OSError,
+                websockets.WebSocketException,
+                LogError,
+                TimeoutError,
+                LabelError,
+            ) as exc:
+                self.stats.reconnects += 1
+                delay = reconnect_delay(attempt)
+                attempt += 1
+                log.warning(
+                    "labeler disconnected",
+                    extra={"source": self.source, "error": str(exc), "retry_in": delay},
+                )
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+        await self._save_cursor(force=True)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        assert self._url is not None
+        url = f"{self._url}?cursor={self._cursor or 0}"
+        async with connect(url, max_size=MAX_FRAME_SIZE, open_timeout=15) as ws:
+            log.info("labeler connected", extra={"source": self.source, "cursor": self._cursor})
+            self.connected.set()
+            stopper = asyncio.create_task(stop.wait())
+            try:
+                while not stop.is_set():
+                    receive = asyncio.ensure_future(ws.recv())
+                    done, _ = await asyncio.wait(
+                        {receive, stopper}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if receive not in done:
+                        receive.cancel()
+                        return
+                    await self.handle_frame(receive.result())
+            finally:
+                self.connected.clear()
+                stopper.cancel()
+                await self._save_cursor(force=True)
+
+    async def handle_frame(self, raw: str | bytes) -> None:
+        """Verify and publish one frame's labels, then move the cursor past it."""
+        self.stats.frames += 1
+        try:
+            frame = decode_labels_frame(raw)
+        except LabelError as exc:
+            self.stats.rejected[exc.reason] += 1
+            log.warning("bad label frame", extra={"source": self.source, "error": str(exc)})
+            return
+        if isinstance(frame, InfoFrame):
+            log.warning("labeler info", extra={"source": self.source, "info": frame.name})
+            return
+        if isinstance(frame, ErrorFrame):
+            raise websockets.WebSocketException(f"error frame {frame.error}: {frame.message}")
+        envelopes: list[Envelope] = []
+        for raw_label in frame.labels:
+            self.stats.labels += 1
+            try:
+                label = await self._checked(raw_label)
+            except LabelError as exc:
+                self.stats.rejected[exc.reason] += 1
+                log.warning(
+                    "label rejected",
+                    extra={"source": self.source, "seq": frame.seq, "error": str(exc)},
+                )
+                continue
+            envelopes.append(label_envelope(label, self.did, frame.seq))
+        if envelopes:
+            await self._log.append(self._topic, [(e.key, e.to_bytes()) for e in envelopes])
+            self.stats.published += len(envelopes)
+        self.stats.last_seq = frame.seq
+        if self._cursor is None or frame.seq > self._cursor:
+            self._cursor = frame.seq
+        await self._save_cursor(force=bool(envelopes))
+
+    async def _checked(self, raw: Any) -> Label:
+        label = parse_label(raw)
+        if label.src != self.did:
+            raise LabelError("wrong_src", f"label from {label.src} on {self.did}'s stream")
+        if self._key is not None and verify_label(label, self._key):
+            return label
+        try:  # the key may have rotated: look once more (rate-limited)
+            await self._identity(fresh=True)
+        except LabelError:
+            pass
+        if self._key is None:
+            raise LabelError("no_label_key", f"{self.did} has no usable #atproto_label key")
+        if not verify_label(label, self._key):
+            raise LabelError("bad_signature", f"{label.val} on {label.uri}")
+        return label
+
+    async def _save_cursor(self, *, force: bool) -> None:
+        if self._cursor is None or self._cursor == self._saved:
+            return
+        now = time.monotonic()
+        if not force and now - self._saved_at < _CURSOR_SAVE_INTERVAL:
+            return
+        await save_cursor(self._pool, self.source, self._cursor)
+        self._saved, self._saved_at = self._cursor, now

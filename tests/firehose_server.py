@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import cbrrr
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 PATH = "/xrpc/com.atproto.sync.subscribeRepos"
@@ -38,8 +39,8 @@ class FirehoseServer:
         self.cursors: list[int | None] = []
         self._once: set[int] = set()
         self._sent_once: set[int] = set()
-        self.endless: list[bytes] | None = None
-        """If set, every stream sends these frames round and round with rising ``seq``."""
+        self.endless: Callable[[int], bytes] | None = None
+        """If set, every stream sends ``endless(seq)`` for seq = cursor + 1, + 2, …"""
         self._added = asyncio.Condition()
         self._server: Server | None = None
         self._port = 0
@@ -106,10 +107,12 @@ class FirehoseServer:
         self.cursors.append(cursor)
         if self.endless is not None:
             seq = cursor or 0
-            while True:
-                for raw in self.endless:
+            try:
+                while True:
                     seq += 1
-                    await conn.send(with_seq(raw, seq))
+                    await conn.send(self.endless(seq))
+            except ConnectionClosed:
+                return
         position = 0
         if cursor is not None:
             for i, (seq, _) in enumerate(self.frames):
@@ -180,13 +183,25 @@ def mixed_traffic(
 
 
 async def _stream_forever(repos: int, frames: int) -> None:
-    from tests.factories import did_document
+    from tests.factories import SignedRepo, did_document, plc_did, tid, track_record
 
     relay = FirehoseServer()
-    pool = list(mixed_traffic(repos, frames))
-    for did, key, _ in pool:
-        relay.docs[did] = did_document(did, key, f"{did[-6:]}.test", "http://127.0.0.1:1")
-    relay.endless = [raw for _, _, raw in pool]
+    pool = [raw for _, _, raw in mixed_traffic(repos, frames, plyr_every=10**9)]
+    artists = [SignedRepo(plc_did(10_000 + i)) for i in range(20)]
+    for repo in artists:
+        relay.docs[repo.did] = did_document(repo.did, repo.key, "a.test", "http://127.0.0.1:1")
+
+    def frame(seq: int) -> bytes:
+        # 0.5% fresh signed fm.plyr commits (new revs: published), the rest app.bsky traffic.
+        if seq % 200 == 100:
+            artist = artists[(seq // 200) % len(artists)]
+            ops: list[tuple[str, str, dict[str, Any] | None]] = [
+                ("create", f"fm.plyr.track/{tid(seq)}", track_record(f"Song {seq}"))
+            ]
+            return artist.commit_frame(seq, ops)
+        return with_seq(pool[seq % len(pool)], seq)
+
+    relay.endless = frame
     await relay.start()
     print(f"READY {relay.url} {relay.plc_url}", flush=True)
     await asyncio.Event().wait()

@@ -43,6 +43,8 @@ MAX_FRAME_SIZE = 5 * 1024 * 1024
 COMMIT_HEADER = cbrrr.encode_dag_cbor({"op": 1, "t": "#commit"})
 _OPS_AT = len(COMMIT_HEADER) + 1  # after the body's one-byte map header (< 24 keys)
 _OPS_KEY = b"\x63ops"
+_SEQ_KEY = b"\x63seq"
+_REPO_KEY_LONG = b"\x64repo\x78"
 _SEQ_REPO = re.compile(
     rb"\x63seq(?:([\x00-\x17])|\x18(.)|\x19(..)|\x1a(....)|\x1b(.{8}))"
     rb"\x64repo(?:([\x60-\x77])|\x78(.))",
@@ -258,6 +260,17 @@ def peek_commit(frame: bytes) -> tuple[int, str, int] | None:
     """
     if not frame.startswith(COMMIT_HEADER) or not frame.startswith(_OPS_KEY, _OPS_AT):
         return None
+    # Common shape first (4-byte seq, did of 24..255 chars), checked byte by byte; the
+    # regex below covers the rest, and a ``cseq`` inside an op path fails both checks.
+    at = frame.find(_SEQ_KEY, _OPS_AT + 4)
+    if at > 0 and frame[at + 4] == 0x1A and frame.startswith(_REPO_KEY_LONG, at + 9):
+        size = frame[at + 15]
+        repo = frame[at + 16 : at + 16 + size]
+        if len(repo) == size:
+            try:
+                return int.from_bytes(frame[at + 5 : at + 9], "big"), repo.decode(), at
+            except UnicodeDecodeError:
+                return None
     # The first ``seq`` key followed by an unsigned integer and the ``repo`` key: op paths
     # (before it) cannot hold the control bytes that would fake this.
     found = _SEQ_REPO.search(frame, _OPS_AT + 4)

@@ -177,7 +177,7 @@ async def test_replayed_and_older_revs_are_dropped(h: Harness) -> None:
     second = alice.commit_frame(2, track_ops(2, "two"))
     await h.relay.add(first, 1)
     await h.relay.add(second, 2)
-    await h.relay.add(first.replace(b"\x01", b"\x01", 0), 3)  # same commit again (seq 1 body)
+    await h.relay.add(first, 3)  # the same commit again (a relay replay)
     ingest = await h.start()
     await h.until_cursor(2)
     await wait_until(
@@ -319,3 +319,57 @@ async def test_unrelated_traffic_moves_the_cursor_without_publishing(h: Harness)
     assert await h.envelopes() == []
     assert ingest.stats.events["commit"] == 50 and not ingest.stats.rejected
     assert ingest.resolver.resolutions == 0
+
+
+async def test_status_lines_and_metrics_endpoint_show_cursor_lag_and_counters(h: Harness) -> None:
+    from ingest.metrics import ingest_status, serve_metrics
+
+    alice = h.repo(1)
+    await h.relay.add(alice.commit_frame(1, track_ops(1)), 1)
+    await h.relay.add(b"junk", None)
+    await h.relay.add(alice.commit_frame(2, track_ops(2)), 2)
+    await h.start()
+    await h.until_cursor(2)
+
+    async def counted() -> list[str] | None:
+        lines = await ingest_status(h.pool)
+        return lines if "undecodable=1" in lines[0] else None
+
+    lines = await wait_until(counted, what="counters saved")
+    assert "cursor=2" in lines[0] and "published=3" in lines[0] and "lag=" in lines[0]
+    assert lines[-1] == "  repos: active=1"
+    server = serve_metrics(h.metrics.registry, "127.0.0.1", 0)
+    try:
+        text = (await h.http.get(f"http://127.0.0.1:{server.port}/metrics")).text
+    finally:
+        server.close()
+    assert "plyr_ingest_cursor{" in text and "plyr_ingest_lag_seconds{" in text
+    assert 'plyr_ingest_rejected_total{reason="undecodable"' in text
+
+
+async def test_cursor_never_passes_an_event_the_log_did_not_acknowledge(h: Harness) -> None:
+    """The log refuses one append (fault injected around the real log): the cursor stays
+    before that frame, the consumer reconnects from it, and the event is published."""
+    from plyr_appview.log import LogError
+
+    real_append = h.log.append
+    failures: list[int] = []
+
+    async def flaky_append(topic: str, items: list[tuple[bytes, bytes]]) -> object:
+        if any(b'"title":"two"' in value for _, value in items) and not failures:
+            failures.append(await h.cursor() or 0)
+            raise LogError("injected: broker unavailable")
+        return await real_append(topic, items)
+
+    h.log.append = flaky_append  # type: ignore[method-assign]
+    alice = h.repo(1)
+    await h.relay.add(alice.commit_frame(1, track_ops(1, "one")), 1)
+    await h.relay.add(alice.commit_frame(2, track_ops(2, "two")), 2)
+    await h.relay.add(alice.commit_frame(3, track_ops(3, "three")), 3)
+    ingest = await h.start()
+    await h.until_cursor(3)
+    assert failures == [1]  # when the append failed, the saved cursor was still 1
+    assert h.relay.cursors[:2] == [None, 1]  # and the consumer came back from there
+    titles = [e.record["title"] for e in await h.envelopes() if e.record]
+    assert titles == ["one", "two", "three"]
+    assert ingest.stats.reconnects == 1

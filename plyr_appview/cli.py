@@ -122,24 +122,20 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
             # Live first: its events for a repo are held while that repo is backfilled.
             connected = getattr(live, "connected", None)
             if isinstance(connected, asyncio.Event):
-                await connected.wait()
-            attempt = 0
-            while not stop.is_set():
-                try:
-                    run, targets = await initial_targets(
-                        http, settings.firehose_url, settings.collections, settings.backfill_dids
-                    )
-                except BackfillError as exc:  # discovery host down: try again later
-                    delay = min(300.0, 2.0**attempt)
-                    attempt += 1
-                    log.warning(
-                        "backfill discovery failed", extra={"error": str(exc), "retry_in": delay}
-                    )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
-                    continue
-                await backfill.run(targets, run_source=run, stop=stop)
+                waits = [asyncio.ensure_future(e.wait()) for e in (connected, stop)]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for waiting in waits:
+                    waiting.cancel()
+                if stop.is_set():
+                    return
+            try:
+                run, targets = await initial_targets(
+                    http, settings.firehose_url, settings.collections, settings.backfill_dids
+                )
+            except BackfillError as exc:  # the next start tries again (the run is unfinished)
+                log.warning("backfill discovery failed", extra={"error": str(exc)})
                 return
+            await backfill.run(targets, run_source=run, stop=stop)
 
         metrics = IngestMetrics()
         stats = getattr(live, "stats", None)

@@ -79,6 +79,11 @@ class CollectionFilter:
         kept = [n for n in out if not any(o != n and o in n for o in out)]
         return tuple(sorted(n.encode() for n in kept))
 
+    def unknown(self, ops: tuple[Op, ...]) -> list[Op]:
+        """Ops in a namespace we follow (``fm.plyr.``) but of a collection we do not index."""
+        near = tuple(n.decode() for n in self.needles())
+        return [op for op in ops if not self(op.collection) and op.path.startswith(near)]
+
     def wanted(self, ops: tuple[Op, ...]) -> list[Op]:
         """The ops of a commit in kept collections."""
         return [op for op in ops if self(op.collection)]

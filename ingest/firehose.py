@@ -296,6 +296,9 @@ class FirehoseIngest:
                 self._reject("stale_rev", f"{did} rev {event.rev} <= {state.rev}", seq=event.seq)
             return []
         if not wanted:
+            unknown = self._keep.unknown(event.ops)
+            if unknown:
+                self._reject("unknown_collection", unknown[0].path, seq=event.seq)
             if state is not None:  # a repo we index: follow its chain, unverified (cost)
                 await self._follow(event)
             return []

@@ -19,16 +19,19 @@ from ingest.commits import CollectionFilter
 from ingest.firehose import FirehoseIngest
 from ingest.metrics import IngestMetrics, render
 from ingest.repos import RepoStates
+from plyr_appview.config import DEFAULT_COLLECTIONS
 from plyr_appview.db import open_pool
 from plyr_appview.envelope import Envelope
 from plyr_appview.log.postgres import PostgresLog
 from tests.appview_process import wait_until
 from tests.factories import (
+    FIXED_TIME,
     SignedRepo,
     SigningKey,
     account_frame,
     did_document,
     error_frame,
+    frame,
     identity_frame,
     info_frame,
     plc_did,
@@ -39,7 +42,7 @@ from tests.factories import (
 from tests.firehose_server import FirehoseServer
 
 TOPIC = "plyr.repo"
-KEEP = CollectionFilter.of(["fm.plyr.*"])
+KEEP = CollectionFilter.of(DEFAULT_COLLECTIONS)  # exact NSIDs, as configured by default
 
 
 @dataclass
@@ -256,9 +259,23 @@ async def test_outdated_cursor_marks_every_repo_for_resync(h: Harness) -> None:
     await h.relay.add(bob.commit_frame(2, track_ops(2)), 2)
     await h.relay.add(info_frame("OutdatedCursor", "cursor too old"), None)
     await h.relay.add(alice.commit_frame(3, [("delete", f"fm.plyr.track/{tid(1)}", None)]), 3)
+    carol = h.repo(3)
+    await h.relay.add(carol.commit_frame(4, track_ops(4)), 4)
+    sync = {"seq": 5, "did": carol.did, "rev": tid(2**64 - 1), "blocks": b"", "time": FIXED_TIME}
+    await h.relay.add(frame("#sync", sync), 5)
+    await h.relay.add(
+        carol.commit_frame(6, [("create", f"fm.plyr.newthing/{tid(6)}", {"a": 1})]), 6
+    )
     ingest = await h.start()
-    await h.until_cursor(3)
-    assert sorted(await ingest.states.desynchronized()) == sorted([alice.did, bob.did])
+    await h.until_cursor(6)
+    assert sorted(await ingest.states.desynchronized()) == sorted([alice.did, bob.did, carol.did])
+    async with h.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT did, status_reason FROM repo_state WHERE status = 'desynchronized'"
+        )
+        reasons = dict(await cur.fetchall())
+    assert reasons[alice.did] == "OutdatedCursor" and reasons[carol.did].startswith("#sync")
+    assert ingest.stats.rejected["unknown_collection"] == 1
     assert ingest.stats.events["info"] == 1
 
 

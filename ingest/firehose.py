@@ -45,6 +45,7 @@ from cbrrr import CID
 from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect
 
+from ingest.backfill import remember_records
 from ingest.car import CarError, cid_string, read_car
 from ingest.commits import (
     CollectionFilter,
@@ -423,6 +424,8 @@ class FirehoseIngest:
 
     async def _publish(self, envelopes: list[Envelope]) -> None:
         await self._log.append(self._topic, [(e.key, e.to_bytes()) for e in envelopes])
+        # What we published is what a later getRepo resync diffs against (deletes while down).
+        await remember_records(self._pool, envelopes)
         self.stats.published += len(envelopes)
         self._published_since_save = True
 

@@ -286,6 +286,15 @@ class RepoStates:
                 await self.advance(did, state.rev, state.data_cid)
         return out
 
+    async def abort_backfill(self, did: str, reason: str) -> None:
+        """Give up a backfill: drop the held live envelopes and mark the repo desynchronized.
+
+        Dropping is safe because the resync that follows reads a repo newer than every held
+        event; live events flow again meanwhile (their gap is what the resync closes).
+        """
+        self._held.pop(did, None)
+        await self.set_status(did, DESYNCHRONIZED, reason)
+
     async def desynchronized(self) -> list[str]:
         """DIDs whose copy has a gap and needs a ``getRepo`` resync (read from the table)."""
         return await self._with_status(DESYNCHRONIZED)

@@ -93,6 +93,23 @@ async def test_backfill_buffers_live_envelopes_and_returns_the_newer(
     assert cached is not None and (cached.rev, cached.data_cid) == ("3l5", "bafy5")
 
 
+async def test_abort_backfill_drops_held_events_and_desynchronizes(
+    pool: AsyncConnectionPool,
+) -> None:
+    states = RepoStates(pool)
+    await states.load()
+    await states.advance(DID, "3l1", "bafy1")
+    await states.begin_backfill(DID)
+    states.hold(DID, [rec("3l2")], "3l2", "bafy2")
+    await states.abort_backfill(DID, "backfill: getRepo failed")
+    assert not states.is_backfilling(DID)
+    assert await states.backfilling() == []
+    assert await states.desynchronized() == [DID]
+    # Nothing held survives: a later backfill hands over only what arrives after it began.
+    await states.begin_backfill(DID)
+    assert await states.end_backfill(DID, "3l3", "bafy3") == []
+
+
 async def test_end_backfill_with_publish_keeps_holding_until_published(
     pool: AsyncConnectionPool,
 ) -> None:

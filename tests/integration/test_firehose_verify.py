@@ -145,6 +145,12 @@ async def test_forged_commit_is_rejected_and_later_good_ones_published(h: Harnes
     text = render(h.metrics.registry).decode()
     assert 'reason="bad_signature"' in text and "plyr_ingest_published_total" in text
     assert await ingest.states.desynchronized() == [alice.did]
+    # What was published is remembered for later resync diffs; the forged record is not.
+    async with h.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT rkey FROM repo_record WHERE did = %s ORDER BY rkey", (alice.did,)
+        )
+        assert [r[0] for r in await cur.fetchall()] == [tid(1), tid(3)]
 
 
 async def test_bad_input_is_counted_and_ingest_goes_on(h: Harness) -> None:

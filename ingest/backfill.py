@@ -404,11 +404,15 @@ class Backfill:
         http: httpx.AsyncClient,
         options: BackfillOptions | None = None,
         source: str = "backfill",
+        keep_known: CollectionFilter | None = None,
     ) -> None:
         self._pool = pool
         self._log = log
         self._topic = topic
         self._keep = keep
+        # What a repo that holds our records is read for (plus profiles); probing whether
+        # it holds our records at all uses ``keep`` alone.
+        self._keep_known = keep_known or keep
         self._states = states
         self._resolver = resolver
         self._http = http
@@ -435,13 +439,13 @@ class Backfill:
         Returns the number of record envelopes published. Raises :class:`BackfillError`.
         """
         try:
-            repo = read_repo(car, self._keep)
+            repo = read_repo(car, self._keep_known)
         except RepoError as exc:
             raise BackfillError(f"{did}: {exc}", reason="bad_repo") from None
         await self._verify(did, repo.commit, doc)
         known = await known_records(self._pool, did)
         when = _now()
-        envelopes = diff_repo(repo, known, self._keep, source=self.source, time=when)
+        envelopes = diff_repo(repo, known, self._keep_known, source=self.source, time=when)
         identity = Envelope(
             kind="identity.changed",
             did=did,

@@ -124,6 +124,7 @@ class FirehoseIngest:
         *,
         url: str,
         keep: CollectionFilter,
+        keep_known: CollectionFilter | None = None,
         log: Log,
         topic: str,
         pool: AsyncConnectionPool,
@@ -138,6 +139,9 @@ class FirehoseIngest:
         parts = urlsplit(url)
         self.source = f"firehose:{parts.netloc}"
         self._keep = keep
+        # Repos we already index also keep these (profiles); frames of known repos are
+        # decoded in full anyway, so this costs nothing on the skip path.
+        self._keep_known = keep_known or keep
         self._triage = Triage(keep)
         self._log = log
         self._topic = topic
@@ -290,8 +294,9 @@ class FirehoseIngest:
 
     async def _on_commit(self, event: CommitEvent) -> list[Envelope]:
         did = event.repo
-        wanted = self._keep.wanted(event.ops)
         state = self.states.cached(did)
+        keep = self._keep if state is None else self._keep_known
+        wanted = keep.wanted(event.ops)
         if state is not None and state.rev is not None and event.rev <= state.rev:
             if wanted:
                 self._reject("stale_rev", f"{did} rev {event.rev} <= {state.rev}", seq=event.seq)
@@ -318,7 +323,7 @@ class FirehoseIngest:
             self._reject(exc.reason, str(exc), seq=event.seq)
             return []
         try:
-            envelopes = commit_envelopes(event, self._keep, self.source, blocks)
+            envelopes = commit_envelopes(event, keep, self.source, blocks)
         except RecordError as exc:
             self._reject("bad_record", str(exc), seq=event.seq)
             return []

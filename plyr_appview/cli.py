@@ -76,6 +76,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
 
     settings = ctx.settings
     keep = CollectionFilter.of(settings.collections)
+    keep_known = CollectionFilter.of(settings.collections + settings.known_did_collections)
     repo_topic = settings.topic("repo")
     async with httpx.AsyncClient() as http:
         states = RepoStates(ctx.pool)
@@ -96,6 +97,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
             live = FirehoseIngest(
                 url=settings.firehose_url,
                 keep=keep,
+                keep_known=keep_known,
                 log=ctx.log,
                 topic=repo_topic,
                 pool=ctx.pool,
@@ -109,6 +111,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
             log=ctx.log,
             topic=repo_topic,
             keep=keep,
+            keep_known=keep_known,
             states=states,
             resolver=resolver,
             http=http,
@@ -182,6 +185,7 @@ async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
             log=ctx.log,
             topic=settings.topic("repo"),
             keep=CollectionFilter.of(settings.collections),
+            keep_known=CollectionFilter.of(settings.collections + settings.known_did_collections),
             states=states,
             resolver=DidResolver(http, settings.plc_url),
             http=http,

@@ -48,6 +48,8 @@ class Settings:
     firehose_url: str = "wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos"
     plc_url: str = "https://plc.directory"
     collections: tuple[str, ...] = DEFAULT_COLLECTIONS
+    known_did_collections: tuple[str, ...] = ("app.bsky.actor.profile",)
+    """Also kept, but only for repos already indexed (display names and avatars)."""
     blob_dir: Path | None = None
     """Local blob cache; defaults to ``data_dir / "blobs"``."""
     s3_bucket: str | None = None
@@ -170,6 +172,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         values["plc_url"] = _url("PLYR_PLC_URL", plc, ("http", "https"))
     if collections := get("PLYR_COLLECTIONS"):
         values["collections"] = _collections("PLYR_COLLECTIONS", collections)
+    if (known := get("PLYR_KNOWN_DID_COLLECTIONS")) is not None:
+        values["known_did_collections"] = (
+            ()
+            if known.strip() in ("", "none")
+            else _collections("PLYR_KNOWN_DID_COLLECTIONS", known)
+        )
     if blob_dir := get("PLYR_BLOB_DIR"):
         values["blob_dir"] = Path(blob_dir)
     if bucket := get("PLYR_S3_BUCKET"):

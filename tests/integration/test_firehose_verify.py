@@ -43,6 +43,7 @@ from tests.firehose_server import FirehoseServer
 
 TOPIC = "plyr.repo"
 KEEP = CollectionFilter.of(DEFAULT_COLLECTIONS)  # exact NSIDs, as configured by default
+KEEP_KNOWN = CollectionFilter.of((*DEFAULT_COLLECTIONS, "app.bsky.actor.profile"))
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Harness:
         self.ingest = FirehoseIngest(
             url=self.relay.url,
             keep=KEEP,
+            keep_known=KEEP_KNOWN,
             log=self.log,
             topic=TOPIC,
             pool=self.pool,
@@ -396,3 +398,23 @@ async def test_cursor_never_passes_an_event_the_log_did_not_acknowledge(h: Harne
     titles = [e.record["title"] for e in await h.envelopes() if e.record]
     assert titles == ["one", "two", "three"]
     assert ingest.stats.reconnects == 1
+
+
+async def test_profiles_are_kept_only_for_repos_we_index(h: Harness) -> None:
+    alice, bob = h.repo(1), h.repo(2)
+    profile = {"$type": "app.bsky.actor.profile", "displayName": "Bob"}
+    await h.relay.add(bob.commit_frame(1, [("create", "app.bsky.actor.profile/self", profile)]), 1)
+    await h.relay.add(alice.commit_frame(2, track_ops(2, "song")), 2)
+    await h.relay.add(
+        alice.commit_frame(
+            3, [("create", "app.bsky.actor.profile/self", {**profile, "displayName": "Alice"})]
+        ),
+        3,
+    )
+    await h.start()
+    await h.until_cursor(3)
+    published = [(e.did, e.collection) for e in await h.envelopes() if e.collection]
+    assert published == [
+        (alice.did, "fm.plyr.track"),
+        (alice.did, "app.bsky.actor.profile"),
+    ]

@@ -53,3 +53,10 @@ def test_values_are_parsed():
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_known_did_collections_default_and_override():
+    assert load_settings({}).known_did_collections == ("app.bsky.actor.profile",)
+    assert load_settings({"PLYR_KNOWN_DID_COLLECTIONS": "none"}).known_did_collections == ()
+    with pytest.raises(ConfigError, match="PLYR_KNOWN_DID_COLLECTIONS"):
+        load_settings({"PLYR_KNOWN_DID_COLLECTIONS": "profile"})

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -72,11 +71,12 @@ from ingest.frames import (
 from ingest.identity import DidResolver, ResolveError
 from ingest.metrics import IngestStats
 from ingest.repos import ACTIVE, RepoStates
+from ingest.stream import keep_connected
 from ingest.verify import CommitVerifier, VerifyError, decode_commit
 from plyr_appview.envelope import Envelope
 from plyr_appview.log import Log, LogError
 
-__all__ = ["FirehoseIngest", "IngestStats", "SourceError", "backoff_delay", "save_counters"]
+__all__ = ["FirehoseIngest", "IngestStats", "SourceError", "save_counters"]
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,6 @@ _RECV_LIMIT = 4 * MAX_FRAME_SIZE  # larger frames are refused by us (counted), n
 
 class SourceError(RuntimeError):
     """The source sent an error frame (e.g. ``ConsumerTooSlow``): reconnect."""
-
-
-def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
-    """Capped exponential backoff with full jitter in its upper half."""
-    ceiling = min(cap, base * 2.0**attempt)
-    return ceiling * random.uniform(0.5, 1.0)
 
 
 def _event_time(value: str) -> float | None:
@@ -171,29 +165,18 @@ class FirehoseIngest:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, reconnecting with capped, jittered backoff."""
         await self.start()
-        attempt = 0
-        while not stop.is_set():
-            try:
-                await self._session(stop)
-                attempt = 0
-            except (
-                OSError,
-                websockets.WebSocketException,
-                LogError,
-                TimeoutError,
-                SourceError,
-            ) as exc:
-                self.stats.reconnects += 1
-                delay = backoff_delay(attempt)
-                attempt += 1
-                log.warning(
-                    "firehose disconnected",
-                    extra={"source": self.source, "error": str(exc), "retry_in": delay},
-                )
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    pass
+
+        def count() -> None:
+            self.stats.reconnects += 1
+
+        await keep_connected(
+            lambda: self._session(stop),
+            stop,
+            retry_on=(OSError, websockets.WebSocketException, LogError, TimeoutError, SourceError),
+            on_retry=count,
+            message="firehose disconnected",
+            source=self.source,
+        )
         await self._save_cursor()
 
     async def _session(self, stop: asyncio.Event) -> None:

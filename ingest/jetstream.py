@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from ingest.commits import CollectionFilter
 from ingest.cursor import load_cursor, save_cursor
 from ingest.identity import DidResolver, ResolveError
 from ingest.repos import RepoStates
+from ingest.stream import keep_connected, receive_until_stopped
 from plyr_appview.envelope import Envelope, Kind
 from plyr_appview.log import Log, LogError
 
@@ -56,7 +56,6 @@ __all__ = [
     "JetstreamStats",
     "event_envelope",
     "parse_event",
-    "reconnect_delay",
     "subscribe_url",
 ]
 
@@ -74,11 +73,6 @@ _OPERATIONS: dict[str, Kind] = {
 
 class JetstreamError(ValueError):
     """A Jetstream message we cannot use (not JSON, wrong shape, unknown kind)."""
-
-
-def reconnect_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
-    """Capped exponential backoff, jittered over the upper half."""
-    return min(cap, base * 2.0**attempt) * random.uniform(0.5, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,23 +258,18 @@ class JetstreamIngest:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, reconnecting with capped, jittered backoff."""
         self._cursor = self._saved = await load_cursor(self._pool, self.source)
-        attempt = 0
-        while not stop.is_set():
-            try:
-                await self._session(stop)
-                attempt = 0
-            except (OSError, websockets.WebSocketException, LogError, TimeoutError) as exc:
-                self.stats.reconnects += 1
-                delay = reconnect_delay(attempt)
-                attempt += 1
-                log.warning(
-                    "jetstream disconnected",
-                    extra={"source": self.source, "error": str(exc), "retry_in": delay},
-                )
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    pass
+
+        def count() -> None:
+            self.stats.reconnects += 1
+
+        await keep_connected(
+            lambda: self._session(stop),
+            stop,
+            retry_on=(OSError, websockets.WebSocketException, LogError, TimeoutError),
+            on_retry=count,
+            message="jetstream disconnected",
+            source=self.source,
+        )
         await self._save_cursor(force=True)
 
     async def _session(self, stop: asyncio.Event) -> None:
@@ -289,20 +278,10 @@ class JetstreamIngest:
         async with connect(url, max_size=MAX_MESSAGE_SIZE, open_timeout=15) as ws:
             log.info("jetstream connected", extra={"source": self.source, "cursor": cursor})
             self.connected.set()
-            stopper = asyncio.create_task(stop.wait())
             try:
-                while not stop.is_set():
-                    receive = asyncio.ensure_future(ws.recv())
-                    done, _ = await asyncio.wait(
-                        {receive, stopper}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if receive not in done:
-                        receive.cancel()
-                        return
-                    await self.handle_message(receive.result())
+                await receive_until_stopped(ws, stop, self.handle_message)
             finally:
                 self.connected.clear()
-                stopper.cancel()
                 await self._save_cursor(force=True)
 
     async def handle_message(self, raw: str | bytes) -> None:

@@ -39,7 +39,7 @@ from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect
 
 from ingest.cursor import load_cursor, save_cursor
-from ingest.jetstream import reconnect_delay
+from ingest.stream import keep_connected, receive_until_stopped
 from plyr_appview.envelope import Envelope
 from plyr_appview.log import Log, LogError
 
@@ -342,31 +342,23 @@ class LabelIngest:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, reconnecting with capped, jittered backoff."""
         self._cursor = self._saved = await load_cursor(self._pool, self.source)
-        attempt = 0
-        while not stop.is_set():
-            try:
-                if self._key is None or self._url is None:
-                    await self._identity(fresh=False)
-                await self._session(stop)
-                attempt = 0
-            except (
-                OSError,
-                websockets.WebSocketException,
-                LogError,
-                TimeoutError,
-                LabelError,
-            ) as exc:
-                self.stats.reconnects += 1
-                delay = reconnect_delay(attempt)
-                attempt += 1
-                log.warning(
-                    "labeler disconnected",
-                    extra={"source": self.source, "error": str(exc), "retry_in": delay},
-                )
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    pass
+
+        async def session() -> None:
+            if self._key is None or self._url is None:
+                await self._identity(fresh=False)
+            await self._session(stop)
+
+        def count() -> None:
+            self.stats.reconnects += 1
+
+        await keep_connected(
+            session,
+            stop,
+            retry_on=(OSError, websockets.WebSocketException, LogError, TimeoutError, LabelError),
+            on_retry=count,
+            message="labeler disconnected",
+            source=self.source,
+        )
         await self._save_cursor(force=True)
 
     async def _session(self, stop: asyncio.Event) -> None:
@@ -375,20 +367,10 @@ class LabelIngest:
         async with connect(url, max_size=MAX_FRAME_SIZE, open_timeout=15) as ws:
             log.info("labeler connected", extra={"source": self.source, "cursor": self._cursor})
             self.connected.set()
-            stopper = asyncio.create_task(stop.wait())
             try:
-                while not stop.is_set():
-                    receive = asyncio.ensure_future(ws.recv())
-                    done, _ = await asyncio.wait(
-                        {receive, stopper}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if receive not in done:
-                        receive.cancel()
-                        return
-                    await self.handle_frame(receive.result())
+                await receive_until_stopped(ws, stop, self.handle_frame)
             finally:
                 self.connected.clear()
-                stopper.cancel()
                 await self._save_cursor(force=True)
 
     async def handle_frame(self, raw: str | bytes) -> None:

@@ -1,0 +1,74 @@
+"""What every websocket source shares: staying connected, and reading until stopped.
+
+A source (firehose, Jetstream, a labeler) supplies one ``session`` coroutine that connects
+and consumes; :func:`keep_connected` runs it again after each transient failure with capped,
+jittered exponential backoff, until ``stop`` is set. :func:`receive_until_stopped` hands
+each websocket message to the source and returns promptly when ``stop`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+from websockets.asyncio.client import ClientConnection
+
+__all__ = ["backoff_delay", "keep_connected", "receive_until_stopped"]
+
+log = logging.getLogger(__name__)
+
+
+def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+    """Capped exponential backoff, jittered over its upper half."""
+    return min(cap, base * 2.0**attempt) * random.uniform(0.5, 1.0)
+
+
+async def keep_connected(
+    session: Callable[[], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    retry_on: tuple[type[BaseException], ...],
+    on_retry: Callable[[], None],
+    message: str,
+    source: str,
+) -> None:
+    """Run ``session`` until ``stop``; after an exception in ``retry_on``, back off and rerun.
+
+    ``message`` is the fixed log message of a disconnect (e.g. ``firehose disconnected``);
+    ``on_retry`` counts it. Any other exception propagates.
+    """
+    attempt = 0
+    while not stop.is_set():
+        try:
+            await session()
+            attempt = 0
+        except retry_on as exc:
+            on_retry()
+            delay = backoff_delay(attempt)
+            attempt += 1
+            log.warning(message, extra={"source": source, "error": str(exc), "retry_in": delay})
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
+
+
+async def receive_until_stopped(
+    ws: ClientConnection,
+    stop: asyncio.Event,
+    handle: Callable[[str | bytes], Awaitable[None]],
+) -> None:
+    """Pass each message of ``ws`` to ``handle`` until ``stop`` is set or the socket fails."""
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        while not stop.is_set():
+            receive = asyncio.ensure_future(ws.recv())
+            done, _ = await asyncio.wait({receive, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if receive not in done:
+                receive.cancel()
+                return
+            await handle(receive.result())
+    finally:
+        stopper.cancel()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.audio import AudioCache
 from api.blobstore import BlobStore, open_blob_store
@@ -73,10 +74,50 @@ async def open_api_pool(url: str, *, max_size: int = 10) -> AsyncConnectionPool:
     return pool
 
 
-def _ignore_extra_routes(request: Request) -> str:
-    route = request.scope.get("route")
-    path: str = getattr(route, "path", None) or "unmatched"
-    return path
+class AccessLog:
+    """Request log line and Prometheus metrics, as plain ASGI middleware.
+
+    Plain ASGI rather than ``@app.middleware("http")``: that wrapper runs every response
+    through an extra task and memory stream, which cost more than the queries themselves.
+    Timing runs until the last body byte is sent (streamed audio included).
+    """
+
+    def __init__(self, app: ASGIApp, *, requests: Counter, latency: Histogram) -> None:
+        self.app = app
+        self.requests = requests
+        self.latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            elapsed = time.perf_counter() - started
+            # The matched route's template keeps the label set small (not the raw path).
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"]
+            self.requests.labels(method, route, str(status)).inc()
+            self.latency.labels(method, route).observe(elapsed)
+            log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                },
+            )
 
 
 def create_app(
@@ -168,26 +209,7 @@ def create_app(
         registry=registry,
     )
 
-    @app.middleware("http")
-    async def access_log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        elapsed = time.perf_counter() - started
-        route = _ignore_extra_routes(request)
-        requests.labels(request.method, route, str(response.status_code)).inc()
-        latency.labels(request.method, route).observe(elapsed)
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.url.path,
-                "status": response.status_code,
-                "ms": round(elapsed * 1000, 2),
-            },
-        )
-        return response
+    app.add_middleware(AccessLog, requests=requests, latency=latency)
 
     @app.get("/health", tags=["meta"])
     async def health(pool: Pool) -> dict[str, Any]:

@@ -12,19 +12,19 @@ from api.visibility import Visibility
 __all__ = ["ApiBase", "Pool", "Vis", "get_api_base", "get_pool", "get_visibility"]
 
 
-def get_pool(request: Request) -> AsyncConnectionPool:
+async def get_pool(request: Request) -> AsyncConnectionPool:
     """The read pool opened for the app."""
     pool: AsyncConnectionPool = request.app.state.pool
     return pool
 
 
-def get_visibility(request: Request) -> Visibility:
+async def get_visibility(request: Request) -> Visibility:
     """The visibility rule chosen at startup (moderation predicate or fallback)."""
     vis: Visibility = getattr(request.app.state, "visibility", None) or Visibility()
     return vis
 
 
-def get_api_base(request: Request) -> str:
+async def get_api_base(request: Request) -> str:
     """Absolute base URL of this API (``PLYR_PUBLIC_URL`` or the request's own)."""
     configured: str | None = getattr(request.app.state, "public_url", None)
     return configured or str(request.base_url).rstrip("/")

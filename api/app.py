@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -72,6 +73,78 @@ async def open_api_pool(url: str, *, max_size: int = 10) -> AsyncConnectionPool:
     )
     await pool.open(wait=True, timeout=30)
     return pool
+
+
+MAX_BODY_BYTES = 256 * 1024
+"""Largest request body we read (the biggest legitimate one, 500 DIDs, is ~30 KB)."""
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, before anything buffers them.
+
+    A declared ``Content-Length`` is checked up front; a chunked body is counted as it
+    arrives and cut off at the limit.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                await _too_large(send, self.limit)
+                return
+        seen = 0
+        refused = False
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # Answer now and tell the app the client is gone: it stops reading.
+                    refused = True
+                    if not started:
+                        await _too_large(send, self.limit)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if not refused:  # once we answered 413, the app's own answer is dropped
+                started = started or message["type"] == "http.response.start"
+                await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = json.dumps(
+        {"detail": f"request body larger than {limit} bytes", "error": "payload_too_large"}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class AccessLog:
@@ -209,6 +282,7 @@ def create_app(
         registry=registry,
     )
 
+    app.add_middleware(BodyLimit)
     app.add_middleware(AccessLog, requests=requests, latency=latency)
 
     @app.get("/health", tags=["meta"])

@@ -369,3 +369,23 @@ async def test_xrpc_errors(client):
     assert r.status_code == 400 and r.json()["error"] == "InvalidRequest"
     r = await client.get("/xrpc/com.example.nothing")
     assert r.status_code == 501 and r.json()["error"] == "MethodNotImplemented"
+
+
+async def test_oversized_request_bodies_are_refused_with_413(client):
+    big = ["did:plc:" + "a" * 24] * 20_000  # ~700 KB of JSON
+    r = await client.post("/artists/batch", json=big)
+    assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
+
+    async def chunks():
+        yield b'["did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"'
+        for _ in range(10_000):
+            yield b',"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"'
+        yield b"]"
+
+    r = await client.post(
+        "/artists/batch", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413
+    # A normal batch still works.
+    r = await client.post("/artists/batch", json=["did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"])
+    assert r.status_code == 200

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 __all__ = ["ENVELOPE_VERSION", "KINDS", "Envelope", "EnvelopeError", "Kind"]
 
 ENVELOPE_VERSION = 1
@@ -78,14 +80,20 @@ class Envelope:
         uri = self.uri
         if uri is not None:
             data["uri"] = uri
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            return orjson.dumps(data)
+        except TypeError:  # an integer beyond 64 bits: the standard library writes any int
+            return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
         try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EnvelopeError(f"not JSON: {exc}") from None
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:  # invalid, or an integer beyond 64 bits: ask the slow path
+            try:
+                data = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise EnvelopeError(f"not JSON: {exc}") from None
         if not isinstance(data, dict):
             raise EnvelopeError("envelope must be a JSON object")
         if data.get("v") != ENVELOPE_VERSION:

@@ -66,3 +66,12 @@ def test_label_envelopes_are_keyed_by_subject():
             b'{"v":1,"kind":"label.applied","did":"d","source":"s","time":"t",'
             b'"label":{"src":"d","uri":"u","cts":"t"}}'
         )
+
+
+def test_integers_beyond_64_bits_round_trip() -> None:
+    # orjson refuses them; the envelope falls back to the standard library both ways.
+    envelope = Envelope(
+        kind="record.created", did="did:plc:abc", source="test", time="2026-01-01T00:00:00Z",
+        rev="3l00", collection="fm.plyr.track", rkey="r1", cid="bafy", record={"n": -(2**64)},
+    )  # fmt: skip
+    assert Envelope.from_bytes(envelope.to_bytes()).record == {"n": -(2**64)}

@@ -97,9 +97,18 @@ def derive(
     """An artist's album rows and each track's album slug; pure and order-independent."""
     tracks = sorted(tracks, key=lambda t: (t.created_at, t.uri))
     lists = sorted(lists, key=lambda entry: entry.uri)
+    # An artist has many tracks but few album titles: slugify each title once.
+    known: dict[str, str] = {}
+
+    def slug_of(title: str) -> str:
+        slug = known.get(title)
+        if slug is None:
+            slug = known[title] = slugify(title)
+        return slug
+
     list_of_slug: dict[str, AlbumList] = {}
     for candidate in lists:
-        list_of_slug.setdefault(slugify(candidate.name), candidate)
+        list_of_slug.setdefault(slug_of(candidate.name), candidate)
     first_list_of_track: dict[str, str] = {}
     for slug, listed in sorted(list_of_slug.items(), key=lambda kv: kv[1].uri):
         for item in listed.items:
@@ -108,8 +117,8 @@ def derive(
     title_of_slug: dict[str, str] = {}
     for track in tracks:
         if track.album:
-            slugs[track.uri] = slugify(track.album)
-            title_of_slug.setdefault(slugify(track.album), track.album)
+            slug = slugs[track.uri] = slug_of(track.album)
+            title_of_slug.setdefault(slug, track.album)
         else:
             slugs[track.uri] = first_list_of_track.get(track.uri)
     albums: list[dict[str, Any]] = []
@@ -174,11 +183,12 @@ async def refresh_albums(conn: AsyncConnection, dids: Sequence[str]) -> None:
             for uri, slug in slugs.items()
             if current_slug.get(uri) != slug
         ]
+    # The kept keys as two arrays: a hash anti-join (a recordset here was re-read per row).
     await conn.execute(
         "DELETE FROM album a WHERE a.did = ANY(%s) AND NOT EXISTS ("
-        " SELECT 1 FROM jsonb_to_recordset(%s::jsonb) AS x(did text, slug text)"
+        " SELECT 1 FROM unnest(%s::text[], %s::text[]) AS x(did, slug)"
         " WHERE x.did = a.did AND x.slug = a.slug)",
-        (dids, to_json(rows)),
+        (dids, [r["did"] for r in rows], [r["slug"] for r in rows]),
     )
     if rows:
         columns = ("did", "slug", "id", "title", "list_uri", "image_url", "track_count",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from psycopg import AsyncConnection
 
 from lexicons import ValidationError, validate_record
@@ -104,7 +105,10 @@ def to_json(rows: Sequence[Mapping[str, Any]]) -> str:
     Text PostgreSQL cannot store (NUL, lone surrogates) was refused when the runner
     parsed the event.
     """
-    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return orjson.dumps(rows).decode()
+    except TypeError:  # an integer beyond 64 bits in a record: the standard library writes any
+        return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cbrrr
 
 from ingest.car import CarError, read_car
-from ingest.frames import AccountEvent, CommitEvent, IdentityEvent, Op, peek_commit
+from ingest.frames import AccountEvent, CommitEvent, CommitPeek, IdentityEvent, Op
 from plyr_appview.envelope import Envelope, Kind
 
 __all__ = [
@@ -61,7 +61,7 @@ class CollectionFilter:
         return collection in self.exact or collection.startswith(self.prefixes)
 
     def needles(self) -> tuple[bytes, ...]:
-        """Byte strings one of which every kept op path contains (for a raw-bytes scan).
+        """Byte strings one of which every kept op path starts with (for a raw-bytes check).
 
         Exact NSIDs sharing an authority (``fm.plyr.track``, ``fm.plyr.like``) collapse to
         that authority (``fm.plyr.``): fewer searches, a few more false hits, no misses.
@@ -75,8 +75,8 @@ class CollectionFilter:
                 out.add(authority)
             else:
                 out.add(names[0] + "/")
-        # Drop needles that contain another needle: the shorter one already hits.
-        kept = [n for n in out if not any(o != n and o in n for o in out)]
+        # Drop needles that start with another needle: the shorter one already hits.
+        kept = [n for n in out if not any(o != n and n.startswith(o) for o in out)]
         return tuple(sorted(n.encode() for n in kept))
 
     def unknown(self, ops: tuple[Op, ...]) -> list[Op]:
@@ -92,23 +92,16 @@ class CollectionFilter:
 class Triage:
     """Decide from raw frame bytes whether a ``#commit`` frame can matter to us.
 
-    :meth:`skip` returns ``(seq, repo)`` for a commit none of whose op paths can be in a
+    :attr:`skip` returns ``(seq, repo)`` for a commit none of whose op paths can be in a
     kept collection; ``None`` means: decode the frame (it is something else, or it may
-    matter). Costs a prefix check and two short byte searches: no decoding.
+    matter). One regular expression match over the frame's first bytes: no decoding (see
+    :class:`ingest.frames.CommitPeek`).
     """
 
-    def __init__(self, keep: CollectionFilter) -> None:
-        self._needles = keep.needles()
+    __slots__ = ("skip",)
 
-    def skip(self, raw: bytes) -> tuple[int, str] | None:
-        peek = peek_commit(raw)
-        if peek is None:
-            return None
-        seq, repo, ops_end = peek
-        for needle in self._needles:
-            if raw.find(needle, 0, ops_end) >= 0:
-                return None
-        return seq, repo
+    def __init__(self, keep: CollectionFilter) -> None:
+        self.skip = CommitPeek(keep.needles())
 
 
 def commit_envelopes(

@@ -4,17 +4,18 @@ A frame is two DAG-CBOR objects back to back: a header ``{op, t}`` and a body. `
 a message whose type ``t`` is ``#commit``, ``#sync``, ``#identity``, ``#account`` or
 ``#info``; ``op`` -1 is an error frame ``{error, message}``.
 
-:func:`peek_commit` is the fast path for the ~99.5% of relay traffic we do not index: it
-reads ``seq`` and ``repo`` of a ``#commit`` straight from the canonical DAG-CBOR bytes
-(map keys are sorted by length, then bytes: ``ops``, ``rev``, ``seq``, ``repo``, …) and
-tells where the op paths lie, so a byte search there decides whether the commit can
-matter before anything is decoded. Whatever does not have exactly the expected shape
-returns ``None`` and takes the full decode instead, so the fast path is never wrong, only
-sometimes not taken.
+:class:`CommitPeek` is the fast path for the ~99.5% of relay traffic we do not index: one
+regular expression parses the canonical DAG-CBOR bytes of a ``#commit`` (map keys are
+sorted by length, then bytes: ``ops``, ``rev``, ``seq``, ``repo``, …) from the header to
+the ``repo`` key, every op map and every length included, and refuses op paths that
+start with a kept collection's prefix; ``seq`` and ``repo`` come from the match. Whatever
+does not have exactly the expected shape is not read and takes the full decode instead,
+so the fast path is never wrong, only sometimes not taken.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from ingest.car import cid_string
 __all__ = [
     "AccountEvent",
     "CommitEvent",
+    "CommitPeek",
     "ErrorFrame",
     "Event",
     "FrameError",
@@ -41,15 +43,6 @@ __all__ = [
 MAX_FRAME_SIZE = 5 * 1024 * 1024
 
 COMMIT_HEADER = cbrrr.encode_dag_cbor({"op": 1, "t": "#commit"})
-_OPS_AT = len(COMMIT_HEADER) + 1  # after the body's one-byte map header (< 24 keys)
-_OPS_KEY = b"\x63ops"
-_SEQ_KEY = b"\x63seq"
-_REPO_KEY_LONG = b"\x64repo\x78"
-_SEQ_REPO = re.compile(
-    rb"\x63seq(?:([\x00-\x17])|\x18(.)|\x19(..)|\x1a(....)|\x1b(.{8}))"
-    rb"\x64repo(?:([\x60-\x77])|\x78(.))",
-    re.DOTALL,
-)
 
 
 class FrameError(ValueError):
@@ -251,40 +244,80 @@ def decode_frame(frame: bytes) -> Event:
     return UnknownEvent(kind, seq if isinstance(seq, int) else None)
 
 
-def peek_commit(frame: bytes) -> tuple[int, str, int] | None:
-    """``(seq, repo, ops_end)`` of a canonical ``#commit`` frame, or ``None``.
+def _text(guard: bytes) -> bytes:
+    """Pattern of a CBOR text string of 0..255 bytes, exactly as long as its header says.
 
-    ``frame[:ops_end]`` holds the header, the ``ops`` list and ``rev`` (nothing else), so
-    an op path that names a collection appears there as plain bytes. ``None`` means: not a
-    commit, or not the expected shape; decode it fully with :func:`decode_frame`.
+    A regular expression cannot count, so each length is its own branch (the usual path
+    lengths first); ``guard`` (lookaheads) is checked at the start of the string.
     """
-    if not frame.startswith(COMMIT_HEADER) or not frame.startswith(_OPS_KEY, _OPS_AT):
-        return None
-    # Common shape first (4-byte seq, did of 24..255 chars), checked byte by byte; the
-    # regex below covers the rest, and a ``cseq`` inside an op path fails both checks.
-    at = frame.find(_SEQ_KEY, _OPS_AT + 4)
-    if at > 0 and frame[at + 4] == 0x1A and frame.startswith(_REPO_KEY_LONG, at + 9):
-        size = frame[at + 15]
-        repo = frame[at + 16 : at + 16 + size]
-        if len(repo) == size:
-            try:
-                return int.from_bytes(frame[at + 5 : at + 9], "big"), repo.decode(), at
-            except UnicodeDecodeError:
-                return None
-    # The first ``seq`` key followed by an unsigned integer and the ``repo`` key: op paths
-    # (before it) cannot hold the control bytes that would fake this.
-    found = _SEQ_REPO.search(frame, _OPS_AT + 4)
-    if found is None:
-        return None
-    small, one, two, four, eight, short, long = found.groups()
-    wide = one or two or four or eight
-    seq = small[0] if small is not None else int.from_bytes(wide, "big")
-    end = found.end()
-    size = short[0] - 0x60 if short is not None else long[0]
-    repo = frame[end : end + size]
-    if len(repo) != size:
-        return None
-    try:
-        return seq, repo.decode(), found.start()
-    except UnicodeDecodeError:
-        return None
+    common = (32, 33, 34, 35, 27, 36, 31, 30, 37, 38)
+    order = [*common, *(n for n in range(24, 256) if n not in common)]
+    long = b"|".join(re.escape(bytes([n])) + guard + b".{%d}" % n for n in order)
+    short = b"|".join(re.escape(bytes([0x60 + n])) + guard + b".{%d}" % n for n in range(24))
+    return b"(?:\\x78(?:" + long + b")|" + short + b")"
+
+
+@functools.lru_cache(maxsize=16)
+def _commit_pattern(needles: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    """The canonical start of a ``#commit`` frame up to the ``repo`` key, byte for byte.
+
+    Header ``{op: 1, t: "#commit"}``; body map whose first keys are ``ops`` (0..8 op maps
+    ``{cid, path, [prev,] action}`` with CIDv1 sha-256 links or null), ``rev`` (a 13
+    character TID), ``seq`` (any unsigned integer, groups 1-5 by width) and ``repo`` (text
+    header, groups 6-7). Every length is checked, so a match is an exact parse of those
+    bytes; no op path may start with one of ``needles``.
+    """
+    guard = b"".join(b"(?!" + re.escape(n) + b")" for n in needles)
+    cid = rb"(?:\xd8\x2a\x58\x25\x00.{36}|\xf6)"
+    path = rb"\x64path" + _text(guard)
+    op = (
+        rb"(?:\xa4\x63cid" + cid + path + rb"\x64prev" + cid + rb"|\xa3\x63cid" + cid + path + b")"
+        rb"\x66action\x66(?:create|update|delete)"
+    )
+    ops = b"|".join(
+        re.escape(bytes([0x80 + count])) + (b"(?:" + op + b"){%d}" % count if count else b"")
+        for count in (1, 2, 3, 0, 4, 5, 6, 7, 8)
+    )
+    return re.compile(
+        re.escape(COMMIT_HEADER) + rb"[\xa0-\xb7]\x63ops(?:" + ops + b")"
+        rb"\x63rev\x6d.{13}"
+        rb"\x63seq(?:\x1a(.{4})|\x1b(.{8})|\x19(..)|\x18(.)|([\x00-\x17]))"
+        rb"\x64repo(?:\x78(.)|([\x60-\x77]))",
+        re.DOTALL,
+    )
+
+
+class CommitPeek:
+    """Reads ``(seq, repo)`` of a ``#commit`` frame from its bytes, without decoding it.
+
+    Only frames of the canonical shape (see :func:`_commit_pattern`: what relays send)
+    are read; with ``needles``, only those none of whose op paths starts with a needle.
+    ``None`` means: not read, decode the frame with :func:`decode_frame`. One regular
+    expression match and a slice: no Python objects for the ops.
+    """
+
+    __slots__ = ("_match",)
+
+    def __init__(self, needles: tuple[bytes, ...] = ()) -> None:
+        self._match = _commit_pattern(needles).match
+
+    def __call__(self, frame: bytes) -> tuple[int, str] | None:
+        found = self._match(frame)
+        if found is None:
+            return None
+        four, eight, two, one, small, long, short = found.groups()
+        seq = small[0] if small is not None else int.from_bytes(four or eight or two or one)
+        end = found.end()
+        size = long[0] if long is not None else short[0] - 0x60
+        repo = frame[end : end + size]
+        if len(repo) != size:
+            return None
+        try:
+            return seq, repo.decode()
+        except UnicodeDecodeError:
+            return None
+
+
+def peek_commit(frame: bytes) -> tuple[int, str] | None:
+    """``(seq, repo)`` of a canonical ``#commit`` frame, or ``None`` (see :class:`CommitPeek`)."""
+    return CommitPeek()(frame)

@@ -153,23 +153,54 @@ def test_missing_record_block_is_a_record_error():
         commit_envelopes(bad, KEEP, "test")
 
 
-# --- raw-bytes triage (peek_commit / Triage) ---
+# --- raw-bytes triage (CommitPeek / Triage) ---
+
+import random  # noqa: E402
 
 from ingest.commits import Triage  # noqa: E402
-from ingest.frames import peek_commit  # noqa: E402
+from ingest.frames import COMMIT_HEADER, peek_commit  # noqa: E402
 from tests.factories import SignedRepo, plc_did, post_record, tid  # noqa: E402
 
+LINK = cbrrr.CID.cidv1_dag_cbor_sha256_32_from(b"x")
 
-@pytest.mark.parametrize("seq", [0, 5, 23, 24, 255, 256, 70_000, 2**32 + 5, 2**40])
+
+def raw_commit(ops: list[dict[str, object]], *, seq: int = 1, rev: str = "3ke6kg3wk2322") -> bytes:
+    """A canonical commit frame with exactly these op maps (no CAR: triage never reads it)."""
+    body = {
+        "ops": ops,
+        "rev": rev,
+        "seq": seq,
+        "repo": DID,
+        "time": "2026-11-01T12:00:00.000Z",
+        "blobs": [],
+        "since": None,
+        "blocks": b"",
+        "commit": LINK,
+        "rebase": False,
+        "tooBig": False,
+    }
+    return COMMIT_HEADER + cbrrr.encode_dag_cbor(body)
+
+
+def op(path: str, action: str = "create", *, prev: object = "absent") -> dict[str, object]:
+    item: dict[str, object] = {
+        "action": action,
+        "path": path,
+        "cid": None if action == "delete" else LINK,
+    }
+    if prev != "absent":
+        item["prev"] = prev
+    return item
+
+
+@pytest.mark.parametrize("seq", [0, 5, 23, 24, 255, 256, 70_000, 2**32 + 5, 2**40, 2**64 - 1])
 def test_peek_reads_seq_and_repo_like_the_full_decode(seq):
     repo = SignedRepo(plc_did(seq % 7))
     raw = repo.commit_frame(seq, [("create", f"app.bsky.feed.post/{tid(seq)}", post_record(1))])
-    peeked = peek_commit(raw)
     event = decode_frame(raw)
-    assert peeked is not None and isinstance(event, CommitEvent)
-    assert peeked[:2] == (event.seq, event.repo)
-    assert b"app.bsky.feed.post/" in raw[: peeked[2]]  # op paths lie before ops_end
-    assert b"blocks" not in raw[: peeked[2]]
+    assert isinstance(event, CommitEvent)
+    assert peek_commit(raw) == (event.seq, event.repo)
+    assert Triage(KEEP).skip(raw) == (event.seq, event.repo)
 
 
 def test_triage_skips_only_commits_that_cannot_matter():
@@ -187,27 +218,102 @@ def test_triage_skips_only_commits_that_cannot_matter():
     assert triage.skip(post) == (1, repo.did)
     assert triage.skip(track) is None
     assert triage.skip(mixed) is None
-    # Text mentioning fm.plyr inside a record (in the CAR, after ops_end) does not matter.
+    # Text mentioning fm.plyr inside a record (in the CAR, after the ops) does not matter.
     mention = repo.commit_frame(
         4, [("create", f"app.bsky.feed.post/{tid(5)}", {"text": "listen on fm.plyr.track!"})]
     )
     assert triage.skip(mention) == (4, repo.did)
+    # Nor does a path that merely contains the bytes (not a kept collection).
+    inside = raw_commit([op("app.bsky.feed.post/fm.plyr.track")], seq=6)
+    assert triage.skip(inside) == (6, DID)
     # Not commits: decoded in full.
     assert triage.skip(identity_frame(5, DID, "a.test")) is None
     assert triage.skip(b"garbage") is None
+    assert triage.skip(b"") is None
+
+
+@pytest.mark.parametrize("position", [0, 1, 2, 7, 8, 11])
+def test_a_kept_op_anywhere_in_the_list_prevents_the_skip(position):
+    triage = Triage(KEEP)
+    paths = [f"app.bsky.feed.like/{tid(i)}" for i in range(12)]
+    paths[position] = f"fm.plyr.comment/{tid(99)}"
+    for count in (position + 1, 12):
+        raw = raw_commit([op(p, prev=None) for p in paths[:count]], seq=count)
+        assert triage.skip(raw) is None
+    # The same lists without the kept op are skipped (up to 8 ops; longer ones decode).
+    harmless = raw_commit([op(p, prev=None) for p in paths[:8] if "plyr" not in p], seq=3)
+    assert triage.skip(harmless) == (3, DID)
 
 
 def test_triage_is_not_fooled_by_op_paths_that_look_like_keys():
     triage = Triage(KEEP)
-    repo = SignedRepo(plc_did(1))
-    # A path containing "cseq" and "drepo" text before a kept op: the kept op must be seen.
-    raw = repo.commit_frame(
-        9,
-        [
-            ("create", "app.bsky.feed.post/cseqdrepox", post_record(1)),
-            ("create", f"fm.plyr.track/{tid(9)}", track_record()),
-        ],
+    # Paths that spell the keys that follow the ops (with the right control bytes), so a
+    # byte search for "seq"/"repo" would stop inside the first op and miss the second.
+    fake_tail = (
+        b"\x63rev\x6d3ke6kg3wk2322\x63seq\x1a\x00\x00\x00\x05\x64repo\x78\x20" + DID.encode()
     )
-    assert triage.skip(raw) is None
-    peeked = peek_commit(raw)
-    assert peeked is not None and peeked[:2] == (9, repo.did)
+    fake = "app.bsky.feed.post/" + fake_tail.decode("latin-1")
+    for first in (fake, "app.bsky.feed.post/cseqdrepox", "app.bsky.feed.post/factionfcreate"):
+        raw = raw_commit([op(first, prev=None), op(f"fm.plyr.track/{tid(9)}", prev=None)], seq=9)
+        assert triage.skip(raw) is None
+        assert peek_commit(raw) == (9, DID)
+    # A path whose declared length hides a kept op's bytes is still read exactly.
+    long_path = "app.bsky.feed.post/" + "a" * 200 + "fm.plyr.track/x"
+    assert triage.skip(raw_commit([op(long_path)], seq=10)) == (10, DID)
+
+
+def test_unusual_shapes_are_never_skipped_blind():
+    triage = Triage(KEEP)
+    track_op = op(f"fm.plyr.track/{tid(1)}", prev=None)
+    body = cbrrr.encode_dag_cbor({"ops": [track_op], "rev": "3ke6kg3wk2322", "seq": 1, "repo": DID})
+    # Header with its keys in another order (not canonical DAG-CBOR).
+    swapped = b"\xa2bop\x01atg#commit" + body
+    assert triage.skip(swapped) is None
+    with pytest.raises(FrameError):
+        decode_frame(swapped)
+    harmless = op(f"app.bsky.feed.post/{tid(1)}", prev=None)
+    for raw in (
+        b"\xa2bop\x01atg#commit" + raw_commit([harmless])[len(COMMIT_HEADER) :],
+        raw_commit([harmless], rev="3l"),  # a rev that is not a 13 character TID
+        raw_commit([{**harmless, "extra": 1}]),  # an op map with another key
+        raw_commit([harmless])[:40],  # truncated inside the ops
+    ):
+        assert triage.skip(raw) is None
+    # An op map that declares 4 keys but carries 3 (and the reverse): not read.
+    good = raw_commit([op(f"app.bsky.feed.post/{tid(1)}")])
+    assert triage.skip(good) == (1, DID)
+    assert triage.skip(good.replace(b"\x81\xa3\x63cid", b"\x81\xa4\x63cid", 1)) is None
+
+
+def test_triage_agrees_with_the_full_decode_on_random_commits():
+    triage = Triage(KEEP)
+    rng = random.Random(7)
+    collections = [
+        "app.bsky.feed.post",
+        "app.bsky.feed.like",
+        "fm.plyr.track",
+        "fm.plyr.like",
+        "fm.plyrx.track",
+        "xfm.plyr.track",
+        "app.bsky.graph.follow",
+    ]
+    skipped = 0
+    for n in range(600):
+        ops = []
+        for _ in range(rng.choice([0, 1, 1, 1, 2, 3, 5, 8, 9])):
+            collection = rng.choice(collections) if rng.random() < 0.3 else "app.bsky.feed.post"
+            rkey = "".join(
+                rng.choice("abcdefghijk234567") for _ in range(rng.choice([1, 13, 40, 230]))
+            )
+            action = rng.choice(["create", "update", "delete"])
+            ops.append(op(f"{collection}/{rkey}", action, prev=rng.choice(["absent", None, LINK])))
+        seq = rng.choice([n, 2**31 + n, 2**40 + n])
+        raw = raw_commit(ops, seq=seq)
+        event = decode_frame(raw)
+        assert isinstance(event, CommitEvent)
+        verdict = triage.skip(raw)
+        if verdict is not None:
+            skipped += 1
+            assert verdict == (event.seq, event.repo)
+            assert not KEEP.wanted(event.ops)
+    assert skipped > 300  # the fast path is taken for the common shapes

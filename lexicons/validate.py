@@ -13,7 +13,6 @@ The first problem found is raised, with the path of the field and the reason:
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TypeAlias
@@ -365,7 +364,7 @@ class _Validator:
         try:
             # ATProto writes base64 without padding; accept it either way.
             data = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or text that is not ASCII
             raise self.fail((*path, "$bytes"), "must be valid base64") from None
         size = len(data)
         if schema.max_length is not None and size > schema.max_length:

@@ -23,7 +23,8 @@ from typing import Any
 import orjson
 from psycopg import AsyncConnection
 
-from lexicons import ValidationError, validate_record
+from lexicons import ValidationError
+from lexicons.compiled import record_validator
 from plyr_appview.envelope import Envelope
 from projectors.base import InvalidEvent
 
@@ -76,7 +77,7 @@ def require_record(envelope: Envelope) -> tuple[str, str, str, dict[str, Any]]:
 def valid_record(nsid: str, record: Mapping[str, Any]) -> None:
     """Validate against the lexicon; :class:`InvalidEvent` with the field path if not."""
     try:
-        validate_record(nsid, record)
+        record_validator(nsid)(record)
     except ValidationError as exc:
         raise InvalidEvent(str(exc)) from None
 

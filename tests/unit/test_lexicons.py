@@ -21,6 +21,7 @@ from lexicons import (
     validate_record,
     validate_value,
 )
+from lexicons.compiled import compile_check, compile_record_check, record_validator
 
 ARTIST_DID = "did:plc:7iza6de2dwap2sbkpav7c6c6"
 LISTENER_DID = "did:web:listener.example.com"
@@ -615,35 +616,36 @@ def test_custom_registry_valid_record() -> None:
     assert not is_known("com.example.kitchen")
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "message"),
-    [
-        ("kind", "fridge", "kind: must be one of 'sink', 'stove'; got 'fridge'"),
-        ("version", 3, "version: must be 2, got 3"),
-        ("rating", 6, "rating: must be at most 5, got 6"),
-        ("public", False, "public: must be true"),
-        ("note", "a", "note: must be at least 2 graphemes, got 1"),
-        ("sig", {"$bytes": "3q2+7wA"}, "sig: must be at most 4 bytes, got 5"),
-        ("sig", {"$bytes": "not base64!"}, "sig.$bytes: must be valid base64"),
-        ("sig", "3q2+7w", 'sig: must be bytes ({"$bytes": base64}), got string'),
-        ("root", {"$link": "bafy"}, "root.$link: must be a valid CID, got 'bafy'"),
-        ("extra", "text", "extra: must be an object, got string"),
-        ("tags", [], "tags: must have at least 1 item, got 0"),
-        ("tags", ["ok", 7], "tags[1]: must be a string, got integer"),
-        ("lang", "english language", "lang: must be a valid language tag, got 'english language'"),
-        (
-            "part",
-            {"$type": "com.example.kitchen#oven"},
-            "part.$type: 'com.example.kitchen#oven' is not one of the allowed types "
-            "(com.example.kitchen#tap, com.example.kitchen#burner)",
-        ),
-        (
-            "part",
-            {"$type": "com.example.kitchen#burner", "watts": "lots"},
-            "part.watts: must be an integer, got string",
-        ),
-    ],
-)
+KITCHEN_REJECTIONS: list[tuple[str, object, str]] = [
+    ("kind", "fridge", "kind: must be one of 'sink', 'stove'; got 'fridge'"),
+    ("version", 3, "version: must be 2, got 3"),
+    ("rating", 6, "rating: must be at most 5, got 6"),
+    ("public", False, "public: must be true"),
+    ("note", "a", "note: must be at least 2 graphemes, got 1"),
+    ("sig", {"$bytes": "3q2+7wA"}, "sig: must be at most 4 bytes, got 5"),
+    ("sig", {"$bytes": "not base64!"}, "sig.$bytes: must be valid base64"),
+    ("sig", {"$bytes": "3q2é"}, "sig.$bytes: must be valid base64"),
+    ("sig", "3q2+7w", 'sig: must be bytes ({"$bytes": base64}), got string'),
+    ("root", {"$link": "bafy"}, "root.$link: must be a valid CID, got 'bafy'"),
+    ("extra", "text", "extra: must be an object, got string"),
+    ("tags", [], "tags: must have at least 1 item, got 0"),
+    ("tags", ["ok", 7], "tags[1]: must be a string, got integer"),
+    ("lang", "english language", "lang: must be a valid language tag, got 'english language'"),
+    (
+        "part",
+        {"$type": "com.example.kitchen#oven"},
+        "part.$type: 'com.example.kitchen#oven' is not one of the allowed types "
+        "(com.example.kitchen#tap, com.example.kitchen#burner)",
+    ),
+    (
+        "part",
+        {"$type": "com.example.kitchen#burner", "watts": "lots"},
+        "part.watts: must be an integer, got string",
+    ),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), KITCHEN_REJECTIONS)
 def test_custom_registry_rejections(field: str, value: object, message: str) -> None:
     assert kitchen_rejection({"kind": "stove", field: value}) == message
 
@@ -788,3 +790,169 @@ def test_common_cid_fast_path_agrees_with_full_decoding():
             assert is_cid(text)
     assert not is_cid("bafyrei" + "0" * 52)  # '0' is not base32
     assert not is_cid("bafyreia" + "a" * 49)  # too short
+
+
+# --- compiled validators agree with the reference ----------------------------------------
+
+# Values that break some rule somewhere: wrong types, null, limits, formats, odd shapes.
+MUTANTS: list[object] = [
+    None,
+    "",
+    "x",
+    "x" * 300,
+    "é" * 200,
+    "\ud800",
+    "2026-02-30T00:00:00Z",
+    CREATED_AT,
+    "did:plc:abc",
+    "not a uri",
+    TRACK_URI,
+    TRACK_CID,
+    0,
+    -1,
+    7,
+    2**63,
+    True,
+    1.5,
+    [],
+    ["x"],
+    [None],
+    {},
+    {"$link": TRACK_CID},
+    {"$link": "bafy"},
+    {"$bytes": "3q2+7w"},
+    {"$type": "blob"},
+    blob(AUDIO_CID, "audio/mpeg", 5),
+    blob(IMAGE_CID, "image/png", 200_000_000),
+    {"cid": AUDIO_CID, "mimeType": "audio/mpeg"},
+    {"$type": "com.example.kitchen#burner", "watts": 1},
+    {"$type": "com.atproto.label.defs#selfLabels", "values": []},
+    {"uri": TRACK_URI, "cid": TRACK_CID},
+]
+
+
+def mutations(value: Any) -> Any:
+    """``value`` with one field (at any depth) replaced by each mutant, or removed."""
+    if isinstance(value, dict):
+        for key in value:
+            for mutant in MUTANTS:
+                yield {**value, key: mutant}
+            yield {k: v for k, v in value.items() if k != key}
+            for inner in mutations(value[key]):
+                yield {**value, key: inner}
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            for mutant in MUTANTS[:12]:
+                yield [*value[:index], mutant, *value[index + 1 :]]
+            for inner in mutations(item):
+                yield [*value[:index], inner, *value[index + 1 :]]
+
+
+def reference_outcome(nsid: str, record: Any, registry: LexiconRegistry) -> str | None:
+    try:
+        validate_record(nsid, record, registry=registry)
+    except RecordInvalid as exc:
+        return str(exc)
+    return None
+
+
+def compiled_outcome(nsid: str, record: Any, registry: LexiconRegistry) -> str | None:
+    try:
+        record_validator(nsid, registry=registry)(record)
+    except RecordInvalid as exc:
+        return str(exc)
+    return None
+
+
+def agreement_corpus() -> list[tuple[str, Any, LexiconRegistry]]:
+    from tests.factories import catalog_event_mix
+
+    plyr = default_registry()
+    kitchen = kitchen_registry()
+    valid = [
+        ("fm.plyr.track", track_record(), plyr),
+        ("fm.plyr.like", like_record(), plyr),
+        ("fm.plyr.comment", comment_record(), plyr),
+        ("fm.plyr.list", list_record(), plyr),
+        ("fm.plyr.actor.profile", plyr_profile_record(), plyr),
+        ("app.bsky.actor.profile", bsky_profile_record(), plyr),
+        (
+            "com.example.kitchen",
+            {
+                "kind": "sink",
+                "version": 2,
+                "rating": 5,
+                "public": True,
+                "note": None,
+                "sig": {"$bytes": "3q2+7w"},
+                "root": {"$link": TRACK_CID},
+                "extra": {"n": 1},
+                "tags": ["steel"],
+                "lang": "pt-BR",
+                "part": {"$type": "com.example.kitchen#tap", "hot": True},
+            },
+            kitchen,
+        ),
+    ]
+    corpus = list(valid)
+    for nsid, record, registry in valid:
+        corpus += [(nsid, mutant, registry) for mutant in mutations(record)]
+        corpus += [(nsid, mutant, registry) for mutant in MUTANTS]
+        corpus.append((nsid, {**record, "$type": "fm.plyr.other"}, registry))
+    corpus += [
+        (e.collection, e.record, plyr) for e in catalog_event_mix(400) if e.record is not None
+    ]
+    return corpus
+
+
+def test_compiled_validators_agree_with_the_reference() -> None:
+    corpus = agreement_corpus()
+    outcomes = {"valid": 0, "invalid": 0}
+    for nsid, record, registry in corpus:
+        expected = reference_outcome(nsid, record, registry)
+        # The predicate alone says the same (so valid records never reach the reference)...
+        assert compile_record_check(nsid, registry)(record) is (expected is None), (
+            nsid,
+            record,
+            expected,
+        )
+        # ...and the validator raises the reference's error, path and reason included.
+        assert compiled_outcome(nsid, record, registry) == expected
+        outcomes["valid" if expected is None else "invalid"] += 1
+    assert outcomes["valid"] > 400 and outcomes["invalid"] > 2000
+
+
+def test_compiled_validators_cover_the_rejection_cases_above() -> None:
+    kitchen = kitchen_registry()
+    for nsid, record in [
+        ("fm.plyr.track", {**track_record(), "duration": "412"}),
+        ("fm.plyr.track", {**track_record(), "title": "x" * 300}),
+        ("fm.plyr.track", {**track_record(), "title": "\ud800"}),
+        ("fm.plyr.track", {**track_record(), "duration": 2**64}),
+        ("fm.plyr.track", {**track_record(), "audioBlob": "https://cdn.plyr.fm/a.mp3"}),
+        ("fm.plyr.like", {**like_record(), "subject": {"uri": "at://x"}}),
+    ]:
+        expected = reference_outcome(nsid, record, default_registry())
+        assert expected is not None
+        assert compiled_outcome(nsid, record, default_registry()) == expected
+    for field, value, message in KITCHEN_REJECTIONS:
+        record = {"kind": "stove", field: value}
+        assert not compile_record_check("com.example.kitchen", kitchen)(record)
+        assert compiled_outcome("com.example.kitchen", record, kitchen) == message
+
+
+def test_compiled_check_of_a_definition() -> None:
+    registry = default_registry()
+    check = compile_check("com.atproto.repo.strongRef", registry)
+    assert check({"uri": TRACK_URI, "cid": TRACK_CID})
+    assert not check({"uri": TRACK_URI})
+    assert not check(TRACK_URI)
+    assert not check(None)
+    label = compile_check("com.atproto.label.defs#label", registry)
+    assert not label({"src": ARTIST_DID, "uri": TRACK_URI})
+
+
+def test_record_validator_is_built_once_per_collection() -> None:
+    assert record_validator("fm.plyr.track") is record_validator("fm.plyr.track")
+    with pytest.raises(UnknownLexicon):
+        record_validator("fm.plyr.stg.track")

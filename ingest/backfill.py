@@ -35,6 +35,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyped]
 from atproto_crypto.verify import verify_signature  # type: ignore[import-untyped]
 from cryptography.exceptions import InvalidSignature
@@ -231,34 +232,25 @@ async def remember_records(
     upserts = [(k, v) for k, v in final.items() if v[0] is not None]
     deletes = [(k, v) for k, v in final.items() if v[0] is None]
 
+    # The rows travel as one JSON array: psycopg's list adapter costs ~1 us per element
+    # and column in Python, orjson ~50 ns per row.
     async def write(conn: AsyncConnection[Any]) -> None:
         if upserts:
             await conn.execute(
                 "INSERT INTO repo_record (did, collection, rkey, cid, rev)"
-                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+                " SELECT r->>0, r->>1, r->>2, r->>3, r->>4 FROM json_array_elements(%s::json) r"
                 " ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid,"
                 " rev = excluded.rev WHERE repo_record.rev IS NULL OR excluded.rev IS NULL"
                 ' OR excluded.rev COLLATE "C" >= repo_record.rev COLLATE "C"',
-                (
-                    [k[0] for k, _ in upserts],
-                    [k[1] for k, _ in upserts],
-                    [k[2] for k, _ in upserts],
-                    [v[0] for _, v in upserts],
-                    [v[1] for _, v in upserts],
-                ),
+                (orjson.dumps([(*k, *v) for k, v in upserts]).decode(),),
             )
         if deletes:
             await conn.execute(
-                "DELETE FROM repo_record r USING unnest(%s::text[], %s::text[], %s::text[],"
-                " %s::text[]) AS d(did, collection, rkey, rev) WHERE r.did = d.did"
-                " AND r.collection = d.collection AND r.rkey = d.rkey AND (r.rev IS NULL"
-                ' OR d.rev IS NULL OR d.rev COLLATE "C" >= r.rev COLLATE "C")',
-                (
-                    [k[0] for k, _ in deletes],
-                    [k[1] for k, _ in deletes],
-                    [k[2] for k, _ in deletes],
-                    [v[1] for _, v in deletes],
-                ),
+                "DELETE FROM repo_record r USING (SELECT d->>0 AS did, d->>1 AS collection,"
+                " d->>2 AS rkey, d->>3 AS rev FROM json_array_elements(%s::json) d) AS d"
+                " WHERE r.did = d.did AND r.collection = d.collection AND r.rkey = d.rkey"
+                ' AND (r.rev IS NULL OR d.rev IS NULL OR d.rev COLLATE "C" >= r.rev COLLATE "C")',
+                (orjson.dumps([(*k, v[1]) for k, v in deletes]).decode(),),
             )
 
     if isinstance(target, AsyncConnectionPool):

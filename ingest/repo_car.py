@@ -17,9 +17,8 @@ given a verified commit signature the records are authentic. Malformed input rai
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cbrrr
 import libipld
@@ -59,8 +58,7 @@ class RepoCommit:
     """DAG-CBOR of the commit without ``sig``: the bytes the signature covers."""
 
 
-@dataclass(frozen=True, slots=True)
-class RepoRecord:
+class RepoRecord(NamedTuple):
     """One record of a repo."""
 
     collection: str
@@ -84,12 +82,12 @@ def read_blocks(raw: bytes) -> tuple[list[bytes], dict[bytes, bytes]]:
     Like :func:`ingest.car.read_car` but without turning every CID into a string (base32
     costs more than hashing): a repo has a block per record and per MST node.
     """
-    data = memoryview(raw)
+    raw = bytes(raw)
     try:
-        header_len, pos = read_varint(data, 0)
-        if header_len == 0 or pos + header_len > len(data):
+        header_len, pos = read_varint(raw, 0)
+        if header_len == 0 or pos + header_len > len(raw):
             raise RepoError("truncated CAR header")
-        header = cbrrr.decode_dag_cbor(bytes(data[pos : pos + header_len]))
+        header = cbrrr.decode_dag_cbor(raw[pos : pos + header_len])
     except (CarError, ValueError, cbrrr.CbrrrDecodeError) as exc:
         raise RepoError(f"bad CAR header: {exc}") from None
     roots_raw = header.get("roots") if isinstance(header, dict) else None
@@ -102,27 +100,34 @@ def read_blocks(raw: bytes) -> tuple[list[bytes], dict[bytes, bytes]]:
     roots = [r.cid_bytes for r in roots_raw if isinstance(r, cbrrr.CID)]
     pos += header_len
     blocks: dict[bytes, bytes] = {}
-    end = len(data)
-    prefix = cbrrr.CID.CIDV1_DAG_CBOR_SHA256_32_PFX
-    raw_prefix = cbrrr.CID.CIDV1_RAW_SHA256_32_PFX
-    try:
-        while pos < end:
-            length, pos = read_varint(data, pos)
-            block_end = pos + length
-            if block_end > end or length < 36:
-                raise RepoError("truncated block")
-            cid = bytes(data[pos : pos + 36])
-            if not (cid.startswith(prefix) or cid.startswith(raw_prefix)):
-                raise RepoError("CID must be CIDv1 dag-cbor/raw sha2-256")
-            body = data[pos + 36 : block_end]
-            if len(body) > MAX_BLOCK_SIZE:
-                raise RepoError(f"block of {len(body)} bytes exceeds {MAX_BLOCK_SIZE}")
-            if hashlib.sha256(body).digest() != cid[4:]:
-                raise RepoError("block does not match its CID")
-            blocks[cid] = bytes(body)
-            pos = block_end
-    except CarError as exc:
-        raise RepoError(f"bad CAR: {exc}") from None
+    end = len(raw)
+    prefixes = (cbrrr.CID.CIDV1_DAG_CBOR_SHA256_32_PFX, cbrrr.CID.CIDV1_RAW_SHA256_32_PFX)
+    sha256 = hashlib.sha256
+    while pos < end:
+        # Section length: a varint, one or two bytes for any block a repo really holds.
+        length = raw[pos]
+        if length < 0x80:
+            pos += 1
+        elif pos + 1 < end and raw[pos + 1] < 0x80:
+            length = (length & 0x7F) | raw[pos + 1] << 7
+            pos += 2
+        else:
+            try:
+                length, pos = read_varint(raw, pos)
+            except CarError as exc:
+                raise RepoError(f"bad CAR: {exc}") from None
+        block_end = pos + length
+        if block_end > end or length < 36:
+            raise RepoError("truncated block")
+        if not raw.startswith(prefixes, pos):
+            raise RepoError("CID must be CIDv1 dag-cbor/raw sha2-256")
+        if length - 36 > MAX_BLOCK_SIZE:
+            raise RepoError(f"block of {length - 36} bytes exceeds {MAX_BLOCK_SIZE}")
+        body = raw[pos + 36 : block_end]
+        if not raw.startswith(sha256(body).digest(), pos + 4):
+            raise RepoError("block does not match its CID")
+        blocks[raw[pos : pos + 36]] = body
+        pos = block_end
     return roots, blocks
 
 
@@ -176,71 +181,76 @@ class _Ranges:
 
 def walk_mst(
     blocks: dict[bytes, bytes], root: bytes, keep: CollectionFilter | None = None
-) -> Iterator[tuple[str, bytes]]:
+) -> list[tuple[str, bytes]]:
     """``(key, binary record CID)`` pairs of the MST at ``root`` in key order.
 
     With ``keep``, subtrees that cannot hold a kept collection are skipped (their keys
-    are not yielded; other keys may still be). Raises :class:`RepoError`.
+    are not listed; other keys may still be). Raises :class:`RepoError`.
     """
     ranges = _Ranges.of(keep)
-    last: list[str] = [""]
+    out: list[tuple[str, bytes]] = []
+    append = out.append
+    decode = cbrrr.decode_dag_cbor
+    link = cbrrr.CID
 
-    def visit(
-        cid: bytes, low: str | None, high: str | None, depth: int
-    ) -> Iterator[tuple[str, bytes]]:
+    def bad(cid: bytes, what: str) -> RepoError:
+        return RepoError(f"MST node {libipld.encode_cid(cid)} {what}")
+
+    # Plain recursion appending to one list: a generator chain would pay per level per key.
+    def visit(cid: bytes, low: str | None, high: str | None, depth: int) -> None:
         if depth > _MAX_DEPTH:
             raise RepoError("MST deeper than any real repo")
         raw = blocks.get(cid)
         if raw is None:
-            raise RepoError(f"MST node {libipld.encode_cid(cid)} is missing")
+            raise bad(cid, "is missing")
         try:
-            node = cbrrr.decode_dag_cbor(raw)
+            node = decode(raw)
         except (ValueError, cbrrr.CbrrrDecodeError) as exc:
-            raise RepoError(f"MST node {libipld.encode_cid(cid)} is not DAG-CBOR: {exc}") from None
+            raise bad(cid, f"is not DAG-CBOR: {exc}") from None
         if not isinstance(node, dict) or not isinstance(node.get("e"), list):
-            raise RepoError(f"MST node {libipld.encode_cid(cid)} is not a node")
+            raise bad(cid, "is not a node")
         entries: list[Any] = node["e"]  # type: ignore[assignment]
         keys: list[str] = []
         previous = b""
         for entry in entries:
             if not isinstance(entry, dict):
-                raise RepoError(f"MST node {libipld.encode_cid(cid)} has a bad entry")
+                raise bad(cid, "has a bad entry")
             prefix, suffix = entry.get("p"), entry.get("k")
             if not isinstance(prefix, int) or not isinstance(suffix, bytes):
-                raise RepoError(f"MST node {libipld.encode_cid(cid)} has a bad entry key")
+                raise bad(cid, "has a bad entry key")
             if prefix < 0 or prefix > len(previous):
-                raise RepoError(f"MST node {libipld.encode_cid(cid)} has a bad key prefix length")
-            full = previous[:prefix] + suffix
+                raise bad(cid, "has a bad key prefix length")
+            previous = previous[:prefix] + suffix if prefix else suffix
             try:
-                keys.append(full.decode())
+                keys.append(previous.decode())
             except UnicodeDecodeError:
-                raise RepoError(f"MST node {libipld.encode_cid(cid)} has a non-UTF-8 key") from None
-            previous = full
+                raise bad(cid, "has a non-UTF-8 key") from None
         left = node.get("l")
-        first = keys[0] if keys else high
         if left is not None:
-            if not isinstance(left, cbrrr.CID):
-                raise RepoError(f"MST node {libipld.encode_cid(cid)} has a bad left link")
+            if not isinstance(left, link):
+                raise bad(cid, "has a bad left link")
+            first = keys[0] if keys else high
             if ranges.meets(low, first):
-                yield from visit(left.cid_bytes, low, first, depth + 1)
+                visit(left.cid_bytes, low, first, depth + 1)
+        last = len(keys) - 1
         for index, entry in enumerate(entries):
             key = keys[index]
-            if key <= last[0]:
+            if out and key <= out[-1][0]:
                 raise RepoError(f"MST keys out of order at {key!r}")
-            last[0] = key
             value = entry.get("v")
-            if not isinstance(value, cbrrr.CID):
+            if not isinstance(value, link):
                 raise RepoError(f"MST entry {key!r} has no record CID")
-            yield key, value.cid_bytes
+            append((key, value.cid_bytes))
             tree = entry.get("t")
             if tree is not None:
-                if not isinstance(tree, cbrrr.CID):
+                if not isinstance(tree, link):
                     raise RepoError(f"MST entry {key!r} has a bad subtree link")
-                after = keys[index + 1] if index + 1 < len(keys) else high
+                after = keys[index + 1] if index < last else high
                 if ranges.meets(key, after):
-                    yield from visit(tree.cid_bytes, key, after, depth + 1)
+                    visit(tree.cid_bytes, key, after, depth + 1)
 
-    yield from visit(root, None, None, 0)
+    visit(root, None, None, 0)
+    return out
 
 
 def read_repo(raw: bytes, keep: CollectionFilter | None = None) -> Repo:
@@ -254,20 +264,27 @@ def read_repo(raw: bytes, keep: CollectionFilter | None = None) -> Repo:
         raise RepoError("CAR has no root")
     commit = read_commit(blocks, roots[0])
     records: list[RepoRecord] = []
+    append = records.append
+    decode = cbrrr.decode_dag_cbor
+    cid_string = libipld.encode_cid
+    kept: dict[str, bool] = {}  # by collection: a repo has a handful of them
     for key, cid in walk_mst(blocks, cbrrr.CID.decode(commit.data).cid_bytes, keep):
         collection, slash, rkey = key.partition("/")
         if not slash or not collection or not rkey or "/" in rkey:
             raise RepoError(f"MST key {key!r} is not collection/rkey")
-        if keep is not None and not keep(collection):
+        wanted = kept.get(collection)
+        if wanted is None:
+            wanted = kept[collection] = keep is None or keep(collection)
+        if not wanted:
             continue
         data = blocks.get(cid)
         if data is None:
-            raise RepoError(f"record block {libipld.encode_cid(cid)} for {key} is missing")
+            raise RepoError(f"record block {cid_string(cid)} for {key} is missing")
         try:
-            record = cbrrr.decode_dag_cbor(data, atjson_mode=True)
+            record = decode(data, atjson_mode=True)
         except (ValueError, cbrrr.CbrrrDecodeError) as exc:
             raise RepoError(f"record {key} is not DAG-CBOR: {exc}") from None
         if not isinstance(record, dict):
             raise RepoError(f"record {key} is not a map")
-        records.append(RepoRecord(collection, rkey, libipld.encode_cid(cid), record))
+        append(RepoRecord(collection, rkey, cid_string(cid), record))
     return Repo(commit, records)

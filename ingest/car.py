@@ -11,11 +11,10 @@ import hashlib
 import cbrrr
 import libipld
 
-__all__ = ["MAX_BLOCK_SIZE", "CarError", "cid_string", "read_car", "read_varint"]
+__all__ = ["MAX_BLOCK_SIZE", "CarError", "cid_string", "read_blocks", "read_car", "read_varint"]
 
 MAX_BLOCK_SIZE = 2 * 1024 * 1024
-_SHA256 = 0x12
-_CODECS = (0x71, 0x55)  # dag-cbor, raw
+_CID_PREFIXES = (b"\x01\x71\x12\x20", b"\x01\x55\x12\x20")  # v1, dag-cbor|raw, sha2-256, 32
 
 
 class CarError(ValueError):
@@ -45,39 +44,21 @@ def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
             raise CarError("varint too long")
 
 
-def _read_cid(data: memoryview, pos: int) -> tuple[bytes, int, bytes]:
-    """A binary CIDv1 at ``pos``; returns (cid bytes, next position, digest)."""
-    start = pos
-    version, pos = read_varint(data, pos)
-    if version != 1:
-        raise CarError(f"unsupported CID version {version}")
-    codec, pos = read_varint(data, pos)
-    if codec not in _CODECS:
-        raise CarError(f"unsupported CID codec 0x{codec:x}")
-    hash_code, pos = read_varint(data, pos)
-    size, pos = read_varint(data, pos)
-    if hash_code != _SHA256 or size != 32:
-        raise CarError("CID hash must be sha2-256 with 32 bytes")
-    digest = bytes(data[pos : pos + size])
-    if len(digest) != size:
-        raise CarError("truncated CID")
-    pos += size
-    return bytes(data[start:pos]), pos, digest
-
-
-def read_car(
+def read_blocks(
     raw: bytes, *, max_block_size: int = MAX_BLOCK_SIZE
-) -> tuple[list[str], dict[str, bytes]]:
-    """Parse a CAR v1: return (root CIDs as strings, blocks keyed by CID string).
+) -> tuple[list[bytes], dict[bytes, bytes]]:
+    """Parse a CAR v1: return (root CIDs, blocks), both as binary CIDs.
 
-    Raises :class:`CarError` on malformed input, oversized blocks or CID mismatches.
+    Every CID must be CIDv1 dag-cbor or raw with a sha2-256 digest (what atproto uses), and
+    every block must hash to its CID. Raises :class:`CarError` on malformed input,
+    oversized blocks or CID mismatches.
     """
-    data = memoryview(raw)
-    header_len, pos = read_varint(data, 0)
-    if header_len == 0 or pos + header_len > len(data):
+    raw = bytes(raw)
+    header_len, pos = read_varint(raw, 0)
+    if header_len == 0 or pos + header_len > len(raw):
         raise CarError("truncated CAR header")
     try:
-        header = cbrrr.decode_dag_cbor(bytes(data[pos : pos + header_len]))
+        header = cbrrr.decode_dag_cbor(raw[pos : pos + header_len])
     except (ValueError, cbrrr.CbrrrDecodeError) as exc:
         raise CarError(f"bad CAR header: {exc}") from None
     if not isinstance(header, dict) or header.get("version") != 1:
@@ -85,21 +66,40 @@ def read_car(
     roots_raw = header.get("roots")
     if not isinstance(roots_raw, list) or not all(isinstance(r, cbrrr.CID) for r in roots_raw):
         raise CarError("CAR header roots must be a list of CIDs")
-    roots = [cid_string(r) for r in roots_raw if isinstance(r, cbrrr.CID)]
+    roots = [r.cid_bytes for r in roots_raw if isinstance(r, cbrrr.CID)]
     pos += header_len
-    blocks: dict[str, bytes] = {}
-    end = len(data)
+    blocks: dict[bytes, bytes] = {}
+    end = len(raw)
+    sha256 = hashlib.sha256
     while pos < end:
-        length, pos = read_varint(data, pos)
+        # Section length: a varint, of one or two bytes for any block atproto really has.
+        length = raw[pos]
+        if length < 0x80:
+            pos += 1
+        elif pos + 1 < end and raw[pos + 1] < 0x80:
+            length = (length & 0x7F) | raw[pos + 1] << 7
+            pos += 2
+        else:
+            length, pos = read_varint(raw, pos)
         block_end = pos + length
-        if block_end > end:
+        if block_end > end or length < 36:
             raise CarError("truncated block")
-        cid_bytes, body_start, digest = _read_cid(data, pos)
-        body = bytes(data[body_start:block_end])
-        if len(body) > max_block_size:
-            raise CarError(f"block of {len(body)} bytes exceeds {max_block_size}")
-        if hashlib.sha256(body).digest() != digest:
+        if not raw.startswith(_CID_PREFIXES, pos):
+            raise CarError("CID must be CIDv1 dag-cbor/raw with a 32-byte sha2-256 digest")
+        if length - 36 > max_block_size:
+            raise CarError(f"block of {length - 36} bytes exceeds {max_block_size}")
+        body = raw[pos + 36 : block_end]
+        if not raw.startswith(sha256(body).digest(), pos + 4):
             raise CarError("block does not match its CID")
-        blocks[cid_string(cid_bytes)] = body
+        blocks[raw[pos : pos + 36]] = body
         pos = block_end
     return roots, blocks
+
+
+def read_car(
+    raw: bytes, *, max_block_size: int = MAX_BLOCK_SIZE
+) -> tuple[list[str], dict[str, bytes]]:
+    """:func:`read_blocks` with the CIDs as base32 strings (what ops and commits name)."""
+    roots, blocks = read_blocks(raw, max_block_size=max_block_size)
+    encode = libipld.encode_cid
+    return [encode(r) for r in roots], {encode(cid): body for cid, body in blocks.items()}

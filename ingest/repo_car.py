@@ -16,14 +16,14 @@ given a verified commit signature the records are authentic. Malformed input rai
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import cbrrr
 import libipld
 
-from ingest.car import MAX_BLOCK_SIZE, CarError, read_varint
+from ingest.car import CarError
+from ingest.car import read_blocks as read_car_blocks
 from ingest.commits import CollectionFilter
 
 __all__ = [
@@ -79,56 +79,13 @@ class Repo:
 def read_blocks(raw: bytes) -> tuple[list[bytes], dict[bytes, bytes]]:
     """A CAR v1's roots and blocks, keyed by binary CID; each block checked against its CID.
 
-    Like :func:`ingest.car.read_car` but without turning every CID into a string (base32
-    costs more than hashing): a repo has a block per record and per MST node.
+    :func:`ingest.car.read_blocks` (CIDs are not turned into strings: base32 costs more
+    than hashing, and a repo has a block per record and per MST node).
     """
-    raw = bytes(raw)
     try:
-        header_len, pos = read_varint(raw, 0)
-        if header_len == 0 or pos + header_len > len(raw):
-            raise RepoError("truncated CAR header")
-        header = cbrrr.decode_dag_cbor(raw[pos : pos + header_len])
-    except (CarError, ValueError, cbrrr.CbrrrDecodeError) as exc:
-        raise RepoError(f"bad CAR header: {exc}") from None
-    roots_raw = header.get("roots") if isinstance(header, dict) else None
-    if (
-        not isinstance(header, dict)
-        or header.get("version") != 1
-        or not isinstance(roots_raw, list)
-    ):
-        raise RepoError("CAR header must be a map with version 1 and roots")
-    roots = [r.cid_bytes for r in roots_raw if isinstance(r, cbrrr.CID)]
-    pos += header_len
-    blocks: dict[bytes, bytes] = {}
-    end = len(raw)
-    prefixes = (cbrrr.CID.CIDV1_DAG_CBOR_SHA256_32_PFX, cbrrr.CID.CIDV1_RAW_SHA256_32_PFX)
-    sha256 = hashlib.sha256
-    while pos < end:
-        # Section length: a varint, one or two bytes for any block a repo really holds.
-        length = raw[pos]
-        if length < 0x80:
-            pos += 1
-        elif pos + 1 < end and raw[pos + 1] < 0x80:
-            length = (length & 0x7F) | raw[pos + 1] << 7
-            pos += 2
-        else:
-            try:
-                length, pos = read_varint(raw, pos)
-            except CarError as exc:
-                raise RepoError(f"bad CAR: {exc}") from None
-        block_end = pos + length
-        if block_end > end or length < 36:
-            raise RepoError("truncated block")
-        if not raw.startswith(prefixes, pos):
-            raise RepoError("CID must be CIDv1 dag-cbor/raw sha2-256")
-        if length - 36 > MAX_BLOCK_SIZE:
-            raise RepoError(f"block of {length - 36} bytes exceeds {MAX_BLOCK_SIZE}")
-        body = raw[pos + 36 : block_end]
-        if not raw.startswith(sha256(body).digest(), pos + 4):
-            raise RepoError("block does not match its CID")
-        blocks[raw[pos : pos + 36]] = body
-        pos = block_end
-    return roots, blocks
+        return read_car_blocks(raw)
+    except CarError as exc:
+        raise RepoError(f"bad CAR: {exc}") from None
 
 
 def read_commit(blocks: dict[bytes, bytes], root: bytes) -> RepoCommit:

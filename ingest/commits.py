@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cbrrr
 
 from ingest.car import CarError, read_car
-from ingest.frames import AccountEvent, CommitEvent, CommitPeek, IdentityEvent, Op
+from ingest.frames import AccountEvent, CommitEvent, IdentityEvent, Op, commit_peek
 from plyr_appview.envelope import Envelope, Kind
 
 __all__ = [
@@ -95,13 +95,13 @@ class Triage:
     :attr:`skip` returns ``(seq, repo)`` for a commit none of whose op paths can be in a
     kept collection; ``None`` means: decode the frame (it is something else, or it may
     matter). One regular expression match over the frame's first bytes: no decoding (see
-    :class:`ingest.frames.CommitPeek`).
+    :func:`ingest.frames.commit_peek`).
     """
 
     __slots__ = ("skip",)
 
     def __init__(self, keep: CollectionFilter) -> None:
-        self.skip = CommitPeek(keep.needles())
+        self.skip = commit_peek(keep.needles())
 
 
 def commit_envelopes(

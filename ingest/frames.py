@@ -4,7 +4,7 @@ A frame is two DAG-CBOR objects back to back: a header ``{op, t}`` and a body. `
 a message whose type ``t`` is ``#commit``, ``#sync``, ``#identity``, ``#account`` or
 ``#info``; ``op`` -1 is an error frame ``{error, message}``.
 
-:class:`CommitPeek` is the fast path for the ~99.5% of relay traffic we do not index: one
+:func:`commit_peek` is the fast path for the ~99.5% of relay traffic we do not index: one
 regular expression parses the canonical DAG-CBOR bytes of a ``#commit`` (map keys are
 sorted by length, then bytes: ``ops``, ``rev``, ``seq``, ``repo``, …) from the header to
 the ``repo`` key, every op map and every length included, and refuses op paths that
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,6 @@ from ingest.car import cid_string
 __all__ = [
     "AccountEvent",
     "CommitEvent",
-    "CommitPeek",
     "ErrorFrame",
     "Event",
     "FrameError",
@@ -36,6 +36,7 @@ __all__ = [
     "Op",
     "SyncEvent",
     "UnknownEvent",
+    "commit_peek",
     "decode_frame",
     "peek_commit",
 ]
@@ -263,9 +264,10 @@ def _commit_pattern(needles: tuple[bytes, ...]) -> re.Pattern[bytes]:
 
     Header ``{op: 1, t: "#commit"}``; body map whose first keys are ``ops`` (0..8 op maps
     ``{cid, path, [prev,] action}`` with CIDv1 sha-256 links or null), ``rev`` (a 13
-    character TID), ``seq`` (any unsigned integer, groups 1-5 by width) and ``repo`` (text
-    header, groups 6-7). Every length is checked, so a match is an exact parse of those
-    bytes; no op path may start with one of ``needles``.
+    character TID), ``seq`` (any unsigned integer: group 1, with its header byte) and
+    ``repo`` (group 2: a 32-character DID such as every ``did:plc``; else group 3: the
+    text header). Every length is checked, so a match is an exact parse of those bytes;
+    no op path may start with one of ``needles``.
     """
     guard = b"".join(b"(?!" + re.escape(n) + b")" for n in needles)
     cid = rb"(?:\xd8\x2a\x58\x25\x00.{36}|\xf6)"
@@ -281,43 +283,48 @@ def _commit_pattern(needles: tuple[bytes, ...]) -> re.Pattern[bytes]:
     return re.compile(
         re.escape(COMMIT_HEADER) + rb"[\xa0-\xb7]\x63ops(?:" + ops + b")"
         rb"\x63rev\x6d.{13}"
-        rb"\x63seq(?:\x1a(.{4})|\x1b(.{8})|\x19(..)|\x18(.)|([\x00-\x17]))"
-        rb"\x64repo(?:\x78(.)|([\x60-\x77]))",
+        rb"\x63seq(\x1a.{4}|\x1b.{8}|\x19..|\x18.|[\x00-\x17])"
+        rb"\x64repo(?:\x78\x20(.{32})|(\x78.|[\x60-\x77]))",
         re.DOTALL,
     )
 
 
-class CommitPeek:
-    """Reads ``(seq, repo)`` of a ``#commit`` frame from its bytes, without decoding it.
+_SEQ_MASKS = (0, 0, 0xFF, 0xFFFF, 0, 0xFFFF_FFFF, 0, 0, 0, 0xFFFF_FFFF_FFFF_FFFF)
+"""By length of the encoded ``seq`` (header byte + value): the mask that drops the header."""
+
+
+def commit_peek(needles: tuple[bytes, ...] = ()) -> Callable[[bytes], tuple[int, str] | None]:
+    """A function reading ``(seq, repo)`` of a ``#commit`` frame from its bytes, undecoded.
 
     Only frames of the canonical shape (see :func:`_commit_pattern`: what relays send)
     are read; with ``needles``, only those none of whose op paths starts with a needle.
     ``None`` means: not read, decode the frame with :func:`decode_frame`. One regular
-    expression match and a slice: no Python objects for the ops.
+    expression match and a few slices: no Python objects for the ops.
     """
+    match = _commit_pattern(needles).match
+    from_bytes = int.from_bytes
+    masks = _SEQ_MASKS
 
-    __slots__ = ("_match",)
-
-    def __init__(self, needles: tuple[bytes, ...] = ()) -> None:
-        self._match = _commit_pattern(needles).match
-
-    def __call__(self, frame: bytes) -> tuple[int, str] | None:
-        found = self._match(frame)
+    def peek(frame: bytes) -> tuple[int, str] | None:
+        found = match(frame)
         if found is None:
             return None
-        four, eight, two, one, small, long, short = found.groups()
-        seq = small[0] if small is not None else int.from_bytes(four or eight or two or one)
-        end = found.end()
-        size = long[0] if long is not None else short[0] - 0x60
-        repo = frame[end : end + size]
-        if len(repo) != size:
-            return None
+        raw_seq, plc, head = found.groups()
+        seq = from_bytes(raw_seq) & masks[len(raw_seq)] if len(raw_seq) > 1 else raw_seq[0]
+        if plc is None:  # not a 32-character DID: read the length from the text header
+            end = found.end()
+            size = head[1] if len(head) == 2 else head[0] - 0x60
+            plc = frame[end : end + size]
+            if len(plc) != size:
+                return None
         try:
-            return seq, repo.decode()
+            return seq, plc.decode()
         except UnicodeDecodeError:
             return None
 
+    return peek
+
 
 def peek_commit(frame: bytes) -> tuple[int, str] | None:
-    """``(seq, repo)`` of a canonical ``#commit`` frame, or ``None`` (see :class:`CommitPeek`)."""
-    return CommitPeek()(frame)
+    """``(seq, repo)`` of a canonical ``#commit`` frame, or ``None`` (see :func:`commit_peek`)."""
+    return commit_peek()(frame)

@@ -164,13 +164,15 @@ from tests.factories import SignedRepo, plc_did, post_record, tid  # noqa: E402
 LINK = cbrrr.CID.cidv1_dag_cbor_sha256_32_from(b"x")
 
 
-def raw_commit(ops: list[dict[str, object]], *, seq: int = 1, rev: str = "3ke6kg3wk2322") -> bytes:
+def raw_commit(
+    ops: list[dict[str, object]], *, seq: int = 1, rev: str = "3ke6kg3wk2322", repo: str = DID
+) -> bytes:
     """A canonical commit frame with exactly these op maps (no CAR: triage never reads it)."""
     body = {
         "ops": ops,
         "rev": rev,
         "seq": seq,
-        "repo": DID,
+        "repo": repo,
         "time": "2026-11-01T12:00:00.000Z",
         "blobs": [],
         "since": None,
@@ -201,6 +203,18 @@ def test_peek_reads_seq_and_repo_like_the_full_decode(seq):
     assert isinstance(event, CommitEvent)
     assert peek_commit(raw) == (event.seq, event.repo)
     assert Triage(KEEP).skip(raw) == (event.seq, event.repo)
+
+
+@pytest.mark.parametrize(
+    "repo",
+    ["did:web:a.b", "did:web:music.example.com", "did:plc:" + "x" * 24, "did:web:" + "y" * 300],
+)
+def test_peek_reads_repos_of_any_length(repo):
+    raw = raw_commit([op(f"app.bsky.feed.post/{tid(1)}")], seq=2**33, repo=repo)
+    expected = (2**33, repo) if len(repo) < 256 else None  # longer: decoded in full
+    assert peek_commit(raw) == Triage(KEEP).skip(raw) == expected
+    event = decode_frame(raw)
+    assert isinstance(event, CommitEvent) and (event.seq, event.repo) == (2**33, repo)
 
 
 def test_triage_skips_only_commits_that_cannot_matter():

@@ -87,6 +87,13 @@ _HIDDEN_CTE = "hidden"
 _INACTIVE = (
     "inactive AS MATERIALIZED (SELECT ca.did FROM artist ca WHERE ca.account_status <> 'active')"
 )
+# The fuzzy tier: word_similarity(q, text) >= _FUZZY, the ``<%`` operator's threshold.
+_FUZZY = "0.6"
+_SETUP = (
+    "SELECT plyr_search_norm(%s), set_config('plan_cache_mode', 'force_generic_plan', true),"
+    " set_config('max_parallel_workers_per_gather', '0', true),"
+    " set_config('pg_trgm.word_similarity_threshold', %s, true)"
+)
 
 
 def _relevance(column: str, terms: _Terms) -> str:
@@ -106,9 +113,12 @@ def _any(columns: list[str], template: str) -> str:
 def _tiers(columns: list[str], terms: _Terms, doc_type: str, adult_ok: bool) -> str:
     """The tier subqueries over ``search_doc d``, best tier first, each with its LIMIT.
 
-    Every row lands in exactly one tier (its best). The prefix tier walks the btree in
-    byte order and stops after ``limit`` visible rows; byte order puts the whole word
-    first ("love ..." before "lovely"), close to plyr's word_similarity tie-break.
+    Every row lands in exactly one tier (its best); each yields ``doc_key, relevance,
+    len``. The prefix tier walks the btree in byte order and stops after ``limit``
+    visible rows; byte order puts the whole word first ("love ..." before "lovely"),
+    close to plyr's word_similarity tie-break. With two columns (artists: name and
+    handle) every tier is one index-driven branch per column, merged: a document in the
+    tier's top ``limit`` is in the top ``limit`` of a column it matches on.
     """
     relevance = (
         _relevance(columns[0], terms)
@@ -118,44 +128,55 @@ def _tiers(columns: list[str], terms: _Terms, doc_type: str, adult_ok: bool) -> 
 
     def tier(
         cond: str,
-        order: str = "relevance DESC, length(d.norm), d.doc_key",
+        order: str = "relevance DESC, len, d.doc_key",
         *,
         hashed: bool = True,
+        typed: bool = True,
     ) -> str:
         visible = _doc_visibility(doc_type, adult_ok, hashed=hashed)
+        # typed=False: the condition's column exists on this type only (the handle);
+        # leaving out ``doc_type =`` keeps the planner off a btree scan of the whole type
+        kind = f"d.doc_type = '{doc_type}' AND " if typed else ""
         return (
-            f"(SELECT d.doc_key, {relevance} AS relevance FROM search_doc d"
-            f" WHERE d.doc_type = '{doc_type}' AND {cond} AND {visible}"
+            f"(SELECT d.doc_key, {relevance} AS relevance, length(d.norm) AS len"
+            f" FROM search_doc d WHERE {kind}{cond} AND {visible}"
             f" ORDER BY {order} LIMIT %(limit)s)"
+        )
+
+    def merged(parts: list[str], order: str = "relevance DESC, len, doc_key") -> str:
+        if len(parts) == 1:
+            return parts[0]
+        return f"(SELECT * FROM ({' UNION '.join(parts)}) u ORDER BY {order} LIMIT %(limit)s)"
+
+    def per_column(template: str, excluded: str) -> str:
+        return merged(
+            [
+                tier(f"{template.format(c=c)} AND NOT coalesce({excluded}, false)", typed=i == 0)
+                for i, c in enumerate(columns)
+            ]
         )
 
     exact = _any(columns, "{c} = %(q)s")
     prefix = _any(columns, "{c} LIKE %(prefix)s")
-    not_exact = f"NOT coalesce({exact}, false)"
-    prefix_parts = [
-        tier(
-            f"{c} ~>=~ %(lo)s AND {c} ~<~ %(hi)s AND {not_exact}",
-            f"{c} USING ~<~",
-            hashed=False,
-        )
-        for c in columns
-    ]
-    prefix_tier = (
-        prefix_parts[0]
-        if len(prefix_parts) == 1
-        else f"(SELECT * FROM ({' UNION '.join(prefix_parts)}) p"
-        " ORDER BY relevance DESC, doc_key LIMIT %(limit)s)"
+    prefix_tier = merged(
+        [
+            tier(
+                f"{c} ~>=~ %(lo)s AND {c} ~<~ %(hi)s AND NOT coalesce({exact}, false)",
+                f"{c} USING ~<~",
+                hashed=False,
+            )
+            for c in columns
+        ],
+        "relevance DESC, doc_key",
     )
     tiers = [tier(exact, hashed=False), prefix_tier]
     if terms.short:
         if len(terms.q) > 1:
-            words = _any(columns, "{c} LIKE %(word)s")
-            tiers.append(tier(f"{words} AND NOT coalesce({prefix}, false)"))
+            tiers.append(per_column("{c} LIKE %(word)s", prefix))
     else:
         infix = _any(columns, "{c} LIKE %(infix)s")
-        tiers.append(tier(f"{infix} AND NOT coalesce({prefix}, false)"))
-        fuzzy = _any(columns, "%(q)s <%% {c}")
-        tiers.append(tier(f"{fuzzy} AND NOT coalesce({infix}, false)"))
+        tiers.append(per_column("{c} LIKE %(infix)s", prefix))
+        tiers.append(per_column("%(q)s <%% {c}", infix))
     return " UNION ALL ".join(tiers)
 
 
@@ -181,35 +202,28 @@ def _doc_visibility(doc_type: str, adult_ok: bool, *, hashed: bool) -> str:
     return f"{owner} AND {visible}"
 
 
-def _doc_query(doc_type: str, terms: _Terms, adult_ok: bool, *, key_only: bool = False) -> str:
-    """Ranked documents of one type; ``key_only``: an exact key lookup (DID/AT-URI)."""
-    columns = ["d.norm", "d.alt_norm"] if doc_type == "artist" else ["d.norm"]
-    if key_only:
-        visible = _doc_visibility(doc_type, adult_ok, hashed=False)
-        hits = (
-            f"SELECT d.doc_key, 5.0::float8 AS relevance FROM search_doc d"
-            f" WHERE d.doc_type = '{doc_type}' AND {visible} AND d.doc_key = ANY(%(keys)s)"
-            " LIMIT %(limit)s"
-        )
-    else:
-        tiers = _tiers(columns, terms, doc_type, adult_ok)
-        hits = f"SELECT * FROM ({tiers}) tiers LIMIT %(limit)s"
-    hidden = hidden_subjects("search", adult_ok=adult_ok)
+# The columns every branch of a statement yields, in order (tags fill what they have).
+_COLUMNS = (
+    "kind, doc_key, did, uri, item_id, title, alt, slug, track_count, image_url,"
+    " owner_handle, owner_name, relevance, len"
+)
+
+
+def _doc_branch(index: int, doc_type: str, hits: str) -> str:
+    """The documents of ``hits`` (``doc_key, relevance, len``) with what results show."""
+    album = doc_type == "album"
     return f"""
-WITH {_HIDDEN_CTE} AS MATERIALIZED ({hidden}), {_INACTIVE}
-SELECT d.doc_key, d.did, d.uri, d.item_id, d.title, d.alt, d.slug, d.track_count,
-       coalesce(d.image_url, al.image_url) AS image_url,
-       coalesce(ad.alt, d.did) AS owner_handle, coalesce(ad.title, ad.alt, d.did) AS owner_name,
-       hit.relevance
+SELECT {index} AS kind, d.doc_key, d.did, d.uri, d.item_id, d.title, d.alt, d.slug,
+       d.track_count, {"coalesce(d.image_url, al.image_url)" if album else "d.image_url"},
+       coalesce(ad.alt, d.did), coalesce(ad.title, ad.alt, d.did),
+       hit.relevance::float8, length(d.norm)
   FROM ({hits}) hit
   JOIN search_doc d ON d.doc_type = '{doc_type}' AND d.doc_key = hit.doc_key
   LEFT JOIN search_doc ad ON ad.doc_type = 'artist' AND ad.doc_key = d.did
-  LEFT JOIN album al ON '{doc_type}' = 'album' AND al.did = d.did AND al.slug = d.slug
- ORDER BY hit.relevance DESC, length(d.norm), d.doc_key
-"""
+  {"LEFT JOIN album al ON al.did = d.did AND al.slug = d.slug" if album else ""}"""
 
 
-def _tag_query(terms: _Terms, adult_ok: bool) -> str:
+def _tag_branch(index: int, terms: _Terms, adult_ok: bool) -> str:
     visible = visible_clause(
         "t.track_uri", "t.did", "search", adult_ok=adult_ok, hidden=_HIDDEN_CTE
     )
@@ -217,15 +231,60 @@ def _tag_query(terms: _Terms, adult_ok: bool) -> str:
     if not terms.short:
         match = f"({match} OR t.norm LIKE %(infix)s OR %(q)s <%% t.norm)"
     relevance = _relevance("t.norm", terms)
-    hidden = hidden_subjects("search", adult_ok=adult_ok)
     return f"""
-WITH {_HIDDEN_CTE} AS MATERIALIZED ({hidden}), {_INACTIVE}
-SELECT t.tag, count(*) AS track_count, max({relevance}) AS relevance
+SELECT * FROM (
+SELECT {index} AS kind, t.tag, NULL::text, NULL::text, NULL::bigint, t.tag, NULL::text,
+       NULL::text, count(*)::integer, NULL::text, NULL::text, NULL::text,
+       max({relevance})::float8 AS relevance, 0
   FROM search_tag t
  WHERE {match} AND {visible} AND t.did NOT IN (SELECT did FROM inactive)
  GROUP BY t.tag
  ORDER BY relevance DESC, t.tag
- LIMIT %(limit)s
+ LIMIT %(limit)s) tags"""
+
+
+def _statement(kinds: tuple[str, ...], terms: _Terms, adult_ok: bool) -> str:
+    """One statement for the ranked results of every kind in ``kinds``.
+
+    Rows are ``_COLUMNS``, ordered by kind (its index in ``kinds``) then rank. The hidden
+    subjects and the inactive accounts are read once for all kinds.
+    """
+    branches = []
+    for index, kind in enumerate(kinds):
+        if kind == "tags":
+            branches.append(_tag_branch(index, terms, adult_ok))
+            continue
+        doc_type = _DOC_TYPE[kind]
+        columns = ["d.norm", "d.alt_norm"] if doc_type == "artist" else ["d.norm"]
+        tiers = _tiers(columns, terms, doc_type, adult_ok)
+        branches.append(
+            _doc_branch(index, doc_type, f"SELECT * FROM ({tiers}) tiers LIMIT %(limit)s")
+        )
+    return _wrap(branches, adult_ok)
+
+
+def _lookup_statement(kinds: tuple[str, ...], adult_ok: bool) -> str:
+    """Exact key lookups (DID/AT-URI queries): ``%(k<index>)s`` holds each kind's keys."""
+    branches = []
+    for index, kind in enumerate(kinds):
+        doc_type = _DOC_TYPE[kind]
+        visible = _doc_visibility(doc_type, adult_ok, hashed=False)
+        hits = (
+            f"SELECT d.doc_key, 5.0::float8 AS relevance, length(d.norm) AS len"
+            f" FROM search_doc d WHERE d.doc_type = '{doc_type}' AND {visible}"
+            f" AND d.doc_key = ANY(%(k{index})s) LIMIT %(limit)s"
+        )
+        branches.append(_doc_branch(index, doc_type, hits))
+    return _wrap(branches, adult_ok)
+
+
+def _wrap(branches: list[str], adult_ok: bool) -> str:
+    hidden = hidden_subjects("search", adult_ok=adult_ok)
+    union = "\nUNION ALL\n".join(f"({b})" for b in branches)
+    return f"""
+WITH {_HIDDEN_CTE} AS MATERIALIZED ({hidden}), {_INACTIVE}
+SELECT * FROM ({union}) AS r ({_COLUMNS})
+ ORDER BY kind, relevance DESC, len, doc_key
 """
 
 
@@ -292,8 +351,8 @@ def _present(kind: str, row: dict[str, Any]) -> dict[str, Any]:
         }
     return {
         "type": "tag",
-        "id": tag_id(row["tag"]),
-        "name": row["tag"],
+        "id": tag_id(row["title"]),
+        "name": row["title"],
         "track_count": row["track_count"],
         "relevance": relevance,
     }
@@ -311,6 +370,29 @@ async def _resolve_handle(conn: AsyncConnection, authority: str) -> str:
     return str(row[0]) if row else authority
 
 
+async def _ranked(
+    conn: AsyncConnection, sql: str, params: dict[str, Any], kinds: tuple[str, ...]
+) -> dict[str, list[dict[str, Any]]]:
+    """Run a statement of :func:`_statement`/:func:`_lookup_statement`: rows per kind."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(sql, params, prepare=True)
+    rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    for row in await cur.fetchall():
+        rows[kinds[row["kind"]]].append(row)
+    return rows
+
+
+def _response(wanted: list[str], rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    counts = dict.fromkeys(TYPES, 0)
+    results: list[dict[str, Any]] = []
+    for kind in wanted:
+        found = rows.get(kind, [])
+        results += [_present(kind, r) for r in found]
+        counts[kind] = len(found)
+    results.sort(key=lambda r: r["relevance"], reverse=True)
+    return {"results": results, "counts": counts}
+
+
 async def search(
     conn: AsyncConnection,
     q: str,
@@ -319,40 +401,28 @@ async def search(
     limit: int = 20,
     adult_ok: bool = False,
 ) -> dict[str, Any]:
-    """plyr's unified search: ``{results, counts}`` (``limit`` results per type at most)."""
+    """plyr's unified search: ``{results, counts}`` (``limit`` results per type at most).
+
+    One transaction, two round trips: the normalised query (and the settings below), then
+    one statement for every requested type. Generic plans: the prefix range and the
+    trigram conditions are index conditions on parameters, so the plan does not depend
+    on the values, and planning every time would cost more than the query. No parallel
+    workers: one search is far too small for them.
+    """
     wanted = [t for t in TYPES if t in types]
     keys = _lookup_keys(q)
     if keys is not None:
         return await _lookup(conn, q, keys, wanted, limit, adult_ok)
-    counts = dict.fromkeys(TYPES, 0)
-    results: list[dict[str, Any]] = []
-    # Pipelined: BEGIN + SET + normalisation in one round trip, the per-type queries in
-    # the next. Generic plans: the prefix range and the trigram conditions are index
-    # conditions on parameters, so the plan does not depend on the values, and planning
-    # every time would cost more than the query.
+    rows: dict[str, list[dict[str, Any]]] = {}
     async with conn.pipeline(), conn.transaction():
-        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        cur = await conn.execute("SELECT plyr_search_norm(%s)", (q,))
+        cur = await conn.execute(_SETUP, (q, _FUZZY))
         row = await cur.fetchone()
         terms = _Terms(str(row[0]) if row and row[0] else "")
-        if terms.q:
-            params = terms.params(limit)
-            pending = []
-            for kind in wanted:
-                sql = (
-                    _tag_query(terms, adult_ok)
-                    if kind == "tags"
-                    else _doc_query(_DOC_TYPE[kind], terms, adult_ok)
-                )
-                kind_cur = conn.cursor(row_factory=dict_row)
-                await kind_cur.execute(sql, params, prepare=True)
-                pending.append((kind, kind_cur))
-            for kind, kind_cur in pending:
-                rows = await kind_cur.fetchall()
-                results += [_present(kind, r) for r in rows]
-                counts[kind] = len(rows)
-    results.sort(key=lambda r: r["relevance"], reverse=True)
-    return {"results": results, "counts": counts}
+        if terms.q and wanted:
+            kinds = tuple(wanted)
+            sql = _statement(kinds, terms, adult_ok)
+            rows = await _ranked(conn, sql, terms.params(limit), kinds)
+    return _response(wanted, rows)
 
 
 async def _lookup(
@@ -364,24 +434,18 @@ async def _lookup(
     adult_ok: bool,
 ) -> dict[str, Any]:
     """Exact lookups for a DID or AT-URI query."""
-    counts = dict.fromkeys(TYPES, 0)
-    results: list[dict[str, Any]] = []
     if "at://" in q and "artists" in keys:
         keys["artists"] = [await _resolve_handle(conn, keys["artists"][0])]
-    for kind in wanted:
-        kind_keys = keys.get(kind, [])
-        if kind == "albums" and keys.get("albums_by_list"):
-            cur = await conn.execute(
-                "SELECT album_key FROM search_album_member WHERE source_uri = ANY(%s)",
-                (keys["albums_by_list"],),
-            )
-            kind_keys = [str(r[0]) for r in await cur.fetchall()]
-        if not kind_keys:
-            continue
-        sql = _doc_query(_DOC_TYPE[kind], _Terms(""), adult_ok, key_only=True)
-        dict_cur = conn.cursor(row_factory=dict_row)
-        await dict_cur.execute(sql, {"keys": kind_keys, "limit": limit})
-        rows = await dict_cur.fetchall()
-        results += [_present(kind, r) for r in rows]
-        counts[kind] = len(rows)
-    return {"results": results, "counts": counts}
+    if "albums" in wanted and keys.get("albums_by_list"):
+        cur = await conn.execute(
+            "SELECT album_key FROM search_album_member WHERE source_uri = ANY(%s)",
+            (keys["albums_by_list"],),
+        )
+        keys["albums"] = [str(r[0]) for r in await cur.fetchall()]
+    kinds = tuple(kind for kind in wanted if keys.get(kind))
+    if not kinds:
+        return _response(wanted, {})
+    params: dict[str, Any] = {f"k{i}": keys[kind] for i, kind in enumerate(kinds)}
+    params["limit"] = limit
+    rows = await _ranked(conn, _lookup_statement(kinds, adult_ok), params, kinds)
+    return _response(wanted, rows)

@@ -33,7 +33,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.search import _doc_query, _Terms, search
+from api.search import _statement, _Terms, search
 from plyr_appview.db import apply_migrations
 from projectors.base import track_id
 
@@ -404,26 +404,39 @@ def _numbered(query: str) -> tuple[str, list[str]]:
     return re.sub(r"%\((\w+)\)s", placeholder, query), names
 
 
+# Queries that reach each tier: exact + prefix + substring + fuzzy (a title), the short
+# word-start tier (two letters), fuzzy (a typo), CJK substring; artists: name and handle.
+EXPLAIN_QUERIES = [
+    ("tracks", "Midnight Harbor"),
+    ("tracks", "me"),
+    ("tracks", "Brokn Engine"),
+    ("tracks", "千と千尋"),
+    ("artists", "Beyonce"),
+]
+
+
 async def explain(url: str) -> None:
-    """EXPLAIN ANALYZE of our track statement as it runs: prepared, generic plan."""
+    """EXPLAIN (ANALYZE, BUFFERS) of our statements as they run: prepared, generic plan."""
     conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
     try:
         await conn.execute("SET plan_cache_mode = force_generic_plan")
-        for i, q in enumerate(("Midnight Harbor", "me", "Brokn Engine", "千と千尋")):
+        await conn.execute("SET max_parallel_workers_per_gather = 0")
+        for i, (kind, q) in enumerate(EXPLAIN_QUERIES):
             cur = await conn.execute("SELECT plyr_search_norm(%s)", (q,))
             terms = _Terms((await cur.fetchone())[0])
             params = terms.params(20)
-            text, names = _numbered(_doc_query("track", terms, False))
+            text, names = _numbered(_statement((kind,), terms, False))
             types = ", ".join("int" if n == "limit" else "text" for n in names)
             await conn.execute(f"PREPARE q{i}({types}) AS {text.replace('%%', '%')}")
             args = ", ".join(sql.quote(params[n]) for n in names)
             await conn.execute(f"EXECUTE q{i}({args})")  # the generic plan is now cached
-            cur = await conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) EXECUTE q{i}({args})")
-            print(f"---- EXPLAIN ANALYZE (generic plan) tracks q={q!r}")
+            cur = await conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE q{i}({args})")
+            print(f"---- EXPLAIN ANALYZE (generic plan) {kind} q={q!r}")
             print("\n".join(r[0] for r in await cur.fetchall() if "never executed" not in r[0]))
         await conn.execute("RESET plan_cache_mode")
         cur = await conn.execute(
-            "EXPLAIN (ANALYZE, COSTS OFF) " + PLYR_QUERIES[0], plyr_params("Midnight Harbor")
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + PLYR_QUERIES[0],
+            plyr_params("Midnight Harbor"),
         )
         print("---- EXPLAIN ANALYZE plyr tracks q='Midnight Harbor'")
         print("\n".join(r[0] for r in await cur.fetchall()))

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from api.search import _doc_query, _lookup_keys, _Terms, tag_id
+from api.search import TYPES, _lookup_keys, _lookup_statement, _statement, _Terms, tag_id
 from plyr_appview.envelope import Envelope
 from projectors.base import InvalidEvent
 from projectors.search import list_doc, record_tags, track_doc
@@ -108,10 +108,10 @@ def test_terms_patterns_escape_like_wildcards():
     assert _Terms("me").short and not _Terms("mee").short
 
 
-@pytest.mark.parametrize("doc_type", ["track", "artist", "album", "playlist"])
-def test_tiers_are_index_shaped(doc_type):
-    long_sql = _doc_query(doc_type, _Terms("metallica"), False)
-    short_sql = _doc_query(doc_type, _Terms("me"), False)
+@pytest.mark.parametrize("kind", ["tracks", "artists", "albums", "playlists"])
+def test_tiers_are_index_shaped(kind):
+    long_sql = _statement((kind,), _Terms("metallica"), False)
+    short_sql = _statement((kind,), _Terms("me"), False)
     for sql in (long_sql, short_sql):
         assert "~>=~ %(lo)s" in sql and "~<~ %(hi)s" in sql  # prefix as a btree range
         assert "plyr_hidden('search', false)" in sql  # moderation in every tier
@@ -120,7 +120,26 @@ def test_tiers_are_index_shaped(doc_type):
     assert "<%%" not in short_sql and "%(infix)s" not in short_sql  # no trigram tiers
     assert "LIKE %(word)s" in short_sql  # word starts instead
     assert "adult" not in long_sql
-    assert "plyr_hidden('search', true)" in _doc_query(doc_type, _Terms("x"), True)
+    assert "plyr_hidden('search', true)" in _statement((kind,), _Terms("x"), True)
+
+
+def test_artist_tiers_have_one_index_branch_per_column():
+    sql = _statement(("artists",), _Terms("metallica"), False)
+    for column in ("d.norm", "d.alt_norm"):
+        assert f"%(q)s <%% {column} AND" in sql  # the fuzzy tier, per column
+        assert f"{column} LIKE %(infix)s AND NOT" in sql  # the substring tier, per column
+    # the handle branches leave out doc_type, so no btree scan of every artist competes
+    assert "d.doc_type = 'artist' AND %(q)s <%% d.alt_norm" not in sql
+
+
+def test_one_statement_for_every_type():
+    sql = _statement(TYPES, _Terms("metallica"), False)
+    assert sql.count("AS MATERIALIZED (SELECT subject FROM plyr_hidden") == 1  # read once
+    assert sql.count("UNION ALL") >= len(TYPES) - 1
+    for index in range(len(TYPES)):
+        assert f"SELECT {index} AS kind" in sql
+    lookup = _lookup_statement(("artists", "tracks"), False)
+    assert "%(k0)s" in lookup and "%(k1)s" in lookup
 
 
 def test_tag_ids_are_stable_53_bit():
@@ -129,6 +148,6 @@ def test_tag_ids_are_stable_53_bit():
 
 
 def test_no_unbalanced_placeholders():
-    sql = _doc_query("artist", _Terms("metallica"), False)
+    sql = _statement(TYPES, _Terms("metallica"), False)
     # every % is a psycopg placeholder or an escaped %%
     assert not re.search(r"%(?!\(\w+\)s|%)", sql.replace("%%", ""))

@@ -1,10 +1,22 @@
-"""Per-source resume points, kept in PostgreSQL (``ingest_cursor``)."""
+"""Per-source resume points, kept in PostgreSQL (``ingest_cursor``).
+
+:class:`CursorKeeper` is what every source uses: it notes the position of each event it
+has handled and writes it at most once per interval (or when asked). The rule that makes
+this safe is the caller's: a position is noted only after the log acknowledged every
+event up to it (sources handle events one at a time and publish before they note), so
+any position written can be resumed from with no gap.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
+
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["load_cursor", "save_cursor"]
+__all__ = ["SAVE_INTERVAL", "CursorKeeper", "load_cursor", "save_cursor"]
+
+SAVE_INTERVAL = 1.0
 
 
 async def load_cursor(pool: AsyncConnectionPool, source: str) -> int | None:
@@ -23,3 +35,63 @@ async def save_cursor(pool: AsyncConnectionPool, source: str, cursor: int) -> No
             " ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = now()",
             (source, cursor),
         )
+
+
+class CursorKeeper:
+    """The resume point of one source: noted per event, written at most every ``interval``.
+
+    ``forward_only``: a lower position than the noted one is ignored (sources that rewind
+    on reconnect, such as Jetstream, see older events again). ``before_save`` runs before
+    each write (state that must be durable before the cursor passes it).
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        source: str,
+        *,
+        interval: float = SAVE_INTERVAL,
+        forward_only: bool = True,
+        before_save: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.source = source
+        self.position: int | None = None
+        """The last noted position: every event up to it is on the log."""
+        self.saved: int | None = None
+        """The last position written (what a restart resumes from)."""
+        self.saved_at = 0.0
+        self.interval = interval
+        self._pool = pool
+        self._forward_only = forward_only
+        self._before_save = before_save
+
+    async def load(self) -> int | None:
+        """Read the saved position (``None``: the source never ran) and start from it."""
+        self.position = self.saved = await load_cursor(self._pool, self.source)
+        return self.position
+
+    def note(self, position: int) -> None:
+        """Every event up to ``position`` is acknowledged by the log."""
+        if not self._forward_only or self.position is None or position > self.position:
+            self.position = position
+
+    def due(self, now: float | None = None) -> bool:
+        """Whether ``interval`` has passed since the last write (or attempt)."""
+        return (time.monotonic() if now is None else now) - self.saved_at >= self.interval
+
+    async def advance(self, position: int, *, save: bool = False) -> None:
+        """:meth:`note` ``position``, then write if ``save`` or the interval has passed."""
+        self.note(position)
+        if save or self.due():
+            await self.save()
+
+    async def save(self) -> None:
+        """Run ``before_save``, then write the noted position if it moved."""
+        self.saved_at = time.monotonic()
+        if self._before_save is not None:
+            await self._before_save()
+        position = self.position
+        if position is None or position == self.saved:
+            return
+        await save_cursor(self._pool, self.source, position)
+        self.saved = position

@@ -54,7 +54,7 @@ from ingest.commits import (
     commit_envelopes,
     identity_envelope,
 )
-from ingest.cursor import load_cursor, save_cursor
+from ingest.cursor import CursorKeeper
 from ingest.frames import (
     MAX_FRAME_SIZE,
     AccountEvent,
@@ -80,7 +80,6 @@ __all__ = ["FirehoseIngest", "IngestStats", "SourceError", "save_counters"]
 
 log = logging.getLogger(__name__)
 
-_CURSOR_SAVE_INTERVAL = 1.0
 _TIME_SAMPLE_INTERVAL = 1.0
 _WARN_INTERVAL = 10.0
 _RECV_LIMIT = 4 * MAX_FRAME_SIZE  # larger frames are refused by us (counted), not by the socket
@@ -144,9 +143,10 @@ class FirehoseIngest:
         self.resolver = resolver if resolver is not None else DidResolver(http, plc_url)
         self._verifier = CommitVerifier(self.resolver)
         self._max_frame = max_frame_size
-        self._cursor: int | None = None
-        self._saved: int | None = None
-        self._saved_at = 0.0
+        # Relay seqs only grow; one that goes back (a relay reset) is followed, not ignored.
+        self._cursor = CursorKeeper(
+            pool, self.source, forward_only=False, before_save=self._persist_state
+        )
         self._time_sampled_at = 0.0
         self._published_since_save = False
         self._warned_at: dict[str, float] = {}
@@ -159,8 +159,7 @@ class FirehoseIngest:
     async def start(self) -> None:
         """Load repo state and the saved cursor (``run`` does it; tests may call it alone)."""
         await self.states.load()
-        self._cursor = self._saved = await load_cursor(self._pool, self.source)
-        self.stats.cursor = self._cursor
+        self.stats.cursor = await self._cursor.load()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, reconnecting with capped, jittered backoff."""
@@ -180,9 +179,10 @@ class FirehoseIngest:
         await self._save_cursor()
 
     async def _session(self, stop: asyncio.Event) -> None:
-        url = self.url if self._cursor is None else f"{self.url}?cursor={self._cursor}"
+        cursor = self._cursor.position
+        url = self.url if cursor is None else f"{self.url}?cursor={cursor}"
         async with connect(url, max_size=_RECV_LIMIT, open_timeout=15) as ws:
-            log.info("firehose connected", extra={"source": self.source, "cursor": self._cursor})
+            log.info("firehose connected", extra={"source": self.source, "cursor": cursor})
             self.connected.set()
 
             async def close_on_stop() -> None:
@@ -191,8 +191,8 @@ class FirehoseIngest:
 
             async def save_when_idle() -> None:
                 while True:  # the cursor only ever holds fully published frames: safe any time
-                    await asyncio.sleep(_CURSOR_SAVE_INTERVAL)
-                    if time.monotonic() - self._saved_at >= _CURSOR_SAVE_INTERVAL:
+                    await asyncio.sleep(self._cursor.interval)
+                    if self._cursor.due():
                         await self._save_cursor()
 
             closer = asyncio.create_task(close_on_stop())
@@ -220,8 +220,8 @@ class FirehoseIngest:
             now = time.monotonic()
             if now - self._time_sampled_at >= _TIME_SAMPLE_INTERVAL:
                 self._sample_time(raw, now)
-            self._cursor = skip[0]
-            if now - self._saved_at >= _CURSOR_SAVE_INTERVAL:
+            self._cursor.note(skip[0])
+            if self._cursor.due(now):
                 await self._save_cursor()
             return
         if len(raw) > self._max_frame:
@@ -418,27 +418,22 @@ class FirehoseIngest:
         self._published_since_save = True
 
     async def _advance(self, seq: int, *, published: bool) -> None:
-        self._cursor = seq
-        if (
-            published
-            or self._published_since_save
-            or time.monotonic() - self._saved_at >= _CURSOR_SAVE_INTERVAL
-        ):
+        self._cursor.note(seq)
+        if published or self._published_since_save or self._cursor.due():
             await self._save_cursor()
 
     async def _save_cursor(self) -> None:
         """Persist noted repo state, counters, then the cursor (in that order)."""
-        self._saved_at = time.monotonic()
+        await self._cursor.save()
+        self.stats.cursor = self._cursor.saved
+
+    async def _persist_state(self) -> None:
         self._published_since_save = False
         await self.states.flush()
         counters = self.stats.as_counters()
         if counters != self._counters_saved:
             await save_counters(self._pool, self.stats)
             self._counters_saved = counters
-        if self._cursor is None or self._cursor == self._saved:
-            return
-        await save_cursor(self._pool, self.source, self._cursor)
-        self._saved = self.stats.cursor = self._cursor
 
     # -- bookkeeping -------------------------------------------------------------------
 

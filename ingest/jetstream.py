@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +39,7 @@ from websockets.asyncio.client import connect
 
 from ingest.backfill import remember_records
 from ingest.commits import CollectionFilter
-from ingest.cursor import load_cursor, save_cursor
+from ingest.cursor import CursorKeeper
 from ingest.identity import DidResolver, ResolveError
 from ingest.repos import RepoStates
 from ingest.stream import keep_connected, receive_until_stopped
@@ -63,7 +62,6 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_SIZE = 2 * 1024 * 1024
 CURSOR_REWIND_US = 2_000_000
-_CURSOR_SAVE_INTERVAL = 1.0
 _OPERATIONS: dict[str, Kind] = {
     "create": "record.created",
     "update": "record.updated",
@@ -249,15 +247,13 @@ class JetstreamIngest:
         self._pool = pool
         self._states = states
         self._resolver = resolver
-        self._cursor: int | None = None
-        self._saved: int | None = None
-        self._saved_at = 0.0
+        self._cursor = CursorKeeper(pool, self.source)
         self.stats = JetstreamStats()
         self.connected = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, reconnecting with capped, jittered backoff."""
-        self._cursor = self._saved = await load_cursor(self._pool, self.source)
+        await self._cursor.load()
 
         def count() -> None:
             self.stats.reconnects += 1
@@ -270,10 +266,11 @@ class JetstreamIngest:
             message="jetstream disconnected",
             source=self.source,
         )
-        await self._save_cursor(force=True)
+        await self._cursor.save()
 
     async def _session(self, stop: asyncio.Event) -> None:
-        cursor = None if self._cursor is None else max(0, self._cursor - CURSOR_REWIND_US)
+        last = self._cursor.position
+        cursor = None if last is None else max(0, last - CURSOR_REWIND_US)
         url = subscribe_url(self.url, self._collections, cursor)
         async with connect(url, max_size=MAX_MESSAGE_SIZE, open_timeout=15) as ws:
             log.info("jetstream connected", extra={"source": self.source, "cursor": cursor})
@@ -282,7 +279,7 @@ class JetstreamIngest:
                 await receive_until_stopped(ws, stop, self.handle_message)
             finally:
                 self.connected.clear()
-                await self._save_cursor(force=True)
+                await self._cursor.save()
 
     async def handle_message(self, raw: str | bytes) -> None:
         """Process one message: publish (or hold) its envelope, then move the cursor."""
@@ -313,9 +310,7 @@ class JetstreamIngest:
                     await self._states.set_identity(
                         did, account_status=event.status or ("active" if event.active else None)
                     )
-        if self._cursor is None or event.time_us > self._cursor:
-            self._cursor = event.time_us
-        await self._save_cursor(force=False)
+        await self._cursor.advance(event.time_us)
 
     async def _envelopes(self, event: JetstreamEvent) -> list[Envelope]:
         if not isinstance(event, JetstreamCommit):
@@ -346,12 +341,3 @@ class JetstreamIngest:
             )
             out.insert(0, first)
         return out
-
-    async def _save_cursor(self, *, force: bool) -> None:
-        if self._cursor is None or self._cursor == self._saved:
-            return
-        now = time.monotonic()
-        if not force and now - self._saved_at < _CURSOR_SAVE_INTERVAL:
-            return
-        await save_cursor(self._pool, self.source, self._cursor)
-        self._saved, self._saved_at = self._cursor, now

@@ -38,7 +38,7 @@ from cryptography.exceptions import InvalidSignature
 from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect
 
-from ingest.cursor import load_cursor, save_cursor
+from ingest.cursor import CursorKeeper
 from ingest.stream import keep_connected, receive_until_stopped
 from plyr_appview.envelope import Envelope
 from plyr_appview.log import Log, LogError
@@ -64,7 +64,6 @@ MAX_FRAME_SIZE = 5 * 1024 * 1024
 _MAX_VAL_BYTES = 128
 _DID_PLC = re.compile(r"^did:plc:[a-z2-7]{24}$")
 _DID_WEB = re.compile(r"^did:web:[a-zA-Z0-9.-]+(%3A[0-9]+)?$")
-_CURSOR_SAVE_INTERVAL = 1.0
 _REFRESH_INTERVAL = 60.0
 _SUBSCRIBE_PATH = "/xrpc/com.atproto.label.subscribeLabels"
 
@@ -321,9 +320,7 @@ class LabelIngest:
         self._plc_url = plc_url
         self._key: str | None = None
         self._refreshed_at = -_REFRESH_INTERVAL
-        self._cursor: int | None = None
-        self._saved: int | None = None
-        self._saved_at = 0.0
+        self._cursor = CursorKeeper(pool, self.source)
         self.stats = LabelStats()
         self.connected = asyncio.Event()
 
@@ -341,7 +338,7 @@ class LabelIngest:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, reconnecting with capped, jittered backoff."""
-        self._cursor = self._saved = await load_cursor(self._pool, self.source)
+        await self._cursor.load()
 
         async def session() -> None:
             if self._key is None or self._url is None:
@@ -359,19 +356,22 @@ class LabelIngest:
             message="labeler disconnected",
             source=self.source,
         )
-        await self._save_cursor(force=True)
+        await self._cursor.save()
 
     async def _session(self, stop: asyncio.Event) -> None:
         assert self._url is not None
-        url = f"{self._url}?cursor={self._cursor or 0}"
+        url = f"{self._url}?cursor={self._cursor.position or 0}"
         async with connect(url, max_size=MAX_FRAME_SIZE, open_timeout=15) as ws:
-            log.info("labeler connected", extra={"source": self.source, "cursor": self._cursor})
+            log.info(
+                "labeler connected",
+                extra={"source": self.source, "cursor": self._cursor.position},
+            )
             self.connected.set()
             try:
                 await receive_until_stopped(ws, stop, self.handle_frame)
             finally:
                 self.connected.clear()
-                await self._save_cursor(force=True)
+                await self._cursor.save()
 
     async def handle_frame(self, raw: str | bytes) -> None:
         """Verify and publish one frame's labels, then move the cursor past it."""
@@ -404,9 +404,7 @@ class LabelIngest:
             await self._log.append(self._topic, [(e.key, e.to_bytes()) for e in envelopes])
             self.stats.published += len(envelopes)
         self.stats.last_seq = frame.seq
-        if self._cursor is None or frame.seq > self._cursor:
-            self._cursor = frame.seq
-        await self._save_cursor(force=bool(envelopes))
+        await self._cursor.advance(frame.seq, save=bool(envelopes))
 
     async def _checked(self, raw: Any) -> Label:
         label = parse_label(raw)
@@ -423,12 +421,3 @@ class LabelIngest:
         if not verify_label(label, self._key):
             raise LabelError("bad_signature", f"{label.val} on {label.uri}")
         return label
-
-    async def _save_cursor(self, *, force: bool) -> None:
-        if self._cursor is None or self._cursor == self._saved:
-            return
-        now = time.monotonic()
-        if not force and now - self._saved_at < _CURSOR_SAVE_INTERVAL:
-            return
-        await save_cursor(self._pool, self.source, self._cursor)
-        self._saved, self._saved_at = self._cursor, now

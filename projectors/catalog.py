@@ -143,20 +143,20 @@ async def _write(conn: AsyncConnection, segment: _Segment) -> None:
     subjects = {
         row["subject_uri"] for c in (like.COLLECTION, comment.COLLECTION) for row in upserts[c]
     }
-    track_uris = {r["uri"] for r in upserts[track.COLLECTION]}
-    track_uris |= {d.uri for d in deletes[track.COLLECTION]}
     album_dids = {r["did"] for r in upserts[track.COLLECTION]}
     album_dids |= {d.did for c in (track.COLLECTION, lists.COLLECTION) for d in deletes[c]}
     album_dids |= {entry.row["did"] for entry in upserts[lists.COLLECTION]}
-    recount = set(track_uris) | subjects
-    await track.delete_tracks(conn, sorted(deletes[track.COLLECTION], key=_uri))
-    recount |= await track.insert_tracks(conn, sorted(upserts[track.COLLECTION], key=_row_uri))
+    recount = set(subjects)
     recount |= await like.delete_likes(conn, sorted(deletes[like.COLLECTION], key=_uri))
     recount |= await like.insert_likes(conn, sorted(upserts[like.COLLECTION], key=_row_uri))
     recount |= await comment.delete_comments(conn, sorted(deletes[comment.COLLECTION], key=_uri))
     recount |= await comment.insert_comments(
         conn, sorted(upserts[comment.COLLECTION], key=_row_uri)
     )
+    # Tracks after likes and comments: a track row written here is counted as it is
+    # written; a deleted one has nothing to count.
+    await track.delete_tracks(conn, sorted(deletes[track.COLLECTION], key=_uri))
+    recount -= await track.insert_tracks(conn, sorted(upserts[track.COLLECTION], key=_row_uri))
     await lists.delete_lists(conn, sorted(deletes[lists.COLLECTION], key=_uri))
     await lists.insert_lists(
         conn, sorted(upserts[lists.COLLECTION], key=lambda e: str(e.row["uri"]))

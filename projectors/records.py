@@ -138,29 +138,35 @@ class RecordTable:
 
     ``columns`` maps each column to its PostgreSQL type; ``touched`` is the column whose
     old and new values a write reports (the subject whose aggregates must be recounted).
+    ``derived`` columns are computed in SQL as the rows are written: ``(column,
+    expression)`` over the row ``x`` and the relations ``joins`` adds (which may use the
+    ``%(uris)s`` array of the batch's URIs).
     """
 
     table: str
     columns: tuple[tuple[str, str], ...]
     touched: str
+    derived: tuple[tuple[str, str], ...] = ()
+    joins: str = ""
 
     @property
     def _recordset(self) -> str:
         spec = ", ".join(f"{name} {kind}" for name, kind in self.columns)
-        return f"jsonb_to_recordset(%s::jsonb) AS x({spec})"
+        return f"jsonb_to_recordset(%(rows)s::jsonb) AS x({spec})"
 
     @property
     def upsert_sql(self) -> str:
-        names = [name for name, _ in self.columns]
+        names = [name for name, _ in self.columns] + [name for name, _ in self.derived]
+        values = [f"x.{name}" for name, _ in self.columns] + [expr for _, expr in self.derived]
         updates = ", ".join(
             f"{n} = excluded.{n}" for n in names if n not in ("uri", "id", "did", "rkey")
         )
         return (
             f"WITH x AS (SELECT * FROM {self._recordset}),"
             f" old AS (SELECT t.{self.touched} AS touched FROM {self.table} t"
-            " WHERE t.uri = ANY(%s::text[])),"
+            " WHERE t.uri = ANY(%(uris)s::text[])),"
             f" new AS (INSERT INTO {self.table} ({', '.join(names)})"
-            f" SELECT {', '.join(names)} FROM x"
+            f" SELECT {', '.join(values)} FROM x{self.joins}"
             " WHERE NOT EXISTS (SELECT 1 FROM catalog_tombstone d"
             "  WHERE d.key = x.uri AND d.rev >= x.rev)"
             " AND NOT EXISTS (SELECT 1 FROM catalog_tombstone d"
@@ -197,7 +203,7 @@ class RecordTable:
         # The URIs again as an array: an index lookup, where a join with the recordset
         # (estimated at 100 rows) would scan the whole table.
         uris = [row["uri"] for row in rows]
-        cur = await conn.execute(self.upsert_sql, (to_json(rows), uris))
+        cur = await conn.execute(self.upsert_sql, {"rows": to_json(rows), "uris": uris})
         written: set[str] = set()
         touched: set[Any] = set()
         for which, uri, value in await cur.fetchall():

@@ -3,7 +3,9 @@
 Updates are ordered by commit ``rev`` (an older rev never overwrites a newer one) and
 deletes leave tombstones (see :mod:`projectors.records`), so replays, duplicates and
 out-of-order delivery are harmless. ``like_count``, ``comment_count`` and ``album_slug``
-are derived columns, recomputed by :mod:`projectors.catalog` after every batch.
+are derived columns: computed as a row is written, and recomputed by
+:mod:`projectors.catalog` after every batch for the tracks whose likes, comments or
+albums changed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from plyr_appview.envelope import Envelope
+from projectors.album import slugify
 from projectors.base import parse_datetime, track_id
 from projectors.records import (
     Deletion,
@@ -44,9 +47,28 @@ _COLUMNS = (
     ("audio_blob_cid", "text"), ("audio_mime", "text"), ("audio_size", "bigint"),
     ("image_url", "text"), ("description", "text"), ("features", "jsonb"),
     ("self_labels", "jsonb"), ("support_gate", "jsonb"), ("created_at", "timestamptz"),
-    ("indexed_at", "timestamptz"), ("record", "jsonb"),
+    ("indexed_at", "timestamptz"), ("record", "jsonb"), ("album_slug", "text"),
 )  # fmt: skip
-TABLE = RecordTable("track", _COLUMNS, touched="uri")
+
+# Likes (distinct likers) and comments per subject, for the URIs in %(uris)s: one
+# aggregate per table over all of them (a bitmap scan each), not a count per URI.
+_COUNTS = (
+    ' LEFT JOIN (SELECT subject_uri, count(DISTINCT did) AS n FROM "like"'
+    "  WHERE subject_uri = ANY(%(uris)s) GROUP BY subject_uri) lc ON lc.subject_uri = {uri}"
+    " LEFT JOIN (SELECT subject_uri, count(*) AS n FROM comment"
+    "  WHERE subject_uri = ANY(%(uris)s) GROUP BY subject_uri) cc ON cc.subject_uri = {uri}"
+)
+
+# A track is written with its counts (likes and comments of the batch are written first),
+# so a new track row is not rewritten by the recount; likewise its album slug, when it
+# names an album (the album derivation gives such a track the slug of its title).
+TABLE = RecordTable(
+    "track",
+    _COLUMNS,
+    touched="uri",
+    derived=(("like_count", "coalesce(lc.n, 0)"), ("comment_count", "coalesce(cc.n, 0)")),
+    joins=_COUNTS.format(uri="x.uri"),
+)
 
 
 def to_row(envelope: Envelope) -> dict[str, Any]:
@@ -67,6 +89,7 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
         else []
     )
     features = record.get("features") or []
+    album = record.get("album") or None
     return {
         "uri": uri,
         "id": track_id(uri),
@@ -77,7 +100,7 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
         "title": record["title"],
         "artist": record["artist"],
         "file_type": record["fileType"],
-        "album": record.get("album") or None,
+        "album": album,
         "duration": int32(record.get("duration"), "duration"),
         "audio_url": record.get("audioUrl"),
         "audio_blob_cid": blob_cid,
@@ -91,11 +114,16 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
         "created_at": parse_datetime(record["createdAt"], "createdAt").isoformat(),
         "indexed_at": event_time(envelope).isoformat(),
         "record": record,
+        "album_slug": slugify(album) if album else None,
     }
 
 
 async def insert_tracks(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Insert or update tracks unless stored or deleted at a newer rev; the URIs written."""
+    """Insert or update tracks unless stored or deleted at a newer rev; the URIs written.
+
+    Written rows get ``like_count`` and ``comment_count`` recounted from the stored likes
+    and comments: write those first.
+    """
     written, _ = await TABLE.upsert(conn, rows)
     return written
 
@@ -114,19 +142,12 @@ async def recount(conn: AsyncConnection, uris: Sequence[str]) -> None:
     """Recompute ``like_count`` (distinct likers) and ``comment_count`` from the rows."""
     if not uris:
         return
-    # One aggregate per table over all the URIs (a bitmap scan each) rather than a
-    # correlated count per URI: ten times less work for a batch of thousands.
     uris = sorted(uris)
     await conn.execute(
         "UPDATE track SET like_count = c.likes, comment_count = c.comments FROM ("
-        " SELECT u.uri, coalesce(l.n, 0) AS likes, coalesce(m.n, 0) AS comments"
-        " FROM unnest(%(u)s::text[]) AS u(uri)"
-        ' LEFT JOIN (SELECT subject_uri, count(DISTINCT did) AS n FROM "like"'
-        "  WHERE subject_uri = ANY(%(u)s) GROUP BY subject_uri) l ON l.subject_uri = u.uri"
-        " LEFT JOIN (SELECT subject_uri, count(*) AS n FROM comment"
-        "  WHERE subject_uri = ANY(%(u)s) GROUP BY subject_uri) m ON m.subject_uri = u.uri"
-        " ) AS c"
-        " WHERE track.uri = c.uri AND track.uri = ANY(%(u)s)"
+        " SELECT u.uri, coalesce(lc.n, 0) AS likes, coalesce(cc.n, 0) AS comments"
+        " FROM unnest(%(uris)s::text[]) AS u(uri)" + _COUNTS.format(uri="u.uri") + ") AS c"
+        " WHERE track.uri = c.uri AND track.uri = ANY(%(uris)s)"
         " AND (track.like_count, track.comment_count) IS DISTINCT FROM (c.likes, c.comments)",
-        {"u": uris},
+        {"uris": uris},
     )

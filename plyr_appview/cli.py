@@ -18,7 +18,13 @@ from psycopg_pool import AsyncConnectionPool
 from plyr_appview.config import ConfigError, Settings, load_settings
 from plyr_appview.db import apply_migrations, database_url, open_pool
 from plyr_appview.log import Log
-from plyr_appview.runtime import configure_logging, open_log
+from plyr_appview.runtime import (
+    ApiWorkers,
+    bind_api_socket,
+    configure_logging,
+    open_log,
+    uvicorn_config,
+)
 
 __all__ = ["main"]
 
@@ -309,17 +315,16 @@ class _Server(uvicorn.Server):
 async def _serve(ctx: Context, stop: asyncio.Event) -> None:
     from api.app import create_app, open_api_pool
 
-    # The API reads through its own pool acting as the read-only role (migration 0009);
-    # the blob store (local dir or S3) comes from the settings.
-    api_pool = await open_api_pool(ctx.settings.api_database_url or ctx.url)
-    app = create_app(ctx.settings, pool=api_pool)
-    config = uvicorn.Config(
-        app,
-        host=ctx.settings.api_host,
-        port=ctx.settings.api_port,
-        log_config=None,
-        lifespan="on",
-    )
+    settings = ctx.settings
+    url = settings.api_database_url or ctx.url
+    if settings.api_workers > 1:
+        await _serve_workers(settings, url, stop)
+        return
+    # One worker: in this process. The API reads through its own pool acting as the
+    # read-only role (migration 0009); the blob store (local dir or S3) comes from the settings.
+    api_pool = await open_api_pool(url, max_size=settings.api_pool_size)
+    app = create_app(settings, pool=api_pool)
+    config = uvicorn_config(app, host=settings.api_host, port=settings.api_port)
     server = _Server(config)
     serving = asyncio.create_task(server.serve())
     try:
@@ -328,6 +333,23 @@ async def _serve(ctx: Context, stop: asyncio.Event) -> None:
         await serving
     finally:
         await api_pool.close()
+
+
+async def _serve_workers(settings: Settings, url: str, stop: asyncio.Event) -> None:
+    """``api_workers`` processes accepting from one socket bound here; restarted if they die."""
+    sock = bind_api_socket(settings.api_host, settings.api_port)
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    workers = ApiWorkers(sock, url, settings.api_workers, str(level))
+    workers.start()
+    log.info("api workers started", extra={"workers": settings.api_workers})
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if not stop.is_set():
+                workers.check()
+    finally:
+        await asyncio.to_thread(workers.stop)
 
 
 async def _run_parts(settings: Settings, parts: Sequence[str]) -> None:

@@ -30,6 +30,14 @@ LogBackend = Literal["postgres", "kafka"]
 Source = Literal["firehose", "jetstream"]
 
 
+def _cpu_count() -> int:
+    """CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class ConfigError(ValueError):
     """A configuration variable holds a value we cannot use."""
 
@@ -59,6 +67,15 @@ class Settings:
     cors_origins: tuple[str, ...] = ("http://localhost:5173",)
     api_database_url: str | None = None
     """Read-only URL for the API (role ``plyr_api_ro``); ``None``: the main URL."""
+    api_workers: int = field(default_factory=lambda: _cpu_count())
+    """API worker processes sharing the listening socket (``PLYR_API_WORKERS``)."""
+    api_pool_size: int = 10
+    """Database connections per API worker, at most (``PLYR_API_POOL_SIZE``)."""
+    api_cache_entries: int = 4096
+    """Cached GET responses per API worker; 0 turns the cache off (``PLYR_API_CACHE_ENTRIES``)."""
+    api_cache_ttl_s: int = 10
+    """Longest a cached response is served, even with no read-model change
+    (``PLYR_API_CACHE_TTL``): bounds answers that also depend on the clock."""
     public_url: str | None = None
     """Absolute base URL of the API as browsers see it (``r2_url``); ``None``: per request."""
     frontend_url: str = "https://plyr.fm"
@@ -196,6 +213,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         values["api_database_url"] = _url(
             "PLYR_API_DATABASE_URL", api_db, ("postgresql", "postgres")
         )
+    if workers := get("PLYR_API_WORKERS"):
+        values["api_workers"] = _int("PLYR_API_WORKERS", workers, 1, 256)
+    if pool_size := get("PLYR_API_POOL_SIZE"):
+        values["api_pool_size"] = _int("PLYR_API_POOL_SIZE", pool_size, 1, 1000)
+    if (entries := get("PLYR_API_CACHE_ENTRIES")) is not None and entries.strip():
+        values["api_cache_entries"] = _int("PLYR_API_CACHE_ENTRIES", entries, 0, 10_000_000)
+    if ttl := get("PLYR_API_CACHE_TTL"):
+        values["api_cache_ttl_s"] = _int("PLYR_API_CACHE_TTL", ttl, 1, 86400)
     if public := get("PLYR_PUBLIC_URL"):
         values["public_url"] = _url("PLYR_PUBLIC_URL", public, ("http", "https"))
     if front := get("PLYR_FRONTEND_URL"):

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import socket
+import subprocess
 import sys
+import time
 from typing import Any
 
+import uvicorn
 from psycopg_pool import AsyncConnectionPool
 
-from plyr_appview.config import Settings
+from plyr_appview.config import Settings, load_settings
 from plyr_appview.log import Log
 from plyr_appview.log.postgres import PostgresLog
 
-__all__ = ["TOPICS", "configure_logging", "open_log"]
+__all__ = [
+    "TOPICS",
+    "ApiWorkers",
+    "api_worker_main",
+    "bind_api_socket",
+    "configure_logging",
+    "open_log",
+    "uvicorn_config",
+]
 
 TOPICS = ("repo", "labels", "plays")
 
@@ -58,3 +72,118 @@ async def open_log(settings: Settings, pool: AsyncConnectionPool) -> Log:
         log = PostgresLog(pool, partitions=settings.partitions, topics=topics)
     await log.start()
     return log
+
+
+# --- API worker processes -------------------------------------------------------------
+
+_WORKER_FD = "PLYR_API_WORKER_FD"
+_WORKER_URL = "PLYR_API_WORKER_URL"
+_WORKER_LOG_LEVEL = "PLYR_API_WORKER_LOG_LEVEL"
+_WORKER_CODE = (
+    "import sys\nfrom plyr_appview.runtime import api_worker_main\nsys.exit(api_worker_main())"
+)
+
+
+def bind_api_socket(host: str, port: int) -> socket.socket:
+    """The listening socket every API worker accepts from."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(app: Any, **kwargs: Any) -> uvicorn.Config:
+    """uvicorn as the API runs it: httptools parser, our own logging and access log."""
+    return uvicorn.Config(
+        app, http="httptools", log_config=None, lifespan="on", access_log=False, **kwargs
+    )
+
+
+class ApiWorkers:
+    """``count`` API processes serving one socket; a worker that dies is started again.
+
+    Each worker is a fresh interpreter (``python -c``, not ``fork``: the parent runs an
+    event loop and threads), with uvloop, its own pool and its own response cache.
+    """
+
+    def __init__(self, sock: socket.socket, url: str, count: int, log_level: str) -> None:
+        self.sock = sock
+        self.url = url
+        self.count = count
+        self.log_level = log_level
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            _WORKER_FD: str(self.sock.fileno()),
+            _WORKER_URL: self.url,
+            _WORKER_LOG_LEVEL: self.log_level,
+        }
+        return subprocess.Popen(
+            [sys.executable, "-c", _WORKER_CODE], env=env, pass_fds=(self.sock.fileno(),)
+        )
+
+    def start(self) -> None:
+        self.procs = [self._spawn() for _ in range(self.count)]
+
+    def check(self) -> None:
+        """Start again any worker that exited."""
+        for i, proc in enumerate(self.procs):
+            code = proc.poll()
+            if code is not None:
+                logging.getLogger("plyr_appview").warning(
+                    "api worker exited; starting another", extra={"pid": proc.pid, "code": code}
+                )
+                self.procs[i] = self._spawn()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM every worker (graceful: in-flight requests finish), then wait."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.sock.close()
+
+
+def api_worker_main() -> int:
+    """Entry point of one API worker process (see :class:`ApiWorkers`)."""
+    import uvloop
+
+    configure_logging(os.environ.get(_WORKER_LOG_LEVEL, "INFO"))
+    sock = socket.socket(fileno=int(os.environ[_WORKER_FD]))
+    url = os.environ[_WORKER_URL]
+    settings = load_settings()
+    parent = os.getppid()
+
+    async def serve() -> None:
+        from api.app import create_app
+
+        server = uvicorn.Server(uvicorn_config(create_app(settings, database_url=url)))
+
+        async def orphaned() -> None:
+            # The supervisor died without stopping us (SIGKILL): stop serving its socket.
+            while True:
+                if os.getppid() != parent:
+                    server.should_exit = True
+                    return
+                await asyncio.sleep(1)
+
+        watch = asyncio.create_task(orphaned())
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            watch.cancel()
+
+    uvloop.install()
+    asyncio.run(serve())
+    return 0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,12 +20,15 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.audio import AudioCache
 from api.blobstore import BlobStore, open_blob_store
+from api.cache import ReadModelListener, ResponseCache, ResponseCacheApp
 from api.deps import Pool
 from api.errors import install_error_handlers
 from api.fetch import UpstreamFetcher
@@ -193,6 +197,30 @@ class AccessLog:
             )
 
 
+class _CacheCollector(Collector):
+    """The response cache's counters, labelled with this worker's process id."""
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self.cache = cache
+        self.worker = str(os.getpid())
+
+    def collect(self) -> Iterable[Metric]:
+        c = self.cache
+        for name, doc, value in (
+            ("plyr_api_cache_hits", "Responses served from the response cache", c.hits),
+            ("plyr_api_cache_misses", "Cacheable requests the cache could not answer", c.misses),
+            ("plyr_api_cache_invalidations", "Read-model change notifications", c.generation),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["worker"])
+            family.add_metric([self.worker], value)
+            yield family
+        entries = GaugeMetricFamily(
+            "plyr_api_cache_entries", "Responses held by the cache", labels=["worker"]
+        )
+        entries.add_metric([self.worker], len(c))
+        yield entries
+
+
 def create_app(
     settings: Settings,
     *,
@@ -214,10 +242,14 @@ def create_app(
             url = database_url or settings.api_database_url or settings.database_url
             if url is None:
                 raise RuntimeError("create_app needs a pool or a database_url")
-            own = await open_api_pool(url)
+            own = await open_api_pool(url, max_size=settings.api_pool_size)
             app.state.pool = own
         async with app.state.pool.connection() as conn:
             app.state.visibility = await detect_visibility(conn)
+        listener: ReadModelListener | None = None
+        if cache is not None:
+            listener = ReadModelListener(app.state.pool.conninfo, cache)
+            await listener.start()
         async with httpx.AsyncClient(http2=False, trust_env=False) as client:
             fetcher = UpstreamFetcher(
                 client=client,
@@ -241,6 +273,8 @@ def create_app(
             try:
                 yield
             finally:
+                if listener is not None:
+                    await listener.close()
                 if own is not None:
                     await own.close()
 
@@ -261,6 +295,13 @@ def create_app(
     if pool is not None:
         app.state.pool = pool
     install_error_handlers(app)
+    cache: ResponseCache | None = None
+    if settings.api_cache_entries > 0:
+        cache = ResponseCache(
+            max_entries=settings.api_cache_entries, ttl_s=float(settings.api_cache_ttl_s)
+        )
+        app.add_middleware(ResponseCacheApp, cache=cache)
+    app.state.response_cache = cache
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.cors_origins),
@@ -281,6 +322,9 @@ def create_app(
         buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         registry=registry,
     )
+
+    if cache is not None:
+        registry.register(_CacheCollector(cache))
 
     app.add_middleware(BodyLimit)
     app.add_middleware(AccessLog, requests=requests, latency=latency)

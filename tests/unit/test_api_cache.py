@@ -1,0 +1,95 @@
+"""ResponseCache bounds, ages and the stale-store guard; which requests are cacheable."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from api.cache import CachedResponse, ResponseCache, _cache_key
+
+
+def entry(body: bytes = b"{}", age: float = 0.0) -> CachedResponse:
+    return CachedResponse([], body, None, time.monotonic() - age)
+
+
+def live_cache(entries: int = 3, ttl: float = 60) -> ResponseCache:
+    cache = ResponseCache(max_entries=entries, ttl_s=ttl)
+    cache.live = True
+    return cache
+
+
+def test_least_recently_used_goes_first():
+    cache = live_cache(entries=2)
+    cache.put(b"a", entry(b"a"), cache.generation)
+    cache.put(b"b", entry(b"b"), cache.generation)
+    assert cache.get(b"a") is not None  # a is now the most recent
+    cache.put(b"c", entry(b"c"), cache.generation)
+    assert len(cache) == 2
+    assert cache.get(b"b") is None
+    assert cache.get(b"a") is not None and cache.get(b"c") is not None
+
+
+def test_entries_expire_after_ttl():
+    cache = live_cache(ttl=5)
+    cache.put(b"old", entry(age=6), cache.generation)
+    cache.put(b"new", entry(age=1), cache.generation)
+    assert cache.get(b"old") is None
+    assert cache.get(b"new") is not None
+    assert len(cache) == 1
+
+
+def test_a_response_read_before_an_invalidation_is_not_stored():
+    cache = live_cache()
+    generation = cache.generation
+    cache.invalidate()
+    cache.put(b"k", entry(), generation)
+    assert cache.get(b"k") is None
+
+
+def test_invalidate_drops_everything_and_counts():
+    cache = live_cache()
+    cache.put(b"k", entry(), cache.generation)
+    cache.invalidate()
+    assert len(cache) == 0 and cache.generation == 1
+    assert cache.get(b"k") is None and cache.misses == 1
+
+
+def test_nothing_is_stored_while_not_listening():
+    cache = ResponseCache(max_entries=3, ttl_s=60)
+    cache.put(b"k", entry(), cache.generation)
+    assert len(cache) == 0
+
+
+def scope(path: str, method: str = "GET", query: bytes = b"", **headers: str) -> dict:
+    return {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": query,
+        "scheme": "http",
+        "headers": [(b"host", b"api.test")]
+        + [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()],
+    }
+
+
+def test_key_has_host_path_and_query():
+    assert _cache_key(scope("/tracks/", query=b"limit=5")) == b"http://api.test/tracks/?limit=5"
+    assert _cache_key(scope("/tracks/", query=b"limit=5")) != _cache_key(scope("/tracks/"))
+
+
+@pytest.mark.parametrize(
+    "request_scope",
+    [
+        scope("/tracks/", method="POST"),
+        scope("/tracks/", method="HEAD"),
+        scope("/audio/123"),
+        scope("/metrics"),
+        scope("/health"),
+        scope("/tracks/", authorization="Bearer x"),
+        scope("/tracks/", cookie="session=1"),
+        scope("/tracks/", range="bytes=0-1"),
+    ],
+)
+def test_uncacheable_requests(request_scope):
+    assert _cache_key(request_scope) is None

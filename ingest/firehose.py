@@ -361,11 +361,24 @@ class FirehoseIngest:
         return self._hold_or_pass(event.did, [account_envelope(event, self.source)])
 
     async def _on_sync(self, event: SyncEvent) -> None:
-        """A ``#sync``: the repo's state was reset; resync unless it matches ours."""
+        """A ``#sync``: the repo's state was reset; resync unless it matches ours.
+
+        Acted on only once its commit verifies: a forged ``#sync`` is counted and dropped,
+        it never costs a resync.
+        """
         state = self.states.cached(event.did)
         if state is None:
             return
         if state.rev is not None and event.rev <= state.rev:
+            return
+        try:
+            verified = await self._verifier.verify_sync(event)
+        except VerifyError as exc:
+            self._reject(exc.reason, f"#sync: {exc}", seq=event.seq)
+            return
+        if state.status == ACTIVE and verified.data_cid == state.data_cid:
+            # Same records as ours, a newer rev (e.g. empty commits we did not see).
+            self.states.note(event.did, event.rev, verified.data_cid)
             return
         await self._desynchronize(event.did, f"#sync at rev {event.rev}")
 

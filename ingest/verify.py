@@ -10,7 +10,8 @@ about 10x faster than OpenSSL's generic curve code here), P-256 with ``cryptogra
 
 :func:`check_commit` is pure and synchronous (the benchmark and the firehose both use it);
 :class:`CommitVerifier` adds DID resolution, with one fresh re-resolution when a signature
-does not verify (the account may have rotated its key). Every refusal is a
+does not verify (the account may have rotated its key). A ``#sync`` event carries the
+same signed commit block (as its CAR's root) and is checked the same way. Every refusal is a
 :class:`VerifyError` whose ``reason`` is a short metric label.
 """
 
@@ -27,8 +28,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from ingest.car import cid_string
-from ingest.frames import CommitEvent
+from ingest.car import CarError, cid_string, read_car
+from ingest.frames import CommitEvent, SyncEvent
 from ingest.identity import DidResolver, ResolveError
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "VerifiedCommit",
     "VerifyError",
     "check_commit",
+    "check_signed",
     "decode_commit",
 ]
 
@@ -116,19 +118,25 @@ class KeyCache:
 
 def decode_commit(event: CommitEvent, blocks: dict[str, bytes]) -> dict[str, cbrrr.DagCborTypes]:
     """The commit object named by ``event.commit``, checked against the event's fields."""
-    raw = blocks.get(event.commit)
+    return _decode_commit(event.repo, event.rev, event.commit, blocks)
+
+
+def _decode_commit(
+    did: str, rev: str, cid: str, blocks: dict[str, bytes]
+) -> dict[str, cbrrr.DagCborTypes]:
+    raw = blocks.get(cid)
     if raw is None:
-        raise VerifyError("missing_commit_block", f"{event.commit} is not in the CAR")
+        raise VerifyError("missing_commit_block", f"{cid} is not in the CAR")
     try:
         commit = cbrrr.decode_dag_cbor(raw)
     except (ValueError, cbrrr.CbrrrDecodeError) as exc:
         raise VerifyError("bad_commit_block", str(exc)) from None
     if not isinstance(commit, dict):
         raise VerifyError("bad_commit_block", "commit is not a map")
-    if commit.get("did") != event.repo:
-        raise VerifyError("repo_mismatch", f"commit did {commit.get('did')!r} != {event.repo}")
-    if commit.get("rev") != event.rev:
-        raise VerifyError("rev_mismatch", f"commit rev {commit.get('rev')!r} != {event.rev}")
+    if commit.get("did") != did:
+        raise VerifyError("repo_mismatch", f"commit did {commit.get('did')!r} != {did}")
+    if commit.get("rev") != rev:
+        raise VerifyError("rev_mismatch", f"commit rev {commit.get('rev')!r} != {rev}")
     if commit.get("version") != 3:
         raise VerifyError("bad_commit_block", f"commit version {commit.get('version')!r}")
     if not isinstance(commit.get("data"), cbrrr.CID):
@@ -140,7 +148,14 @@ def check_commit(
     event: CommitEvent, blocks: dict[str, bytes], did_key: str, keys: KeyCache
 ) -> VerifiedCommit:
     """Verify the commit block of ``event`` against the signing key ``did_key``."""
-    commit = decode_commit(event, blocks)
+    return check_signed(event.repo, event.rev, event.commit, blocks, did_key, keys)
+
+
+def check_signed(
+    did: str, rev: str, cid: str, blocks: dict[str, bytes], did_key: str, keys: KeyCache
+) -> VerifiedCommit:
+    """Verify commit block ``cid`` (of ``did`` at ``rev``) against the signing key ``did_key``."""
+    commit = _decode_commit(did, rev, cid, blocks)
     sig = commit.pop("sig", None)
     if not isinstance(sig, bytes) or len(sig) != 64:
         raise VerifyError("bad_signature", "sig must be 64 bytes")
@@ -150,10 +165,10 @@ def check_commit(
     if s > key.half_order:  # high-S is malleable: the spec refuses it
         raise VerifyError("bad_signature", "high-S signature")
     if not key.verify(r, s, cbrrr.encode_dag_cbor(commit)):
-        raise VerifyError("bad_signature", f"{event.repo} rev {event.rev}")
+        raise VerifyError("bad_signature", f"{did} rev {rev}")
     data = commit["data"]
-    assert isinstance(data, cbrrr.CID)  # checked by decode_commit
-    return VerifiedCommit(event.repo, event.rev, cid_string(data))
+    assert isinstance(data, cbrrr.CID)  # checked by _decode_commit
+    return VerifiedCommit(did, rev, cid_string(data))
 
 
 class CommitVerifier:
@@ -165,16 +180,31 @@ class CommitVerifier:
 
     async def verify(self, event: CommitEvent, blocks: dict[str, bytes]) -> VerifiedCommit:
         """Verify ``event``; on a bad signature, re-resolve the DID once and retry."""
-        did_key = await self._signing_key(event.repo, fresh=False)
+        return await self._verify(event.repo, event.rev, event.commit, blocks)
+
+    async def verify_sync(self, event: SyncEvent) -> VerifiedCommit:
+        """Verify a ``#sync``: its CAR holds the signed commit as the only root."""
         try:
-            return check_commit(event, blocks, did_key, self.keys)
+            roots, blocks = read_car(event.blocks)
+        except CarError as exc:
+            raise VerifyError("bad_car", f"#sync of {event.did}: {exc}") from None
+        if len(roots) != 1:
+            raise VerifyError("bad_commit_block", f"#sync of {event.did}: {len(roots)} roots")
+        return await self._verify(event.did, event.rev, roots[0], blocks)
+
+    async def _verify(
+        self, did: str, rev: str, cid: str, blocks: dict[str, bytes]
+    ) -> VerifiedCommit:
+        did_key = await self._signing_key(did, fresh=False)
+        try:
+            return check_signed(did, rev, cid, blocks, did_key, self.keys)
         except VerifyError as exc:
             if exc.reason not in ("bad_signature", "bad_signing_key"):
                 raise
-        fresh = await self._signing_key(event.repo, fresh=True)
+        fresh = await self._signing_key(did, fresh=True)
         if fresh == did_key:
-            raise VerifyError("bad_signature", f"{event.repo} rev {event.rev} (key unchanged)")
-        return check_commit(event, blocks, fresh, self.keys)
+            raise VerifyError("bad_signature", f"{did} rev {rev} (key unchanged)")
+        return check_signed(did, rev, cid, blocks, fresh, self.keys)
 
     async def _signing_key(self, did: str, *, fresh: bool) -> str:
         try:

@@ -11,12 +11,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import cbrrr
 import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.commits import CollectionFilter
 from ingest.firehose import FirehoseIngest
+from ingest.frames import SyncEvent, decode_frame
 from ingest.metrics import IngestMetrics, render
 from ingest.repos import RepoStates
 from plyr_appview.config import DEFAULT_COLLECTIONS
@@ -29,13 +31,16 @@ from tests.factories import (
     SignedRepo,
     SigningKey,
     account_frame,
+    block,
     did_document,
     error_frame,
     frame,
     identity_frame,
     info_frame,
+    make_car,
     plc_did,
     post_record,
+    signed_commit,
     tid,
     track_record,
 )
@@ -127,6 +132,25 @@ async def h(pg_url: str) -> AsyncIterator[Harness]:
 
 def track_ops(n: int, title: str = "Song") -> list[tuple[str, str, dict | None]]:
     return [("create", f"fm.plyr.track/{tid(n)}", track_record(title))]
+
+
+def sync_frame(
+    repo: SignedRepo,
+    seq: int,
+    *,
+    data: cbrrr.CID | None = None,
+    sign_with: SigningKey | None = None,
+    blocks: bytes | None = None,
+) -> bytes:
+    """A ``#sync`` at the repo's next rev: its signed commit (MST root ``data``) in a CAR."""
+    rev = repo.next_rev()
+    cid, commit = signed_commit(
+        repo.did, data or block({"sync": seq})[0], rev, sign_with or repo.key
+    )
+    car = make_car([cid], [(cid, commit)]) if blocks is None else blocks
+    return frame(
+        "#sync", {"seq": seq, "did": repo.did, "rev": rev, "blocks": car, "time": FIXED_TIME}
+    )
 
 
 async def test_forged_commit_is_rejected_and_later_good_ones_published(h: Harness) -> None:
@@ -269,8 +293,7 @@ async def test_outdated_cursor_marks_every_repo_for_resync(h: Harness) -> None:
     await h.relay.add(alice.commit_frame(3, [("delete", f"fm.plyr.track/{tid(1)}", None)]), 3)
     carol = h.repo(3)
     await h.relay.add(carol.commit_frame(4, track_ops(4)), 4)
-    sync = {"seq": 5, "did": carol.did, "rev": tid(2**64 - 1), "blocks": b"", "time": FIXED_TIME}
-    await h.relay.add(frame("#sync", sync), 5)
+    await h.relay.add(sync_frame(carol, 5), 5)
     await h.relay.add(
         carol.commit_frame(6, [("create", f"fm.plyr.newthing/{tid(6)}", {"a": 1})]), 6
     )
@@ -285,6 +308,29 @@ async def test_outdated_cursor_marks_every_repo_for_resync(h: Harness) -> None:
     assert reasons[alice.did] == "OutdatedCursor" and reasons[carol.did].startswith("#sync")
     assert ingest.stats.rejected["unknown_collection"] == 1
     assert ingest.stats.events["info"] == 1
+
+
+async def test_sync_events_are_verified_before_they_cost_a_resync(h: Harness) -> None:
+    alice, bob = h.repo(1), h.repo(2)
+    await h.relay.add(alice.commit_frame(1, track_ops(1)), 1)
+    await h.relay.add(bob.commit_frame(2, track_ops(2)), 2)
+    # Forged (another key), then a CAR that is not one: refused and counted, no resync.
+    await h.relay.add(sync_frame(alice, 3, sign_with=SigningKey()), 3)
+    await h.relay.add(sync_frame(alice, 4, blocks=b"\x05junk"), 4)
+    # Genuine, with the records we already hold (same MST root): only the rev moves.
+    same = sync_frame(alice, 5, data=alice.data_cid)
+    await h.relay.add(same, 5)
+    # Genuine, with other records: bob must be resynced.
+    await h.relay.add(sync_frame(bob, 6), 6)
+    ingest = await h.start()
+    await h.until_cursor(6)
+    assert await ingest.states.desynchronized() == [bob.did]
+    assert ingest.stats.rejected["bad_signature"] == 1
+    assert ingest.stats.rejected["bad_car"] == 1
+    state = await ingest.states.get(alice.did)
+    synced = decode_frame(same)
+    assert isinstance(synced, SyncEvent)
+    assert state is not None and state.status == "active" and state.rev == synced.rev
 
 
 async def test_error_frame_reconnects_with_the_cursor(h: Harness) -> None:

@@ -15,9 +15,11 @@ new reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import importlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -143,10 +145,28 @@ async def rebuild(
                 offset = new_offset
                 report()
 
-    async with asyncio.TaskGroup() as group:
-        for topic, partition in parts:
-            group.create_task(replay(topic, partition))
+    with _fewer_collections():
+        async with asyncio.TaskGroup() as group:
+            for topic, partition in parts:
+                group.create_task(replay(topic, partition))
     return report()
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the young-generation garbage collector less often for the block.
+
+    A replay allocates some twenty short-lived objects per event (envelopes, records,
+    rows) and keeps a batch of them alive at a time, so the default threshold (700) runs
+    the collector hundreds of times per batch over objects it cannot free; 10,000 saves
+    about 8% of the rebuild's CPU here. The thresholds are restored after.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], 10_000), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 @dataclass(frozen=True, slots=True)

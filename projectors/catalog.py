@@ -120,7 +120,27 @@ def _reduce(segment: _Segment, envelope: Envelope) -> None:
         segment.seen[did] = at
 
 
-async def _write(conn: AsyncConnection, segment: _Segment) -> None:
+class _Turn:
+    """The catalog's write turn (``pg_advisory_xact_lock``), taken once per transaction.
+
+    Likes and comments of one partition recount tracks of repos in other partitions, so
+    writers of track rows take turns: no recount misses another worker's uncommitted
+    rows (the next writer's statements start after the previous one committed) and no
+    two workers deadlock on track rows. Rows only this partition writes (artists,
+    profiles, likes, comments, lists, tombstones) are written before the turn, in
+    parallel with other workers.
+    """
+
+    def __init__(self) -> None:
+        self.held = False
+
+    async def take(self, conn: AsyncConnection) -> None:
+        if not self.held:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+            self.held = True
+
+
+async def _write(conn: AsyncConnection, segment: _Segment, turn: _Turn) -> None:
     """Write one reduced segment (see the module docstring for the order)."""
     upserts: dict[str, list[Any]] = {c: [] for c in COLLECTIONS}
     deletes: dict[str, list[Deletion]] = {c: [] for c in COLLECTIONS}
@@ -153,17 +173,18 @@ async def _write(conn: AsyncConnection, segment: _Segment) -> None:
     recount |= await comment.insert_comments(
         conn, sorted(upserts[comment.COLLECTION], key=_row_uri)
     )
-    # Tracks after likes and comments: a track row written here is counted as it is
-    # written; a deleted one has nothing to count.
-    await track.delete_tracks(conn, sorted(deletes[track.COLLECTION], key=_uri))
-    recount -= await track.insert_tracks(conn, sorted(upserts[track.COLLECTION], key=_row_uri))
     await lists.delete_lists(conn, sorted(deletes[lists.COLLECTION], key=_uri))
     await lists.insert_lists(
         conn, sorted(upserts[lists.COLLECTION], key=lambda e: str(e.row["uri"]))
     )
+    await artist.refresh_effective(conn, sorted(profile_dids))
+    await turn.take(conn)
+    # Tracks after likes and comments: a track row written here is counted as it is
+    # written; a deleted one has nothing to count.
+    await track.delete_tracks(conn, sorted(deletes[track.COLLECTION], key=_uri))
+    recount -= await track.insert_tracks(conn, sorted(upserts[track.COLLECTION], key=_row_uri))
     await album.refresh_albums(conn, sorted(album_dids))
     await track.recount(conn, sorted(recount))
-    await artist.refresh_effective(conn, sorted(profile_dids))
 
 
 def _uri(value: Deletion) -> str:
@@ -234,14 +255,12 @@ class CatalogProjector:
         steps.append(segment)
         if not any(steps):
             return rejected
-        # Likes and comments of one partition recount tracks of repos in other partitions:
-        # writers take turns, so no recount misses another worker's uncommitted rows and
-        # no two workers deadlock on track rows. Parsing and validation stay parallel.
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+        turn = _Turn()
         for step in steps:
             if isinstance(step, _Segment):
                 if step:
-                    await _write(conn, step)
+                    await _write(conn, step, turn)
             else:
+                await turn.take(conn)  # a purge deletes tracks and recounts
                 await purge_account(conn, *step)
         return rejected

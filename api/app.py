@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import orjson
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import (
@@ -23,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from psycopg import AsyncConnection
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,7 +56,11 @@ READ_ONLY_ROLE = "plyr_api_ro"
 
 
 async def _use_read_only_role(conn: AsyncConnection) -> None:
-    """Switch a fresh connection to the read-only role when this login may (0009)."""
+    """Switch a fresh connection to the read-only role when this login may (0009).
+
+    Also decodes ``json``/``jsonb`` columns with orjson (several per track row).
+    """
+    set_json_loads(orjson.loads, conn)
     cur = await conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)"
         " AND pg_has_role(current_user, %s, 'MEMBER')",

@@ -1,35 +1,50 @@
 """API latency under load: 100k tracks, 20k artists, 1M likes, 50 concurrent clients.
 
 Bulk-loads the read models with COPY into a fresh database on the system PostgreSQL,
-starts a real uvicorn (one worker, its own process) on loopback, and drives it from this
-process with 50 concurrent httpx clients, each route for a bounded number of requests or
-seconds. Then the baseline: the same endpoints after dropping the indexes our queries rely
-on (newest-first, most-liked, id lookup, search indexes), so PostgreSQL falls back to scans
-and sorts, as plyr.fm's query shapes do at this size. Same data, same run.
+starts the API as deployed (``plyr-appview serve``: ``BENCH_WORKERS`` uvicorn worker
+processes, default the CPU count, uvloop and httptools) on loopback, and drives it from
+this process with 50 closed-loop keep-alive HTTP/1.1 connections (a lean client on an
+asyncio Protocol: each connection sends its next request when the previous answer is
+complete), each route for a bounded number of requests or seconds. Then the baseline: the
+same endpoints after dropping the indexes our queries rely on (newest-first, most-liked,
+id lookup, search indexes), so PostgreSQL falls back to scans and sorts, as plyr.fm's
+query shapes do at this size. Same data, same run.
+
+Everything runs twice: with the response cache (the default settings; the hit rate is
+printed) and with it off (``PLYR_API_CACHE_ENTRIES=0``, keys ``api.<route>_nocache_*``);
+the baseline always with the same setting as ours. Detail ids follow the likes'
+popularity (skewed, as real traffic is); a uniform-random variant is a ``#`` line.
 
 Prints ``BENCH api.<route>_p50_ms|_p95_ms|_p99_ms``, ``BENCH api.<route>_ratio_vs_baseline``
-(baseline p95 / ours p95) for tracks, top, detail and search, plus the same routes from one
+(baseline p95 / ours p95) for tracks, top, detail and search, the same routes from one
 sequential client (``_1client_p50_ms``: service time without queueing; with 50 requests in
-flight on one worker, latency ≈ 50 / throughput). Runs in about 3-4 minutes.
-The machine's two cores are shared (server, clients, PostgreSQL and other work).
+flight, latency ≈ 50 / throughput), failed requests per route (non-200 answers and
+transport errors, also listed on stderr) and the load generator's own CPU per request.
+Runs in about 4-5 minutes. The machine's cores are shared (server, clients, PostgreSQL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx
 import psycopg
+import uvloop
 
 from projectors.base import track_id
 from tests.brokers import create_database, drop_database
@@ -38,9 +53,11 @@ TRACKS = int(os.environ.get("BENCH_TRACKS", "100000"))
 ARTISTS = int(os.environ.get("BENCH_ARTISTS", "20000"))
 LIKES = int(os.environ.get("BENCH_LIKES", "1000000"))
 CLIENTS = 50
-REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
-BASELINE_REQUESTS = int(os.environ.get("BENCH_BASELINE_REQUESTS", "200"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", str(len(os.sched_getaffinity(0)))))
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "20000"))
+BASELINE_REQUESTS = int(os.environ.get("BENCH_BASELINE_REQUESTS", "2000"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+HOST = "127.0.0.1"
 
 WORDS = (
     "light rain night drive morning blue summer echo river fire gold dream city dust wave "
@@ -62,8 +79,8 @@ BASELINE_DROPS = {
 }
 
 
-def load(url: str) -> tuple[list[int], list[str]]:
-    """COPY artists, tracks and likes; return track ids and search queries."""
+def load(url: str) -> tuple[list[int], list[int], list[str]]:
+    """COPY artists, tracks and likes; return track ids, their like counts, search queries."""
     rng = random.Random(7)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     dids = [f"did:plc:{i:024d}".replace("0", "a") for i in range(ARTISTS)]
@@ -95,12 +112,15 @@ def load(url: str) -> tuple[list[int], list[str]]:
         # Likes: a skewed popularity, so "top" has a real head.
         # Text COPY in large chunks: write_row per row is too slow for a million rows.
         base_epoch = int(start.timestamp())
+        likes = [0] * TRACKS
         with conn.cursor().copy(
             'COPY "like" (uri, did, rkey, cid, rev, subject_uri, created_at) FROM STDIN'
         ) as copy:
             lines: list[str] = []
             for i in range(LIKES):
-                subject = uris[int(TRACKS * rng.random() ** 3)]
+                index = int(TRACKS * rng.random() ** 3)
+                likes[index] += 1
+                subject = uris[index]
                 did = dids[rng.randrange(ARTISTS)]
                 when = datetime.fromtimestamp(base_epoch + rng.randrange(300 * 86400), UTC)
                 lines.append(f"at://{did}/fm.plyr.like/l{i:09d}\t{did}\tl{i:09d}\tbafyreic"
@@ -139,7 +159,8 @@ def load(url: str) -> tuple[list[int], list[str]]:
             queries.append(word[:pos] + word[pos + 1 :] if len(word) > 4 else word)  # typo
         else:
             queries.append(f"artist{rng.randrange(ARTISTS)}.test")  # a handle
-    return ids, queries
+    # Every track can be visited, the liked ones more (weight = likes + 1).
+    return ids, [n + 1 for n in likes], queries
 
 
 def free_port() -> int:
@@ -149,60 +170,242 @@ def free_port() -> int:
         return port
 
 
-def serve(url: str, port: int) -> subprocess.Popen[bytes]:
-    code = (
-        "import uvicorn\n"
-        "from api.app import create_app\n"
-        "from plyr_appview.config import Settings\n"
-        f"app = create_app(Settings(), database_url={url!r})\n"
-        f"uvicorn.run(app, host='127.0.0.1', port={port}, log_level='warning',"
-        " access_log=False)\n"
+def serve(url: str, port: int, *, cache: bool) -> subprocess.Popen[bytes]:
+    """``plyr-appview serve`` as deployed: WORKERS uvicorn processes, uvloop, httptools."""
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "DATABASE_URL": url,
+        "PLYR_API_BIND": f"127.0.0.1:{port}",
+        "PLYR_API_WORKERS": str(WORKERS),
+        "PLYR_API_CACHE_ENTRIES": "4096" if cache else "0",
+        "PLYR_DATA_DIR": os.environ.get("BENCH_DATA_DIR", "/tmp/plyr-bench-api"),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "plyr_appview", "--log-level", "WARNING", "serve"], env=env
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    return subprocess.Popen([sys.executable, "-c", code], env=env)
 
 
-async def wait_ready(base: str) -> None:
-    deadline = time.monotonic() + 60
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(f"{base}/health")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def wait_ready(host: str, port: int) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            status, _ = await get_once(host, port, "/health")
+            if status == 200:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.2)
     raise RuntimeError("API did not start")
 
 
-async def drive(base: str, paths: list[str], count: int) -> list[float]:
-    """Latencies (ms) of ``count`` requests over ``paths`` by 50 clients, within SECONDS."""
-    latencies: list[float] = []
-    errors = 0
+# --- the load generator ---------------------------------------------------------------
+# A closed-loop HTTP/1.1 keep-alive client on a raw asyncio Protocol: each connection sends
+# its next GET as soon as the previous response is complete (Content-Length or chunked).
+# httpx spent about as much CPU per request as the server, on the same two cores.
+
+
+class Tally:
+    """Latencies (ms) and outcomes of one run."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.statuses: Counter[int] = Counter()
+        self.errors: Counter[str] = Counter()
+
+    @property
+    def failed(self) -> int:
+        return sum(n for code, n in self.statuses.items() if code != 200) + sum(
+            self.errors.values()
+        )
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection running requests back to back until ``next_path`` is None."""
+
+    def __init__(
+        self,
+        host: bytes,
+        next_path: Callable[[], str | None],
+        tally: Tally,
+        *,
+        keep_body: bool = False,
+    ) -> None:
+        self.keep_body = keep_body
+        self.body = b""
+        self.host = host
+        self.next_path = next_path
+        self.tally = tally
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.buf = bytearray()
+        self.in_flight = False
+        self.started = 0.0
+        self.head_end = -1
+        self.length = -1
+        self.chunked = False
+        self.status = 0
+        self.close_after = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self._send_next()
+
+    def _send_next(self) -> None:
+        assert self.transport is not None
+        path = self.next_path()
+        if path is None:
+            self.transport.close()
+            return
+        self.buf.clear()
+        self.head_end = -1
+        self.in_flight = True
+        self.started = time.perf_counter()
+        self.transport.write(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path.encode(), self.host))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if self.head_end < 0:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.head_end = end + 4
+            head = bytes(buf[:end]).lower()
+            self.status = int(head[9:12])
+            self.chunked = b"\r\ntransfer-encoding: chunked" in head
+            self.close_after = b"\r\nconnection: close" in head
+            self.length = -1
+            if not self.chunked:
+                at = head.find(b"\r\ncontent-length:")
+                if at < 0:
+                    self._fail("no content-length")
+                    return
+                line_end = head.find(b"\r\n", at + 2)
+                self.length = int(head[at + 17 : line_end if line_end > 0 else len(head)])
+        if self.chunked:
+            if not self._chunked_complete():
+                return
+        elif len(buf) < self.head_end + self.length:
+            return
+        self.in_flight = False
+        self.tally.latencies.append((time.perf_counter() - self.started) * 1000)
+        self.tally.statuses[self.status] += 1
+        if self.keep_body:
+            self.body = bytes(buf[self.head_end :])
+        if self.close_after:
+            assert self.transport is not None
+            self.transport.close()
+            return
+        self._send_next()
+
+    def _chunked_complete(self) -> bool:
+        buf, pos = self.buf, self.head_end
+        while True:
+            line_end = buf.find(b"\r\n", pos)
+            if line_end < 0:
+                return False
+            size = int(bytes(buf[pos:line_end]).split(b";")[0], 16)
+            if size == 0:  # last chunk, then optional trailers and an empty line
+                return buf.find(b"\r\n\r\n", line_end) >= 0
+            pos = line_end + 2 + size + 2
+            if pos > len(buf):
+                return False
+
+    def _fail(self, why: str) -> None:
+        self.in_flight = False
+        self.tally.errors[why] += 1
+        self.tally.latencies.append((time.perf_counter() - self.started) * 1000)
+        assert self.transport is not None
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.in_flight:  # the request in flight got no (complete) answer
+            self.in_flight = False
+            self.tally.errors[type(exc).__name__ if exc else "closed mid-response"] += 1
+            self.tally.latencies.append((time.perf_counter() - self.started) * 1000)
+        if not self.closed.done():
+            self.closed.set_result(True)
+
+
+async def drive(host: str, port: int, paths: list[str], count: int) -> Tally:
+    """``count`` requests over ``paths`` by CLIENTS closed-loop connections, within SECONDS."""
+    tally = Tally()
     deadline = time.monotonic() + SECONDS
-    next_index = 0
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+    issued = 0
 
-        async def worker() -> None:
-            nonlocal next_index, errors
-            while next_index < count and time.monotonic() < deadline:
-                path = paths[next_index % len(paths)]
-                next_index += 1
-                started = time.perf_counter()
-                try:
-                    r = await client.get(path)
-                    ok = r.status_code == 200
-                except httpx.HTTPError:  # a dropped or timed-out request still counts
-                    ok = False
-                latencies.append((time.perf_counter() - started) * 1000)
-                if not ok:
-                    errors += 1
+    def next_path() -> str | None:
+        nonlocal issued
+        if issued >= count or time.monotonic() >= deadline:
+            return None
+        issued += 1
+        return paths[issued % len(paths)]
 
-        await asyncio.gather(*(worker() for _ in range(CLIENTS)))
-    if errors:
-        print(f"# {errors} non-200 answers", file=sys.stderr)
-    return latencies
+    loop = asyncio.get_running_loop()
+    host_header = f"{host}:{port}".encode()
+
+    async def client() -> None:
+        # A connection the server closed (or that failed) is replaced while work remains.
+        while issued < count and time.monotonic() < deadline:
+            try:
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(host_header, next_path, tally), host, port
+                )
+            except OSError as exc:
+                tally.errors[f"connect: {type(exc).__name__}"] += 1
+                await asyncio.sleep(0.05)
+                continue
+            await conn.closed
+
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    return tally
+
+
+async def get_once(host: str, port: int, path: str) -> tuple[int, bytes]:
+    """One request on a fresh connection: (status, body)."""
+    tally = Tally()
+    sent = False
+
+    def one() -> str | None:
+        nonlocal sent
+        if sent:
+            return None
+        sent = True
+        return path
+
+    loop = asyncio.get_running_loop()
+    _, conn = await loop.create_connection(
+        lambda: _Connection(f"{host}:{port}".encode(), one, tally, keep_body=True), host, port
+    )
+    await conn.closed
+    if tally.errors or not tally.statuses:
+        raise OSError(f"no answer for {path}: {dict(tally.errors)}")
+    status = next(iter(tally.statuses))
+    body = conn.body
+    if conn.chunked:
+        body = _dechunk(body)
+    return status, body
+
+
+def _dechunk(raw: bytes) -> bytes:
+    out, pos = bytearray(), 0
+    while True:
+        line_end = raw.index(b"\r\n", pos)
+        size = int(raw[pos:line_end].split(b";")[0], 16)
+        if size == 0:
+            return bytes(out)
+        out += raw[line_end + 2 : line_end + 2 + size]
+        pos = line_end + 2 + size + 2
 
 
 def pct(values: list[float], q: float) -> float:
@@ -210,92 +413,166 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def single_client(base: str, paths: list[str], count: int = 60) -> list[float]:
-    """Latencies of one client in sequence: the service time without queueing."""
-    out = []
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-        for i in range(count):
-            started = time.perf_counter()
-            await client.get(paths[i % len(paths)])
-            out.append((time.perf_counter() - started) * 1000)
-    return out
+async def single_client(host: str, port: int, paths: list[str], count: int = 40) -> Tally:
+    """One client in sequence: the service time without queueing."""
+    global CLIENTS
+    saved, CLIENTS = CLIENTS, 1
+    try:
+        return await drive(host, port, paths, count)
+    finally:
+        CLIENTS = saved
+
+
+@dataclass
+class Figures:
+    """Per route: the 50-client run, the one-client run, and extra labelled runs."""
+
+    loaded: dict[str, Tally] = field(default_factory=dict)
+    solo: dict[str, Tally] = field(default_factory=dict)
+    extra: dict[str, Tally] = field(default_factory=dict)
+    client_cpu_ms: float = 0.0
+    requests: int = 0
+    cache: dict[str, float] = field(default_factory=dict)
 
 
 async def measure(
-    base: str, routes: dict[str, list[str]], count: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """(50-client latencies, one-client latencies) per route."""
-    out, solo = {}, {}
-    for name, paths in routes.items():
-        await drive(base, paths[:20], 100)  # warm the pool and caches
-        out[name] = await drive(base, paths, count)
-        solo[name] = await single_client(base, paths[::-1], 40)
-    return out, solo
+    host: str, port: int, routes: dict[str, list[str]], count: int, extra: dict[str, list[str]]
+) -> Figures:
+    figures = Figures()
+    for name, paths in [*routes.items(), *extra.items()]:
+        await drive(host, port, paths[:20], 200)  # warm connections, pools, plans
+        cpu = time.process_time()
+        tally = await drive(host, port, paths, count)
+        figures.client_cpu_ms += (time.process_time() - cpu) * 1000
+        figures.requests += len(tally.latencies)
+        if tally.failed:
+            print(f"# {name}: {tally.failed} failed of {len(tally.latencies)}: "
+                  f"{dict(tally.statuses)} {dict(tally.errors)}", file=sys.stderr)  # fmt: skip
+        if name in routes:
+            figures.loaded[name] = tally
+            figures.solo[name] = await single_client(host, port, paths[::-1])
+        else:
+            figures.extra[name] = tally
+    return figures
+
+
+async def cache_counts(host: str, port: int) -> tuple[float, float]:
+    """(hits, misses) of the response cache, summed over the workers that answer /metrics."""
+    # Each connection may land on any worker: ask on fresh connections until every
+    # worker's counters were seen (distinguished by their process id label).
+    seen: dict[str, tuple[float, float]] = {}
+    for _ in range(WORKERS * 20):
+        _, body = await get_once(host, port, "/metrics")
+        counts: dict[str, dict[str, float]] = {}
+        for line in body.decode().splitlines():
+            for kind in ("hits", "misses"):
+                prefix = f'plyr_api_cache_{kind}_total{{worker="'
+                if line.startswith(prefix):
+                    worker, value = line[len(prefix) :].split('"} ')
+                    counts.setdefault(worker, {})[kind] = float(value)
+        for worker, c in counts.items():
+            seen[worker] = (c.get("hits", 0.0), c.get("misses", 0.0))
+        if len(seen) >= WORKERS:
+            break
+    return sum(h for h, _ in seen.values()), sum(m for _, m in seen.values())
+
+
+async def run_server(
+    url: str, routes: dict[str, list[str]], count: int, extra: dict[str, list[str]], *, cache: bool
+) -> Figures:
+    port = free_port()
+    proc = serve(url, port, cache=cache)
+    try:
+        await wait_ready(HOST, port)
+        before = await cache_counts(HOST, port) if cache else (0.0, 0.0)
+        figures = await measure(HOST, port, routes, count, extra)
+        if cache:
+            after = await cache_counts(HOST, port)
+            figures.cache = {"hits": after[0] - before[0], "misses": after[1] - before[1]}
+        return figures
+    finally:
+        stop_server(proc)
+
+
+def report(ours: Figures, baseline: Figures, suffix: str) -> None:
+    for route, tally in ours.loaded.items():
+        lat, base = tally.latencies, baseline.loaded[route].latencies
+        p95, base95 = pct(lat, 0.95), pct(base, 0.95)
+        key = f"api.{route}{suffix}"
+        print(f"BENCH {key}_p50_ms {pct(lat, 0.50):.1f} ms")
+        print(f"BENCH {key}_p95_ms {p95:.1f} ms")
+        print(f"BENCH {key}_p99_ms {pct(lat, 0.99):.1f} ms")
+        print(f"BENCH {key}_baseline_p95_ms {base95:.1f} ms")
+        print(f"BENCH {key}_ratio_vs_baseline {base95 / p95:.1f} x")
+        solo, solo_base = ours.solo[route].latencies, baseline.solo[route].latencies
+        print(f"BENCH {key}_1client_p50_ms {pct(solo, 0.5):.1f} ms")
+        print(f"BENCH {key}_1client_ratio_vs_baseline {pct(solo_base, 0.5) / pct(solo, 0.5):.1f} x")
+        print(f"BENCH {key}_failed {tally.failed + baseline.loaded[route].failed} requests")
+        print(f"# {key}: {len(lat)} requests ours, {len(base)} baseline", file=sys.stderr)
+    for name, tally in ours.extra.items():
+        print(f"# {name}{suffix}: p50 {pct(tally.latencies, 0.5):.1f} ms, p95 "
+              f"{pct(tally.latencies, 0.95):.1f} ms, p99 {pct(tally.latencies, 0.99):.1f} ms "
+              f"({len(tally.latencies)} requests)")  # fmt: skip
+    if ours.requests:
+        print(f"# load generator CPU{suffix}: {ours.client_cpu_ms / ours.requests * 1000:.0f} us"
+              " per request (this process, all routes)")  # fmt: skip
+    if ours.cache:
+        total = ours.cache["hits"] + ours.cache["misses"]
+        rate = ours.cache["hits"] / total if total else 0.0
+        print(f"BENCH api.cache_hit_rate {rate * 100:.1f} %")
 
 
 async def main() -> None:
     started = time.monotonic()
     name, url = create_database()
-    proc: subprocess.Popen[bytes] | None = None
     try:
-        ids, queries = load(url)
+        ids, weights, queries = load(url)
         print(f"# loaded {TRACKS} tracks, {ARTISTS} artists, {LIKES} likes "
               f"in {time.monotonic() - started:.0f} s", file=sys.stderr)  # fmt: skip
         rng = random.Random(3)
-        # Deep pages too: cursors from the first pages of the newest list.
+        # Detail ids follow the likes' popularity (a few tracks get most visits); the
+        # uniform variant is printed as a '#' figure.
+        popular = rng.choices(ids, weights=weights, k=2000)
         routes = {
             "tracks": ["/tracks/?limit=50"] * 5,
             "top": [f"/tracks/top?period={p}" for p in ("all_time", "month", "week", "all_time")],
-            "detail": [f"/tracks/{rng.choice(ids)}" for _ in range(500)],
-            "search": [f"/search/?{httpx.QueryParams({'q': q})}" for q in queries],
+            "detail": [f"/tracks/{i}" for i in popular],
+            "search": [f"/search/?{urlencode({'q': q})}" for q in queries],
         }
+        extra = {"detail_uniform": [f"/tracks/{rng.choice(ids)}" for _ in range(2000)]}
         port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        proc = serve(url, port)
-        await wait_ready(base)
-        async with httpx.AsyncClient(base_url=base) as client:
-            body = (await client.get("/tracks/?limit=50")).json()
-            cursor = body["next_cursor"]
+        proc = serve(url, port, cache=False)
+        try:
+            await wait_ready(HOST, port)
+            _, body = await get_once(HOST, port, "/tracks/?limit=50")
+            cursor = json.loads(body)["next_cursor"]
             for _ in range(3):
-                routes["tracks"].append(f"/tracks/?{httpx.QueryParams({'cursor': cursor})}")
-                cursor = (await client.get(routes["tracks"][-1])).json()["next_cursor"]
-            if (await client.get("/search/?q=rain")).status_code != 200:
-                del routes["search"]
-                print("# /search/ not available: skipped", file=sys.stderr)
-        ours, ours_solo = await measure(base, routes, REQUESTS)
-        proc.terminate()
-        proc.wait(timeout=30)
-        proc = None
+                routes["tracks"].append(f"/tracks/?{urlencode({'cursor': cursor})}")
+                _, body = await get_once(HOST, port, routes["tracks"][-1])
+                cursor = json.loads(body)["next_cursor"]
+        finally:
+            stop_server(proc)
 
+        ours = await run_server(url, routes, REQUESTS, extra, cache=True)
+        ours_off = await run_server(url, routes, REQUESTS, extra, cache=False)
         with psycopg.connect(url, autocommit=True) as conn:
             for route in routes:
                 for statement in BASELINE_DROPS[route]:
                     conn.execute(statement)
             conn.execute("ANALYZE")
-        proc = serve(url, port)
-        await wait_ready(base)
-        baseline, baseline_solo = await measure(base, routes, BASELINE_REQUESTS)
+        baseline = await run_server(url, routes, BASELINE_REQUESTS, {}, cache=True)
+        baseline_off = await run_server(url, routes, BASELINE_REQUESTS, {}, cache=False)
 
-        for route, lat in ours.items():
-            p95 = pct(lat, 0.95)
-            base95 = pct(baseline[route], 0.95)
-            print(f"BENCH api.{route}_p50_ms {pct(lat, 0.50):.1f} ms")
-            print(f"BENCH api.{route}_p95_ms {p95:.1f} ms")
-            print(f"BENCH api.{route}_p99_ms {pct(lat, 0.99):.1f} ms")
-            print(f"BENCH api.{route}_baseline_p95_ms {base95:.1f} ms")
-            print(f"BENCH api.{route}_ratio_vs_baseline {base95 / p95:.1f} x")
-            solo, solo_base = pct(ours_solo[route], 0.5), pct(baseline_solo[route], 0.5)
-            print(f"BENCH api.{route}_1client_p50_ms {solo:.1f} ms")
-            print(f"BENCH api.{route}_1client_ratio_vs_baseline {solo_base / solo:.1f} x")
-            print(f"# {route}: {len(lat)} requests ours, {len(baseline[route])} baseline",
-                  file=sys.stderr)  # fmt: skip
+        print(f"# {WORKERS} API worker processes, {CLIENTS} closed-loop keep-alive clients; "
+              "with the response cache (default settings) and with PLYR_API_CACHE_ENTRIES=0 "
+              "(_nocache); each baseline with the same setting")  # fmt: skip
+        report(ours, baseline, "")
+        report(ours_off, baseline_off, "_nocache")
         print(f"# total {time.monotonic() - started:.0f} s", file=sys.stderr)
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
         drop_database(name)
 
 
 if __name__ == "__main__":
+    uvloop.install()
     asyncio.run(main())

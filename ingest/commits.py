@@ -2,7 +2,7 @@
 
 Pure functions, no I/O. The collection filter looks only at op paths, so commits that
 touch nothing we index never have their CAR parsed; :class:`Triage` goes further and
-decides from the raw frame bytes (see :func:`ingest.frames.peek_commit`), so most relay
+decides from the raw frame bytes (see :func:`ingest.frames.commit_peek`), so most relay
 frames are never decoded at all.
 
 Lexicon validation is not done here: the projectors validate each record and dead-letter

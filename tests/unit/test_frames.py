@@ -153,7 +153,7 @@ def test_missing_record_block_is_a_record_error():
         commit_envelopes(bad, KEEP, "test")
 
 
-# --- raw-bytes triage (CommitPeek / Triage) ---
+# --- raw-bytes triage (commit_peek / Triage) ---
 
 import random  # noqa: E402
 

@@ -25,6 +25,7 @@ __all__ = [
     "present_tracks",
     "select_tracks",
     "track_row",
+    "track_row_visible",
     "tracks_by_uris",
 ]
 
@@ -79,6 +80,28 @@ async def track_row(
     key, value = ("t.id", track_id) if track_id is not None else ("t.uri", uri)
     found = await row(conn, f"SELECT {TRACK_COLUMNS} FROM {TRACK_FROM} WHERE {key} = %s", (value,))
     return found, found is not None
+
+
+async def track_row_visible(
+    conn: AsyncConnection,
+    vis: Visibility,
+    context: Context,
+    *,
+    track_id: int | None = None,
+    uri: str | None = None,
+) -> tuple[dict[str, Any] | None, bool]:
+    """A joined track row by id or URI (``None`` if unknown), and whether ``context`` may
+    show it: the row and the visibility decision in one statement, one round trip."""
+    key, value = ("t.id", track_id) if track_id is not None else ("t.uri", uri)
+    found = await row(
+        conn,
+        f"SELECT {TRACK_COLUMNS}, {vis.track(context)} AS visible_in_context"
+        f" FROM {TRACK_FROM} WHERE {key} = %s",
+        (value,),
+    )
+    if found is None:
+        return None, False
+    return found, bool(found.pop("visible_in_context"))
 
 
 async def visible(conn: AsyncConnection, vis: Visibility, context: Context, uri: str) -> bool:

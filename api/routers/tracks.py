@@ -150,10 +150,10 @@ async def visible_track(
     conn: Any, vis: Any, context: Any, *, track_id: int | None = None, uri: str | None = None
 ) -> dict[str, Any]:
     """The joined row of a track visible in ``context``: 404 unknown, 410 hidden."""
-    found, exists = await catalog.track_row(conn, track_id=track_id, uri=uri)
-    if found is None or not exists:
+    found, shown = await catalog.track_row_visible(conn, vis, context, track_id=track_id, uri=uri)
+    if found is None:
         raise ApiError(404, "not_found", "track not found")
-    if not await catalog.visible(conn, vis, context, found["uri"]):
+    if not shown:
         raise ApiError(410, "gone", "track is not available")
     return found
 

@@ -66,11 +66,12 @@ async def select_tracks(
     """Joined track rows visible in ``context`` matching ``where`` (ANDed)."""
     clauses = [vis.track(context), *where]
     sql = f"SELECT {TRACK_COLUMNS} FROM {TRACK_FROM} WHERE {' AND '.join(clauses)} ORDER BY {order}"
-    args = list(params)
     if limit is not None:
-        sql += " LIMIT %s"
-        args.append(limit)
-    return await rows(conn, sql, args)
+        # A literal, not a parameter: with LIMIT $n the generic plan assumes 10% of the
+        # rows, looks costlier than the custom one and PostgreSQL re-plans every time
+        # (~0.7 ms on /tracks/); with a literal it settles on the generic plan.
+        sql += f" LIMIT {int(limit)}"
+    return await rows(conn, sql, list(params))
 
 
 async def track_row(

@@ -3,30 +3,41 @@
 Appends a realistic repo-topic event mix (tracks, likes, comments, lists, profiles,
 identity and account events) to the PostgreSQL-backed log, then measures in the same run:
 
-- ours: ``projectors.rebuild.rebuild`` (batches of 2000 through ``apply_many``: one
-  set-based statement per table per batch, recounts once per batch per subject);
+- ours: ``projectors.rebuild.rebuild`` with its defaults (what ``plyr-appview rebuild``
+  runs: batches of ``REBUILD_BATCH`` through ``apply_many``, set-based statements per
+  table per batch, two partitions at a time);
 - naive: the same projector, one transaction per event (``apply_batch`` of one message),
   on the first part of the same log.
 
 Prints ``BENCH projectors.rebuild_eps``, ``BENCH projectors.rebuild_naive_eps`` and
-``BENCH projectors.rebuild_ratio_vs_naive``. Needs the system PostgreSQL (as the tests).
+``BENCH projectors.rebuild_ratio_vs_naive``, and as ``#`` lines where the time goes: the
+rebuild's wall time, this process's CPU and the CPU of the database's server processes
+(read from ``/proc`` when PostgreSQL runs on this machine), and the Python cost per event
+of each pure step (envelope parse, lexicon validation, row building) measured on the same
+events. Needs the system PostgreSQL (as the tests).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from plyr_appview.db import open_pool
+from plyr_appview.log import Message
 from plyr_appview.log.postgres import PostgresLog
-from projectors.catalog import CatalogProjector
-from projectors.rebuild import rebuild, reset
-from projectors.runner import apply_batch, load_offset
+from projectors.catalog import CatalogProjector, _reduce, _Segment
+from projectors.rebuild import REBUILD_BATCH, rebuild, reset
+from projectors.records import valid_record
+from projectors.runner import _parse, apply_batch, load_offset
 from tests.brokers import create_database, drop_database
 from tests.factories import catalog_event_mix
 
@@ -34,6 +45,55 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "60000"))
 NAIVE_EVENTS = int(os.environ.get("BENCH_NAIVE_EVENTS", "3000"))
 PARTITIONS = 4
 TOPIC = "plyr.repo"
+
+
+def server_cpu(url: str) -> dict[int, float] | None:
+    """CPU seconds used so far by each server process of the database (None if unknown)."""
+    with psycopg.connect(url) as conn:
+        pids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[int, float] = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None  # not on this machine, or not ours to read
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def step_costs(messages: list[Message]) -> dict[str, float]:
+    """Microseconds of process time per event for each pure step, on ``messages``."""
+
+    def per_event(step: Callable[[], object]) -> float:
+        started = time.process_time()
+        step()
+        return (time.process_time() - started) / len(messages) * 1e6
+
+    envelopes = [_parse(m) for m in messages]
+    parse = per_event(lambda: [_parse(m) for m in messages])
+    records = [(e.collection, e.record) for e in envelopes if e.record and e.collection]
+
+    def validate_all() -> None:
+        for collection, record in records:
+            valid_record(collection, record)
+
+    validate = per_event(validate_all)
+
+    def reduce_all() -> None:
+        segment = _Segment()
+        for envelope in envelopes:
+            _reduce(segment, envelope)
+
+    reduce = per_event(reduce_all)
+    return {"parse": parse, "validate": validate, "rows": reduce - validate}
 
 
 async def main() -> None:
@@ -46,10 +106,21 @@ async def main() -> None:
         for start in range(0, len(events), 5000):
             chunk = events[start : start + 5000]
             await log.append(TOPIC, [(e.key, e.to_bytes()) for e in chunk])
+        # A rebuild process does not hold the whole stream in memory: free it, so the
+        # garbage collector does not walk it during the measurement.
+        del events, chunk
+        gc.collect()
         projector = CatalogProjector()
 
-        progress = await rebuild(pool, log, projector, TOPIC, batch_size=2000)
+        before = server_cpu(url)
+        cpu_started = time.process_time()
+        progress = await rebuild(pool, log, projector, TOPIC)
+        cpu = time.process_time() - cpu_started
+        after = server_cpu(url)
         eps = progress.done / progress.elapsed
+
+        sample = await log.read(TOPIC, 0, 0, max_messages=REBUILD_BATCH, timeout=1)
+        costs = step_costs(sample)
 
         # Naive: one transaction per event over the first NAIVE_EVENTS of partition 0..n.
         await reset(pool, projector)
@@ -70,7 +141,18 @@ async def main() -> None:
         await pool.close()
     finally:
         drop_database(name)
-    print(f"# {EVENTS} events, {PARTITIONS} partitions, naive on {done}; dead letters {row}")
+    n = progress.done
+    print(f"# {EVENTS} events, {PARTITIONS} partitions, batch {REBUILD_BATCH}, naive on {done};")
+    print(f"# dead letters after the naive run {row[0] if row else '?'}")
+    print(f"# rebuild wall {progress.elapsed:.2f} s = {progress.elapsed / n * 1e6:.1f} us/event")
+    print(f"# python process CPU {cpu / n * 1e6:.1f} us/event")
+    if before is not None and after is not None:
+        server = sum(used - before.get(pid, 0.0) for pid, used in after.items())
+        print(f"# postgresql server processes CPU {server / n * 1e6:.1f} us/event")
+    print(
+        "# python steps per event (process time, one partition's first batch): "
+        + ", ".join(f"{step} {value:.1f} us" for step, value in costs.items())
+    )
     print(f"BENCH projectors.rebuild_eps {eps:.0f} events/s")
     print(f"BENCH projectors.rebuild_naive_eps {naive_eps:.0f} events/s")
     print(f"BENCH projectors.rebuild_ratio_vs_naive {eps / naive_eps:.1f} x")

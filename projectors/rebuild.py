@@ -31,6 +31,7 @@ from projectors.base import Projector
 from projectors.runner import apply_batch, apply_message, load_offset
 
 __all__ = [
+    "REBUILD_BATCH",
     "DeadLetter",
     "Progress",
     "list_dead_letters",
@@ -40,6 +41,12 @@ __all__ = [
     "rebuild",
     "replay_dead_letters",
 ]
+
+
+# Events per transaction when replaying: per-batch work (album derivation per artist,
+# recounts, statement overheads) is paid once per batch, so large batches cost much less
+# per event (60k-event rebuild: PostgreSQL 58 us/event at 2,000, 40 at 10,000).
+REBUILD_BATCH = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +109,7 @@ async def rebuild(
     projector: Projector,
     topics: str | Sequence[str],
     *,
-    batch_size: int = 2000,
+    batch_size: int = REBUILD_BATCH,
     concurrency: int = 2,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> Progress:

@@ -380,3 +380,21 @@ async def test_rebuild_is_byte_identical_and_dead_letters_replay(pool):
     ]
     assert await replay_dead_letters(pool, log, letters) == (0, 1)  # still invalid
     assert len(await list_dead_letters(pool)) == 1
+
+
+async def test_rebuild_in_default_batches_equals_one_event_per_transaction(pool):
+    log = PostgresLog(pool, partitions=2, topics=[TOPIC])
+    await log.start()
+    events = catalog_event_mix(700, seed=11)
+    await log.append(TOPIC, [(e.key, e.to_bytes()) for e in events])
+    projector = CatalogProjector()
+    # The naive way: every event in its own transaction, as a live worker with no backlog.
+    for partition in range(2):
+        offset = await load_offset(pool, "catalog", TOPIC, partition)
+        for message in await log.read(TOPIC, partition, 0, max_messages=10_000, timeout=0.1):
+            offset = await apply_batch(pool, projector, [message], offset)
+    one_by_one = await dump(pool)
+    assert one_by_one["track"] and one_by_one["like"] and one_by_one["album"]
+    done = await rebuild(pool, log, projector, TOPIC)  # one batch per partition
+    assert done.done == len(events)
+    assert await dump(pool) == one_by_one

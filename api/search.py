@@ -21,8 +21,11 @@ once earlier ones filled the page (an exact title never waits for the fuzzy scan
 belongs to exactly one tier (its best). Queries shorter than three characters (after
 normalisation) skip the trigram tiers, which cannot help them, and match the start of any
 word instead of any substring ("me" finds "Metallica" and "Saint Me"). Artists match on
-display name and handle (greatest of both, as plyr). A query that is a DID or an AT-URI is
-looked up directly (exact, 5.0); a handle matches exactly through the handle column.
+display name and handle (greatest of both, as plyr). A query that is a DID, an AT-URI or
+the handle of an artist we index (``alice.bsky.social``, ``@alice.bsky.social``) is looked
+up directly (that item alone, 5.0): like an identifier, not text, and fuzzy matches on a
+handle-shaped query would only be other handles sharing its domain (``.bsky.social``),
+ranked by scanning every artist.
 
 Visibility: every candidate passes the moderation decision for the ``search`` context
 (:func:`api.moderation.visible_clause`) and its account must be active in the catalog
@@ -32,6 +35,7 @@ Visibility: every candidate passes the moderation decision for the ``search`` co
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -306,6 +310,19 @@ def _lookup_keys(q: str) -> dict[str, list[str]] | None:
     return {}
 
 
+# atproto handle syntax: two or more dot-separated labels, the last not starting with a digit
+_HANDLE = re.compile(
+    r"^@?((?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+"
+    r"[a-zA-Z](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)$"
+)
+
+
+def _handle(q: str) -> str | None:
+    """The handle a query spells (``alice.bsky.social``, ``@alice.bsky.social``), if any."""
+    match = _HANDLE.match(q.strip())
+    return match.group(1) if match else None
+
+
 def _present(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     relevance = round(float(row["relevance"]), 3)
     if kind == "tracks":
@@ -358,16 +375,18 @@ def _present(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _resolve_handle(conn: AsyncConnection, authority: str) -> str:
+async def _resolve_handle(conn: AsyncConnection, authority: str) -> str | None:
+    """The DID of the artist whose handle is ``authority`` (any case), if there is one."""
     if authority.startswith("did:"):
         return authority
     cur = await conn.execute(
         "SELECT doc_key FROM search_doc WHERE doc_type = 'artist'"
         " AND alt_norm = plyr_search_norm(%s) AND lower(alt) = lower(%s) LIMIT 1",
         (authority, authority),
+        prepare=True,
     )
     row = await cur.fetchone()
-    return str(row[0]) if row else authority
+    return str(row[0]) if row else None
 
 
 async def _ranked(
@@ -411,6 +430,10 @@ async def search(
     """
     wanted = [t for t in TYPES if t in types]
     keys = _lookup_keys(q)
+    if keys is None and (handle := _handle(q)) is not None:
+        did = await _resolve_handle(conn, handle)
+        if did is not None:
+            keys = {"artists": [did]}
     if keys is not None:
         return await _lookup(conn, q, keys, wanted, limit, adult_ok)
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -433,9 +456,10 @@ async def _lookup(
     limit: int,
     adult_ok: bool,
 ) -> dict[str, Any]:
-    """Exact lookups for a DID or AT-URI query."""
+    """Exact lookups for a DID, AT-URI or handle query."""
     if "at://" in q and "artists" in keys:
-        keys["artists"] = [await _resolve_handle(conn, keys["artists"][0])]
+        authority = keys["artists"][0]
+        keys["artists"] = [await _resolve_handle(conn, authority) or authority]
     if "albums" in wanted and keys.get("albums_by_list"):
         cur = await conn.execute(
             "SELECT album_key FROM search_album_member WHERE source_uri = ANY(%s)",

@@ -254,6 +254,17 @@ async def test_lookup_by_handle_did_and_at_uri(pool):
     assert titles(by_authority, "artist") == ["AC/DC"]
 
 
+async def test_a_known_handle_is_a_lookup_else_text(pool):
+    # every type asked: the handle's artist alone, as for a DID
+    for q in ("metallica.test", "@Metallica.TEST"):
+        result = await run(pool, q)
+        assert [r["type"] for r in result["results"]] == ["artist"], q
+        assert titles(result, "artist") == ["Metallica"]
+    # handle-shaped but nobody's handle: an ordinary text query
+    assert titles(await run(pool, "R.E.M"), "artist") == ["R.E.M."]
+    assert titles(await run(pool, "metallica.tes"), "artist")[0] == "Metallica"
+
+
 async def test_moderation_hides_from_search(pool):
     halo = uri("did:plc:beyonce00000000000000000", "t1")
     assert titles(await run(pool, "halo"), "track") == ["Halo"]

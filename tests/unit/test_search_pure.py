@@ -6,7 +6,15 @@ import re
 
 import pytest
 
-from api.search import TYPES, _lookup_keys, _lookup_statement, _statement, _Terms, tag_id
+from api.search import (
+    TYPES,
+    _handle,
+    _lookup_keys,
+    _lookup_statement,
+    _statement,
+    _Terms,
+    tag_id,
+)
 from plyr_appview.envelope import Envelope
 from projectors.base import InvalidEvent
 from projectors.search import list_doc, record_tags, track_doc
@@ -96,6 +104,23 @@ def test_record_tags(raw, expected):
 )
 def test_lookup_keys(query, expected):
     assert _lookup_keys(query) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("alice.bsky.social", "alice.bsky.social"),
+        (" @Alice.Test ", "Alice.Test"),
+        ("r.e.m", "r.e.m"),  # handle-shaped: looked up, text search if nobody has it
+        ("R.E.M.", None),  # a trailing dot is no handle
+        ("alice", None),
+        ("alice bsky.social", None),
+        ("alice.123", None),  # the last label cannot start with a digit
+        ("did:plc:abc", None),
+    ],
+)
+def test_handle_shaped_queries(query, expected):
+    assert _handle(query) == expected
 
 
 def test_terms_patterns_escape_like_wildcards():

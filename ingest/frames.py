@@ -258,7 +258,7 @@ def _text(guard: bytes) -> bytes:
     return b"(?:\\x78(?:" + long + b")|" + short + b")"
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=16)  # a pure function; compiling it takes ~0.1 s
 def _commit_pattern(needles: tuple[bytes, ...]) -> re.Pattern[bytes]:
     """The canonical start of a ``#commit`` frame up to the ``repo`` key, byte for byte.
 

@@ -113,11 +113,17 @@ class ResponseCacheApp:
 
     Sits inside CORS, access log and metrics, so cached answers get the same headers,
     log lines and counters (under the route they were first answered by).
+
+    Identical misses in flight at once are answered once: later arrivals wait for the
+    first one's answer instead of running the same queries (after an invalidation, every
+    client of the home page misses at the same moment). Only arrivals that saw the same
+    cache generation as the first one share its answer.
     """
 
     def __init__(self, app: ASGIApp, *, cache: ResponseCache) -> None:
         self.app = app
         self.cache = cache
+        self._in_flight: dict[bytes, tuple[int, asyncio.Future[CachedResponse | None]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache = self.cache
@@ -126,6 +132,11 @@ class ResponseCacheApp:
             await self.app(scope, receive, send)
             return
         entry = cache.get(key)
+        generation = cache.generation
+        if entry is None:
+            leader = self._in_flight.get(key)
+            if leader is not None and leader[0] == generation:
+                entry = await asyncio.shield(leader[1])
         if entry is not None:
             scope["route"] = entry.route
             # A fresh list: outer middleware (CORS) adds headers to the message in place.
@@ -133,7 +144,14 @@ class ResponseCacheApp:
             await send({"type": "http.response.start", "status": 200, "headers": fresh})
             await send({"type": "http.response.body", "body": entry.body})
             return
-        generation = cache.generation
+        await self._answer(key, generation, scope, receive, send)
+
+    async def _answer(
+        self, key: bytes, generation: int, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Run the app, keep a cacheable answer, hand it to identical requests waiting."""
+        done: asyncio.Future[CachedResponse | None] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = (generation, done)
         status = 0
         headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
@@ -149,27 +167,31 @@ class ResponseCacheApp:
                 size += len(body)
                 chunks.append(body)
                 if not message.get("more_body", False) and size <= _MAX_BODY:
-                    _store(cache, key, scope, headers, b"".join(chunks), generation)
+                    stored = _cacheable(scope, headers, b"".join(chunks))
+                    if stored is not None:
+                        self.cache.put(key, stored, generation)
+                        done.set_result(stored)
             await send(message)
 
-        await self.app(scope, receive, keep)
+        try:
+            await self.app(scope, receive, keep)
+        finally:
+            if not done.done():
+                done.set_result(None)  # not cacheable or failed: waiters answer themselves
+            if self._in_flight.get(key, (0, None))[1] is done:
+                del self._in_flight[key]
 
 
-def _store(
-    cache: ResponseCache,
-    key: bytes,
-    scope: Scope,
-    headers: list[tuple[bytes, bytes]],
-    body: bytes,
-    generation: int,
-) -> None:
-    """Keep a complete 200 JSON answer that sets no cookie."""
+def _cacheable(
+    scope: Scope, headers: list[tuple[bytes, bytes]], body: bytes
+) -> CachedResponse | None:
+    """An entry for a complete 200 JSON answer that sets no cookie, else ``None``."""
     for name, value in headers:
         if name == b"content-type" and not value.startswith(b"application/json"):
-            return
+            return None
         if name == b"set-cookie":
-            return
-    cache.put(key, CachedResponse(headers, body, scope.get("route"), time.monotonic()), generation)
+            return None
+    return CachedResponse(headers, body, scope.get("route"), time.monotonic())
 
 
 class ReadModelListener:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from api.cache import CachedResponse, ResponseCache, _cache_key
+from api.cache import CachedResponse, ResponseCache, ResponseCacheApp, _cache_key
 
 
 def entry(body: bytes = b"{}", age: float = 0.0) -> CachedResponse:
@@ -93,3 +94,58 @@ def test_key_has_host_path_and_query():
 )
 def test_uncacheable_requests(request_scope):
     assert _cache_key(request_scope) is None
+
+
+class SlowApp:
+    """An ASGI app answering 200 JSON after ``release`` is set; counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.calls += 1
+        body = b'{"n": %d}' % self.calls
+        await self.release.wait()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+async def get(app: ResponseCacheApp, path: str = "/tracks/") -> bytes:
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app(scope(path), None, send)
+    assert sent[0]["status"] == 200
+    return b"".join(m.get("body", b"") for m in sent[1:])
+
+
+async def test_identical_misses_in_flight_are_answered_once():
+    inner = SlowApp()
+    app = ResponseCacheApp(inner, cache=live_cache())
+    requests = [asyncio.create_task(get(app)) for _ in range(5)]
+    await asyncio.sleep(0)
+    inner.release.set()
+    assert await asyncio.gather(*requests) == [b'{"n": 1}'] * 5
+    assert inner.calls == 1
+
+
+async def test_a_request_after_an_invalidation_does_not_share_an_older_answer():
+    inner = SlowApp()
+    cache = live_cache()
+    app = ResponseCacheApp(inner, cache=cache)
+    first = asyncio.create_task(get(app))
+    await asyncio.sleep(0)
+    cache.invalidate()  # a change committed while the first request was running
+    second = asyncio.create_task(get(app))
+    await asyncio.sleep(0)
+    inner.release.set()
+    assert (await first, await second) == (b'{"n": 1}', b'{"n": 2}')
+    assert inner.calls == 2
+    key = _cache_key(scope("/tracks/"))
+    assert key is not None
+    kept = cache.get(key)  # the answer read after the change, not the older one
+    assert kept is not None and kept.body == b'{"n": 2}'

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from psycopg import AsyncConnection
 
@@ -27,7 +27,7 @@ from projectors import album, artist, comment, like, lists, profile, track
 from projectors.base import InvalidEvent
 from projectors.records import Deletion, deletion, event_time
 
-__all__ = ["COLLECTIONS", "CatalogProjector"]
+__all__ = ["COLLECTIONS", "CatalogProjector", "Steps"]
 
 COLLECTIONS = (
     track.COLLECTION,
@@ -66,6 +66,10 @@ class _Segment:
         current = self.profiles.get(key)
         if current is None or order >= current[0]:
             self.profiles[key] = (order, value)
+
+
+Steps: TypeAlias = "list[_Segment | tuple[str, datetime]]"
+"""A reduced batch: segments to write, and between them accounts to purge (DID, time)."""
 
 
 def _reduce(segment: _Segment, envelope: Envelope) -> None:
@@ -238,8 +242,17 @@ class CatalogProjector:
         Returns ``(index, reason)`` of the events rejected as invalid (nothing of them is
         written); the others all take effect.
         """
+        steps, rejected = self.reduce(envelopes)
+        await self.write(conn, steps)
+        return rejected
+
+    def reduce(self, envelopes: Sequence[Envelope]) -> tuple[Steps, list[tuple[int, str]]]:
+        """Validate and reduce a batch (pure, so it can run in another process).
+
+        Returns what :meth:`write` writes, and ``(index, reason)`` of the invalid events.
+        """
         rejected: list[tuple[int, str]] = []
-        steps: list[_Segment | tuple[str, datetime]] = []
+        steps: Steps = []
         segment = _Segment()
         for index, envelope in enumerate(envelopes):
             if envelope.kind == "account.changed" and (
@@ -253,8 +266,10 @@ class CatalogProjector:
             except InvalidEvent as exc:
                 rejected.append((index, str(exc)))
         steps.append(segment)
-        if not any(steps):
-            return rejected
+        return steps, rejected
+
+    async def write(self, conn: AsyncConnection, steps: Steps) -> None:
+        """Write what :meth:`reduce` returned, inside the caller's transaction."""
         turn = _Turn()
         for step in steps:
             if isinstance(step, _Segment):
@@ -263,4 +278,3 @@ class CatalogProjector:
             else:
                 await turn.take(conn)  # a purge deletes tracks and recounts
                 await purge_account(conn, *step)
-        return rejected

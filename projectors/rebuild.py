@@ -20,6 +20,7 @@ import gc
 import importlib
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,7 +29,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from plyr_appview.log import Log
 from projectors.base import Projector
-from projectors.runner import apply_batch, apply_message, load_offset
+from projectors.runner import (
+    ReducingProjector,
+    apply_batch,
+    apply_message,
+    load_offset,
+    prepare,
+)
 
 __all__ = [
     "REBUILD_BATCH",
@@ -135,7 +142,7 @@ async def rebuild(
             on_progress(progress)
         return progress
 
-    async def replay(topic: str, partition: int) -> None:
+    async def replay(topic: str, partition: int, helper: Executor | None) -> None:
         nonlocal done
         async with gate:
             offset = await load_offset(pool, projector.name, topic, partition)
@@ -147,16 +154,36 @@ async def rebuild(
                     if offset >= targets[topic, partition]:
                         return
                     continue
-                new_offset = await apply_batch(pool, projector, messages, offset)
+                prepared = None
+                if helper is not None and isinstance(projector, ReducingProjector):
+                    prepared = await asyncio.get_running_loop().run_in_executor(
+                        helper, prepare, projector, messages
+                    )
+                new_offset = await apply_batch(pool, projector, messages, offset, prepared=prepared)
                 done += new_offset - offset
                 offset = new_offset
                 report()
 
-    with _fewer_collections():
+    with _fewer_collections(), _helper_process(projector) as helper:
         async with asyncio.TaskGroup() as group:
             for topic, partition in parts:
-                group.create_task(replay(topic, partition))
+                group.create_task(replay(topic, partition, helper))
     return report()
+
+
+@contextlib.contextmanager
+def _helper_process(projector: Projector) -> Iterator[Executor | None]:
+    """A process that parses and reduces batches, for a projector that can split that off.
+
+    Parsing, validation and row building are most of a rebuild's Python time; done in a
+    second process, the next batch is prepared while this one's are written (the event
+    loop here only reads the log and talks to PostgreSQL). Other projectors get None.
+    """
+    if not isinstance(projector, ReducingProjector):
+        yield None
+        return
+    with ProcessPoolExecutor(max_workers=1) as helper:
+        yield helper
 
 
 @contextlib.contextmanager

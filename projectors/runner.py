@@ -13,7 +13,8 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import psycopg
 from psycopg import AsyncConnection
@@ -26,9 +27,12 @@ from projectors.base import InvalidEvent, OffsetConflict, Projector
 
 __all__ = [
     "BatchProjector",
+    "Prepared",
+    "ReducingProjector",
     "apply_batch",
     "apply_message",
     "load_offset",
+    "prepare",
     "run_partition",
     "run_projector",
 ]
@@ -55,7 +59,7 @@ async def load_offset(pool: AsyncConnectionPool, projector: str, topic: str, par
 
 
 async def _dead_letter(
-    conn: AsyncConnection, projector: str, message: Message, reason: str, envelope: Envelope | None
+    conn: AsyncConnection, projector: str, message: Message, reason: str, uri: str | None
 ) -> None:
     payload: object
     try:
@@ -71,7 +75,7 @@ async def _dead_letter(
             message.topic,
             message.partition,
             message.offset,
-            envelope.uri if envelope else None,
+            uri,
             reason,
             Jsonb(payload),
         ),
@@ -159,17 +163,93 @@ async def _apply_messages(
             for message in parsed:
                 envelope, reason = await apply_message(conn, projector, message)
                 if reason is not None:
-                    await _dead_letter(conn, projector.name, message, reason, envelope)
+                    await _dead_letter(conn, projector.name, message, reason, _uri(envelope))
         else:
             for index, reason in rejected:
                 failed.append((parsed[index], envelopes[index], reason))
         for message, envelope, reason in sorted(failed, key=lambda f: f[0].offset):
-            await _dead_letter(conn, projector.name, message, reason, envelope)
+            await _dead_letter(conn, projector.name, message, reason, _uri(envelope))
         return
     for message in messages:
         envelope, reason = await apply_message(conn, projector, message)
         if reason is not None:
-            await _dead_letter(conn, projector.name, message, reason, envelope)
+            await _dead_letter(conn, projector.name, message, reason, _uri(envelope))
+
+
+def _uri(envelope: Envelope | None) -> str | None:
+    return envelope.uri if envelope is not None else None
+
+
+@runtime_checkable
+class ReducingProjector(BatchProjector, Protocol):
+    """A batch projector whose validation and reduction is pure and apart from its writes.
+
+    :func:`prepare` (parse and reduce) can then run in another process while this one
+    writes the previous batch; see :func:`projectors.rebuild.rebuild`.
+    """
+
+    def reduce(self, envelopes: Sequence[Envelope]) -> tuple[Any, list[tuple[int, str]]]:
+        """What :meth:`write` writes, and ``(index, reason)`` of the invalid events."""
+
+    async def write(self, conn: AsyncConnection, reduced: Any) -> None:
+        """Write what :meth:`reduce` returned."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch of messages parsed and reduced by :func:`prepare` (picklable).
+
+    ``unparsed`` and ``rejected`` hold ``(message index, uri, reason)`` of the messages
+    to dead-letter: not an envelope, or refused by the projector.
+    """
+
+    reduced: Any
+    parsed: list[int]
+    unparsed: list[tuple[int, str | None, str]]
+    rejected: list[tuple[int, str | None, str]]
+
+
+def prepare(projector: ReducingProjector, messages: Sequence[Message]) -> Prepared:
+    """Parse and reduce ``messages`` for :func:`apply_batch` (pure: no I/O)."""
+    envelopes: list[Envelope] = []
+    parsed: list[int] = []
+    unparsed: list[tuple[int, str | None, str]] = []
+    for index, message in enumerate(messages):
+        try:
+            envelopes.append(_parse(message))
+            parsed.append(index)
+        except (EnvelopeError, InvalidEvent) as exc:
+            unparsed.append((index, None, str(exc)))
+    reduced, rejected = projector.reduce(envelopes)
+    return Prepared(
+        reduced,
+        parsed,
+        unparsed,
+        [(parsed[i], envelopes[i].uri, reason) for i, reason in rejected],
+    )
+
+
+async def _apply_prepared(
+    conn: AsyncConnection,
+    projector: ReducingProjector,
+    messages: Sequence[Message],
+    prepared: Prepared,
+) -> None:
+    """:func:`_apply_messages` for a batch :func:`prepare` already parsed and reduced."""
+    try:
+        async with conn.transaction():
+            await projector.write(conn, prepared.reduced)
+    except psycopg.DataError:
+        # One event holds data the database refuses: find it, one event at a time.
+        for index in prepared.parsed:
+            envelope, reason = await apply_message(conn, projector, messages[index])
+            if reason is not None:
+                await _dead_letter(conn, projector.name, messages[index], reason, _uri(envelope))
+        failed = prepared.unparsed
+    else:
+        failed = sorted(prepared.unparsed + prepared.rejected)
+    for index, uri, reason in failed:
+        await _dead_letter(conn, projector.name, messages[index], reason, uri)
 
 
 async def apply_batch(
@@ -177,12 +257,15 @@ async def apply_batch(
     projector: Projector,
     messages: Sequence[Message],
     expected_offset: int,
+    *,
+    prepared: Prepared | None = None,
 ) -> int:
     """Apply ``messages`` (one partition, consecutive) and move the offset; return it.
 
     The writes and the new offset commit together. Raises :class:`OffsetConflict`
     (nothing applied) if the stored offset is not ``expected_offset``. A projector with
     ``apply_many`` gets the batch at once; otherwise events are applied one by one.
+    ``prepared`` is what :func:`prepare` made of ``messages``, if it ran already.
     """
     first = messages[0]
     next_offset = messages[-1].offset + 1
@@ -200,7 +283,10 @@ async def apply_batch(
                 f"{expected_offset}"
             )
         fresh = [m for m in messages if m.offset >= expected_offset]
-        if fresh:
+        if prepared is not None and len(fresh) == len(messages):
+            assert isinstance(projector, ReducingProjector)
+            await _apply_prepared(conn, projector, messages, prepared)
+        elif fresh:
             await _apply_messages(conn, projector, fresh)
     return next_offset
 

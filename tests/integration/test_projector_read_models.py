@@ -398,3 +398,37 @@ async def test_rebuild_in_default_batches_equals_one_event_per_transaction(pool)
     done = await rebuild(pool, log, projector, TOPIC)  # one batch per partition
     assert done.done == len(events)
     assert await dump(pool) == one_by_one
+
+
+async def test_rebuild_dead_letters_what_the_live_run_dead_letters(pool):
+    log = PostgresLog(pool, partitions=2, topics=[TOPIC])
+    await log.start()
+    events = catalog_event_mix(400, seed=5)
+    # Lexicon-valid, but PostgreSQL refuses a +20:00 offset: the whole batch is retried
+    # one event at a time to find it.
+    refused = rec("record.created", A, "fm.plyr.track", "tz", "98", track_record("Far East"))
+    assert refused.record is not None
+    refused.record["createdAt"] = "2026-01-01T00:00:00+20:00"
+    invalid = rec("record.created", B, "fm.plyr.track", "long", "99", track_record("x" * 300))
+    items = [(e.key, e.to_bytes()) for e in [*events[:200], refused, invalid, *events[200:]]]
+    items.insert(100, (A.encode(), b"not json"))
+    await log.append(TOPIC, items)
+    projector = CatalogProjector()
+
+    async def letters():
+        found = await list_dead_letters(pool)
+        return sorted((d.partition, d.offset, d.uri, d.reason) for d in found)
+
+    for partition in range(2):
+        offset = await load_offset(pool, "catalog", TOPIC, partition)
+        while messages := await log.read(TOPIC, partition, offset, max_messages=50, timeout=0.1):
+            offset = await apply_batch(pool, projector, messages, offset)
+    live, live_letters = await dump(pool), await letters()
+    reasons = [reason for *_, reason in live_letters]
+    assert len(reasons) == 3
+    assert any(r.startswith("rejected by the database") for r in reasons)
+    assert any(r.startswith("title:") for r in reasons)
+    assert any(r.startswith("not JSON") for r in reasons)
+    await rebuild(pool, log, projector, TOPIC)  # prepared in the helper process
+    assert await dump(pool) == live
+    assert await letters() == live_letters

@@ -153,7 +153,8 @@ async def refresh_albums(conn: AsyncConnection, dids: Sequence[str]) -> None:
         return
     dids = sorted(set(dids))
     cur = await conn.execute(
-        "SELECT did, uri, album, created_at, image_url, album_slug FROM track WHERE did = ANY(%s)",
+        "SELECT did, uri, album, created_at, image_url, album_slug FROM track"
+        " WHERE did = ANY(%b::text[])",
         (dids,),
     )
     tracks: dict[str, list[AlbumTrack]] = {}
@@ -166,7 +167,7 @@ async def refresh_albums(conn: AsyncConnection, dids: Sequence[str]) -> None:
         " coalesce(array_agg(i.subject_uri ORDER BY i.position)"
         "  FILTER (WHERE i.subject_uri IS NOT NULL), '{}')"
         " FROM list l LEFT JOIN list_item i ON i.list_uri = l.uri"
-        " WHERE l.did = ANY(%s) AND l.list_type = 'album' AND coalesce(l.name, '') <> ''"
+        " WHERE l.did = ANY(%b::text[]) AND l.list_type = 'album' AND coalesce(l.name, '') <> ''"
         " GROUP BY l.uri",
         (dids,),
     )
@@ -185,8 +186,8 @@ async def refresh_albums(conn: AsyncConnection, dids: Sequence[str]) -> None:
         ]
     # The kept keys as two arrays: a hash anti-join (a recordset here was re-read per row).
     await conn.execute(
-        "DELETE FROM album a WHERE a.did = ANY(%s) AND NOT EXISTS ("
-        " SELECT 1 FROM unnest(%s::text[], %s::text[]) AS x(did, slug)"
+        "DELETE FROM album a WHERE a.did = ANY(%b::text[]) AND NOT EXISTS ("
+        " SELECT 1 FROM unnest(%b::text[], %b::text[]) AS x(did, slug)"
         " WHERE x.did = a.did AND x.slug = a.slug)",
         (dids, [r["did"] for r in rows], [r["slug"] for r in rows]),
     )

@@ -106,7 +106,7 @@ async def refresh_effective(conn: AsyncConnection, dids: Sequence[str]) -> None:
         "UPDATE artist SET display_name = e.display_name, avatar_url = e.avatar_url FROM ("
         " SELECT did, bsky_display_name AS display_name,"
         "  coalesce(plyr_avatar_url, %s || did || %s || bsky_avatar_cid || %s) AS avatar_url"
-        " FROM artist WHERE did = ANY(%s)) AS e"
+        " FROM artist WHERE did = ANY(%b::text[])) AS e"
         " WHERE artist.did = e.did"
         " AND (artist.display_name, artist.avatar_url)"
         "  IS DISTINCT FROM (e.display_name, e.avatar_url)",

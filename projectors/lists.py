@@ -100,7 +100,7 @@ async def insert_lists(conn: AsyncConnection, lists: Sequence[ListRow]) -> set[s
     written, _ = await TABLE.upsert(conn, [entry.row for entry in lists])
     if not written:
         return written
-    await conn.execute("DELETE FROM list_item WHERE list_uri = ANY(%s)", (sorted(written),))
+    await conn.execute("DELETE FROM list_item WHERE list_uri = ANY(%b::text[])", (sorted(written),))
     items = [item for entry in lists if entry.row["uri"] in written for item in entry.items]
     if items:
         await conn.execute(

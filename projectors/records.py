@@ -164,7 +164,7 @@ class RecordTable:
         return (
             f"WITH x AS (SELECT * FROM {self._recordset}),"
             f" old AS (SELECT t.{self.touched} AS touched FROM {self.table} t"
-            " WHERE t.uri = ANY(%(uris)s::text[])),"
+            " WHERE t.uri = ANY(%(uris)b::text[])),"
             f" new AS (INSERT INTO {self.table} ({', '.join(names)})"
             f" SELECT {', '.join(values)} FROM x{self.joins}"
             " WHERE NOT EXISTS (SELECT 1 FROM catalog_tombstone d"
@@ -201,7 +201,9 @@ class RecordTable:
         if not rows:
             return set(), set()
         # The URIs again as an array: an index lookup, where a join with the recordset
-        # (estimated at 100 rows) would scan the whole table.
+        # (estimated at 100 rows) would scan the whole table. Text arrays go in binary
+        # (%b) everywhere here: psycopg quotes text arrays item by item in Python (2 us
+        # per URI), binary is six times cheaper.
         uris = [row["uri"] for row in rows]
         cur = await conn.execute(self.upsert_sql, {"rows": to_json(rows), "uris": uris})
         written: set[str] = set()

@@ -54,9 +54,9 @@ _COLUMNS = (
 # aggregate per table over all of them (a bitmap scan each), not a count per URI.
 _COUNTS = (
     ' LEFT JOIN (SELECT subject_uri, count(DISTINCT did) AS n FROM "like"'
-    "  WHERE subject_uri = ANY(%(uris)s) GROUP BY subject_uri) lc ON lc.subject_uri = {uri}"
+    "  WHERE subject_uri = ANY(%(uris)b::text[]) GROUP BY subject_uri) lc ON lc.subject_uri = {uri}"
     " LEFT JOIN (SELECT subject_uri, count(*) AS n FROM comment"
-    "  WHERE subject_uri = ANY(%(uris)s) GROUP BY subject_uri) cc ON cc.subject_uri = {uri}"
+    "  WHERE subject_uri = ANY(%(uris)b::text[]) GROUP BY subject_uri) cc ON cc.subject_uri = {uri}"
 )
 
 # A track is written with its counts (likes and comments of the batch are written first),
@@ -146,8 +146,8 @@ async def recount(conn: AsyncConnection, uris: Sequence[str]) -> None:
     await conn.execute(
         "UPDATE track SET like_count = c.likes, comment_count = c.comments FROM ("
         " SELECT u.uri, coalesce(lc.n, 0) AS likes, coalesce(cc.n, 0) AS comments"
-        " FROM unnest(%(uris)s::text[]) AS u(uri)" + _COUNTS.format(uri="u.uri") + ") AS c"
-        " WHERE track.uri = c.uri AND track.uri = ANY(%(uris)s)"
+        " FROM unnest(%(uris)b::text[]) AS u(uri)" + _COUNTS.format(uri="u.uri") + ") AS c"
+        " WHERE track.uri = c.uri AND track.uri = ANY(%(uris)b::text[])"
         " AND (track.like_count, track.comment_count) IS DISTINCT FROM (c.likes, c.comments)",
         {"uris": uris},
     )

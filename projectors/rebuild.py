@@ -157,7 +157,7 @@ async def rebuild(
                 prepared = None
                 if helper is not None and isinstance(projector, ReducingProjector):
                     prepared = await asyncio.get_running_loop().run_in_executor(
-                        helper, prepare, projector, messages
+                        helper, prepare, projector, [m.value for m in messages]
                     )
                 new_offset = await apply_batch(pool, projector, messages, offset, prepared=prepared)
                 done += new_offset - offset

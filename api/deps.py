@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -9,7 +10,17 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.visibility import Visibility
 
-__all__ = ["ApiBase", "Pool", "Vis", "get_api_base", "get_pool", "get_visibility"]
+__all__ = [
+    "ApiBase",
+    "Pool",
+    "Read",
+    "Reader",
+    "Vis",
+    "get_api_base",
+    "get_pool",
+    "get_reader",
+    "get_visibility",
+]
 
 
 async def get_pool(request: Request) -> AsyncConnectionPool:
@@ -26,10 +37,32 @@ async def get_visibility(request: Request) -> Visibility:
 
 async def get_api_base(request: Request) -> str:
     """Absolute base URL of this API (``PLYR_PUBLIC_URL`` or the request's own)."""
+    return _api_base(request)
+
+
+def _api_base(request: Request) -> str:
     configured: str | None = getattr(request.app.state, "public_url", None)
     return configured or str(request.base_url).rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """What a read route needs, as one dependency: FastAPI resolves each dependency with
+    some machinery of its own, and the hot routes paid for three on every request."""
+
+    pool: AsyncConnectionPool
+    vis: Visibility
+    api_base: str
+
+
+async def get_reader(request: Request) -> Reader:
+    """The pool, the visibility rule and the base URL of this request."""
+    state = request.app.state
+    vis: Visibility = getattr(state, "visibility", None) or Visibility()
+    return Reader(state.pool, vis, _api_base(request))
 
 
 Pool = Annotated[AsyncConnectionPool, Depends(get_pool)]
 Vis = Annotated[Visibility, Depends(get_visibility)]
 ApiBase = Annotated[str, Depends(get_api_base)]
+Read = Annotated[Reader, Depends(get_reader)]

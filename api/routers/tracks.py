@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 
 from api import catalog
-from api.deps import ApiBase, Pool, Vis
+from api.deps import Pool, Read, Vis
 from api.errors import ApiError
 from api.pagination import decode_cursor, encode_cursor
 from api.views import UNKNOWN_TRACK_FIELDS, iso
@@ -30,9 +30,7 @@ _TRACK_DOC = f"A plyr ``TrackResponse``. Fields the network cannot tell us: {_UN
 
 @router.get("/", description=_TRACK_DOC)
 async def list_tracks(
-    pool: Pool,
-    vis: Vis,
-    api_base: ApiBase,
+    read: Read,
     cursor: Annotated[str | None, Query(description="opaque cursor from next_cursor")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     artist_did: Annotated[str | None, Query(pattern=DID)] = None,
@@ -55,29 +53,27 @@ async def list_tracks(
         params.extend([created, item_id])
     # An artist page shows the artist's own listing (plyr's VIEW context), discovery is LIST.
     context: Context = "view" if artist_did else "list"
-    async with pool.connection() as conn:
+    async with read.pool.connection() as conn:
         rows = await catalog.select_tracks(
-            conn, vis, context, where=where, params=params, limit=limit + 1
+            conn, read.vis, context, where=where, params=params, limit=limit + 1
         )
         has_more = len(rows) > limit
         rows = rows[:limit]
-        tracks = await catalog.present_tracks(conn, rows, api_base=api_base)
+        tracks = await catalog.present_tracks(conn, rows, api_base=read.api_base)
     next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if has_more else None
     return {"tracks": tracks, "next_cursor": next_cursor, "has_more": has_more}
 
 
 @router.get("/top", description="Ranked by likes created within the period (≥ 1 like).")
 async def top_tracks(
-    pool: Pool,
-    vis: Vis,
-    api_base: ApiBase,
+    read: Read,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
     period: Literal["all_time", "month", "week", "day"] = "all_time",
 ) -> list[dict[str, Any]]:
     """The most liked tracks (plyr ranks by likes, not plays); like_count is all-time."""
-    async with pool.connection() as conn:
-        rows = await top_track_rows(conn, vis, period=period, limit=limit)
-        return await catalog.present_tracks(conn, rows, api_base=api_base)
+    async with read.pool.connection() as conn:
+        rows = await top_track_rows(conn, read.vis, period=period, limit=limit)
+        return await catalog.present_tracks(conn, rows, api_base=read.api_base)
 
 
 async def top_track_rows(conn: Any, vis: Any, *, period: str, limit: int) -> list[dict[str, Any]]:
@@ -120,23 +116,19 @@ async def get_tag(tag_name: str) -> dict[str, Any]:
 
 @router.get("/by-uri", description=_TRACK_DOC)
 async def get_track_by_uri(
-    pool: Pool,
-    vis: Vis,
-    api_base: ApiBase,
+    read: Read,
     uri: Annotated[str, Query(pattern=AT_URI, description="AT-URI of an fm.plyr.track")],
 ) -> dict[str, Any]:
     """One track by its AT-URI."""
-    async with pool.connection() as conn:
-        return await _detail(conn, vis, api_base, uri=uri)
+    async with read.pool.connection() as conn:
+        return await _detail(conn, read.vis, read.api_base, uri=uri)
 
 
 @router.get("/{track_id}", description=_TRACK_DOC)
-async def get_track(
-    pool: Pool, vis: Vis, api_base: ApiBase, track_id: Annotated[int, Path(ge=0)]
-) -> dict[str, Any]:
+async def get_track(read: Read, track_id: Annotated[int, Path(ge=0)]) -> dict[str, Any]:
     """One track by its integer id; 404 if unknown, 410 if taken down or hidden."""
-    async with pool.connection() as conn:
-        return await _detail(conn, vis, api_base, track_id=track_id)
+    async with read.pool.connection() as conn:
+        return await _detail(conn, read.vis, read.api_base, track_id=track_id)
 
 
 async def _detail(

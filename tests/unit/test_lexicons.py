@@ -589,6 +589,22 @@ def kitchen_registry(*extra: object) -> LexiconRegistry:
     return LexiconRegistry.from_documents([KITCHEN, *extra])
 
 
+def kitchen_record() -> dict[str, Any]:
+    return {
+        "kind": "sink",
+        "version": 2,
+        "rating": 5,
+        "public": True,
+        "note": None,
+        "sig": {"$bytes": "3q2+7w"},
+        "root": {"$link": TRACK_CID},
+        "extra": {"$type": "com.example.whatever", "n": 1},
+        "tags": ["steel"],
+        "lang": "pt-BR",
+        "part": {"$type": "com.example.kitchen#burner", "watts": 2000},
+    }
+
+
 def kitchen_rejection(record: dict[str, Any]) -> str:
     with pytest.raises(RecordInvalid) as info:
         validate_record("com.example.kitchen", record, registry=kitchen_registry())
@@ -596,23 +612,7 @@ def kitchen_rejection(record: dict[str, Any]) -> str:
 
 
 def test_custom_registry_valid_record() -> None:
-    validate_record(
-        "com.example.kitchen",
-        {
-            "kind": "sink",
-            "version": 2,
-            "rating": 5,
-            "public": True,
-            "note": None,
-            "sig": {"$bytes": "3q2+7w"},
-            "root": {"$link": TRACK_CID},
-            "extra": {"$type": "com.example.whatever", "n": 1},
-            "tags": ["steel"],
-            "lang": "pt-BR",
-            "part": {"$type": "com.example.kitchen#burner", "watts": 2000},
-        },
-        registry=kitchen_registry(),
-    )
+    validate_record("com.example.kitchen", kitchen_record(), registry=kitchen_registry())
     assert not is_known("com.example.kitchen")
 
 
@@ -876,21 +876,10 @@ def agreement_corpus() -> list[tuple[str, Any, LexiconRegistry]]:
         ("fm.plyr.list", list_record(), plyr),
         ("fm.plyr.actor.profile", plyr_profile_record(), plyr),
         ("app.bsky.actor.profile", bsky_profile_record(), plyr),
+        ("com.example.kitchen", kitchen_record(), kitchen),
         (
             "com.example.kitchen",
-            {
-                "kind": "sink",
-                "version": 2,
-                "rating": 5,
-                "public": True,
-                "note": None,
-                "sig": {"$bytes": "3q2+7w"},
-                "root": {"$link": TRACK_CID},
-                "extra": {"n": 1},
-                "tags": ["steel"],
-                "lang": "pt-BR",
-                "part": {"$type": "com.example.kitchen#tap", "hot": True},
-            },
+            {**kitchen_record(), "part": {"$type": "com.example.kitchen#tap", "hot": True}},
             kitchen,
         ),
     ]

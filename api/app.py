@@ -225,6 +225,11 @@ class _CacheCollector(Collector):
         )
         entries.add_metric([self.worker], len(c))
         yield entries
+        held = GaugeMetricFamily(
+            "plyr_api_cache_bytes", "Response bodies held by the cache", labels=["worker"]
+        )
+        held.add_metric([self.worker], c.bytes)
+        yield held
 
 
 def create_app(
@@ -304,7 +309,9 @@ def create_app(
     cache: ResponseCache | None = None
     if settings.api_cache_entries > 0:
         cache = ResponseCache(
-            max_entries=settings.api_cache_entries, ttl_s=float(settings.api_cache_ttl_s)
+            max_entries=settings.api_cache_entries,
+            max_bytes=settings.api_cache_mb << 20,
+            ttl_s=float(settings.api_cache_ttl_s),
         )
         app.add_middleware(ResponseCacheApp, cache=cache)
     app.state.response_cache = cache

@@ -8,7 +8,8 @@ listener is not connected, nothing is cached or served from the cache.
 
 What is cached (:class:`ResponseCache`): complete ``200`` JSON answers to ``GET`` requests
 without credentials or ranges, keyed by host and full path with query string, up to
-``max_entries`` (least recently used out first) and for at most ``ttl_s`` seconds: some
+``max_entries`` and ``max_bytes`` of bodies (least recently used out first) and for at
+most ``ttl_s`` seconds: some
 answers depend on the clock as well as on the rows (``/tracks/top?period=week``, label
 expiry), and the age bound keeps them honest. A response whose request started before
 the last invalidation is not stored (it may have read the old rows).
@@ -51,8 +52,11 @@ class CachedResponse:
 class ResponseCache:
     """A bounded LRU of responses with a generation counter bumped by :meth:`invalidate`."""
 
-    def __init__(self, *, max_entries: int, ttl_s: float) -> None:
+    def __init__(self, *, max_entries: int, ttl_s: float, max_bytes: int = 64 << 20) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        """Bodies held, in bytes (headers are small and not counted)."""
         self.ttl_s = ttl_s
         self.generation = 0
         self.live = False
@@ -72,23 +76,30 @@ class ResponseCache:
                 self._entries.move_to_end(key)
                 self.hits += 1
                 return entry
-            del self._entries[key]
+            self._drop(key)
         self.misses += 1
         return None
 
     def put(self, key: bytes, entry: CachedResponse, generation: int) -> None:
         """Store ``entry`` unless the read models changed since ``generation`` was read."""
-        if generation != self.generation or not self.live:
+        if generation != self.generation or not self.live or len(entry.body) > self.max_bytes:
             return
+        self._drop(key)
         self._entries[key] = entry
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self.bytes += len(entry.body)
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))  # the least recently used
+
+    def _drop(self, key: bytes) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= len(old.body)
 
     def invalidate(self) -> None:
         """Drop everything: a read model changed (or we can no longer tell)."""
         self.generation += 1
         self._entries.clear()
+        self.bytes = 0
 
 
 def _cache_key(scope: Scope) -> bytes | None:

@@ -73,6 +73,8 @@ class Settings:
     """Database connections per API worker, at most (``PLYR_API_POOL_SIZE``)."""
     api_cache_entries: int = 4096
     """Cached GET responses per API worker; 0 turns the cache off (``PLYR_API_CACHE_ENTRIES``)."""
+    api_cache_mb: int = 64
+    """Response bodies each API worker's cache may hold, in MiB (``PLYR_API_CACHE_MB``)."""
     api_cache_ttl_s: int = 10
     """Longest a cached response is served, even with no read-model change
     (``PLYR_API_CACHE_TTL``): bounds answers that also depend on the clock."""
@@ -219,6 +221,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         values["api_pool_size"] = _int("PLYR_API_POOL_SIZE", pool_size, 1, 1000)
     if (entries := get("PLYR_API_CACHE_ENTRIES")) is not None and entries.strip():
         values["api_cache_entries"] = _int("PLYR_API_CACHE_ENTRIES", entries, 0, 10_000_000)
+    if cache_mb := get("PLYR_API_CACHE_MB"):
+        values["api_cache_mb"] = _int("PLYR_API_CACHE_MB", cache_mb, 1, 1 << 20)
     if ttl := get("PLYR_API_CACHE_TTL"):
         values["api_cache_ttl_s"] = _int("PLYR_API_CACHE_TTL", ttl, 1, 86400)
     if public := get("PLYR_PUBLIC_URL"):

@@ -31,6 +31,21 @@ def test_least_recently_used_goes_first():
     assert cache.get(b"a") is not None and cache.get(b"c") is not None
 
 
+def test_bodies_are_bounded_in_bytes():
+    cache = ResponseCache(max_entries=100, ttl_s=60, max_bytes=10)
+    cache.live = True
+    cache.put(b"a", entry(b"aaaa"), cache.generation)
+    cache.put(b"b", entry(b"bbbb"), cache.generation)
+    cache.put(b"c", entry(b"cccc"), cache.generation)  # 12 bytes: a goes
+    assert cache.get(b"a") is None and cache.bytes == 8
+    cache.put(b"b", entry(b"bb"), cache.generation)  # replacing counts the new body only
+    assert cache.bytes == 6
+    cache.put(b"big", entry(b"x" * 11), cache.generation)  # larger than the budget
+    assert cache.get(b"big") is None and cache.bytes == 6
+    cache.invalidate()
+    assert cache.bytes == 0
+
+
 def test_entries_expire_after_ttl():
     cache = live_cache(ttl=5)
     cache.put(b"old", entry(age=6), cache.generation)

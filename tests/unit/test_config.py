@@ -65,15 +65,17 @@ def test_known_did_collections_default_and_override():
 def test_api_worker_pool_and_cache_settings():
     s = load_settings({})
     assert s.api_workers >= 1 and s.api_pool_size == 10
-    assert (s.api_cache_entries, s.api_cache_ttl_s) == (4096, 10)
+    assert (s.api_cache_entries, s.api_cache_mb, s.api_cache_ttl_s) == (4096, 64, 10)
     s = load_settings(
         {
             "PLYR_API_WORKERS": "3",
             "PLYR_API_POOL_SIZE": "4",
             "PLYR_API_CACHE_ENTRIES": "0",
             "PLYR_API_CACHE_TTL": "30",
+            "PLYR_API_CACHE_MB": "8",
         }
     )
+    assert s.api_cache_mb == 8
     assert (s.api_workers, s.api_pool_size, s.api_cache_entries, s.api_cache_ttl_s) == (3, 4, 0, 30)
     with pytest.raises(ConfigError, match="PLYR_API_WORKERS: must be between 1"):
         load_settings({"PLYR_API_WORKERS": "0"})

@@ -33,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -177,14 +178,17 @@ def serve(url: str, port: int, *, cache: bool) -> subprocess.Popen[bytes]:
     """``plyr-appview serve`` as deployed: WORKERS uvicorn processes, uvloop, httptools."""
     root = Path(__file__).resolve().parent.parent
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("PLYR_API_CACHE")},
         "PYTHONPATH": str(root),
         "DATABASE_URL": url,
         "PLYR_API_BIND": f"127.0.0.1:{port}",
         "PLYR_API_WORKERS": str(WORKERS),
-        "PLYR_API_CACHE_ENTRIES": "4096" if cache else "0",
-        "PLYR_DATA_DIR": os.environ.get("BENCH_DATA_DIR", "/tmp/plyr-bench-api"),
+        "PLYR_DATA_DIR": os.environ.get(
+            "BENCH_DATA_DIR", str(Path(tempfile.gettempdir()) / "plyr-bench-api")
+        ),
     }
+    if not cache:
+        env["PLYR_API_CACHE_ENTRIES"] = "0"  # else the default cache settings
     return subprocess.Popen(
         [sys.executable, "-m", "plyr_appview", "--log-level", "WARNING", "serve"], env=env
     )

@@ -71,7 +71,7 @@ class Settings:
     """API worker processes sharing the listening socket (``PLYR_API_WORKERS``)."""
     api_pool_size: int = 10
     """Database connections per API worker, at most (``PLYR_API_POOL_SIZE``)."""
-    api_cache_entries: int = 4096
+    api_cache_entries: int = 16384
     """Cached GET responses per API worker; 0 turns the cache off (``PLYR_API_CACHE_ENTRIES``)."""
     api_cache_mb: int = 64
     """Response bodies each API worker's cache may hold, in MiB (``PLYR_API_CACHE_MB``)."""

@@ -65,7 +65,7 @@ def test_known_did_collections_default_and_override():
 def test_api_worker_pool_and_cache_settings():
     s = load_settings({})
     assert s.api_workers >= 1 and s.api_pool_size == 10
-    assert (s.api_cache_entries, s.api_cache_mb, s.api_cache_ttl_s) == (4096, 64, 10)
+    assert (s.api_cache_entries, s.api_cache_mb, s.api_cache_ttl_s) == (16384, 64, 10)
     s = load_settings(
         {
             "PLYR_API_WORKERS": "3",

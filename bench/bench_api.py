@@ -13,7 +13,10 @@ query shapes do at this size. Same data, same run.
 Everything runs twice: with the response cache (the default settings; the hit rate is
 printed) and with it off (``PLYR_API_CACHE_ENTRIES=0``, keys ``api.<route>_nocache_*``);
 the baseline always with the same setting as ours. Detail ids follow the likes'
-popularity (skewed, as real traffic is); a uniform-random variant is a ``#`` line.
+popularity (skewed, as real traffic is); a uniform-random variant is a ``#`` line. With the
+cache, tracks and detail run once more while a read-model statement commits
+``BENCH_WRITES_PER_S`` (10) times a second, each one emptying the caches (``#`` lines):
+the other figures are for a period without writes.
 
 Prints ``BENCH api.<route>_p50_ms|_p95_ms|_p99_ms``, ``BENCH api.<route>_ratio_vs_baseline``
 (baseline p95 / ours p95) for tracks, top, detail and search, the same routes from one
@@ -26,6 +29,7 @@ Runs in about 4-5 minutes. The machine's cores are shared (server, clients, Post
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -59,6 +63,7 @@ REQUESTS = int(os.environ.get("BENCH_REQUESTS", "20000"))
 BASELINE_REQUESTS = int(os.environ.get("BENCH_BASELINE_REQUESTS", "2000"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 HOST = "127.0.0.1"
+WRITES_PER_S = float(os.environ.get("BENCH_WRITES_PER_S", "10"))
 SOLO = 40  # requests of the one-client run, on paths the 50-client run did not use
 
 WORDS = (
@@ -203,9 +208,11 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-async def wait_ready(host: str, port: int) -> None:
+async def wait_ready(host: str, port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API exited with {proc.returncode} (see above)")
         try:
             status, _ = await get_once(host, port, "/health")
             if status == 200:
@@ -452,9 +459,11 @@ async def measure(
     solo: dict[str, list[str]],
     *,
     cache: bool,
+    url: str,
 ) -> Figures:
     figures = Figures()
-    for name, paths in [*routes.items(), *extra.items()]:
+
+    async def run(name: str, paths: list[str]) -> Tally:
         # Warm connections, pools and plans on paths the measured run starts elsewhere.
         await drive(host, port, paths[-20:], 200)
         before = await cache_counts(host, port) if cache else (0.0, 0.0)
@@ -469,12 +478,37 @@ async def measure(
         if tally.failed:
             print(f"# {name}: {tally.failed} failed of {len(tally.latencies)}: "
                   f"{dict(tally.statuses)} {dict(tally.errors)}", file=sys.stderr)  # fmt: skip
-        if name in routes:
-            figures.loaded[name] = tally
-            figures.solo[name] = await single_client(host, port, solo[name], SOLO)
-        else:
-            figures.extra[name] = tally
+        return tally
+
+    for name, paths in routes.items():
+        figures.loaded[name] = await run(name, paths)
+        figures.solo[name] = await single_client(host, port, solo[name], SOLO)
+    for name, paths in extra.items():
+        figures.extra[name] = await run(name, paths)
+    if cache and WRITES_PER_S > 0:
+        # The same routes while read models change: every change empties the caches.
+        for name in ("tracks", "detail"):
+            stop = asyncio.Event()
+            writer = asyncio.create_task(write_steadily(url, stop))
+            try:
+                label = f"{name}_with_{WRITES_PER_S:g}_writes_per_s"
+                figures.extra[label] = await run(label, routes[name])
+            finally:
+                stop.set()
+                await writer
     return figures
+
+
+async def write_steadily(url: str, stop: asyncio.Event) -> None:
+    """A read-model statement WRITES_PER_S times a second (each one notifies the API)."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        while not stop.is_set():
+            await conn.execute(
+                "UPDATE artist SET updated_at = updated_at"
+                " WHERE did = (SELECT did FROM artist ORDER BY did LIMIT 1)"
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1 / WRITES_PER_S)
 
 
 async def cache_counts(host: str, port: int) -> tuple[float, float]:
@@ -510,8 +544,8 @@ async def run_server(
     port = free_port()
     proc = serve(url, port, cache=cache)
     try:
-        await wait_ready(HOST, port)
-        return await measure(HOST, port, routes, count, extra, solo, cache=cache)
+        await wait_ready(HOST, port, proc)
+        return await measure(HOST, port, routes, count, extra, solo, cache=cache, url=url)
     finally:
         stop_server(proc)
 
@@ -569,7 +603,7 @@ async def main() -> None:
         port = free_port()
         proc = serve(url, port, cache=False)
         try:
-            await wait_ready(HOST, port)
+            await wait_ready(HOST, port, proc)
             _, body = await get_once(HOST, port, "/tracks/?limit=50")
             cursor = json.loads(body)["next_cursor"]
             for _ in range(3):

@@ -18,7 +18,9 @@ fuzzy (typos)         word_similarity (>= 0.6)        trigram GIN (``q <% norm``
 Each tier is its own index-driven subquery, best first, with its own ``LIMIT``; they are
 concatenated with ``UNION ALL`` under one ``LIMIT``, so later tiers are not even executed
 once earlier ones filled the page (an exact title never waits for the fuzzy scan). A row
-belongs to exactly one tier (its best). Queries shorter than three characters (after
+belongs to exactly one tier (its best). Artists get one index branch per column (name,
+handle) in every tier. All requested types run as one statement, so the hidden subjects
+and inactive accounts are read once per search. Queries shorter than three characters (after
 normalisation) skip the trigram tiers, which cannot help them, and match the start of any
 word instead of any substring ("me" finds "Metallica" and "Saint Me"). Artists match on
 display name and handle (greatest of both, as plyr). A query that is a DID, an AT-URI or

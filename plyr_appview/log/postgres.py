@@ -68,6 +68,7 @@ class PostgresLog:
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 # Lock partitions in a fixed order so concurrent appenders cannot deadlock.
+                rows: list[tuple[str, int, int, bytes, bytes]] = []
                 for partition in sorted(by_partition):
                     indexes = by_partition[partition]
                     cur = await conn.execute(
@@ -78,22 +79,21 @@ class PostgresLog:
                     row = await cur.fetchone()
                     if row is None:
                         raise LogError(f"unknown partition {topic}/{partition}")
-                    first = int(row[0]) - len(indexes)
-                    offsets = list(range(first, first + len(indexes)))
-                    await conn.execute(
-                        'INSERT INTO log_message (topic, partition, "offset", key, value)'
-                        " SELECT %s, %s, o, k, v FROM unnest(%s::bigint[], %s::bytea[],"
-                        " %s::bytea[]) AS t(o, k, v)",
-                        (
-                            topic,
-                            partition,
-                            offsets,
-                            [items[i][0] for i in indexes],
-                            [items[i][1] for i in indexes],
-                        ),
-                    )
-                    for i, offset in zip(indexes, offsets, strict=True):
+                    offset = int(row[0]) - len(indexes)
+                    for i in indexes:
+                        key, value = items[i]
+                        rows.append((topic, partition, offset, key, value))
                         positions[i] = Position(partition, offset)
+                        offset += 1
+                # One binary COPY for the whole batch: a third of the client CPU per message
+                # of an INSERT ... unnest(bytea[]) (whose arrays travel as hex text).
+                async with conn.cursor().copy(
+                    'COPY log_message (topic, partition, "offset", key, value)'
+                    " FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(["text", "int4", "int8", "bytea", "bytea"])
+                    for message in rows:
+                        await copy.write_row(message)
         except psycopg.OperationalError as exc:
             raise LogError(f"append to {topic} failed: {exc}") from exc
         return [p for p in positions if p is not None]

@@ -118,8 +118,12 @@ class Envelope:
                 if not isinstance(label.get(name), str):
                     raise EnvelopeError(f"label.{name}: expected a string")
         data.pop("uri", None)
-        known = set(cls.__dataclass_fields__)
+        if not data.keys() <= _FIELDS:  # written by a newer producer: ignore what we don't know
+            data = {k: v for k, v in data.items() if k in _FIELDS}
         try:
-            return cls(**{k: v for k, v in data.items() if k in known})
+            return cls(**data)
         except TypeError as exc:
             raise EnvelopeError(str(exc)) from None
+
+
+_FIELDS = frozenset(Envelope.__dataclass_fields__)

@@ -75,3 +75,13 @@ def test_integers_beyond_64_bits_round_trip() -> None:
         rev="3l00", collection="fm.plyr.track", rkey="r1", cid="bafy", record={"n": -(2**64)},
     )  # fmt: skip
     assert Envelope.from_bytes(envelope.to_bytes()).record == {"n": -(2**64)}
+
+
+def test_fields_a_newer_producer_adds_are_ignored() -> None:
+    raw = (
+        b'{"v":1,"kind":"identity.changed","did":"did:plc:abc","source":"s",'
+        b'"time":"2026-01-01T00:00:00Z","handle":"a.test","shiny":true}'
+    )
+    envelope = Envelope.from_bytes(raw)
+    assert (envelope.kind, envelope.handle) == ("identity.changed", "a.test")
+    assert not hasattr(envelope, "shiny")

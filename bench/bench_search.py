@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import statistics
 import sys
 import time
@@ -33,7 +32,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.search import _statement, _Terms, search
+from api.search import _compiled, _Terms, search
 from plyr_appview.db import apply_migrations
 from projectors.base import track_id
 
@@ -392,18 +391,6 @@ async def measure_plyr(url: str, qs: list[tuple[str, str]]) -> list[float]:
         await conn.close()
 
 
-def _numbered(query: str) -> tuple[str, list[str]]:
-    """``%(name)s`` placeholders as ``$n`` (for PREPARE), and the names in order."""
-    names: list[str] = []
-
-    def placeholder(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    return re.sub(r"%\((\w+)\)s", placeholder, query), names
-
-
 # Queries that reach each tier: exact + prefix + substring + fuzzy (a title), the short
 # word-start tier (two letters), fuzzy (a typo), CJK substring; artists: name and handle.
 EXPLAIN_QUERIES = [
@@ -425,9 +412,9 @@ async def explain(url: str) -> None:
             cur = await conn.execute("SELECT plyr_search_norm(%s)", (q,))
             terms = _Terms((await cur.fetchone())[0])
             params = terms.params(20)
-            text, names = _numbered(_statement((kind,), terms, False))
+            text, names = _compiled((kind,), terms.shape, False)
             types = ", ".join("int" if n == "limit" else "text" for n in names)
-            await conn.execute(f"PREPARE q{i}({types}) AS {text.replace('%%', '%')}")
+            await conn.execute(f"PREPARE q{i}({types}) AS {text}")
             args = ", ".join(sql.quote(params[n]) for n in names)
             await conn.execute(f"EXECUTE q{i}({args})")  # the generic plan is now cached
             cur = await conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE q{i}({args})")

@@ -8,6 +8,7 @@ import pytest
 
 from api.search import (
     TYPES,
+    _compiled,
     _handle,
     _lookup_keys,
     _lookup_statement,
@@ -131,12 +132,23 @@ def test_terms_patterns_escape_like_wildcards():
     assert params["hi"] > params["lo"] and params["hi"].startswith(params["lo"])
     assert params["limit"] == 5
     assert _Terms("me").short and not _Terms("mee").short
+    assert [_Terms(q).shape for q in ("m", "me", "mee")] == ["one", "short", "long"]
+
+
+def test_statements_are_numbered_once_per_shape():
+    sql, names = _compiled(TYPES, "long", False)
+    assert "%(" not in sql and "%%" not in sql and "<% " in sql
+    assert names[0] == "q" and "$1" in sql and f"${len(names)}" in sql
+    assert set(names) == {"q", "prefix", "infix", "lo", "hi", "limit"}
+    assert _compiled(TYPES, "long", False) is _compiled(TYPES, "long", False)
+    assert "word" in _compiled(("tracks",), "short", False)[1]
+    assert "infix" not in _compiled(("tracks",), "one", False)[1]
 
 
 @pytest.mark.parametrize("kind", ["tracks", "artists", "albums", "playlists"])
 def test_tiers_are_index_shaped(kind):
-    long_sql = _statement((kind,), _Terms("metallica"), False)
-    short_sql = _statement((kind,), _Terms("me"), False)
+    long_sql = _statement((kind,), "long", False)
+    short_sql = _statement((kind,), "short", False)
     for sql in (long_sql, short_sql):
         assert "~>=~ %(lo)s" in sql and "~<~ %(hi)s" in sql  # prefix as a btree range
         assert "plyr_hidden('search', false)" in sql  # moderation in every tier
@@ -145,11 +157,11 @@ def test_tiers_are_index_shaped(kind):
     assert "<%%" not in short_sql and "%(infix)s" not in short_sql  # no trigram tiers
     assert "LIKE %(word)s" in short_sql  # word starts instead
     assert "adult" not in long_sql
-    assert "plyr_hidden('search', true)" in _statement((kind,), _Terms("x"), True)
+    assert "plyr_hidden('search', true)" in _statement((kind,), "one", True)
 
 
 def test_artist_tiers_have_one_index_branch_per_column():
-    sql = _statement(("artists",), _Terms("metallica"), False)
+    sql = _statement(("artists",), "long", False)
     for column in ("d.norm", "d.alt_norm"):
         assert f"%(q)s <%% {column} AND" in sql  # the fuzzy tier, per column
         assert f"{column} LIKE %(infix)s AND NOT" in sql  # the substring tier, per column
@@ -158,7 +170,7 @@ def test_artist_tiers_have_one_index_branch_per_column():
 
 
 def test_one_statement_for_every_type():
-    sql = _statement(TYPES, _Terms("metallica"), False)
+    sql = _statement(TYPES, "long", False)
     assert sql.count("AS MATERIALIZED (SELECT subject FROM plyr_hidden") == 1  # read once
     assert sql.count("UNION ALL") >= len(TYPES) - 1
     for index in range(len(TYPES)):
@@ -173,6 +185,6 @@ def test_tag_ids_are_stable_53_bit():
 
 
 def test_no_unbalanced_placeholders():
-    sql = _statement(TYPES, _Terms("metallica"), False)
+    sql = _statement(TYPES, "long", False)
     # every % is a psycopg placeholder or an escaped %%
     assert not re.search(r"%(?!\(\w+\)s|%)", sql.replace("%%", ""))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException
 
 __all__ = ["ApiError", "install_error_handlers"]
@@ -45,6 +46,14 @@ def install_error_handlers(app: FastAPI) -> None:
             parts.append(f"{where}: {err.get('msg', 'invalid')}")
         return _envelope(422, "invalid_request", "; ".join(parts) or "invalid request")
 
+    async def pool_timeout(_: Request, exc: Exception) -> JSONResponse:
+        # Every database connection stayed busy for the pool's whole timeout: overloaded,
+        # not broken. Say so (503, retry shortly) instead of a bare 500.
+        response = _envelope(503, "unavailable", "the database is busy; retry shortly")
+        response.headers["Retry-After"] = "1"
+        return response
+
     app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(PoolTimeout, pool_timeout)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 
 from api import catalog
 from api.deps import ApiBase, Pool, Vis
@@ -252,6 +253,12 @@ async def xrpc_query(
             body = await handler(conn, vis, api_base, params)
     except XrpcError as exc:
         return JSONResponse({"error": exc.error, "message": exc.message}, status_code=exc.status)
+    except PoolTimeout:
+        return JSONResponse(
+            {"error": "ServiceUnavailable", "message": "the database is busy; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
     except ApiError as exc:
         name = _API_ERRORS.get(exc.status, "InternalServerError")
         status = 400 if exc.status in (400, 404) else exc.status

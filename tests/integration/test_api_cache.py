@@ -147,3 +147,23 @@ async def test_cache_off_setting(pg_url):
         assert app.state.response_cache is None
     finally:
         await pool.close()
+
+
+async def test_a_saturated_pool_answers_503_with_the_error_envelope(pg_url):
+    # Not the cache, but the same overload story: every connection busy past the timeout.
+    pool = AsyncConnectionPool(pg_url, min_size=1, max_size=1, timeout=0.2, open=False)
+    await pool.open(wait=True)
+    app = create_app(Settings(api_cache_entries=0), pool=pool)
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c,
+            pool.connection(),  # the only connection, held
+        ):
+            r = await c.get("/tracks/")
+            assert r.status_code == 503 and r.headers["retry-after"] == "1"
+            assert r.json()["error"] == "unavailable"
+            r = await c.get("/xrpc/fm.plyr.appview.getTopTracks")
+            assert r.status_code == 503 and r.json()["error"] == "ServiceUnavailable"
+    finally:
+        await pool.close()

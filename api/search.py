@@ -96,6 +96,12 @@ class _Terms:
 
 _TOP = "\U0010ffff"
 _HIDDEN_CTE = "hidden"
+# The hidden subjects split by kind, for the hashed checks: a DID column can only equal a
+# DID, an AT-URI column only an AT-URI, and each check then hashes only its own part (an
+# artist branch ~200 accounts instead of ~2,000 mostly track subjects; a hash is built
+# per branch that sees a candidate).
+_HIDDEN_DID = "hidden_did"
+_HIDDEN_URI = "hidden_uri"
 _INACTIVE = (
     "inactive AS MATERIALIZED (SELECT ca.did FROM artist ca WHERE ca.account_status <> 'active')"
 )
@@ -198,10 +204,9 @@ def _doc_visibility(doc_type: str, adult_ok: bool, *, hashed: bool) -> str:
     ``hashed``: probe a hashed set of the hidden subjects (tiers that may examine many
     candidates); otherwise index probes per row (tiers that stop after ``limit`` rows).
     """
-    hidden = _HIDDEN_CTE if hashed else None
     owner = "d.did NOT IN (SELECT did FROM inactive)"
     if doc_type == "album":
-        member = visible_clause("m.source_uri", "m.did", "search", adult_ok=adult_ok, hidden=hidden)
+        member = _visible("m.source_uri", "m.did", adult_ok, hashed=hashed)
         return (
             f"{owner} AND EXISTS (SELECT 1 FROM search_album_member m"
             f" WHERE m.album_key = d.doc_key AND (m.kind = 'track' OR m.item_count > 0)"
@@ -210,8 +215,20 @@ def _doc_visibility(doc_type: str, adult_ok: bool, *, hashed: bool) -> str:
             f" AND {member} OFFSET 0)"
         )
     subject = "d.did" if doc_type == "artist" else "d.uri"
-    visible = visible_clause(subject, "d.did", "search", adult_ok=adult_ok, hidden=hidden)
-    return f"{owner} AND {visible}"
+    return f"{owner} AND {_visible(subject, 'd.did', adult_ok, hashed=hashed)}"
+
+
+def _visible(subject: str, did: str, adult_ok: bool, *, hashed: bool) -> str:
+    """:func:`visible_clause` for columns ``subject`` (an AT-URI, or the DID itself) and
+    ``did``; ``hashed``: against the split hidden sets (see ``_HIDDEN_DID``)."""
+    if not hashed:
+        return visible_clause(subject, did, "search", adult_ok=adult_ok)
+    checks = [visible_clause(did, did, "search", adult_ok=adult_ok, hidden=_HIDDEN_DID)]
+    if subject != did:
+        checks.insert(
+            0, visible_clause(subject, subject, "search", adult_ok=adult_ok, hidden=_HIDDEN_URI)
+        )
+    return " AND ".join(checks)
 
 
 # The columns every branch of a statement yields, in order (tags fill what they have).
@@ -236,9 +253,7 @@ SELECT {index} AS kind, d.doc_key, d.did, d.uri, d.item_id, d.title, d.alt, d.sl
 
 
 def _tag_branch(index: int, shape: str, adult_ok: bool) -> str:
-    visible = visible_clause(
-        "t.track_uri", "t.did", "search", adult_ok=adult_ok, hidden=_HIDDEN_CTE
-    )
+    visible = _visible("t.track_uri", "t.did", adult_ok, hashed=True)
     match = _any(["t.norm"], "{c} = %(q)s OR {c} LIKE %(prefix)s")
     if shape == "long":
         match = f"({match} OR t.norm LIKE %(infix)s OR %(q)s <%% t.norm)"
@@ -294,7 +309,12 @@ def _wrap(branches: list[str], adult_ok: bool) -> str:
     hidden = hidden_subjects("search", adult_ok=adult_ok)
     union = "\nUNION ALL\n".join(f"({b})" for b in branches)
     return f"""
-WITH {_HIDDEN_CTE} AS MATERIALIZED ({hidden}), {_INACTIVE}
+WITH {_HIDDEN_CTE} AS MATERIALIZED ({hidden}),
+     {_HIDDEN_DID} AS MATERIALIZED
+       (SELECT subject FROM {_HIDDEN_CTE} WHERE starts_with(subject, 'did:')),
+     {_HIDDEN_URI} AS MATERIALIZED
+       (SELECT subject FROM {_HIDDEN_CTE} WHERE NOT starts_with(subject, 'did:')),
+     {_INACTIVE}
 SELECT * FROM ({union}) AS r ({_COLUMNS})
  ORDER BY kind, relevance DESC, len, doc_key
 """

@@ -257,9 +257,15 @@ async def _project_group(ctx: Context, stop: asyncio.Event) -> None:
     await worker.run(stop)
 
 
-async def _rebuild(settings: Settings, name: str, batch_size: int) -> None:
+async def _rebuild(settings: Settings, name: str, batch_size: int | None) -> None:
     from projectors.moderation import ModerationProjector, trusted_sources
-    from projectors.rebuild import Progress, projector_for, projector_topics, rebuild
+    from projectors.rebuild import (
+        REBUILD_BATCH,
+        Progress,
+        projector_for,
+        projector_topics,
+        rebuild,
+    )
 
     # Moderation needs the configured labelers: which sources' labels count.
     projector = (
@@ -280,7 +286,12 @@ async def _rebuild(settings: Settings, name: str, batch_size: int) -> None:
     async with _context(settings) as ctx:
         topics = [ctx.settings.topic(t) for t in projector_topics(projector)]
         done = await rebuild(
-            ctx.pool, ctx.log, projector, topics, batch_size=batch_size, on_progress=show
+            ctx.pool,
+            ctx.log,
+            projector,
+            topics,
+            batch_size=batch_size or REBUILD_BATCH,
+            on_progress=show,
         )
     show(done)
     sys.stderr.write(f"\nrebuilt {name}: {done.done} events in {done.elapsed:.1f} s\n")
@@ -414,7 +425,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("status", help="cursors, offsets, lag and row counts")
     rebuild = sub.add_parser("rebuild", help="drop a read model and replay it from offset 0")
     rebuild.add_argument("name", help="projector name, e.g. catalog")
-    rebuild.add_argument("--batch-size", type=int, default=2000)
+    rebuild.add_argument(
+        "--batch-size", type=int, default=None, help="events per batch (default: rebuild's, 10000)"
+    )
     dead = sub.add_parser("dead-letters", help="list or replay dead-lettered events")
     dead.add_argument("action", nargs="?", choices=["list", "replay"], default="list")
     dead.add_argument("--id", type=int, default=None, help="only this dead letter")

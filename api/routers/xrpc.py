@@ -15,6 +15,7 @@ from api.errors import ApiError
 from api.pagination import decode_cursor, decode_key_cursor, encode_cursor, encode_key_cursor
 from api.routers.albums import album_detail
 from api.routers.tracks import comment_rows, top_track_rows, visible_track
+from api.search import search
 from api.views import iso
 from api.xrpc import (
     NAMESPACE,
@@ -84,19 +85,14 @@ async def get_top_tracks(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) 
 
 
 async def search_tracks(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
-    q = p["q"].strip().lower()
-    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    found = await catalog.select_tracks(
-        conn,
-        vis,
-        "search",
-        where=["lower(t.title) LIKE %s"],
-        params=[pattern, q, q + "%"],
-        order="(lower(t.title) = %s) DESC, (lower(t.title) LIKE %s) DESC, t.like_count DESC,"
-        " t.id DESC",
-        limit=p.get("limit", 20),
-    )
-    return {"tracks": await _views(conn, found, api_base)}
+    """Tracks ranked by the search read model (plyr's tiers; typo and accent tolerant)."""
+    found = await search(conn, p["q"], types=("tracks",), limit=p.get("limit", 20))
+    ids = [hit["id"] for hit in found["results"]]
+    if not ids:
+        return {"tracks": []}
+    rows = await catalog.select_tracks(conn, vis, "search", where=["t.id = ANY(%s)"], params=[ids])
+    by_id = {r["id"]: r for r in rows}
+    return {"tracks": await _views(conn, [by_id[i] for i in ids if i in by_id], api_base)}
 
 
 async def get_artist(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:

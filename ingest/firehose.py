@@ -8,8 +8,10 @@ Per frame, in order:
 2. Anything else is decoded. A commit touching kept collections is checked: ``rev`` newer
    than the last applied (else dropped as a replay), CAR blocks match their CIDs, the
    commit block is the one named by ``commit``, its signature verifies against the
-   repo's DID document key (re-resolved once on failure: key rotation), every created or
-   updated record's block is in the CAR. Refusals are counted by reason, never published.
+   repo's DID document key (re-resolved once on failure: key rotation), each kept op is
+   proven against the signed MST root through the CAR's nodes (a created or updated path
+   maps to the op's CID, a deleted one is absent; :func:`~ingest.verify.check_ops`), every
+   created or updated record's block is in the CAR. Refusals are counted by reason, never published.
    Commits of known repos that touch nothing kept are not verified; they only move the
    repo's ``rev``/``data`` so the sync-1.1 chain can be checked on the next one.
 3. sync 1.1: a commit whose ``prevData`` differs from the data CID we hold for an active
@@ -72,7 +74,7 @@ from ingest.identity import DidResolver, ResolveError
 from ingest.metrics import IngestStats
 from ingest.repos import ACTIVE, RepoStates
 from ingest.stream import keep_connected
-from ingest.verify import CommitVerifier, VerifyError, decode_commit
+from ingest.verify import CommitVerifier, VerifyError, check_ops, decode_commit
 from plyr_appview.envelope import Envelope
 from plyr_appview.log import Log, LogError
 
@@ -302,6 +304,7 @@ class FirehoseIngest:
             return []
         try:
             verified = await self._verifier.verify(event, blocks)
+            check_ops(blocks, verified.data_cid, wanted)
         except VerifyError as exc:
             self._reject(exc.reason, str(exc), seq=event.seq)
             return []

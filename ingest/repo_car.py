@@ -27,10 +27,14 @@ from ingest.car import read_blocks as read_car_blocks
 from ingest.commits import CollectionFilter
 
 __all__ = [
+    "MstNode",
+    "MstNodeMissing",
     "Repo",
     "RepoCommit",
     "RepoError",
     "RepoRecord",
+    "decode_node",
+    "find_key",
     "read_blocks",
     "read_commit",
     "read_repo",
@@ -42,6 +46,10 @@ _MAX_DEPTH = 128
 
 class RepoError(ValueError):
     """A repository CAR we cannot read: bad CAR, commit, MST node or record."""
+
+
+class MstNodeMissing(RepoError):
+    """An MST node that a walk or lookup needs is not among the blocks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +144,80 @@ class _Ranges:
         )
 
 
+class MstNode(NamedTuple):
+    """One decoded MST node: binary CIDs, full keys (prefix compression undone)."""
+
+    left: bytes | None
+    """The subtree of keys before the first entry."""
+    keys: list[str]
+    values: list[bytes]
+    """Record CIDs, one per key."""
+    trees: list[bytes | None]
+    """Per key, the subtree of keys between it and the next key."""
+
+
+def decode_node(raw: bytes) -> MstNode:
+    """Decode the bytes of an MST node; raises :class:`RepoError` (no node CID in the message).
+
+    Only the shape is checked here (links, keys, prefix lengths, UTF-8), not key order.
+    """
+    link = cbrrr.CID
+    try:
+        node = cbrrr.decode_dag_cbor(raw)
+    except (ValueError, cbrrr.CbrrrDecodeError) as exc:
+        raise RepoError(f"is not DAG-CBOR: {exc}") from None
+    if not isinstance(node, dict) or not isinstance(node.get("e"), list):
+        raise RepoError("is not a node")
+    entries: list[Any] = node["e"]  # type: ignore[assignment]
+    keys: list[str] = []
+    values: list[bytes] = []
+    trees: list[bytes | None] = []
+    add_key, add_value, add_tree = keys.append, values.append, trees.append
+    previous = b""
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise RepoError("has a bad entry")
+        prefix, suffix = entry.get("p"), entry.get("k")
+        if not isinstance(prefix, int) or not isinstance(suffix, bytes):
+            raise RepoError("has a bad entry key")
+        if prefix < 0 or prefix > len(previous):
+            raise RepoError("has a bad key prefix length")
+        previous = previous[:prefix] + suffix if prefix else suffix
+        try:
+            key = previous.decode()
+        except UnicodeDecodeError:
+            raise RepoError("has a non-UTF-8 key") from None
+        add_key(key)
+        value, tree = entry.get("v"), entry.get("t")
+        if not isinstance(value, link):
+            raise RepoError(f"entry {key!r} has no record CID")
+        add_value(value.cid_bytes)
+        if tree is None:
+            add_tree(None)
+        elif isinstance(tree, link):
+            add_tree(tree.cid_bytes)
+        else:
+            raise RepoError(f"entry {key!r} has a bad subtree link")
+    left = node.get("l")
+    if left is None:
+        return MstNode(None, keys, values, trees)
+    if not isinstance(left, link):
+        raise RepoError("has a bad left link")
+    return MstNode(left.cid_bytes, keys, values, trees)
+
+
+def _node_at(raw: bytes | None, cid: bytes | str) -> MstNode:
+    """:func:`decode_node` of block ``cid`` (``None``: not among the blocks), errors named."""
+    if raw is None:
+        name = cid if isinstance(cid, str) else libipld.encode_cid(cid)
+        raise MstNodeMissing(f"MST node {name} is missing")
+    try:
+        return decode_node(raw)
+    except RepoError as exc:
+        name = cid if isinstance(cid, str) else libipld.encode_cid(cid)
+        raise RepoError(f"MST node {name} {exc}") from None
+
+
 def walk_mst(
     blocks: dict[bytes, bytes], root: bytes, keep: CollectionFilter | None = None
 ) -> list[tuple[str, bytes]]:
@@ -147,67 +229,59 @@ def walk_mst(
     ranges = _Ranges.of(keep)
     out: list[tuple[str, bytes]] = []
     append = out.append
-    decode = cbrrr.decode_dag_cbor
-    link = cbrrr.CID
-
-    def bad(cid: bytes, what: str) -> RepoError:
-        return RepoError(f"MST node {libipld.encode_cid(cid)} {what}")
 
     # Plain recursion appending to one list: a generator chain would pay per level per key.
     def visit(cid: bytes, low: str | None, high: str | None, depth: int) -> None:
         if depth > _MAX_DEPTH:
             raise RepoError("MST deeper than any real repo")
-        raw = blocks.get(cid)
-        if raw is None:
-            raise bad(cid, "is missing")
-        try:
-            node = decode(raw)
-        except (ValueError, cbrrr.CbrrrDecodeError) as exc:
-            raise bad(cid, f"is not DAG-CBOR: {exc}") from None
-        if not isinstance(node, dict) or not isinstance(node.get("e"), list):
-            raise bad(cid, "is not a node")
-        entries: list[Any] = node["e"]  # type: ignore[assignment]
-        keys: list[str] = []
-        previous = b""
-        for entry in entries:
-            if not isinstance(entry, dict):
-                raise bad(cid, "has a bad entry")
-            prefix, suffix = entry.get("p"), entry.get("k")
-            if not isinstance(prefix, int) or not isinstance(suffix, bytes):
-                raise bad(cid, "has a bad entry key")
-            if prefix < 0 or prefix > len(previous):
-                raise bad(cid, "has a bad key prefix length")
-            previous = previous[:prefix] + suffix if prefix else suffix
-            try:
-                keys.append(previous.decode())
-            except UnicodeDecodeError:
-                raise bad(cid, "has a non-UTF-8 key") from None
-        left = node.get("l")
+        left, keys, values, trees = _node_at(blocks.get(cid), cid)
         if left is not None:
-            if not isinstance(left, link):
-                raise bad(cid, "has a bad left link")
             first = keys[0] if keys else high
             if ranges.meets(low, first):
-                visit(left.cid_bytes, low, first, depth + 1)
+                visit(left, low, first, depth + 1)
         last = len(keys) - 1
-        for index, entry in enumerate(entries):
-            key = keys[index]
+        for index, key in enumerate(keys):
             if out and key <= out[-1][0]:
                 raise RepoError(f"MST keys out of order at {key!r}")
-            value = entry.get("v")
-            if not isinstance(value, link):
-                raise RepoError(f"MST entry {key!r} has no record CID")
-            append((key, value.cid_bytes))
-            tree = entry.get("t")
+            append((key, values[index]))
+            tree = trees[index]
             if tree is not None:
-                if not isinstance(tree, link):
-                    raise RepoError(f"MST entry {key!r} has a bad subtree link")
                 after = keys[index + 1] if index < last else high
                 if ranges.meets(key, after):
-                    visit(tree.cid_bytes, key, after, depth + 1)
+                    visit(tree, key, after, depth + 1)
 
     visit(root, None, None, 0)
     return out
+
+
+def find_key(blocks: dict[str, bytes], root: str, key: str) -> bytes | None:
+    """The binary record CID that the MST at ``root`` maps ``key`` to, or ``None`` if absent.
+
+    A proof of inclusion or exclusion: only the nodes on the search path of ``key`` are read
+    (``blocks`` keyed by CID string, as in a commit's CAR). A missing node raises
+    :class:`MstNodeMissing`; a malformed node, or keys out of order or outside the range
+    the parent gives the node, raise :class:`RepoError`.
+    """
+    cid = root
+    low: str | None = None  # the keys of the node at cid all lie strictly between these
+    high: str | None = None
+    for _ in range(_MAX_DEPTH + 1):
+        below, keys, values, trees = _node_at(blocks.get(cid), cid)
+        sub_low, sub_high = low, high
+        previous = low
+        for index, here in enumerate(keys):
+            if (previous is not None and here <= previous) or (high is not None and here >= high):
+                raise RepoError(f"MST keys out of order at {here!r} in node {cid}")
+            if here == key:
+                return values[index]
+            if here > key:
+                sub_high = here
+                break
+            below, sub_low, previous = trees[index], here, here
+        if below is None:
+            return None
+        cid, low, high = libipld.encode_cid(below), sub_low, sub_high
+    raise RepoError("MST deeper than any real repo")
 
 
 def read_repo(raw: bytes, keep: CollectionFilter | None = None) -> Repo:

@@ -13,10 +13,17 @@ about 10x faster than OpenSSL's generic curve code here), P-256 with ``cryptogra
 does not verify (the account may have rotated its key). A ``#sync`` event carries the
 same signed commit block (as its CAR's root) and is checked the same way. Every refusal is a
 :class:`VerifyError` whose ``reason`` is a short metric label.
+
+A signature only vouches for the commit block, whose ``data`` is the root of the repo's MST;
+the ops listed beside it in the event are the relay's say-so. :func:`check_ops` proves each
+op against that MST through the CAR's blocks (:func:`ingest.repo_car.find_key`): a created
+or updated path must map to the op's CID, a deleted one must be absent. The nodes on the
+search path of a changed key are new in this commit, so a correct commit always carries them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cbrrr
@@ -29,8 +36,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ingest.car import CarError, cid_string, read_car
-from ingest.frames import CommitEvent, SyncEvent
+from ingest.frames import CommitEvent, Op, SyncEvent
 from ingest.identity import DidResolver, ResolveError
+from ingest.repo_car import MstNodeMissing, RepoError, find_key
 
 __all__ = [
     "CommitVerifier",
@@ -38,6 +46,7 @@ __all__ = [
     "VerifiedCommit",
     "VerifyError",
     "check_commit",
+    "check_ops",
     "check_signed",
     "decode_commit",
 ]
@@ -169,6 +178,41 @@ def check_signed(
     data = commit["data"]
     assert isinstance(data, cbrrr.CID)  # checked by _decode_commit
     return VerifiedCommit(did, rev, cid_string(data))
+
+
+def check_ops(blocks: dict[str, bytes], data_cid: str, ops: Iterable[Op]) -> None:
+    """Prove ``ops`` against the MST rooted at ``data_cid`` (a verified commit's ``data``).
+
+    Raises :class:`VerifyError`: ``mst_proof_missing`` if a node on an op's search path is
+    not in ``blocks``, ``mst_proof_mismatch`` if the tree maps a created or updated path to
+    another CID (or lacks it) or still holds a deleted one, ``mst_proof_malformed`` for a
+    node that is not a well-formed MST node. Ops with other actions are left to the record
+    reading, which refuses them.
+    """
+    for op in ops:
+        if op.action == "delete":
+            expected = None
+        elif op.action in ("create", "update"):
+            expected = op.cid
+            if expected is None:
+                raise VerifyError("mst_proof_mismatch", f"{op.action} of {op.path} without a CID")
+        else:
+            continue
+        try:
+            found = find_key(blocks, data_cid, op.path)
+        except MstNodeMissing as exc:
+            raise VerifyError("mst_proof_missing", f"{op.path}: {exc}") from None
+        except RepoError as exc:
+            raise VerifyError("mst_proof_malformed", f"{op.path}: {exc}") from None
+        if found is None:
+            if expected is not None:
+                raise VerifyError("mst_proof_mismatch", f"{op.path} is not in the signed MST")
+        elif expected is None:
+            raise VerifyError("mst_proof_mismatch", f"deleted {op.path} is still in the MST")
+        elif cid_string(found) != expected:
+            raise VerifyError(
+                "mst_proof_mismatch", f"{op.path}: MST has {cid_string(found)}, op {expected}"
+            )
 
 
 class CommitVerifier:

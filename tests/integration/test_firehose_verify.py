@@ -44,7 +44,7 @@ from tests.factories import (
     tid,
     track_record,
 )
-from tests.firehose_server import FirehoseServer
+from tests.firehose_server import FirehoseServer, MstRepo
 
 TOPIC = "plyr.repo"
 KEEP = CollectionFilter.of(DEFAULT_COLLECTIONS)  # exact NSIDs, as configured by default
@@ -62,8 +62,8 @@ class Harness:
     task: asyncio.Task[None] | None = None
     stop: asyncio.Event | None = None
 
-    def repo(self, n: int, handle: str | None = None) -> SignedRepo:
-        repo = SignedRepo(plc_did(n))
+    def repo(self, n: int, handle: str | None = None) -> MstRepo:
+        repo = MstRepo(plc_did(n), records=20)
         self.publish_doc(repo, handle or f"user{n}.test")
         return repo
 
@@ -177,6 +177,36 @@ async def test_forged_commit_is_rejected_and_later_good_ones_published(h: Harnes
             "SELECT rkey FROM repo_record WHERE did = %s ORDER BY rkey", (alice.did,)
         )
         assert [r[0] for r in await cur.fetchall()] == [tid(1), tid(3)]
+
+
+async def test_ops_the_signed_mst_does_not_hold_are_rejected(h: Harness) -> None:
+    """Each commit here is signed by the repo's key; only the ops are lies about its tree."""
+    alice = h.repo(1)
+    await h.relay.add(alice.commit_frame(1, track_ops(1, "one")), 1)
+    elsewhere, _ = block(track_record("what the tree holds"))
+    path = f"fm.plyr.track/{tid(2)}"
+    await h.relay.add(alice.commit_frame(2, track_ops(2, "claimed"), mst={path: elsewhere}), 2)
+    await h.relay.add(alice.commit_frame(3, track_ops(3, "pathless"), omit_path_node=True), 3)
+    gone = f"fm.plyr.track/{tid(1)}"
+    await h.relay.add(
+        alice.commit_frame(
+            4, [("delete", gone, None)], mst={gone: alice.entries[gone]}, every_node=True
+        ),
+        4,
+    )
+    await h.relay.add(alice.commit_frame(5, track_ops(5, "five")), 5)
+    ingest = await h.start()
+    await h.until_cursor(5)
+
+    published = [(e.kind, e.rkey) for e in await h.envelopes() if e.collection]
+    assert published == [("record.created", tid(1)), ("record.created", tid(5))]
+    assert ingest.stats.rejected["mst_proof_mismatch"] == 2
+    assert ingest.stats.rejected["mst_proof_missing"] == 1
+    text = render(h.metrics.registry).decode()
+    assert 'reason="mst_proof_mismatch"' in text
+    async with h.pool.connection() as conn:
+        cur = await conn.execute("SELECT rkey FROM repo_record WHERE did = %s", (alice.did,))
+        assert sorted(r[0] for r in await cur.fetchall()) == [tid(1), tid(5)]
 
 
 async def test_bad_input_is_counted_and_ingest_goes_on(h: Harness) -> None:

@@ -59,7 +59,9 @@ class CursorKeeper:
         """The last noted position: every event up to it is on the log."""
         self.saved: int | None = None
         """The last position written (what a restart resumes from)."""
-        self.saved_at = 0.0
+        # Counted from creation: a monotonic clock's zero is boot time, so 0.0 here made the
+        # first event "due" on any machine up for longer than the interval.
+        self.saved_at = time.monotonic()
         self.interval = interval
         self._pool = pool
         self._forward_only = forward_only
@@ -76,7 +78,7 @@ class CursorKeeper:
             self.position = position
 
     def due(self, now: float | None = None) -> bool:
-        """Whether ``interval`` has passed since the last write (or attempt)."""
+        """Whether ``interval`` has passed since the last write (or attempt, or creation)."""
         return (time.monotonic() if now is None else now) - self.saved_at >= self.interval
 
     async def advance(self, position: int, *, save: bool = False) -> None:

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from plyr_appview.db import open_pool
 from plyr_appview.log.base import Log
@@ -33,6 +34,16 @@ async def pg_url() -> AsyncIterator[str]:
         yield url
     finally:
         await asyncio.to_thread(drop_database, name)
+
+
+@pytest.fixture
+async def pool(pg_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    """A connection pool on the fresh database of ``pg_url``."""
+    pool = await open_pool(pg_url)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 @pytest.fixture

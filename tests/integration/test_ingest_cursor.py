@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.cursor import CursorKeeper, load_cursor
-from plyr_appview.db import open_pool
 
 SOURCE = "test:cursor"
-
-
-@pytest.fixture
-async def pool(pg_url: str) -> AsyncIterator[AsyncConnectionPool]:
-    pool = await open_pool(pg_url, max_size=4)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def test_written_only_when_asked_or_due_and_resumed_by_a_new_keeper(

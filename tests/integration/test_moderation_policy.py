@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from api.moderation import CONTEXTS, is_visible, sensitive_images, visible_clause
-from plyr_appview.db import open_pool
 from plyr_appview.envelope import Envelope
 from plyr_appview.log import Message
 from projectors.moderation import ModerationProjector, operator_label
@@ -62,13 +61,6 @@ def account(status: str) -> Envelope:
         active=status == "active",
         status=status,
     )
-
-
-@pytest.fixture
-async def pool(pg_url):
-    p = await open_pool(pg_url)
-    yield p
-    await p.close()
 
 
 async def project(pool, envelopes: list[Envelope | bytes], topic: str = "plyr.labels") -> None:

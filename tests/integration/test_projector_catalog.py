@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from plyr_appview.db import open_pool
 from plyr_appview.envelope import Envelope
 from plyr_appview.log import Message
 from projectors.base import OffsetConflict
@@ -38,13 +37,6 @@ def messages(envelopes, start=0):
         )
         for i, e in enumerate(envelopes)
     ]
-
-
-@pytest.fixture
-async def pool(pg_url):
-    p = await open_pool(pg_url)
-    yield p
-    await p.close()
 
 
 async def project(pool, envelopes, start=0) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from plyr_appview.db import open_pool
 from plyr_appview.envelope import Envelope
 from plyr_appview.log import Message
 from plyr_appview.log.postgres import PostgresLog
@@ -46,13 +45,6 @@ def rec(kind, did, collection, rkey, rev, record=None) -> Envelope:
         cid=fake_cid(rev),
         record=record,
     )
-
-
-@pytest.fixture
-async def pool(pg_url):
-    p = await open_pool(pg_url)
-    yield p
-    await p.close()
 
 
 class Feed:

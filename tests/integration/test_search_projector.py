@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from plyr_appview.db import open_pool
 from plyr_appview.envelope import Envelope
 from plyr_appview.log import Message
 from projectors.base import OffsetConflict
@@ -82,13 +81,6 @@ def messages(envelopes: list[Envelope | bytes], start: int = 0) -> list[Message]
         Message(TOPIC, 0, start + i, b"k", e.to_bytes() if isinstance(e, Envelope) else e, 0)
         for i, e in enumerate(envelopes)
     ]
-
-
-@pytest.fixture
-async def pool(pg_url):
-    p = await open_pool(pg_url)
-    yield p
-    await p.close()
 
 
 async def project(pool, envelopes, start: int | None = None) -> int:

@@ -1,14 +1,16 @@
 """Firehose decode + filter throughput: our ingest path vs the atproto SDK's stock path.
 
 Traffic: generated ``#commit`` frames shaped like relay traffic: 99.5% ``app.bsky.*``
-(posts, likes, follows), 0.5% ``fm.plyr.track`` creates, each a signed commit block, 4
-MST nodes and the record block in a CAR, 200 repos with their own keys.
+(posts, likes, follows), 0.5% ``fm.plyr.track`` creates, each a signed commit block, the
+new nodes of a real MST (about 5: each repo holds 100+ records) and the record block in a
+CAR, 200 repos with their own keys.
 
 - ours: what :meth:`ingest.firehose.FirehoseIngest.handle_frame` does per frame, minus
   the log and database I/O: raw-bytes triage (seq + repo read from the bytes, op paths
   searched for ``fm.plyr.``); the matching commits fully decoded, CAR read with every
   block hash checked, the commit signature verified (key from a warm resolver cache, as in
-  steady state), the envelopes built and serialised.
+  steady state), the ops proven against the signed MST root, the envelopes built and
+  serialised.
 - SDK: what its ``FirehoseSubscribeReposClient`` does per message (``Frame.from_bytes`` and
   the message-frame check, as ``_decode_frame``), then ``parse_subscribe_repos_message``,
   then ``CAR.from_bytes(commit.blocks)`` for each commit, as in its docs. No filtering and
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ingest.car import read_car
 from ingest.commits import CollectionFilter, Triage, commit_envelopes
 from ingest.frames import CommitEvent, decode_frame
-from ingest.verify import KeyCache, check_commit
+from ingest.verify import KeyCache, check_commit, check_ops
 from plyr_appview.config import DEFAULT_COLLECTIONS
 from tests.firehose_server import mixed_traffic
 
@@ -40,7 +42,8 @@ FRAMES = 4000
 SECONDS = 4.0
 
 
-def our_path(keys: dict[str, str]) -> Callable[[bytes], int]:
+def our_path(keys: dict[str, str], *, prove: bool = True) -> Callable[[bytes], int]:
+    """The ingest path; ``prove=False`` leaves out the MST proof (only to show its cost)."""
     keep = CollectionFilter.of(DEFAULT_COLLECTIONS)
     triage = Triage(keep)
     cache = KeyCache()
@@ -53,10 +56,13 @@ def our_path(keys: dict[str, str]) -> Callable[[bytes], int]:
         event = decode_frame(raw)
         if not isinstance(event, CommitEvent):
             return 0
-        if not keep.wanted(event.ops):
+        wanted = keep.wanted(event.ops)
+        if not wanted:
             return event.seq
         _, blocks = read_car(event.blocks)
-        check_commit(event, blocks, keys[event.repo], cache)
+        verified = check_commit(event, blocks, keys[event.repo], cache)
+        if prove:
+            check_ops(blocks, verified.data_cid, wanted)
         for envelope in commit_envelopes(event, keep, "bench", blocks):
             envelope.to_bytes()
         return event.seq
@@ -113,10 +119,13 @@ def main() -> None:
     our_fps = measure(ours, frames)
     # Where our time goes: the skipped majority vs the few verified fm.plyr commits.
     skipped = measure(ours, [raw for raw in frames if b"fm.plyr." not in raw], rounds=1)
-    matching = measure(ours, [raw for raw in frames if b"fm.plyr." in raw] * 20, rounds=1)
+    plyr_frames = [raw for raw in frames if b"fm.plyr." in raw] * 20
+    matching = measure(ours, plyr_frames, rounds=1)
+    unproven = measure(our_path(keys, prove=False), plyr_frames, rounds=1)
     print(
-        f"# ours: {1e6 / skipped:.2f} us per skipped frame,"
-        f" {1e6 / matching:.1f} us per matching fm.plyr frame (decode, CAR, signature, envelopes)"
+        f"# ours: {1e6 / skipped:.2f} us per skipped frame, {1e6 / matching:.1f} us per"
+        " matching fm.plyr frame (decode, CAR, signature, MST proof, envelopes),"
+        f" {1e6 / unproven:.1f} us without the MST proof"
     )
     print(f"BENCH ingest.decode_fps {our_fps:.0f} frames/s")
     print(f"BENCH ingest.sdk_decode_fps {sdk_fps:.0f} frames/s")

@@ -11,7 +11,8 @@ Per frame, in order:
    repo's DID document key (re-resolved once on failure: key rotation), each kept op is
    proven against the signed MST root through the CAR's nodes (a created or updated path
    maps to the op's CID, a deleted one is absent; :func:`~ingest.verify.check_ops`), every
-   created or updated record's block is in the CAR. Refusals are counted by reason, never published.
+   created or updated record's block is in the CAR. Refusals are counted by reason, never
+   published.
    Commits of known repos that touch nothing kept are not verified; they only move the
    repo's ``rev``/``data`` so the sync-1.1 chain can be checked on the next one.
 3. sync 1.1: a commit whose ``prevData`` differs from the data CID we hold for an active

@@ -357,34 +357,29 @@ def did_document(did: str, key: SigningKey, handle: str, pds_url: str) -> dict[s
     }
 
 
-def _mst_node(seed: int, leaf_cid: cbrrr.CID, entries: int) -> tuple[cbrrr.CID, bytes]:
-    """An MST node shaped like a real one: prefix-compressed keys, value and subtree links."""
-    items = []
-    for i in range(entries):
-        key = f"app.bsky.feed.like/{tid(seed * 64 + i)}".encode()
-        items.append(
-            {
-                "k": key if i == 0 else key[-9:],
-                "p": 0 if i == 0 else len(key) - 9,
-                "t": None,
-                "v": leaf_cid,
-            }
-        )
-    node = {"e": items, "l": None}
-    data = cbrrr.encode_dag_cbor(node)
-    return cbrrr.CID.cidv1_dag_cbor_sha256_32_from(data), data
-
-
 class SignedRepo:
-    """One repo that emits signed ``#commit`` frames chaining with ``prevData`` (sync 1.1)."""
+    """One repo that emits signed ``#commit`` frames chaining with ``prevData`` (sync 1.1),
+    each carrying a real MST, as a PDS sends them.
 
-    def __init__(self, did: str, key: SigningKey | None = None, *, mst_nodes: int = 4) -> None:
+    The repo keeps its records' CIDs by path; each commit applies its ops, rebuilds the MST
+    (:func:`tests.factories.build_mst`) and puts in the CAR the signed commit, the MST nodes
+    that are new in this commit (those on the paths of the changed keys) and the record
+    blocks. ``records`` seeds that many older records (likes sharing one CID) so the tree has
+    the depth of a lived-in repo (about 5 new nodes per single-op commit at 100).
+    """
+
+    def __init__(self, did: str, key: SigningKey | None = None, *, records: int = 0) -> None:
         self.did = did
         self.key = key or SigningKey()
-        self.mst_nodes = mst_nodes
         self.revs = 0
         self.rev: str | None = None
-        self.data_cid: cbrrr.CID | None = None
+        old, _ = block({"$type": "app.bsky.feed.like", "n": 0})
+        self.entries: dict[str, cbrrr.CID] = {
+            f"app.bsky.feed.like/{tid(n)}": old for n in range(records)
+        }
+        nodes: list[tuple[cbrrr.CID, bytes]] = []
+        self.data_cid = build_mst(self.entries, nodes)
+        self._nodes = {bytes(cid) for cid, _ in nodes}
 
     def next_rev(self) -> str:
         self.revs += 1
@@ -400,27 +395,45 @@ class SignedRepo:
         prev_data: cbrrr.CID | bool | None = True,
         rev: str | None = None,
         omit_record_blocks: bool = False,
+        mst: dict[str, cbrrr.CID | None] | None = None,
+        omit_path_node: bool = False,
+        every_node: bool = False,
     ) -> bytes:
         """A signed ``#commit`` frame; ``ops`` are (action, collection/rkey, record or None).
 
         ``sign_with`` forges (another key); ``prev_data`` True chains onto the previous
         commit, a CID claims another one, False/None omits it; ``omit_record_blocks``
-        leaves the record blocks out of the CAR.
+        leaves the record blocks out of the CAR. Lies about the tree: ``mst`` overrides
+        what the signed MST maps paths to after the ops (a CID, or ``None``: absent), and
+        ``omit_path_node`` leaves the deepest new MST node out of the CAR; ``every_node``
+        puts every node of the tree in it, not only the new ones (so a lie is in the tree,
+        not in missing blocks).
         """
         rev = rev or self.next_rev()
-        blocks: list[tuple[cbrrr.CID, bytes]] = []
+        records: list[tuple[cbrrr.CID, bytes]] = []
         op_list: list[dict[str, Any]] = []
         for action, path, record in ops:
             cid = None
             if record is not None:
                 cid, data = block(record)
                 if not omit_record_blocks:
-                    blocks.append((cid, data))
+                    records.append((cid, data))
+                self.entries[path] = cid
+            elif action == "delete":
+                self.entries.pop(path, None)
             op_list.append({"action": action, "path": path, "cid": cid, "prev": None})
-        leaf = blocks[0][0] if blocks else block({"x": seq})[0]
-        nodes = [_mst_node(seq * 8 + i, leaf, 4 + (i % 3)) for i in range(self.mst_nodes)]
-        data_cid = nodes[0][0] if nodes else block({"n": seq})[0]
-        unsigned = {
+        for path, value in (mst or {}).items():
+            if value is None:
+                self.entries.pop(path, None)
+            else:
+                self.entries[path] = value
+        nodes: list[tuple[cbrrr.CID, bytes]] = []
+        data_cid = build_mst(self.entries, nodes)  # children first, the root last
+        new = [(c, d) for c, d in nodes if every_node or bytes(c) not in self._nodes]
+        self._nodes = {bytes(cid) for cid, _ in nodes}
+        if omit_path_node and new:
+            new = new[1:]
+        unsigned: dict[str, Any] = {
             "did": self.did,
             "version": 3,
             "data": data_cid,
@@ -430,7 +443,6 @@ class SignedRepo:
         sig = (sign_with or self.key).sign(cbrrr.encode_dag_cbor(unsigned))
         commit_data = cbrrr.encode_dag_cbor({**unsigned, "sig": sig})
         commit_cid = cbrrr.CID.cidv1_dag_cbor_sha256_32_from(commit_data)
-        car_blocks = [(commit_cid, commit_data), *nodes, *blocks]
         body: dict[str, Any] = {
             "seq": seq,
             "rebase": False,
@@ -439,7 +451,7 @@ class SignedRepo:
             "commit": commit_cid,
             "rev": rev,
             "since": self.rev,
-            "blocks": make_car([commit_cid], car_blocks),
+            "blocks": make_car([commit_cid], [(commit_cid, commit_data), *new, *records]),
             "ops": op_list,
             "blobs": [],
             "time": time,

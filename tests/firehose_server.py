@@ -6,9 +6,6 @@ The same loopback port answers the websocket at ``/xrpc/com.atproto.sync.subscri
 directory stand-in), so verification runs against keys the test controls. Frames can be
 anything: forged commits, garbage, truncated or oversized bytes.
 
-:class:`MstRepo` makes signed commits whose MST is real (the ops are provable against the
-signed root, as the firehose checks), and can make them lie in the ways a forged commit would.
-
 Run as a module it streams generated mixed traffic forever (for the memory benchmark):
 ``python -m tests.firehose_server --stream`` prints ``READY <ws url> <plc url>``.
 """
@@ -29,7 +26,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.factories import FIXED_TIME, SignedRepo, SigningKey, block, build_mst, make_car, tid
+from tests.factories import SignedRepo, tid
 
 PATH = "/xrpc/com.atproto.sync.subscribeRepos"
 
@@ -143,102 +140,6 @@ class FirehoseServer:
             position += len(batch)
 
 
-class MstRepo(SignedRepo):
-    """A :class:`SignedRepo` whose commits carry a real MST, as a PDS sends them.
-
-    The repo keeps its records' CIDs by path; each commit applies its ops, rebuilds the MST
-    (:func:`tests.factories.build_mst`) and puts in the CAR the signed commit, the MST nodes
-    that are new in this commit (those on the paths of the changed keys) and the record
-    blocks. ``records`` seeds that many older records (likes sharing one CID) so the tree has
-    the depth of a lived-in repo (about 5 new nodes per single-op commit at 100).
-    """
-
-    def __init__(self, did: str, key: SigningKey | None = None, *, records: int = 0) -> None:
-        super().__init__(did, key, mst_nodes=0)
-        old, _ = block({"$type": "app.bsky.feed.like", "n": 0})
-        self.entries: dict[str, cbrrr.CID] = {
-            f"app.bsky.feed.like/{tid(n)}": old for n in range(records)
-        }
-        nodes: list[tuple[cbrrr.CID, bytes]] = []
-        self.data_cid = build_mst(self.entries, nodes)
-        self._nodes = {bytes(cid) for cid, _ in nodes}
-
-    def commit_frame(
-        self,
-        seq: int,
-        ops: list[tuple[str, str, dict[str, Any] | None]],
-        *,
-        time: str = FIXED_TIME,
-        sign_with: SigningKey | None = None,
-        prev_data: cbrrr.CID | bool | None = True,
-        rev: str | None = None,
-        omit_record_blocks: bool = False,
-        mst: dict[str, cbrrr.CID | None] | None = None,
-        omit_path_node: bool = False,
-        every_node: bool = False,
-    ) -> bytes:
-        """A signed ``#commit`` frame; ``ops`` are (action, collection/rkey, record or None).
-
-        As :meth:`SignedRepo.commit_frame`, plus lies about the tree: ``mst`` overrides
-        what the signed MST maps paths to after the ops (a CID, or ``None``: absent), and
-        ``omit_path_node`` leaves the deepest new MST node out of the CAR; ``every_node``
-        puts every node of the tree in it, not only the new ones (so a lie is in the tree,
-        not in missing blocks).
-        """
-        rev = rev or self.next_rev()
-        records: list[tuple[cbrrr.CID, bytes]] = []
-        op_list: list[dict[str, Any]] = []
-        for action, path, record in ops:
-            cid = None
-            if record is not None:
-                cid, data = block(record)
-                if not omit_record_blocks:
-                    records.append((cid, data))
-                self.entries[path] = cid
-            elif action == "delete":
-                self.entries.pop(path, None)
-            op_list.append({"action": action, "path": path, "cid": cid, "prev": None})
-        for path, value in (mst or {}).items():
-            if value is None:
-                self.entries.pop(path, None)
-            else:
-                self.entries[path] = value
-        nodes: list[tuple[cbrrr.CID, bytes]] = []
-        data_cid = build_mst(self.entries, nodes)  # children first, the root last
-        new = [(c, d) for c, d in nodes if every_node or bytes(c) not in self._nodes]
-        self._nodes = {bytes(cid) for cid, _ in nodes}
-        if omit_path_node and new:
-            new = new[1:]
-        unsigned: dict[str, Any] = {
-            "did": self.did,
-            "version": 3,
-            "data": data_cid,
-            "rev": rev,
-            "prev": None,
-        }
-        sig = (sign_with or self.key).sign(cbrrr.encode_dag_cbor(unsigned))
-        commit_data = cbrrr.encode_dag_cbor({**unsigned, "sig": sig})
-        commit_cid = cbrrr.CID.cidv1_dag_cbor_sha256_32_from(commit_data)
-        body: dict[str, Any] = {
-            "seq": seq,
-            "rebase": False,
-            "tooBig": False,
-            "repo": self.did,
-            "commit": commit_cid,
-            "rev": rev,
-            "since": self.rev,
-            "blocks": make_car([commit_cid], [(commit_cid, commit_data), *new, *records]),
-            "ops": op_list,
-            "blobs": [],
-            "time": time,
-        }
-        claimed = self.data_cid if prev_data is True else prev_data
-        if isinstance(claimed, cbrrr.CID):
-            body["prevData"] = claimed
-        self.rev, self.data_cid = rev, data_cid
-        return cbrrr.encode_dag_cbor({"op": 1, "t": "#commit"}) + cbrrr.encode_dag_cbor(body)
-
-
 def with_seq(raw: bytes, seq: int) -> bytes:
     """``raw`` (a frame) with its body's ``seq`` replaced."""
     header, body = cbrrr.decode_multi_dag_cbor_in_violation_of_the_spec(raw)
@@ -255,7 +156,7 @@ def mixed_traffic(
     with 100 records, so a commit carries about 5 MST nodes (1 to 8)."""
     from tests.factories import plc_did, post_record, track_record
 
-    signed = [MstRepo(plc_did(i), records=100) for i in range(repos)]
+    signed = [SignedRepo(plc_did(i), records=100) for i in range(repos)]
     for n in range(frames):
         repo = signed[n % repos]
         if n % plyr_every == plyr_every // 2:
@@ -289,7 +190,7 @@ async def _stream_forever(repos: int, frames: int) -> None:
 
     relay = FirehoseServer()
     pool = [raw for _, _, raw in mixed_traffic(repos, frames, plyr_every=10**9)]
-    artists = [MstRepo(plc_did(10_000 + i), records=100) for i in range(20)]
+    artists = [SignedRepo(plc_did(10_000 + i), records=100) for i in range(20)]
     for repo in artists:
         relay.docs[repo.did] = did_document(repo.did, repo.key, "a.test", "http://127.0.0.1:1")
 

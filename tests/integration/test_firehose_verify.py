@@ -44,7 +44,7 @@ from tests.factories import (
     tid,
     track_record,
 )
-from tests.firehose_server import FirehoseServer, MstRepo
+from tests.firehose_server import FirehoseServer
 
 TOPIC = "plyr.repo"
 KEEP = CollectionFilter.of(DEFAULT_COLLECTIONS)  # exact NSIDs, as configured by default
@@ -62,8 +62,8 @@ class Harness:
     task: asyncio.Task[None] | None = None
     stop: asyncio.Event | None = None
 
-    def repo(self, n: int, handle: str | None = None) -> MstRepo:
-        repo = MstRepo(plc_did(n), records=20)
+    def repo(self, n: int, handle: str | None = None) -> SignedRepo:
+        repo = SignedRepo(plc_did(n), records=20)
         self.publish_doc(repo, handle or f"user{n}.test")
         return repo
 

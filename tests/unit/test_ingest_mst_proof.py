@@ -11,14 +11,13 @@ from ingest.frames import CommitEvent, Op, decode_frame
 from ingest.repo_car import MstNodeMissing, RepoError, find_key
 from ingest.verify import KeyCache, VerifyError, check_commit, check_ops
 from plyr_appview.config import DEFAULT_COLLECTIONS
-from tests.factories import block, build_mst, plc_did, tid, track_record
-from tests.firehose_server import MstRepo
+from tests.factories import SignedRepo, block, build_mst, plc_did, tid, track_record
 
 KEEP = CollectionFilter.of(DEFAULT_COLLECTIONS)
 PATH = f"fm.plyr.track/{tid(1)}"
 
 
-def prove(repo: MstRepo, raw: bytes) -> CommitEvent:
+def prove(repo: SignedRepo, raw: bytes) -> CommitEvent:
     """Verify the commit's signature, then prove its kept ops (raises :class:`VerifyError`)."""
     event = decode_frame(raw)
     assert isinstance(event, CommitEvent)
@@ -30,20 +29,20 @@ def prove(repo: MstRepo, raw: bytes) -> CommitEvent:
     return event
 
 
-def refusal(repo: MstRepo, raw: bytes) -> str:
+def refusal(repo: SignedRepo, raw: bytes) -> str:
     with pytest.raises(VerifyError) as caught:
         prove(repo, raw)
     return caught.value.reason
 
 
-def lived_in(n: int = 1) -> MstRepo:
-    repo = MstRepo(plc_did(n), records=100)
+def lived_in(n: int = 1) -> SignedRepo:
+    repo = SignedRepo(plc_did(n), records=100)
     repo.commit_frame(1, [("create", PATH, track_record("first"))])
     return repo
 
 
 def test_create_update_and_delete_of_a_real_repo_are_proven() -> None:
-    repo = MstRepo(plc_did(1), records=100)
+    repo = SignedRepo(plc_did(1), records=100)
     event = prove(repo, repo.commit_frame(1, [("create", PATH, track_record("one"))]))
     assert len(read_car(event.blocks)[1]) >= 4, "commit + several MST nodes + the record"
     prove(repo, repo.commit_frame(2, [("update", PATH, track_record("one, edited"))]))
@@ -54,7 +53,7 @@ def test_create_update_and_delete_of_a_real_repo_are_proven() -> None:
 
 
 def test_the_first_record_of_an_empty_repo_is_proven() -> None:
-    repo = MstRepo(plc_did(1))
+    repo = SignedRepo(plc_did(1))
     prove(repo, repo.commit_frame(1, [("create", PATH, track_record())]))
     prove(repo, repo.commit_frame(2, [("delete", PATH, None)]))
 
@@ -67,7 +66,7 @@ def test_an_op_cid_that_differs_from_the_mst_leaf_is_a_mismatch() -> None:
 
 
 def test_a_created_key_the_mst_lacks_is_a_mismatch() -> None:
-    repo = MstRepo(plc_did(1), records=100)
+    repo = SignedRepo(plc_did(1), records=100)
     raw = repo.commit_frame(
         1, [("create", PATH, track_record())], mst={PATH: None}, every_node=True
     )

@@ -324,26 +324,21 @@ class _Server(uvicorn.Server):
 
 
 async def _serve(ctx: Context, stop: asyncio.Event) -> None:
-    from api.app import create_app, open_api_pool
+    from api.app import create_app
 
     settings = ctx.settings
     url = settings.api_database_url or ctx.url
     if settings.api_workers > 1:
         await _serve_workers(settings, url, stop)
         return
-    # One worker: in this process. The API reads through its own pool acting as the
-    # read-only role (migration 0009); the blob store (local dir or S3) comes from the settings.
-    api_pool = await open_api_pool(url, max_size=settings.api_pool_size)
-    app = create_app(settings, pool=api_pool)
-    config = uvicorn_config(app, host=settings.api_host, port=settings.api_port)
-    server = _Server(config)
+    # One worker: in this process, as each worker process runs it (api_worker_main): the
+    # app opens its own pool acting as the read-only role (migration 0009) in its lifespan.
+    app = create_app(settings, database_url=url)
+    server = _Server(uvicorn_config(app, host=settings.api_host, port=settings.api_port))
     serving = asyncio.create_task(server.serve())
-    try:
-        await stop.wait()
-        server.should_exit = True
-        await serving
-    finally:
-        await api_pool.close()
+    await stop.wait()
+    server.should_exit = True
+    await serving
 
 
 async def _serve_workers(settings: Settings, url: str, stop: asyncio.Event) -> None:

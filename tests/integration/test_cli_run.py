@@ -15,6 +15,8 @@ def test_run_serves_health_and_tracks_with_no_setup(tmp_path: Path):
         {
             "PLYR_DATA_DIR": str(tmp_path / "data"),
             "PLYR_FIREHOSE_URL": f"ws://127.0.0.1:{dead_port}/xrpc/com.atproto.sync.subscribeRepos",
+            # The API inside the run process (the worker processes have their own test).
+            "PLYR_API_WORKERS": "1",
         }
     )
     try:

@@ -18,8 +18,6 @@ import base64
 import functools
 from collections.abc import Callable, Mapping
 
-import regex
-
 from lexicons.formats import FORMAT_CHECKS, is_cid
 from lexicons.registry import LexiconRegistry, default_registry
 from lexicons.schema import (
@@ -40,16 +38,18 @@ from lexicons.schema import (
     UnionType,
     UnknownType,
 )
-from lexicons.validate import validate_record
+from lexicons.validate import (
+    GRAPHEME,
+    INT64_MAX,
+    INT64_MIN,
+    mime_accepted,
+    validate_record,
+)
 
 __all__ = ["Check", "compile_check", "compile_record_check", "record_validator"]
 
 Check = Callable[[object], bool]
 """Whether a value is valid for the definition it was compiled from."""
-
-_GRAPHEME = regex.compile(r"\X")
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 
 
 def record_validator(
@@ -244,7 +244,7 @@ def _string(schema: StringType) -> Check:
             if (high is not None and size > high) or (low is not None and size < low):
                 return False
         if min_graphemes is not None or (max_graphemes is not None and len(value) > max_graphemes):
-            graphemes = sum(1 for _ in _GRAPHEME.finditer(value))
+            graphemes = sum(1 for _ in GRAPHEME.finditer(value))
             if (max_graphemes is not None and graphemes > max_graphemes) or (
                 min_graphemes is not None and graphemes < min_graphemes
             ):
@@ -256,8 +256,8 @@ def _string(schema: StringType) -> Check:
 
 def _integer(schema: IntegerType) -> Check:
     const, enum = schema.const, schema.enum
-    low = _INT64_MIN if schema.minimum is None else max(_INT64_MIN, schema.minimum)
-    high = _INT64_MAX if schema.maximum is None else min(_INT64_MAX, schema.maximum)
+    low = INT64_MIN if schema.minimum is None else max(INT64_MIN, schema.minimum)
+    high = INT64_MAX if schema.maximum is None else min(INT64_MAX, schema.maximum)
 
     def check(value: object) -> bool:
         if not isinstance(value, int) or isinstance(value, bool):
@@ -286,7 +286,7 @@ def _cid_link(value: object) -> bool:
 
 
 def _blob(schema: BlobType) -> Check:
-    accept = tuple(pattern.lower() for pattern in schema.accept or ())
+    accept = schema.accept
     max_size = schema.max_size
 
     def check(value: object) -> bool:
@@ -310,17 +310,11 @@ def _blob(schema: BlobType) -> Check:
         mime_type = value.get("mimeType")
         if not isinstance(mime_type, str) or "/" not in mime_type:
             return False
-        if schema.accept is not None and not _accepts(accept, mime_type):
+        if accept is not None and not mime_accepted(accept, mime_type):
             return False
         return max_size is None or size is None or size <= max_size
 
     return check
-
-
-def _accepts(patterns: tuple[str, ...], mime_type: str) -> bool:
-    base = mime_type.partition(";")[0].strip().lower()
-    wildcard = base.partition("/")[0] + "/*"
-    return any(pattern in ("*/*", base, wildcard) for pattern in patterns)
 
 
 def _bytes(schema: BytesType) -> Check:

@@ -45,9 +45,10 @@ __all__ = ["validate_record", "validate_value"]
 
 _Path: TypeAlias = tuple[str | int, ...]
 
-_GRAPHEME = regex.compile(r"\X")
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
+# Shared with lexicons.compiled, which checks the same rules.
+GRAPHEME = regex.compile(r"\X")
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 _SHOWN_CHARS = 64
 
 _FORMAT_NAMES = MappingProxyType(
@@ -303,7 +304,7 @@ class _Validator:
         # A grapheme holds at least one code point, so short strings need no counting.
         if (high is None or len(value) <= high) and low is None:
             return
-        graphemes = sum(1 for _ in _GRAPHEME.finditer(value))
+        graphemes = sum(1 for _ in GRAPHEME.finditer(value))
         if high is not None and graphemes > high:
             raise self.fail(path, f"must be at most {_count(high, 'grapheme')}, got {graphemes}")
         if low is not None and graphemes < low:
@@ -312,7 +313,7 @@ class _Validator:
     def check_integer(self, schema: IntegerType, value: object, path: _Path) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
             raise self.fail(path, f"must be an integer, got {_kind(value)}")
-        if not _INT64_MIN <= value <= _INT64_MAX:
+        if not INT64_MIN <= value <= INT64_MAX:
             raise self.fail(path, "must fit in a signed 64-bit integer")
         if schema.const is not None and value != schema.const:
             raise self.fail(path, f"must be {schema.const}, got {value}")
@@ -347,7 +348,7 @@ class _Validator:
         mime_type = value.get("mimeType")
         if not isinstance(mime_type, str) or "/" not in mime_type:
             raise self.fail((*path, "mimeType"), f"must be a MIME type, got {_show(mime_type)}")
-        if schema.accept is not None and not _accepts(schema.accept, mime_type):
+        if schema.accept is not None and not mime_accepted(schema.accept, mime_type):
             raise self.fail(
                 path,
                 f"MIME type {mime_type!r} is not accepted (accepts {', '.join(schema.accept)})",
@@ -384,7 +385,8 @@ class _Validator:
             raise self.fail((*path, "$link"), f"must be a valid CID, got {_show(link)}")
 
 
-def _accepts(patterns: Sequence[str], mime_type: str) -> bool:
+def mime_accepted(patterns: Sequence[str], mime_type: str) -> bool:
+    """Whether a blob's ``mime_type`` matches one of a lexicon's ``accept`` patterns."""
     base = mime_type.partition(";")[0].strip().lower()
     major = base.partition("/")[0]
     for pattern in patterns:

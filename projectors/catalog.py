@@ -1,13 +1,13 @@
 """The catalog projector: artists, tracks, likes, comments, lists and albums (``repo`` topic).
 
-:meth:`CatalogProjector.apply_many` applies a batch with a few set-based statements per
-table: it validates every event (invalid ones are reported back to the runner for the
-dead-letter table), keeps per record the event with the highest rev (a delete wins a tie),
-per account the last identity/account event, then writes each table once, recomputes
-the albums of the artists whose tracks or lists changed and recounts likes and comments
-of the tracks whose likes, comments or rows changed. Because the result of the record
-rules depends only on the set of events (see :mod:`projectors.records`), the batch gives
-what applying the events one by one gives.
+:meth:`CatalogProjector.reduce` and :meth:`~CatalogProjector.write` apply a batch with a few
+set-based statements per table: the reduction validates every event (invalid ones are
+reported back to the runner for the dead-letter table), keeps per record the event with the
+highest rev (a delete wins a tie), per account the last identity/account event, then writes
+each table once, recomputes the albums of the artists whose tracks or lists changed and
+recounts likes and comments of the tracks whose likes, comments or rows changed. Because the
+result of the record rules depends only on the set of events (see
+:mod:`projectors.records`), the batch gives what applying the events one by one gives.
 
 A deleted account splits the batch: what came before is written, then the repo is purged
 from every read model (each module's ``delete_by_did``) and its DID tombstoned.
@@ -230,21 +230,10 @@ class CatalogProjector:
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope) -> None:
         """Apply one event; :class:`InvalidEvent` if its data is bad."""
-        rejected = await self.apply_many(conn, [envelope])
+        steps, rejected = self.reduce([envelope])
         if rejected:
             raise InvalidEvent(rejected[0][1])
-
-    async def apply_many(
-        self, conn: AsyncConnection, envelopes: Sequence[Envelope]
-    ) -> list[tuple[int, str]]:
-        """Apply events in order inside the caller's transaction.
-
-        Returns ``(index, reason)`` of the events rejected as invalid (nothing of them is
-        written); the others all take effect.
-        """
-        steps, rejected = self.reduce(envelopes)
         await self.write(conn, steps)
-        return rejected
 
     def reduce(self, envelopes: Sequence[Envelope]) -> tuple[Steps, list[tuple[int, str]]]:
         """Validate and reduce a batch (pure, so it can run in another process).

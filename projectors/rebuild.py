@@ -2,7 +2,7 @@
 
 :func:`rebuild` truncates a projector's tables, forgets its offsets and dead letters, and
 replays every partition of its topic from offset 0 with large batches (the projector's
-set-based ``apply_many``), reporting progress. Stop the projector's live workers first:
+set-based ``reduce``/``write``), reporting progress. Stop the projector's live workers first:
 a live worker would only notice the offset reset through its compare-and-set and then
 replay alongside (still exactly once, but slower).
 

@@ -26,7 +26,6 @@ from plyr_appview.log import Log, LogError, Message
 from projectors.base import InvalidEvent, OffsetConflict, Projector
 
 __all__ = [
-    "BatchProjector",
     "Prepared",
     "ReducingProjector",
     "apply_batch",
@@ -92,16 +91,6 @@ async def _dead_letter(
     )
 
 
-@runtime_checkable
-class BatchProjector(Projector, Protocol):
-    """A projector that applies a whole batch at once (set-based writes)."""
-
-    async def apply_many(
-        self, conn: AsyncConnection, envelopes: Sequence[Envelope]
-    ) -> list[tuple[int, str]]:
-        """Apply ``envelopes`` in order; return ``(index, reason)`` of the invalid ones."""
-
-
 # A JSON escape of a UTF-16 surrogate: fine in a pair (an emoji written as ASCII), but a
 # lone one decodes to a string PostgreSQL cannot store.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]")
@@ -149,30 +138,9 @@ async def _apply_messages(
     conn: AsyncConnection, projector: Projector, messages: Sequence[Message]
 ) -> None:
     """Apply messages inside the caller's transaction, dead-lettering the invalid ones."""
-    if isinstance(projector, BatchProjector):
-        envelopes: list[Envelope] = []
-        parsed: list[Message] = []
-        failed: list[tuple[Message, Envelope | None, str]] = []
-        for message in messages:
-            try:
-                envelopes.append(_parse(message))
-                parsed.append(message)
-            except (EnvelopeError, InvalidEvent) as exc:
-                failed.append((message, None, str(exc)))
-        try:
-            async with conn.transaction():
-                rejected = await projector.apply_many(conn, envelopes)
-        except psycopg.DataError:
-            # One event holds data the database refuses: find it, one event at a time.
-            for message in parsed:
-                envelope, reason = await apply_message(conn, projector, message)
-                if reason is not None:
-                    await _dead_letter(conn, projector.name, message, reason, _uri(envelope))
-        else:
-            for index, reason in rejected:
-                failed.append((parsed[index], envelopes[index], reason))
-        for message, envelope, reason in sorted(failed, key=lambda f: f[0].offset):
-            await _dead_letter(conn, projector.name, message, reason, _uri(envelope))
+    if isinstance(projector, ReducingProjector):
+        prepared = prepare(projector, [m.value for m in messages])
+        await _apply_prepared(conn, projector, messages, prepared)
         return
     for message in messages:
         envelope, reason = await apply_message(conn, projector, message)
@@ -185,11 +153,12 @@ def _uri(envelope: Envelope | None) -> str | None:
 
 
 @runtime_checkable
-class ReducingProjector(BatchProjector, Protocol):
-    """A batch projector whose validation and reduction is pure and apart from its writes.
+class ReducingProjector(Projector, Protocol):
+    """A projector that applies a whole batch at once: a pure reduction, then set-based writes.
 
-    :func:`prepare` (parse and reduce) can then run in another process while this one
-    writes the previous batch; see :func:`projectors.rebuild.rebuild`.
+    The reduction (:func:`prepare`: parse, validate, reduce) has no I/O, so a rebuild can run
+    it in another process while this one writes the previous batch; see
+    :func:`projectors.rebuild.rebuild`.
     """
 
     def reduce(self, envelopes: Sequence[Envelope]) -> tuple[Any, list[tuple[int, str]]]:
@@ -243,7 +212,7 @@ async def _apply_prepared(
     messages: Sequence[Message],
     prepared: Prepared,
 ) -> None:
-    """:func:`_apply_messages` for a batch :func:`prepare` already parsed and reduced."""
+    """Write a batch :func:`prepare` parsed and reduced, dead-lettering the invalid events."""
     try:
         async with conn.transaction():
             await projector.write(conn, prepared.reduced)
@@ -272,7 +241,7 @@ async def apply_batch(
 
     The writes and the new offset commit together. Raises :class:`OffsetConflict`
     (nothing applied) if the stored offset is not ``expected_offset``. A projector with
-    ``apply_many`` gets the batch at once; otherwise events are applied one by one.
+    :class:`ReducingProjector` gets the batch at once; otherwise events are applied one by one.
     ``prepared`` is what :func:`prepare` made of ``messages``, if it ran already.
     """
     first = messages[0]

@@ -139,11 +139,14 @@ async def test_invalid_record_goes_to_dead_letter_and_offset_advances(pool):
 
 async def test_crash_before_commit_leaves_offset_and_rows_unmoved(pool):
     class Crashing(CatalogProjector):
-        async def apply_many(self, conn, envelopes):
-            rejected = await super().apply_many(conn, envelopes)
-            if any(e.rkey == "boom" for e in envelopes):
+        def reduce(self, envelopes):
+            self.boom = any(e.rkey == "boom" for e in envelopes)
+            return super().reduce(envelopes)
+
+        async def write(self, conn, steps):
+            await super().write(conn, steps)
+            if self.boom:
                 raise RuntimeError("crash")  # after the writes, before the commit
-            return rejected
 
     batch = messages(
         [

@@ -183,8 +183,8 @@ async def test_crash_before_commit_leaves_offset_unmoved(pool, model):
     make, query = model
 
     class Crashing(CatalogProjector):
-        async def apply_many(self, conn, envelopes):
-            await super().apply_many(conn, envelopes)
+        async def write(self, conn, steps):
+            await super().write(conn, steps)
             raise RuntimeError("crash before commit")
 
     message = Message(TOPIC, 0, 0, b"k", make("record.created", "01").to_bytes(), 0)

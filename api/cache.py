@@ -176,7 +176,8 @@ class ResponseCacheApp:
             elif message["type"] == "http.response.body" and status == 200:
                 body: bytes = message.get("body", b"")
                 size += len(body)
-                chunks.append(body)
+                if size <= _MAX_BODY:  # past it, nothing is stored: stop holding a copy
+                    chunks.append(body)
                 if not message.get("more_body", False) and size <= _MAX_BODY:
                     stored = _cacheable(scope, headers, b"".join(chunks))
                     if stored is not None:

@@ -31,6 +31,10 @@ async def get_pool(request: Request) -> AsyncConnectionPool:
 
 async def get_visibility(request: Request) -> Visibility:
     """The visibility rule chosen at startup (moderation predicate or fallback)."""
+    return _visibility(request)
+
+
+def _visibility(request: Request) -> Visibility:
     vis: Visibility = getattr(request.app.state, "visibility", None) or Visibility()
     return vis
 
@@ -57,9 +61,7 @@ class Reader:
 
 async def get_reader(request: Request) -> Reader:
     """The pool, the visibility rule and the base URL of this request."""
-    state = request.app.state
-    vis: Visibility = getattr(state, "visibility", None) or Visibility()
-    return Reader(state.pool, vis, _api_base(request))
+    return Reader(request.app.state.pool, _visibility(request), _api_base(request))
 
 
 Pool = Annotated[AsyncConnectionPool, Depends(get_pool)]

@@ -55,11 +55,9 @@ log = logging.getLogger("api.access")
 READ_ONLY_ROLE = "plyr_api_ro"
 
 
-async def _use_read_only_role(conn: AsyncConnection) -> None:
-    """Switch a fresh connection to the read-only role when this login may (0009).
-
-    Also decodes ``json``/``jsonb`` columns with orjson (several per track row).
-    """
+async def _configure_api_connection(conn: AsyncConnection) -> None:
+    """Set up a fresh API connection: ``json``/``jsonb`` columns decoded with orjson
+    (several per track row), and the read-only role when this login may take it (0009)."""
     set_json_loads(orjson.loads, conn)
     cur = await conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)"
@@ -79,7 +77,7 @@ async def open_api_pool(url: str, *, max_size: int = 10) -> AsyncConnectionPool:
         max_size=max_size,
         open=False,
         kwargs={"autocommit": True},
-        configure=_use_read_only_role,
+        configure=_configure_api_connection,
     )
     await pool.open(wait=True, timeout=30)
     return pool

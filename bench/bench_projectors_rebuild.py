@@ -15,7 +15,7 @@ Prints ``BENCH projectors.rebuild_eps``, ``BENCH projectors.rebuild_naive_eps`` 
 rebuild's wall time, its CPU (this process and the helper) and the CPU of the database's
 server processes (read from ``/proc`` when PostgreSQL runs on this machine), and the
 Python cost per event of each pure step (envelope parse, lexicon validation, row
-building) measured on the same events. Needs the system PostgreSQL (as the tests).
+building and encoding) measured on the same events. Needs the system PostgreSQL (as the tests).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from plyr_appview.db import open_pool
 from plyr_appview.log import Message
 from plyr_appview.log.postgres import PostgresLog
-from projectors.catalog import CatalogProjector, _reduce, _Segment
+from projectors.catalog import CatalogProjector
 from projectors.rebuild import REBUILD_BATCH, rebuild, reset
 from projectors.records import valid_record
 from projectors.runner import _parse, apply_batch, load_offset
@@ -95,12 +95,7 @@ def step_costs(messages: list[Message]) -> dict[str, float]:
 
     validate = per_event(validate_all)
 
-    def reduce_all() -> None:
-        segment = _Segment()
-        for envelope in envelopes:
-            _reduce(segment, envelope)
-
-    reduce = per_event(reduce_all)
+    reduce = per_event(lambda: CatalogProjector().reduce(envelopes))
     return {"parse": parse, "validate": validate, "rows": reduce - validate}
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from psycopg import AsyncConnection
 
-from projectors.records import to_json
+from projectors.records import Rows
 
 __all__ = [
     "BSKY_AVATAR_URL",
@@ -40,22 +39,24 @@ def status_of(status: str | None, active: bool | None) -> str:
     return status or ("active" if active or active is None else "deactivated")
 
 
-async def touch_artists(conn: AsyncConnection, seen: dict[str, datetime]) -> None:
-    """Make sure every repo we have events from has a row (``first_seen_at`` = earliest)."""
+async def touch_artists(conn: AsyncConnection, seen: Rows) -> None:
+    """Make sure every repo we have events from has a row (``first_seen_at`` = earliest).
+
+    ``seen``: rows of ``{did, at}``, ``at`` the earliest event time of the repo.
+    """
     if not seen:
         return
-    rows = [{"did": did, "at": at.isoformat()} for did, at in sorted(seen.items())]
     await conn.execute(
         "INSERT INTO artist (did, first_seen_at, updated_at)"
         " SELECT did, at, at FROM jsonb_to_recordset(%s::jsonb) AS x(did text, at timestamptz)"
         f" WHERE {_NOT_DELETED}"
         " ON CONFLICT (did) DO UPDATE SET first_seen_at = excluded.first_seen_at"
         " WHERE artist.first_seen_at > excluded.first_seen_at",
-        (to_json(rows),),
+        (seen.json,),
     )
 
 
-async def apply_handles(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+async def apply_handles(conn: AsyncConnection, rows: Rows) -> None:
     """Apply identity events: ``rows`` of ``{did, handle, at}``, one per DID."""
     if not rows:
         return
@@ -67,11 +68,11 @@ async def apply_handles(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -
         " ON CONFLICT (did) DO UPDATE SET handle = coalesce(excluded.handle, artist.handle),"
         " first_seen_at = LEAST(artist.first_seen_at, excluded.first_seen_at),"
         " updated_at = GREATEST(artist.updated_at, excluded.updated_at)",
-        (to_json(list(rows)),),
+        (rows.json,),
     )
 
 
-async def apply_statuses(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+async def apply_statuses(conn: AsyncConnection, rows: Rows) -> None:
     """Apply account events other than deletion: ``rows`` of ``{did, status, at}``.
 
     The row is kept whatever the status (the API hides non-active artists and their
@@ -79,7 +80,7 @@ async def apply_statuses(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) 
     """
     if not rows:
         return
-    payload = to_json(list(rows))
+    payload = rows.json
     await conn.execute(
         "DELETE FROM catalog_tombstone WHERE rev = '' AND key IN"
         " (SELECT did FROM jsonb_to_recordset(%s::jsonb) AS x(did text))",

@@ -25,17 +25,12 @@ from psycopg import AsyncConnection
 from plyr_appview.envelope import Envelope
 from projectors import album, artist, comment, like, lists, profile, track
 from projectors.base import InvalidEvent
-from projectors.records import Deletion, deletion, event_time
+from projectors.records import Deletion, Rows, deletion, event_time
 
 __all__ = ["COLLECTIONS", "CatalogProjector", "Steps"]
 
-COLLECTIONS = (
-    track.COLLECTION,
-    like.COLLECTION,
-    comment.COLLECTION,
-    lists.COLLECTION,
-    *profile.COLLECTIONS,
-)
+_RECORD_COLLECTIONS = (track.COLLECTION, like.COLLECTION, comment.COLLECTION, lists.COLLECTION)
+COLLECTIONS = (*_RECORD_COLLECTIONS, *profile.COLLECTIONS)
 
 
 # pg_advisory_xact_lock key of the catalog's write phase (any constant; "plyrcat" in ASCII).
@@ -68,7 +63,76 @@ class _Segment:
             self.profiles[key] = (order, value)
 
 
-Steps: TypeAlias = "list[_Segment | tuple[str, datetime]]"
+@dataclass(frozen=True, slots=True)
+class _Writes:
+    """What a segment writes, encoded (:class:`~projectors.records.Rows`).
+
+    Made by :meth:`CatalogProjector.reduce`, so a rebuild's helper process does the
+    sorting and encoding, and :func:`_write` only sends the statements.
+    """
+
+    statuses: Rows
+    seen: Rows
+    handles: Rows
+    profiles: tuple[tuple[str, Rows], ...]
+    """Per profile collection, its written and deleted (fields NULL) rows."""
+    profile_dids: list[str]
+    upserts: dict[str, Rows]
+    deletes: dict[str, Rows]
+    list_items: dict[str, str]
+    """:func:`projectors.lists.encode_items` of the lists written."""
+    subjects: list[str]
+    """Subjects of the likes and comments written: their counts are recomputed."""
+    album_dids: list[str]
+    """Artists whose tracks or lists changed: their albums are recomputed."""
+
+
+def _plan(segment: _Segment) -> _Writes:
+    """Sort and encode a segment's rows (see :class:`_Writes`)."""
+    upserts: dict[str, list[Any]] = {c: [] for c in _RECORD_COLLECTIONS}
+    deletes: dict[str, list[Deletion]] = {c: [] for c in _RECORD_COLLECTIONS}
+    for _, collection, value in segment.records.values():
+        (deletes if isinstance(value, Deletion) else upserts)[collection].append(value)
+    profiles = tuple(
+        (
+            collection,
+            Rows.of(
+                (
+                    profile.deletion_row(value) if isinstance(value, Deletion) else value
+                    for (c, _), (_, value) in segment.profiles.items()
+                    if c == collection
+                ),
+                key="did",
+            ),
+        )
+        for collection in profile.COLLECTIONS
+    )
+    list_rows: list[lists.ListRow] = upserts.pop(lists.COLLECTION)
+    subjects = {
+        row["subject_uri"] for c in (like.COLLECTION, comment.COLLECTION) for row in upserts[c]
+    }
+    album_dids = {r["did"] for r in upserts[track.COLLECTION]}
+    album_dids |= {d.did for c in (track.COLLECTION, lists.COLLECTION) for d in deletes[c]}
+    album_dids |= {entry.row["did"] for entry in list_rows}
+    seen = ({"did": did, "at": at.isoformat()} for did, at in segment.seen.items())
+    return _Writes(
+        statuses=Rows.of(segment.statuses.values(), key="did"),
+        seen=Rows.of(seen, key="did"),
+        handles=Rows.of(segment.handles.values(), key="did"),
+        profiles=profiles,
+        profile_dids=sorted({did for (_, did) in segment.profiles}),
+        upserts={
+            lists.COLLECTION: Rows.of(entry.row for entry in list_rows),
+            **{c: Rows.of(rows) for c, rows in upserts.items()},
+        },
+        deletes={c: Rows.of(d.as_json() for d in rows) for c, rows in deletes.items()},
+        list_items=lists.encode_items(list_rows),
+        subjects=sorted(subjects),
+        album_dids=sorted(album_dids),
+    )
+
+
+Steps: TypeAlias = "list[_Writes | tuple[str, datetime]]"
 """A reduced batch: segments to write, and between them accounts to purge (DID, time)."""
 
 
@@ -144,59 +208,30 @@ class _Turn:
             self.held = True
 
 
-async def _write(conn: AsyncConnection, segment: _Segment, turn: _Turn) -> None:
+async def _write(conn: AsyncConnection, writes: _Writes, turn: _Turn) -> None:
     """Write one reduced segment (see the module docstring for the order)."""
-    upserts: dict[str, list[Any]] = {c: [] for c in COLLECTIONS}
-    deletes: dict[str, list[Deletion]] = {c: [] for c in COLLECTIONS}
-    for _, collection, value in segment.records.values():
-        (deletes if isinstance(value, Deletion) else upserts)[collection].append(value)
     # Statuses first: a reactivation lifts the account tombstone for what follows.
-    await artist.apply_statuses(conn, sorted(segment.statuses.values(), key=lambda r: r["did"]))
-    await artist.touch_artists(conn, segment.seen)
-    await artist.apply_handles(conn, sorted(segment.handles.values(), key=lambda r: r["did"]))
-    profile_dids: set[str] = set()
-    for collection in profile.COLLECTIONS:
-        rows = [v for (c, _), (_, v) in sorted(segment.profiles.items()) if c == collection]
-        await profile.insert_profiles(
-            conn, collection, [r for r in rows if not isinstance(r, Deletion)]
-        )
-        gone = [r for r in rows if isinstance(r, Deletion)]
-        await profile.delete_profiles(conn, collection, gone)
-        profile_dids.update(r.did if isinstance(r, Deletion) else r["did"] for r in rows)
-
-    subjects = {
-        row["subject_uri"] for c in (like.COLLECTION, comment.COLLECTION) for row in upserts[c]
-    }
-    album_dids = {r["did"] for r in upserts[track.COLLECTION]}
-    album_dids |= {d.did for c in (track.COLLECTION, lists.COLLECTION) for d in deletes[c]}
-    album_dids |= {entry.row["did"] for entry in upserts[lists.COLLECTION]}
-    recount = set(subjects)
-    recount |= await like.delete_likes(conn, sorted(deletes[like.COLLECTION], key=_uri))
-    recount |= await like.insert_likes(conn, sorted(upserts[like.COLLECTION], key=_row_uri))
-    recount |= await comment.delete_comments(conn, sorted(deletes[comment.COLLECTION], key=_uri))
-    recount |= await comment.insert_comments(
-        conn, sorted(upserts[comment.COLLECTION], key=_row_uri)
-    )
-    await lists.delete_lists(conn, sorted(deletes[lists.COLLECTION], key=_uri))
-    await lists.insert_lists(
-        conn, sorted(upserts[lists.COLLECTION], key=lambda e: str(e.row["uri"]))
-    )
-    await artist.refresh_effective(conn, sorted(profile_dids))
+    await artist.apply_statuses(conn, writes.statuses)
+    await artist.touch_artists(conn, writes.seen)
+    await artist.apply_handles(conn, writes.handles)
+    for collection, rows in writes.profiles:
+        await profile.insert_profiles(conn, collection, rows)
+    upserts, deletes = writes.upserts, writes.deletes
+    recount = set(writes.subjects)
+    recount |= await like.delete_likes(conn, deletes[like.COLLECTION])
+    recount |= await like.insert_likes(conn, upserts[like.COLLECTION])
+    recount |= await comment.delete_comments(conn, deletes[comment.COLLECTION])
+    recount |= await comment.insert_comments(conn, upserts[comment.COLLECTION])
+    await lists.delete_lists(conn, deletes[lists.COLLECTION])
+    await lists.insert_lists(conn, upserts[lists.COLLECTION], writes.list_items)
+    await artist.refresh_effective(conn, writes.profile_dids)
     await turn.take(conn)
     # Tracks after likes and comments: a track row written here is counted as it is
     # written; a deleted one has nothing to count.
-    await track.delete_tracks(conn, sorted(deletes[track.COLLECTION], key=_uri))
-    recount -= await track.insert_tracks(conn, sorted(upserts[track.COLLECTION], key=_row_uri))
-    await album.refresh_albums(conn, sorted(album_dids))
+    await track.delete_tracks(conn, deletes[track.COLLECTION])
+    recount -= await track.insert_tracks(conn, upserts[track.COLLECTION])
+    await album.refresh_albums(conn, writes.album_dids)
     await track.recount(conn, sorted(recount))
-
-
-def _uri(value: Deletion) -> str:
-    return value.uri
-
-
-def _row_uri(value: dict[str, Any]) -> str:
-    return str(value["uri"])
 
 
 async def purge_account(conn: AsyncConnection, did: str, at: datetime) -> None:
@@ -247,23 +282,25 @@ class CatalogProjector:
             if envelope.kind == "account.changed" and (
                 artist.status_of(envelope.status, envelope.active) == "deleted"
             ):
-                steps += [segment, (envelope.did, event_time(envelope))]
+                if segment:
+                    steps.append(_plan(segment))
+                steps.append((envelope.did, event_time(envelope)))
                 segment = _Segment()
                 continue
             try:
                 _reduce(segment, envelope)
             except InvalidEvent as exc:
                 rejected.append((index, str(exc)))
-        steps.append(segment)
+        if segment:
+            steps.append(_plan(segment))
         return steps, rejected
 
     async def write(self, conn: AsyncConnection, steps: Steps) -> None:
         """Write what :meth:`reduce` returned, inside the caller's transaction."""
         turn = _Turn()
         for step in steps:
-            if isinstance(step, _Segment):
-                if step:
-                    await _write(conn, step, turn)
+            if isinstance(step, _Writes):
+                await _write(conn, step, turn)
             else:
                 await turn.take(conn)  # a purge deletes tracks and recounts
                 await purge_account(conn, *step)

@@ -6,7 +6,6 @@ Indexed by subject URI with no foreign key, so a comment may arrive before its t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -14,8 +13,8 @@ from psycopg import AsyncConnection
 from plyr_appview.envelope import Envelope
 from projectors.base import parse_datetime, track_id
 from projectors.records import (
-    Deletion,
     RecordTable,
+    Rows,
     event_time,
     int64,
     require_record,
@@ -65,13 +64,13 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
     }
 
 
-async def insert_comments(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> set[str]:
+async def insert_comments(conn: AsyncConnection, rows: Rows) -> set[str]:
     """Write comments (newest rev wins); the subject URIs whose counts changed."""
     _, subjects = await TABLE.upsert(conn, rows)
     return {str(s) for s in subjects}
 
 
-async def delete_comments(conn: AsyncConnection, deletions: Sequence[Deletion]) -> set[str]:
+async def delete_comments(conn: AsyncConnection, deletions: Rows) -> set[str]:
     """Delete comments (leaving tombstones); the subject URIs whose counts changed."""
     return {str(s) for s in await TABLE.delete(conn, deletions)}
 

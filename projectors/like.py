@@ -6,7 +6,6 @@ without) its track; ``track.like_count`` is recounted from these rows by the cat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -14,8 +13,8 @@ from psycopg import AsyncConnection
 from plyr_appview.envelope import Envelope
 from projectors.base import parse_datetime
 from projectors.records import (
-    Deletion,
     RecordTable,
+    Rows,
     event_time,
     require_record,
     valid_record,
@@ -51,13 +50,13 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
     }
 
 
-async def insert_likes(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> set[str]:
+async def insert_likes(conn: AsyncConnection, rows: Rows) -> set[str]:
     """Write likes (newest rev wins); the subject URIs whose counts changed."""
     _, subjects = await TABLE.upsert(conn, rows)
     return {str(s) for s in subjects}
 
 
-async def delete_likes(conn: AsyncConnection, deletions: Sequence[Deletion]) -> set[str]:
+async def delete_likes(conn: AsyncConnection, deletions: Rows) -> set[str]:
     """Delete likes (leaving tombstones); the subject URIs whose counts changed."""
     return {str(s) for s in await TABLE.delete(conn, deletions)}
 

@@ -8,7 +8,7 @@ is ``lists`` so it does not shadow the builtin ``list``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +17,8 @@ from psycopg import AsyncConnection
 from plyr_appview.envelope import Envelope
 from projectors.base import parse_datetime
 from projectors.records import (
-    Deletion,
     RecordTable,
+    Rows,
     event_time,
     require_record,
     to_json,
@@ -31,6 +31,7 @@ __all__ = [
     "ListRow",
     "delete_by_did",
     "delete_lists",
+    "encode_items",
     "insert_lists",
     "list_id",
     "to_row",
@@ -95,24 +96,34 @@ def to_row(envelope: Envelope) -> ListRow:
     )
 
 
-async def insert_lists(conn: AsyncConnection, lists: Sequence[ListRow]) -> set[str]:
-    """Write lists and replace their items (newest rev wins); the URIs written."""
-    written, _ = await TABLE.upsert(conn, [entry.row for entry in lists])
+def encode_items(lists: Sequence[ListRow]) -> dict[str, str]:
+    """Each list's items as the inside of a JSON array (no brackets), for
+    :func:`insert_lists`; lists without items are left out."""
+    return {entry.row["uri"]: to_json(entry.items)[1:-1] for entry in lists if entry.items}
+
+
+async def insert_lists(conn: AsyncConnection, rows: Rows, items: Mapping[str, str]) -> set[str]:
+    """Write lists and replace their items (newest rev wins); the URIs written.
+
+    ``items`` is :func:`encode_items` of the lists: the items of the lists written are
+    joined into one array.
+    """
+    written, _ = await TABLE.upsert(conn, rows)
     if not written:
         return written
     await conn.execute("DELETE FROM list_item WHERE list_uri = ANY(%b::text[])", (sorted(written),))
-    items = [item for entry in lists if entry.row["uri"] in written for item in entry.items]
-    if items:
+    kept = [items[uri] for uri in sorted(written) if uri in items]
+    if kept:
         await conn.execute(
             "INSERT INTO list_item (list_uri, position, subject_uri, subject_cid)"
             " SELECT list_uri, position, subject_uri, subject_cid FROM jsonb_to_recordset("
             "%s::jsonb) AS x(list_uri text, position integer, subject_uri text, subject_cid text)",
-            (to_json(items),),
+            ("[" + ",".join(kept) + "]",),
         )
     return written
 
 
-async def delete_lists(conn: AsyncConnection, deletions: Sequence[Deletion]) -> None:
+async def delete_lists(conn: AsyncConnection, deletions: Rows) -> None:
     """Delete lists and their items (leaving tombstones)."""
     await TABLE.delete(conn, deletions)
 

@@ -8,7 +8,6 @@ overwrites a newer one, and a deleted profile record clears its columns at its r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -16,9 +15,9 @@ from psycopg import AsyncConnection
 from plyr_appview.envelope import Envelope
 from projectors.records import (
     Deletion,
+    Rows,
     event_time,
     require_record,
-    to_json,
     valid_record,
 )
 
@@ -27,7 +26,7 @@ __all__ = [
     "COLLECTIONS",
     "PLYR",
     "delete_by_did",
-    "delete_profiles",
+    "deletion_row",
     "insert_profiles",
     "to_row",
 ]
@@ -60,10 +59,17 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
     return row
 
 
-async def insert_profiles(
-    conn: AsyncConnection, collection: str, rows: Sequence[dict[str, Any]]
-) -> None:
-    """Write one source's profile fields (one row per DID), newest rev winning."""
+def deletion_row(deletion: Deletion) -> dict[str, Any]:
+    """The row :func:`insert_profiles` writes for a deleted profile: its fields NULL."""
+    return {"did": deletion.did, "rev": deletion.rev, "at": deletion.at.isoformat()}
+
+
+async def insert_profiles(conn: AsyncConnection, collection: str, rows: Rows) -> None:
+    """Write one source's profile fields (one row per DID), newest rev winning.
+
+    A deleted profile is a row of :func:`deletion_row`: it clears the fields at the
+    delete's rev (unless newer data is stored).
+    """
     if not rows:
         return
     rev_column, fields = _SOURCES[collection]
@@ -79,19 +85,8 @@ async def insert_profiles(
         + ", first_seen_at = LEAST(artist.first_seen_at, excluded.first_seen_at),"
         " updated_at = GREATEST(artist.updated_at, excluded.updated_at)"
         f" WHERE artist.{rev_column} IS NULL OR artist.{rev_column} <= excluded.{rev_column}",
-        (to_json(list(rows)),),
+        (rows.json,),
     )
-
-
-async def delete_profiles(
-    conn: AsyncConnection, collection: str, deletions: Sequence[Deletion]
-) -> None:
-    """Clear one source's profile fields at the delete's rev (unless newer data is stored)."""
-    if not deletions:
-        return
-    # A row of NULL fields at the delete's rev.
-    rows = [{"did": d.did, "rev": d.rev, "at": d.at.isoformat()} for d in deletions]
-    await insert_profiles(conn, collection, rows)
 
 
 async def delete_by_did(conn: AsyncConnection, did: str) -> None:

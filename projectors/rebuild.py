@@ -27,9 +27,10 @@ from datetime import datetime
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from plyr_appview.log import Log
+from plyr_appview.log import Log, Message
 from projectors.base import Projector
 from projectors.runner import (
+    Prepared,
     ReducingProjector,
     apply_batch,
     apply_message,
@@ -126,6 +127,13 @@ async def rebuild(
     several topics, like moderation, keeps independent state per topic, so the order
     across topics does not matter). Each partition is replayed up to at least the end
     offset it had when the rebuild started (and on until a read comes back empty).
+
+    The partitions are shared out among ``concurrency`` lanes. A lane is a pipeline: it
+    reads and prepares (:func:`~projectors.runner.prepare`, in the helper process) the
+    next batch, across its partitions' boundaries, while it writes the current one, so
+    neither the helper nor the database waits for the other except at the very start
+    and end. A lane's first batches are smaller (an eighth of ``batch_size``, doubling),
+    so the database has something to write soon after the start.
     """
     names = [topics] if isinstance(topics, str) else list(topics)
     parts = [(t, p) for t in names for p in range(log.partitions(t))]
@@ -134,7 +142,6 @@ async def rebuild(
     await reset(pool, projector)
     started = time.perf_counter()
     done = 0
-    gate = asyncio.Semaphore(concurrency)
 
     def report() -> Progress:
         progress = Progress(done, max(total, done), time.perf_counter() - started)
@@ -142,33 +149,57 @@ async def rebuild(
             on_progress(progress)
         return progress
 
-    async def replay(topic: str, partition: int, helper: Executor | None) -> None:
-        nonlocal done
-        async with gate:
+    async def produce(
+        lane: Sequence[tuple[str, int]], helper: Executor | None, ready: asyncio.Queue[_Batch]
+    ) -> None:
+        size = max(1, batch_size // 8)
+        for topic, partition in lane:
             offset = await load_offset(pool, projector.name, topic, partition)
             while True:
-                messages = await log.read(
-                    topic, partition, offset, max_messages=batch_size, timeout=0.2
-                )
+                messages = await log.read(topic, partition, offset, max_messages=size, timeout=0.2)
                 if not messages:
                     if offset >= targets[topic, partition]:
-                        return
+                        break
                     continue
+                size = min(size * 2, batch_size)
                 prepared = None
                 if helper is not None and isinstance(projector, ReducingProjector):
                     prepared = await asyncio.get_running_loop().run_in_executor(
                         helper, prepare, projector, [m.value for m in messages]
                     )
-                new_offset = await apply_batch(pool, projector, messages, offset, prepared=prepared)
-                done += new_offset - offset
-                offset = new_offset
-                report()
+                await ready.put(_Batch(messages, offset, prepared))
+                offset = messages[-1].offset + 1
+        await ready.put(_Batch([], 0, None))  # the lane is done
 
+    async def write(ready: asyncio.Queue[_Batch]) -> None:
+        nonlocal done
+        while (batch := await ready.get()).messages:
+            new_offset = await apply_batch(
+                pool, projector, batch.messages, batch.offset, prepared=batch.prepared
+            )
+            done += new_offset - batch.offset
+            report()
+
+    lanes = [parts[i :: max(1, concurrency)] for i in range(max(1, concurrency))]
     with _fewer_collections(), _helper_process(projector) as helper:
         async with asyncio.TaskGroup() as group:
-            for topic, partition in parts:
-                group.create_task(replay(topic, partition, helper))
+            for lane in lanes:
+                if lane:
+                    ready: asyncio.Queue[_Batch] = asyncio.Queue(maxsize=1)
+                    group.create_task(produce(lane, helper, ready))
+                    group.create_task(write(ready))
     return report()
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Consecutive messages of one partition, the offset they start at, and what
+    :func:`~projectors.runner.prepare` made of them (if it ran in the helper); no
+    messages marks the end of a lane."""
+
+    messages: list[Message]
+    offset: int
+    prepared: Prepared | None
 
 
 @contextlib.contextmanager

@@ -19,8 +19,8 @@ from plyr_appview.envelope import Envelope
 from projectors.album import slugify
 from projectors.base import parse_datetime, track_id
 from projectors.records import (
-    Deletion,
     RecordTable,
+    Rows,
     event_time,
     int32,
     int64,
@@ -118,7 +118,7 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
     }
 
 
-async def insert_tracks(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> set[str]:
+async def insert_tracks(conn: AsyncConnection, rows: Rows) -> set[str]:
     """Insert or update tracks unless stored or deleted at a newer rev; the URIs written.
 
     Written rows get ``like_count`` and ``comment_count`` recounted from the stored likes
@@ -128,7 +128,7 @@ async def insert_tracks(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -
     return written
 
 
-async def delete_tracks(conn: AsyncConnection, deletions: Sequence[Deletion]) -> set[str]:
+async def delete_tracks(conn: AsyncConnection, deletions: Rows) -> set[str]:
     """Delete tracks (unless re-created at a newer rev); the URIs removed."""
     return {str(uri) for uri in await TABLE.delete(conn, deletions)}
 

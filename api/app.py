@@ -14,6 +14,7 @@ import httpx
 import orjson
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -33,6 +34,7 @@ from api.blobstore import BlobStore, open_blob_store
 from api.cache import ReadModelListener, ResponseCache, ResponseCacheApp
 from api.deps import Pool
 from api.errors import install_error_handlers
+from api.fastpath import TrackDetailFastPath
 from api.fetch import UpstreamFetcher
 from api.routers import (
     activity,
@@ -237,11 +239,13 @@ def create_app(
     pool: AsyncConnectionPool | None = None,
     blob_store: BlobStore | None = None,
     fetcher_overrides: dict[str, Any] | None = None,
+    fast_paths: bool = True,
 ) -> FastAPI:
     """The API; uses ``pool`` if given, else opens a read-only pool on ``database_url``.
 
     ``blob_store`` defaults to the configured one (S3 bucket, else the local blob dir);
-    ``fetcher_overrides`` passes test-only options to :class:`api.fetch.UpstreamFetcher`.
+    ``fetcher_overrides`` passes test-only options to :class:`api.fetch.UpstreamFetcher`;
+    ``fast_paths=False`` leaves every request to the FastAPI routes (tests compare the two).
     """
 
     @asynccontextmanager
@@ -304,6 +308,10 @@ def create_app(
     if pool is not None:
         app.state.pool = pool
     install_error_handlers(app)
+    if fast_paths:
+        # Innermost: the response cache, CORS, access log and metrics wrap it as they wrap
+        # the router.
+        app.add_middleware(TrackDetailFastPath, route=_route(tracks.router, tracks.get_track))
     cache: ResponseCache | None = None
     if settings.api_cache_entries > 0:
         cache = ResponseCache(
@@ -357,6 +365,14 @@ def create_app(
     app.include_router(artists.users_router)
     _include_optional(app)
     return app
+
+
+def _route(router: Any, endpoint: Any) -> APIRoute:
+    """The route of ``router`` that calls ``endpoint``."""
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.endpoint is endpoint:
+            return route
+    raise LookupError(f"no route for {endpoint.__name__}")
 
 
 def _include_optional(app: FastAPI) -> None:

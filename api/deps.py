@@ -20,6 +20,7 @@ __all__ = [
     "get_pool",
     "get_reader",
     "get_visibility",
+    "reader_for",
 ]
 
 
@@ -61,6 +62,11 @@ class Reader:
 
 async def get_reader(request: Request) -> Reader:
     """The pool, the visibility rule and the base URL of this request."""
+    return reader_for(request)
+
+
+def reader_for(request: Request) -> Reader:
+    """:func:`get_reader` without the dependency machinery (for plain ASGI fast paths)."""
     return Reader(request.app.state.pool, _visibility(request), _api_base(request))
 
 

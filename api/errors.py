@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException
 
-__all__ = ["ApiError", "install_error_handlers"]
+__all__ = ["ApiError", "api_error_response", "install_error_handlers", "pool_timeout_response"]
 
 
 class ApiError(Exception):
@@ -28,10 +28,23 @@ def _envelope(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail, "error": code}, status_code=status)
 
 
+def api_error_response(exc: ApiError) -> JSONResponse:
+    """The envelope answering an :class:`ApiError` (handlers and ASGI fast paths alike)."""
+    return _envelope(exc.status, exc.code, exc.detail)
+
+
+def pool_timeout_response() -> JSONResponse:
+    """503 with ``Retry-After``: every database connection stayed busy for the pool's
+    whole timeout. Overloaded, not broken: say so instead of a bare 500."""
+    response = _envelope(503, "unavailable", "the database is busy; retry shortly")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return _envelope(exc.status, exc.code, exc.detail)
+        return api_error_response(exc)
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
@@ -47,11 +60,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return _envelope(422, "invalid_request", "; ".join(parts) or "invalid request")
 
     async def pool_timeout(_: Request, exc: Exception) -> JSONResponse:
-        # Every database connection stayed busy for the pool's whole timeout: overloaded,
-        # not broken. Say so (503, retry shortly) instead of a bare 500.
-        response = _envelope(503, "unavailable", "the database is busy; retry shortly")
-        response.headers["Retry-After"] = "1"
-        return response
+        return pool_timeout_response()
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(PoolTimeout, pool_timeout)

@@ -9,15 +9,17 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
+from starlette.responses import Response
 
 from api import catalog
-from api.deps import Pool, Read, Vis
+from api.deps import Pool, Read, Reader, Vis
 from api.errors import ApiError
 from api.pagination import decode_cursor, encode_cursor
+from api.responses import encode, json_doc, json_response
 from api.views import UNKNOWN_TRACK_FIELDS, iso
 from api.visibility import Context
 
-__all__ = ["AT_URI", "DID", "router"]
+__all__ = ["AT_URI", "DID", "get_track", "router", "track_detail_json"]
 
 router = APIRouter(prefix="/tracks", tags=["tracks"])
 
@@ -26,9 +28,10 @@ AT_URI = r"^at://[^/\s]+/[a-zA-Z0-9.-]+/[^/\s]+$"
 
 _UNKNOWN = "; ".join(f"`{k}`: {v}" for k, v in UNKNOWN_TRACK_FIELDS.items())
 _TRACK_DOC = f"A plyr ``TrackResponse``. Fields the network cannot tell us: {_UNKNOWN}."
+_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 
 
-@router.get("/", description=_TRACK_DOC)
+@router.get("/", description=_TRACK_DOC, response_model=None, responses=json_doc(_OBJECT))
 async def list_tracks(
     read: Read,
     cursor: Annotated[str | None, Query(description="opaque cursor from next_cursor")] = None,
@@ -38,10 +41,10 @@ async def list_tracks(
         list[str] | None, Query(description="any-of; records carry no tags, so none match")
     ] = None,
     filter_hidden_tags: Annotated[bool | None, Query(description="accepted, no effect")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Tracks, newest first: ``{tracks, next_cursor, has_more}``."""
     if tags:
-        return {"tracks": [], "next_cursor": None, "has_more": False}
+        return json_response(encode({"tracks": [], "next_cursor": None, "has_more": False}))
     where: list[str] = []
     params: list[Any] = []
     if artist_did is not None:
@@ -61,19 +64,27 @@ async def list_tracks(
         rows = rows[:limit]
         tracks = await catalog.present_tracks(conn, rows, api_base=read.api_base)
     next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if has_more else None
-    return {"tracks": tracks, "next_cursor": next_cursor, "has_more": has_more}
+    return json_response(
+        encode({"tracks": tracks, "next_cursor": next_cursor, "has_more": has_more})
+    )
 
 
-@router.get("/top", description="Ranked by likes created within the period (≥ 1 like).")
+@router.get(
+    "/top",
+    description="Ranked by likes created within the period (≥ 1 like).",
+    response_model=None,
+    responses=json_doc({"type": "array", "items": _OBJECT}),
+)
 async def top_tracks(
     read: Read,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
     period: Literal["all_time", "month", "week", "day"] = "all_time",
-) -> list[dict[str, Any]]:
+) -> Response:
     """The most liked tracks (plyr ranks by likes, not plays); like_count is all-time."""
     async with read.pool.connection() as conn:
         rows = await top_track_rows(conn, read.vis, period=period, limit=limit)
-        return await catalog.present_tracks(conn, rows, api_base=read.api_base)
+        tracks = await catalog.present_tracks(conn, rows, api_base=read.api_base)
+    return json_response(encode(tracks))
 
 
 async def top_track_rows(conn: Any, vis: Any, *, period: str, limit: int) -> list[dict[str, Any]]:
@@ -124,11 +135,22 @@ async def get_track_by_uri(
         return await _detail(conn, read.vis, read.api_base, uri=uri)
 
 
-@router.get("/{track_id}", description=_TRACK_DOC)
-async def get_track(read: Read, track_id: Annotated[int, Path(ge=0)]) -> dict[str, Any]:
-    """One track by its integer id; 404 if unknown, 410 if taken down or hidden."""
+@router.get("/{track_id}", description=_TRACK_DOC, response_model=None, responses=json_doc(_OBJECT))
+async def get_track(read: Read, track_id: Annotated[int, Path(ge=0)]) -> Response:
+    """One track by its integer id; 404 if unknown, 410 if taken down or hidden.
+
+    :class:`api.fastpath.TrackDetailFastPath` answers most of these requests before the
+    router sees them, with :func:`track_detail_json` as well; this route stays for the
+    docs and for whatever the fast path leaves alone (ids it does not parse).
+    """
+    return json_response(await track_detail_json(read, track_id))
+
+
+async def track_detail_json(read: Reader, track_id: int) -> bytes:
+    """The encoded ``TrackResponse`` of ``GET /tracks/{track_id}``; raises :class:`ApiError`
+    404 (unknown) or 410 (hidden)."""
     async with read.pool.connection() as conn:
-        return await _detail(conn, read.vis, read.api_base, track_id=track_id)
+        return encode(await _detail(conn, read.vis, read.api_base, track_id=track_id))
 
 
 async def _detail(

@@ -1,0 +1,76 @@
+"""A lean ASGI path for ``GET /tracks/{track_id}``, the hottest read route.
+
+FastAPI's per-request machinery (route matching over every router, dependency resolution,
+parameter validation, its exception and exit-stack middleware) cost about twice the
+query itself on a track permalink. :class:`TrackDetailFastPath` sits innermost in the
+middleware stack (inside CORS, the access log and metrics, the response cache) and
+answers the requests it can parse with exactly what the FastAPI route answers: the same
+query and presenter (:func:`api.routers.tracks.track_detail_json`), the same visibility
+rule and base URL (:func:`api.deps.reader_for`), the same error envelopes
+(:mod:`api.errors`), and the route itself in ``scope["route"]``, so metrics, logs and the
+cache label the answer as the route's own.
+
+Everything else goes on to FastAPI unchanged: other methods, other paths, and ids that
+are not plain decimal digits (``-1``, ``abc``, ``1e3``, overlong numbers) — FastAPI's
+validation answers those with its own 422, so no second copy of its messages is needed.
+"""
+
+from __future__ import annotations
+
+from psycopg_pool import PoolTimeout
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.deps import reader_for
+from api.errors import ApiError, api_error_response, pool_timeout_response
+from api.responses import json_response
+from api.routers.tracks import track_detail_json
+
+__all__ = ["TrackDetailFastPath", "parse_track_path"]
+
+_PREFIX = "/tracks/"
+_MAX_DIGITS = 18
+"""Longer ids go to FastAPI: 18 digits always fit PostgreSQL's ``bigint``."""
+
+
+def parse_track_path(path: str) -> int | None:
+    """The id in ``/tracks/<digits>``, or ``None`` for any other path."""
+    if not path.startswith(_PREFIX):
+        return None
+    digits = path[len(_PREFIX) :]
+    if not 0 < len(digits) <= _MAX_DIGITS or not digits.isascii() or not digits.isdigit():
+        return None
+    return int(digits)
+
+
+class TrackDetailFastPath:
+    """ASGI middleware answering ``GET /tracks/<digits>`` without the FastAPI router.
+
+    ``route`` is the FastAPI route of ``GET /tracks/{track_id}``: it is put in the scope
+    as the router would, so the outer middleware label the answer with its path.
+    """
+
+    def __init__(self, app: ASGIApp, *, route: BaseRoute) -> None:
+        self.app = app
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
+            track_id = parse_track_path(scope["path"])
+            if track_id is not None:
+                scope["route"] = self.route
+                scope["path_params"] = {"track_id": track_id}
+                response = await self._answer(Request(scope), track_id)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, request: Request, track_id: int) -> Response:
+        try:
+            return json_response(await track_detail_json(reader_for(request), track_id))
+        except ApiError as exc:
+            return api_error_response(exc)
+        except PoolTimeout:
+            return pool_timeout_response()

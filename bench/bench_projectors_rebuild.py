@@ -4,9 +4,9 @@ Appends a realistic repo-topic event mix (tracks, likes, comments, lists, profil
 identity and account events) to the PostgreSQL-backed log, then measures in the same run:
 
 - ours: ``projectors.rebuild.rebuild`` with its defaults (what ``plyr-appview rebuild``
-  runs: batches of ``REBUILD_BATCH``, parsed and reduced in a helper process while the
-  previous batch is written, set-based statements per table per batch, two partitions
-  at a time);
+  runs: batches of up to ``REBUILD_BATCH``, parsed, reduced and encoded in a helper
+  process while the previous batch is written, set-based statements per table per
+  batch, the partitions shared by two such pipelines);
 - naive: the same projector, one transaction per event (``apply_batch`` of one message),
   on the first part of the same log.
 

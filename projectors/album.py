@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 _MAX_SLUG = 80
+# A list row (``l``) that makes an album.
+_ALBUM_LIST = "l.list_type = 'album' AND coalesce(l.name, '') <> ''"
 
 
 def slugify(title: str) -> str:
@@ -152,9 +154,14 @@ async def refresh_albums(conn: AsyncConnection, dids: Sequence[str]) -> None:
     if not dids:
         return
     dids = sorted(set(dids))
+    # Only the tracks an album can involve: with an album title, on an album list of
+    # their artist, or holding a slug to clear. Derivation gives every other track no
+    # slug and no album, and it has none: reading them (most tracks) would change nothing.
     cur = await conn.execute(
-        "SELECT did, uri, album, created_at, image_url, album_slug FROM track"
-        " WHERE did = ANY(%b::text[])",
+        "SELECT t.did, t.uri, t.album, t.created_at, t.image_url, t.album_slug FROM track t"
+        " WHERE t.did = ANY(%b::text[]) AND (t.album IS NOT NULL OR t.album_slug IS NOT NULL"
+        "  OR EXISTS (SELECT 1 FROM list_item i JOIN list l ON l.uri = i.list_uri"
+        f"   WHERE i.subject_uri = t.uri AND l.did = t.did AND {_ALBUM_LIST}))",
         (dids,),
     )
     tracks: dict[str, list[AlbumTrack]] = {}
@@ -167,7 +174,7 @@ async def refresh_albums(conn: AsyncConnection, dids: Sequence[str]) -> None:
         " coalesce(array_agg(i.subject_uri ORDER BY i.position)"
         "  FILTER (WHERE i.subject_uri IS NOT NULL), '{}')"
         " FROM list l LEFT JOIN list_item i ON i.list_uri = l.uri"
-        " WHERE l.did = ANY(%b::text[]) AND l.list_type = 'album' AND coalesce(l.name, '') <> ''"
+        f" WHERE l.did = ANY(%b::text[]) AND {_ALBUM_LIST}"
         " GROUP BY l.uri",
         (dids,),
     )

@@ -249,6 +249,10 @@ async def test_albums_from_titles_and_lists_with_stable_slugs(pool, feed):
         rec("record.deleted", A, "fm.plyr.track", "t2", "06"),
     )
     assert await rows(pool, "SELECT slug FROM album") == [("live",)]
+    # The album list goes: its untitled track loses the album and the slug.
+    await feed(rec("record.deleted", A, "fm.plyr.list", "al", "07"))
+    assert await rows(pool, "SELECT slug FROM album") == []
+    assert await rows(pool, "SELECT rkey, album_slug FROM track") == [("t3", None)]
 
 
 def test_slug_rule():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -26,6 +27,7 @@ __all__ = [
     "select_tracks",
     "track_row",
     "track_row_visible",
+    "track_rows_visible_by_id",
     "tracks_by_uris",
 ]
 
@@ -103,6 +105,30 @@ async def track_row_visible(
     if found is None:
         return None, False
     return found, bool(found.pop("visible_in_context"))
+
+
+async def track_rows_visible_by_id(
+    conn: AsyncConnection, vis: Visibility, context: Context, ids: Sequence[int]
+) -> dict[int, tuple[dict[str, Any], bool]]:
+    """Joined track rows for ``ids`` (unknown ones absent), each with whether ``context``
+    may show it: :func:`track_row_visible` for many ids in one prepared statement."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(_by_id_sql(vis, context), (list(ids),), prepare=True)
+    found: dict[int, tuple[dict[str, Any], bool]] = {}
+    for r in await cur.fetchall():
+        shown = bool(r.pop("visible_in_context"))
+        found[r["id"]] = (r, shown)
+    return found
+
+
+@cache
+def _by_id_sql(vis: Visibility, context: Context) -> str:
+    # Built once per rule and context: the statement text is also psycopg's key for the
+    # prepared statement. ``bigint[]``: psycopg sends small ids as a narrower array type.
+    return (
+        f"SELECT {TRACK_COLUMNS}, {vis.track(context)} AS visible_in_context"
+        f" FROM {TRACK_FROM} WHERE t.id = ANY(%s::bigint[])"
+    )
 
 
 async def visible(conn: AsyncConnection, vis: Visibility, context: Context, uri: str) -> bool:

@@ -16,7 +16,7 @@ from api.deps import Pool, Read, Reader, Vis
 from api.errors import ApiError
 from api.pagination import decode_cursor, encode_cursor
 from api.responses import encode, json_doc, json_response
-from api.views import UNKNOWN_TRACK_FIELDS, iso
+from api.views import UNKNOWN_TRACK_FIELDS, iso, present_track
 from api.visibility import Context
 
 __all__ = ["AT_URI", "DID", "get_track", "router", "track_detail_json"]
@@ -148,9 +148,10 @@ async def get_track(read: Read, track_id: Annotated[int, Path(ge=0)]) -> Respons
 
 async def track_detail_json(read: Reader, track_id: int) -> bytes:
     """The encoded ``TrackResponse`` of ``GET /tracks/{track_id}``; raises :class:`ApiError`
-    404 (unknown) or 410 (hidden)."""
-    async with read.pool.connection() as conn:
-        return encode(await _detail(conn, read.vis, read.api_base, track_id=track_id))
+    404 (unknown) or 410 (hidden). The lookup is batched with the others in flight."""
+    found = await read.tracks.load(track_id)
+    row = shown_row(found.row, found.visible)
+    return encode(present_track(row, api_base=read.api_base, people=found.people))
 
 
 async def _detail(
@@ -165,6 +166,11 @@ async def visible_track(
 ) -> dict[str, Any]:
     """The joined row of a track visible in ``context``: 404 unknown, 410 hidden."""
     found, shown = await catalog.track_row_visible(conn, vis, context, track_id=track_id, uri=uri)
+    return shown_row(found, shown)
+
+
+def shown_row(found: dict[str, Any] | None, shown: bool) -> dict[str, Any]:
+    """``found`` if it may be shown; else the API's answer: 404 unknown, 410 hidden."""
     if found is None:
         raise ApiError(404, "not_found", "track not found")
     if not shown:

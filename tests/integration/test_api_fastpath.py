@@ -23,12 +23,8 @@ from api.app import create_app
 from api.fastpath import parse_track_path
 from plyr_appview.config import Settings
 from plyr_appview.db import open_pool
-from plyr_appview.log import Message
 from projectors.base import track_id
-from projectors.catalog import CatalogProjector
-from projectors.moderation import ModerationProjector
-from projectors.runner import apply_batch, load_offset
-from tests.integration.test_api_routes import A1, A2, B1, B2, B3, C1, OPERATOR, REPO_EVENTS, label
+from tests.integration.test_api_routes import A1, A2, B1, B2, B3, C1, project
 
 ORIGIN = "https://plyr.example"
 ANSWERED = [f"/tracks/{track_id(u)}" for u in (A1, A2, B1, B3)]  # 200: visible on a permalink
@@ -72,16 +68,7 @@ class Side:
 async def sides(pg_url: str) -> AsyncIterator[tuple[Side, Side]]:
     """(fast path, FastAPI route only), both with the response cache and CORS on."""
     pool = await open_pool(pg_url)
-    repo = [Message("plyr.repo", 0, i, e.key, e.to_bytes(), 0) for i, e in enumerate(REPO_EVENTS)]
-    labels = [Message("plyr.labels", 0, 0, B2, label(B2, "!takedown").to_bytes(), 0)]
-    catalog, moderation = CatalogProjector(), ModerationProjector([OPERATOR])
-    for projector, topic, messages in (
-        (catalog, "plyr.repo", repo),
-        (moderation, "plyr.repo", repo),
-        (moderation, "plyr.labels", labels),
-    ):
-        start = await load_offset(pool, projector.name, topic, 0)
-        await apply_batch(pool, projector, messages, start)
+    await project(pool, search=False)
     settings = Settings(cors_origins=(ORIGIN,))
     out = []
     async with AsyncExitStack() as stack:

@@ -7,9 +7,11 @@ XRPC responses are validated against their lexicons.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
 from lexicons import validate_query_output
@@ -113,21 +115,28 @@ REPO_EVENTS = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-async def client(pg_url):
-    pool = await open_pool(pg_url)
+async def project(pool: AsyncConnectionPool, *, search: bool = True) -> None:
+    """Project :data:`REPO_EVENTS` and the operator's takedown of ``B2`` into ``pool``."""
     catalog = CatalogProjector()
     moderation = ModerationProjector([OPERATOR])
     repo = [Message("plyr.repo", 0, i, e.key, e.to_bytes(), 0) for i, e in enumerate(REPO_EVENTS)]
     labels = [Message("plyr.labels", 0, 0, B2, label(B2, "!takedown").to_bytes(), 0)]
-    for projector, topic, messages in (
+    runs: list[tuple[Any, str, list[Message]]] = [
         (catalog, "plyr.repo", repo),
         (moderation, "plyr.repo", repo),
         (moderation, "plyr.labels", labels),
-        (SearchProjector(), "plyr.repo", repo),
-    ):
+    ]
+    if search:
+        runs.append((SearchProjector(), "plyr.repo", repo))
+    for projector, topic, messages in runs:
         start = await load_offset(pool, projector.name, topic, 0)
         await apply_batch(pool, projector, messages, start)
+
+
+@pytest.fixture
+async def client(pg_url):
+    pool = await open_pool(pg_url)
+    await project(pool)
     app = create_app(Settings(cors_origins=("https://plyr.example",)), pool=pool)
     async with (
         app.router.lifespan_context(app),

@@ -135,3 +135,24 @@ async def test_a_saturated_pool_answers_503_on_both_detail_paths(projected):
     assert answers[0] == answers[1]
     status, body, headers = answers[0]
     assert status == 503 and ("retry-after", "1") in headers and b'"unavailable"' in body
+
+
+async def test_one_id_at_a_time_settles_on_the_generic_plan(projected):
+    # Planned again on every execution, a one-id lookup cost PostgreSQL six times more.
+    pool = AsyncConnectionPool(projected.conninfo, min_size=1, max_size=1, open=False)
+    await pool.open(wait=True)
+    try:
+        async with pool.connection() as conn:
+            vis = await detect_visibility(conn)
+        loader = TrackLoader(pool, vis)
+        for _ in range(12):
+            assert (await loader.load(track_id(A1))).visible
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE '%visible_in_context%ANY(%'"
+            )
+            [(generic, custom)] = await cur.fetchall()
+    finally:
+        await pool.close()
+    assert generic >= 6 and custom <= 5, (generic, custom)

@@ -39,6 +39,7 @@ from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect
 
 from ingest.cursor import CursorKeeper
+from ingest.errors import Rejected
 from ingest.stream import keep_connected, receive_until_stopped
 from plyr_appview.envelope import Envelope
 from plyr_appview.log import Log, LogError
@@ -68,12 +69,8 @@ _REFRESH_INTERVAL = 60.0
 _SUBSCRIBE_PATH = "/xrpc/com.atproto.label.subscribeLabels"
 
 
-class LabelError(ValueError):
+class LabelError(Rejected):
     """A frame or label we cannot use; ``reason`` is the metric label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

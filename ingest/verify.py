@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ingest.car import CarError, cid_string, read_car
+from ingest.errors import Rejected
 from ingest.frames import CommitEvent, Op, SyncEvent
 from ingest.identity import DidResolver, ResolveError
 from ingest.repo_car import MstNodeMissing, RepoError, find_key
@@ -64,12 +65,8 @@ _CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
 _ECDSA = ec.ECDSA(hashes.SHA256())
 
 
-class VerifyError(ValueError):
+class VerifyError(Rejected):
     """A commit we refuse; ``reason`` is the metric label (``bad_signature``, ...)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

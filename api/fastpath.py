@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import reader_for
 from api.errors import ApiError, api_error_response, pool_timeout_response
-from api.responses import json_response
+from api.responses import send_json
 from api.routers.tracks import track_detail_json
 
 __all__ = ["TrackDetailFastPath", "parse_track_path"]
@@ -62,15 +62,19 @@ class TrackDetailFastPath:
             if track_id is not None:
                 scope["route"] = self.route
                 scope["path_params"] = {"track_id": track_id}
-                response = await self._answer(Request(scope), track_id)
-                await response(scope, receive, send)
+                await self._answer(scope, receive, send, track_id)
                 return
         await self.app(scope, receive, send)
 
-    async def _answer(self, request: Request, track_id: int) -> Response:
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, track_id: int) -> None:
+        error: Response
         try:
-            return json_response(await track_detail_json(reader_for(request), track_id))
+            body = await track_detail_json(reader_for(Request(scope)), track_id)
         except ApiError as exc:
-            return api_error_response(exc)
+            error = api_error_response(exc)
         except PoolTimeout:
-            return pool_timeout_response()
+            error = pool_timeout_response()
+        else:
+            await send_json(send, body)
+            return
+        await error(scope, receive, send)

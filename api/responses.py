@@ -12,13 +12,22 @@ from typing import Any
 
 import orjson
 from starlette.responses import Response
+from starlette.types import Send
 
-__all__ = ["encode", "json_doc", "json_response"]
+__all__ = ["encode", "json_doc", "json_response", "send_json"]
 
 
 def json_response(body: bytes, status_code: int = 200) -> Response:
     """An ``application/json`` answer with ``body`` as it is (already encoded)."""
     return Response(body, status_code=status_code, media_type="application/json")
+
+
+async def send_json(send: Send, body: bytes) -> None:
+    """Send what ``json_response(body)`` sends (200, same headers in the same order),
+    without building a Response first: for plain ASGI fast paths."""
+    headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def encode(value: Any) -> bytes:

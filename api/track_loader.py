@@ -47,7 +47,13 @@ _UNKNOWN = TrackLookup(None)
 
 class TrackLoader:
     """Batches ``load(id)`` calls of one event loop into statements of up to ``max_batch``
-    ids, with at most ``max_in_flight`` statements at the database at a time."""
+    ids, with at most ``max_in_flight`` statements at the database at a time.
+
+    One at a time by default: ids that arrive while a statement runs all go into the next
+    one. With two, the second slot mostly carried batches of one or two ids: ~1.5 times
+    the statements for the same requests, more CPU and a higher p95 (50 clients, one
+    worker: p95 ~11 ms against ~9).
+    """
 
     def __init__(
         self,
@@ -56,7 +62,7 @@ class TrackLoader:
         context: Context = "detail",
         *,
         max_batch: int = 64,
-        max_in_flight: int = 2,
+        max_in_flight: int = 1,
     ) -> None:
         self.pool = pool
         self.vis = vis

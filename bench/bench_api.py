@@ -24,6 +24,7 @@ sequential client (``_1client_p50_ms``: service time without queueing; with 50 r
 flight, latency ≈ 50 / throughput), failed requests per route (non-200 answers and
 transport errors, also listed on stderr) and the load generator's own CPU per request.
 Runs in about 4-5 minutes. The machine's cores are shared (server, clients, PostgreSQL).
+``BENCH_ROUTES`` (comma list of tracks, top, detail, search; default all) runs only some.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 HOST = "127.0.0.1"
 WRITES_PER_S = float(os.environ.get("BENCH_WRITES_PER_S", "10"))
 SOLO = 40  # requests of the one-client run, on paths the 50-client run did not use
+ROUTES = [r for r in os.environ.get("BENCH_ROUTES", "tracks,top,detail,search").split(",") if r]
 
 WORDS = (
     "light rain night drive morning blue summer echo river fire gold dream city dust wave "
@@ -487,7 +489,7 @@ async def measure(
         figures.extra[name] = await run(name, paths)
     if cache and WRITES_PER_S > 0:
         # The same routes while read models change: every change empties the caches.
-        for name in ("tracks", "detail"):
+        for name in [r for r in ("tracks", "detail") if r in routes]:
             stop = asyncio.Event()
             writer = asyncio.create_task(write_steadily(url, stop))
             try:
@@ -576,6 +578,22 @@ def report(ours: Figures, baseline: Figures, suffix: str) -> None:
         print(f"BENCH api.{name}_cache_hit_rate {rate * 100:.1f} %")
 
 
+async def add_tracks_pages(paths: list[str], url: str) -> None:
+    """Append the next three cursor pages of ``/tracks/`` to ``paths``."""
+    port = free_port()
+    proc = serve(url, port, cache=False)
+    try:
+        await wait_ready(HOST, port, proc)
+        _, body = await get_once(HOST, port, "/tracks/?limit=50")
+        cursor = json.loads(body)["next_cursor"]
+        for _ in range(3):
+            paths.append(f"/tracks/?{urlencode({'cursor': cursor})}")
+            _, body = await get_once(HOST, port, paths[-1])
+            cursor = json.loads(body)["next_cursor"]
+    finally:
+        stop_server(proc)
+
+
 async def main() -> None:
     started = time.monotonic()
     name, url = create_database()
@@ -600,18 +618,13 @@ async def main() -> None:
             "search": [f"/search/?{urlencode({'q': q})}" for q in queries[:SOLO]],
         }
         extra = {"detail_uniform": [f"/tracks/{rng.choice(ids)}" for _ in range(REQUESTS)]}
-        port = free_port()
-        proc = serve(url, port, cache=False)
-        try:
-            await wait_ready(HOST, port, proc)
-            _, body = await get_once(HOST, port, "/tracks/?limit=50")
-            cursor = json.loads(body)["next_cursor"]
-            for _ in range(3):
-                routes["tracks"].append(f"/tracks/?{urlencode({'cursor': cursor})}")
-                _, body = await get_once(HOST, port, routes["tracks"][-1])
-                cursor = json.loads(body)["next_cursor"]
-        finally:
-            stop_server(proc)
+        # BENCH_ROUTES (comma list) runs only some routes, e.g. while working on one.
+        routes = {name: paths for name, paths in routes.items() if name in ROUTES}
+        solo = {name: paths for name, paths in solo.items() if name in ROUTES}
+        if "detail" not in ROUTES:
+            extra.clear()
+        if "tracks" in ROUTES:
+            await add_tracks_pages(routes["tracks"], url)
 
         ours = await run_server(url, routes, REQUESTS, extra, solo, cache=True)
         ours_off = await run_server(url, routes, REQUESTS, extra, solo, cache=False)

@@ -12,7 +12,8 @@ without credentials or ranges, keyed by host and full path with query string, up
 most ``ttl_s`` seconds: some
 answers depend on the clock as well as on the rows (``/tracks/top?period=week``, label
 expiry), and the age bound keeps them honest. A response whose request started before
-the last invalidation is not stored (it may have read the old rows).
+the last invalidation is not stored (it may have read the old rows). Track permalinks
+(``GET /tracks/<id>``) are answered by :mod:`api.fastpath` before they reach the cache.
 """
 
 from __future__ import annotations

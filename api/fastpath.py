@@ -3,12 +3,13 @@
 FastAPI's per-request machinery (route matching over every router, dependency resolution,
 parameter validation, its exception and exit-stack middleware) cost more CPU on a track
 permalink than the query and the presenter together. :class:`TrackDetailFastPath` sits
-innermost in the middleware stack (inside CORS, the access log and metrics, the response
-cache) and answers the requests it can parse with exactly what the FastAPI route answers:
-the same query and presenter (:func:`api.routers.tracks.track_detail_json`), the same
-visibility rule and base URL (:func:`api.deps.reader_for`), the same error envelopes
-(:mod:`api.errors`), and the route itself in ``scope["route"]``, so metrics, logs and the
-cache label the answer as the route's own.
+inside CORS, the access log and metrics, and outside the response cache (a permalink is
+cheaper to answer than to cache, see :func:`api.app.create_app`), and answers the
+requests it can parse with exactly what the FastAPI route answers: the same query and
+presenter (:func:`api.routers.tracks.track_detail_json`), the same visibility rule and
+base URL (:func:`api.deps.reader_for`), the same error envelopes (:mod:`api.errors`), and
+the route itself in ``scope["route"]``, so metrics and logs label the answer as the
+route's own.
 
 Everything else goes on to FastAPI unchanged: other methods, other paths, and ids that
 are not plain decimal digits (``-1``, ``abc``, ``1e3``, overlong numbers) — FastAPI's

@@ -162,3 +162,17 @@ def test_parse_track_path():
     for path in ("/tracks/", "/tracks/-1", "/tracks/4 2", "/tracks/²", "/tracks/42/", "/track/4"):
         assert parse_track_path(path) is None, path
     assert parse_track_path("/tracks/" + "9" * 19) is None
+
+
+async def test_permalinks_are_answered_around_the_response_cache(sides):
+    fast, route = sides
+    fast_cache, route_cache = (
+        s.client._transport.app.state.response_cache  # type: ignore[attr-defined]
+        for s in (fast, route)
+    )
+    assert fast_cache.live and route_cache.live
+    for _ in range(2):
+        assert (await fast.client.get(ANSWERED[0])).status_code == 200
+        assert (await route.client.get(ANSWERED[0])).status_code == 200
+    assert (fast_cache.hits, fast_cache.misses, len(fast_cache)) == (0, 0, 0)
+    assert route_cache.hits == 1 and len(route_cache) == 1  # the same answer, cached

@@ -20,7 +20,7 @@ from plyr_appview.db import apply_migrations, database_url, open_pool
 from plyr_appview.log import Log
 from plyr_appview.runtime import (
     ApiWorkers,
-    bind_api_socket,
+    bind_api_sockets,
     configure_logging,
     open_log,
     uvicorn_config,
@@ -342,10 +342,10 @@ async def _serve(ctx: Context, stop: asyncio.Event) -> None:
 
 
 async def _serve_workers(settings: Settings, url: str, stop: asyncio.Event) -> None:
-    """``api_workers`` processes accepting from one socket bound here; restarted if they die."""
-    sock = bind_api_socket(settings.api_host, settings.api_port)
+    """``api_workers`` processes accepting from sockets bound here; restarted if they die."""
+    socks = bind_api_sockets(settings.api_host, settings.api_port, settings.api_workers)
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-    workers = ApiWorkers(sock, url, settings.api_workers, str(level))
+    workers = ApiWorkers(socks, url, settings.api_workers, str(level))
     workers.start()
     log.info("api workers started", extra={"workers": settings.api_workers})
     try:

@@ -188,13 +188,6 @@ def _reduce(segment: _Segment, envelope: Envelope) -> None:
         segment.seen[did] = at
 
 
-# Plan the batch statements without looking at their parameters. A custom plan estimates
-# each element of the batch's key arrays against the column statistics: at 10,000 events
-# a batch, planning the track upsert and the recount took 20 and 40 ms, as long as running
-# them. The generic plans (index probes for the keys) are the ones wanted anyway.
-_GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
-
-
 class _Turn:
     """The catalog's write turn (``pg_advisory_xact_lock``), taken once per transaction.
 
@@ -304,7 +297,6 @@ class CatalogProjector:
 
     async def write(self, conn: AsyncConnection, steps: Steps) -> None:
         """Write what :meth:`reduce` returned, inside the caller's transaction."""
-        await conn.execute(_GENERIC_PLANS)
         turn = _Turn()
         for step in steps:
             if isinstance(step, _Writes):

@@ -22,6 +22,7 @@ __all__ = [
     "ARTIST_COLUMNS",
     "artist_by_did",
     "artist_by_handle",
+    "featured_people",
     "people",
     "present_tracks",
     "select_tracks",
@@ -170,17 +171,26 @@ async def people(conn: AsyncConnection, dids: Iterable[str]) -> dict[str, dict[s
     return {r["did"]: r for r in found}
 
 
+async def featured_people(
+    conn: AsyncConnection, track_rows: Iterable[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """:func:`people` for every artist featured on ``track_rows``, in one query."""
+    return await people(
+        conn,
+        {
+            f["did"]
+            for r in track_rows
+            for f in r.get("features") or []
+            if isinstance(f, dict) and isinstance(f.get("did"), str)
+        },
+    )
+
+
 async def present_tracks(
     conn: AsyncConnection, track_rows: Sequence[Mapping[str, Any]], *, api_base: str
 ) -> list[dict[str, Any]]:
     """``TrackResponse`` objects for rows, with featured artists resolved in one query."""
-    featured = {
-        f["did"]
-        for r in track_rows
-        for f in r.get("features") or []
-        if isinstance(f, dict) and isinstance(f.get("did"), str)
-    }
-    known = await people(conn, featured)
+    known = await featured_people(conn, track_rows)
     return [present_track(r, api_base=api_base, people=known) for r in track_rows]
 
 

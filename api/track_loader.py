@@ -110,14 +110,9 @@ class TrackLoader:
                 found = await catalog.track_rows_visible_by_id(
                     conn, self.vis, self.context, list(batch)
                 )
-                featured = {
-                    f["did"]
-                    for row, shown in found.values()
-                    if shown
-                    for f in row.get("features") or []
-                    if isinstance(f, dict) and isinstance(f.get("did"), str)
-                }
-                people = await catalog.people(conn, featured) if featured else {}
+                people = await catalog.featured_people(
+                    conn, (row for row, shown in found.values() if shown)
+                )
         except asyncio.CancelledError:
             for futures in batch.values():
                 for future in futures:

@@ -180,7 +180,8 @@ async def rebuild(
             done += new_offset - batch.offset
             report()
 
-    lanes = [parts[i :: max(1, concurrency)] for i in range(max(1, concurrency))]
+    count = max(1, concurrency)
+    lanes = [parts[i::count] for i in range(count)]
     with _fewer_collections(), _helper_process(projector) as helper:
         async with asyncio.TaskGroup() as group:
             for lane in lanes:

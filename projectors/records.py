@@ -31,7 +31,6 @@ from projectors.base import InvalidEvent
 
 __all__ = [
     "EPOCH",
-    "NO_ROWS",
     "Deletion",
     "RecordTable",
     "Rows",
@@ -131,13 +130,10 @@ class Rows:
     @classmethod
     def of(cls, rows: Iterable[Mapping[str, Any]], key: str = "uri") -> Rows:
         ordered = sorted(rows, key=lambda row: str(row[key]))
-        return cls(to_json(ordered) if ordered else "[]", [str(row[key]) for row in ordered])
+        return cls(to_json(ordered), [str(row[key]) for row in ordered])
 
     def __bool__(self) -> bool:
         return bool(self.keys)
-
-
-NO_ROWS = Rows("[]", [])
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,7 @@ from api.routers import (
     xrpc,
 )
 from api.visibility import detect_visibility
-from plyr_appview.config import Settings
+from kernel.config import Settings
 
 __all__ = ["READ_ONLY_ROLE", "create_app", "open_api_pool"]
 

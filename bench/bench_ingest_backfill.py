@@ -36,9 +36,9 @@ from ingest.backfill import Backfill, remember_records
 from ingest.commits import CollectionFilter
 from ingest.identity import DidDocument, DidResolver
 from ingest.repos import RepoStates
-from plyr_appview.db import open_pool
-from plyr_appview.envelope import Envelope
-from plyr_appview.log.postgres import PostgresLog
+from kernel.db import open_pool
+from kernel.envelope import Envelope
+from kernel.log.postgres import PostgresLog
 from tests.brokers import create_database, drop_database
 from tests.factories import SigningKey, did_for, repo_car, tid
 

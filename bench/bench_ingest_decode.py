@@ -35,7 +35,7 @@ from ingest.car import read_car
 from ingest.commits import CollectionFilter, Triage, commit_envelopes
 from ingest.frames import CommitEvent, decode_frame
 from ingest.verify import KeyCache, check_commit, check_ops
-from plyr_appview.config import DEFAULT_COLLECTIONS
+from kernel.config import DEFAULT_COLLECTIONS
 from tests.firehose_server import mixed_traffic
 
 FRAMES = 4000

@@ -4,7 +4,7 @@ A test relay (``python -m tests.firehose_server --stream``, its own process) str
 generated mixed traffic (99.5% ``app.bsky.*``, 0.5% ``fm.plyr.track`` signed commits,
 realistic CARs) as fast as the consumer takes it. A child process runs
 :class:`ingest.firehose.FirehoseIngest` against it for ``SECONDS`` into a
-:class:`~plyr_appview.log.postgres.PostgresLog` on a fresh database (verifying every
+:class:`~kernel.log.postgres.PostgresLog` on a fresh database (verifying every
 ``fm.plyr`` commit against the relay-served DID documents), then reports its peak resident
 set (``VmHWM``) and how many frames it handled. Prints ``BENCH ingest.rss_mb`` (target
 ≤ 256 MB) and, for information, the end-to-end frames/s over the websocket.
@@ -37,9 +37,9 @@ async def _child(url: str, plc_url: str, db_url: str, seconds: float) -> None:
 
     from ingest.commits import CollectionFilter
     from ingest.firehose import FirehoseIngest
-    from plyr_appview.config import DEFAULT_COLLECTIONS
-    from plyr_appview.db import open_pool
-    from plyr_appview.log.postgres import PostgresLog
+    from kernel.config import DEFAULT_COLLECTIONS
+    from kernel.db import open_pool
+    from kernel.log.postgres import PostgresLog
 
     pool = await open_pool(db_url, max_size=4)
     log = PostgresLog(pool, partitions=8, topics=["plyr.repo"])

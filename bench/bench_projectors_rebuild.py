@@ -39,9 +39,9 @@ from psycopg_pool import AsyncConnectionPool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plyr_appview.db import open_pool
-from plyr_appview.log import Message
-from plyr_appview.log.postgres import PostgresLog
+from kernel.db import open_pool
+from kernel.log import Message
+from kernel.log.postgres import PostgresLog
 from projectors.catalog import CatalogProjector
 from projectors.rebuild import REBUILD_BATCH, rebuild, reset
 from projectors.records import valid_record

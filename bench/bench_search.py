@@ -33,7 +33,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.search import _compiled, _Terms, search
-from plyr_appview.db import apply_migrations
+from kernel.db import apply_migrations
 from projectors.base import track_id
 
 ADMIN = os.environ.get("PLYR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

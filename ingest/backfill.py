@@ -46,8 +46,8 @@ from ingest.commits import CollectionFilter
 from ingest.identity import DidDocument, DidResolver, ResolveError
 from ingest.repo_car import Repo, RepoCommit, RepoError, read_repo
 from ingest.repos import RepoStates
-from plyr_appview.envelope import Envelope
-from plyr_appview.log import Log
+from kernel.envelope import Envelope
+from kernel.log import Log
 
 __all__ = [
     "Backfill",

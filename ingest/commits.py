@@ -20,7 +20,7 @@ import cbrrr
 
 from ingest.car import CarError, read_car
 from ingest.frames import AccountEvent, CommitEvent, IdentityEvent, Op, commit_peek
-from plyr_appview.envelope import Envelope, Kind
+from kernel.envelope import Envelope, Kind
 
 __all__ = [
     "CollectionFilter",

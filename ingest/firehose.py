@@ -76,8 +76,8 @@ from ingest.metrics import IngestStats
 from ingest.repos import ACTIVE, RepoStates
 from ingest.stream import keep_connected
 from ingest.verify import CommitVerifier, VerifyError, check_ops, decode_commit
-from plyr_appview.envelope import Envelope
-from plyr_appview.log import Log, LogError
+from kernel.envelope import Envelope
+from kernel.log import Log, LogError
 
 __all__ = ["FirehoseIngest", "IngestStats", "SourceError", "save_counters"]
 

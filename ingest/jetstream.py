@@ -43,8 +43,8 @@ from ingest.cursor import CursorKeeper
 from ingest.identity import DidResolver, ResolveError
 from ingest.repos import RepoStates
 from ingest.stream import keep_connected, receive_until_stopped
-from plyr_appview.envelope import Envelope, Kind
-from plyr_appview.log import Log, LogError
+from kernel.envelope import Envelope, Kind
+from kernel.log import Log, LogError
 
 __all__ = [
     "JetstreamAccount",

@@ -41,8 +41,8 @@ from websockets.asyncio.client import connect
 from ingest.cursor import CursorKeeper
 from ingest.errors import Rejected
 from ingest.stream import keep_connected, receive_until_stopped
-from plyr_appview.envelope import Envelope
-from plyr_appview.log import Log, LogError
+from kernel.envelope import Envelope
+from kernel.log import Log, LogError
 
 __all__ = [
     "Label",

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 from psycopg_pool import AsyncConnectionPool
 
-from plyr_appview.envelope import Envelope
+from kernel.envelope import Envelope
 
 __all__ = [
     "ACTIVE",

@@ -15,9 +15,9 @@ import httpx
 import uvicorn
 from psycopg_pool import AsyncConnectionPool
 
-from plyr_appview.config import ConfigError, Settings, load_settings
-from plyr_appview.db import apply_migrations, database_url, open_pool
-from plyr_appview.log import Log
+from kernel.config import ConfigError, Settings, load_settings
+from kernel.db import apply_migrations, database_url, open_pool
+from kernel.log import Log
 from plyr_appview.runtime import (
     ApiWorkers,
     bind_api_sockets,

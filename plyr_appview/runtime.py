@@ -1,4 +1,4 @@
-"""Wiring: build the pieces a process needs from :class:`~plyr_appview.config.Settings`."""
+"""Wiring: build the pieces a process needs from :class:`~kernel.config.Settings`."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Any
 import uvicorn
 from psycopg_pool import AsyncConnectionPool
 
-from plyr_appview.config import Settings, load_settings
-from plyr_appview.log import Log
-from plyr_appview.log.postgres import PostgresLog
+from kernel.config import Settings, load_settings
+from kernel.log import Log
+from kernel.log.postgres import PostgresLog
 
 __all__ = [
     "TOPICS",
@@ -65,7 +65,7 @@ async def open_log(settings: Settings, pool: AsyncConnectionPool) -> Log:
     topics = [settings.topic(t) for t in TOPICS]
     log: Log
     if settings.log_backend == "kafka":
-        from plyr_appview.log.kafka import KafkaLog
+        from kernel.log.kafka import KafkaLog
 
         log = KafkaLog(settings.kafka_bootstrap, partitions=settings.partitions, topics=topics)
     else:

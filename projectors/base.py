@@ -8,7 +8,7 @@ from typing import Protocol
 
 from psycopg import AsyncConnection
 
-from plyr_appview.envelope import Envelope
+from kernel.envelope import Envelope
 
 __all__ = ["InvalidEvent", "OffsetConflict", "Projector", "parse_datetime", "track_id"]
 

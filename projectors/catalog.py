@@ -22,7 +22,7 @@ from typing import Any, TypeAlias
 
 from psycopg import AsyncConnection
 
-from plyr_appview.envelope import Envelope
+from kernel.envelope import Envelope
 from projectors import album, artist, comment, like, lists, profile, track
 from projectors.base import InvalidEvent
 from projectors.records import Deletion, Rows, deletion, event_time

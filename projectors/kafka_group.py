@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
 
-from plyr_appview.log import Message
+from kernel.log import Message
 from projectors.base import OffsetConflict, Projector
 from projectors.runner import apply_batch, load_offset
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from plyr_appview.envelope import Envelope
+from kernel.envelope import Envelope
 from projectors.base import parse_datetime
 from projectors.records import (
     RecordTable,

@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from psycopg import AsyncConnection
 
 from lexicons import ValidationError, validate_record
-from plyr_appview.config import Settings, load_settings
-from plyr_appview.envelope import Envelope
+from kernel.config import Settings, load_settings
+from kernel.envelope import Envelope
 from projectors.base import InvalidEvent, parse_datetime
 
 __all__ = [

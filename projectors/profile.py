@@ -12,7 +12,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from plyr_appview.envelope import Envelope
+from kernel.envelope import Envelope
 from projectors.records import (
     Deletion,
     Rows,

@@ -27,7 +27,7 @@ from datetime import datetime
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from plyr_appview.log import Log, Message
+from kernel.log import Log, Message
 from projectors.base import Projector
 from projectors.runner import (
     Prepared,

@@ -26,7 +26,7 @@ from psycopg import AsyncConnection
 
 from lexicons import ValidationError
 from lexicons.compiled import record_validator
-from plyr_appview.envelope import Envelope
+from kernel.envelope import Envelope
 from projectors.base import InvalidEvent
 
 __all__ = [

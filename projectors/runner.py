@@ -21,8 +21,8 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from plyr_appview.envelope import Envelope, EnvelopeError
-from plyr_appview.log import Log, LogError, Message
+from kernel.envelope import Envelope, EnvelopeError
+from kernel.log import Log, LogError, Message
 from projectors.base import InvalidEvent, OffsetConflict, Projector
 
 __all__ = [

@@ -29,7 +29,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from lexicons import ValidationError, validate_record
-from plyr_appview.envelope import Envelope
+from kernel.envelope import Envelope
 from projectors.album import slugify
 from projectors.base import InvalidEvent, parse_datetime, track_id
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from plyr_appview.db import apply_migrations
+from kernel.db import apply_migrations
 
 __all__ = [
     "DEFAULT_ADMIN_URL",

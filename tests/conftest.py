@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from plyr_appview.db import open_pool
-from plyr_appview.log.base import Log
-from plyr_appview.log.kafka import KafkaLog
-from plyr_appview.log.postgres import PostgresLog
+from kernel.db import open_pool
+from kernel.log.base import Log
+from kernel.log.kafka import KafkaLog
+from kernel.log.postgres import PostgresLog
 from tests.brokers import Tansu, create_database, drop_database, start_tansu
 
 

@@ -565,7 +565,7 @@ def catalog_event_mix(count: int, *, seed: int = 7, artists: int | None = None) 
     """
     import random
 
-    from plyr_appview.envelope import Envelope
+    from kernel.envelope import Envelope
 
     rng = random.Random(seed)
     n_artists = artists or max(4, count // 40)

@@ -25,10 +25,10 @@ import pytest
 from api.app import create_app
 from api.audio import raw_cid
 from api.blobstore import LocalBlobStore, S3BlobStore
-from plyr_appview.config import Settings
-from plyr_appview.db import open_pool
-from plyr_appview.envelope import Envelope
-from plyr_appview.log import Message
+from kernel.config import Settings
+from kernel.db import open_pool
+from kernel.envelope import Envelope
+from kernel.log import Message
 from projectors.base import track_id
 from projectors.catalog import CatalogProjector
 from projectors.moderation import ModerationProjector

@@ -21,8 +21,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.app import create_app
 from api.fastpath import parse_track_path
-from plyr_appview.config import Settings
-from plyr_appview.db import open_pool
+from kernel.config import Settings
+from kernel.db import open_pool
 from projectors.base import track_id
 from tests.integration.test_api_routes import A1, A2, B1, B2, B3, C1, project
 

@@ -16,8 +16,8 @@ from api import catalog
 from api.app import create_app
 from api.track_loader import MAX_TRACK_ID, TrackLoader
 from api.visibility import detect_visibility
-from plyr_appview.config import Settings
-from plyr_appview.db import open_pool
+from kernel.config import Settings
+from kernel.db import open_pool
 from projectors.base import track_id
 from tests.integration.test_api_routes import A1, A2, A3, B1, B2, B3, C1, project
 

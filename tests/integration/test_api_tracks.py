@@ -6,10 +6,10 @@ import httpx
 import pytest
 
 from api.app import create_app
-from plyr_appview.config import Settings
-from plyr_appview.db import open_pool
-from plyr_appview.envelope import Envelope
-from plyr_appview.log import Message
+from kernel.config import Settings
+from kernel.db import open_pool
+from kernel.envelope import Envelope
+from kernel.log import Message
 from projectors.base import track_id
 from projectors.catalog import CatalogProjector
 from projectors.moderation import ModerationProjector

@@ -29,9 +29,9 @@ from ingest.backfill import (
 from ingest.commits import CollectionFilter
 from ingest.identity import DidResolver
 from ingest.repos import RepoStates
-from plyr_appview.db import open_pool
-from plyr_appview.envelope import Envelope
-from plyr_appview.log.postgres import PostgresLog
+from kernel.db import open_pool
+from kernel.envelope import Envelope
+from kernel.log.postgres import PostgresLog
 from tests.factories import (
     SigningKey,
     did_for,

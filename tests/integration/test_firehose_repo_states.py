@@ -8,8 +8,8 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.repos import RepoState, RepoStates
-from plyr_appview.db import open_pool
-from plyr_appview.envelope import Envelope
+from kernel.db import open_pool
+from kernel.envelope import Envelope
 
 DID = "did:plc:abcdefghijklmnopqrstuvwx"
 OTHER = "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb"

@@ -21,10 +21,10 @@ from ingest.firehose import FirehoseIngest
 from ingest.frames import SyncEvent, decode_frame
 from ingest.metrics import IngestMetrics, render
 from ingest.repos import RepoStates
-from plyr_appview.config import DEFAULT_COLLECTIONS
-from plyr_appview.db import open_pool
-from plyr_appview.envelope import Envelope
-from plyr_appview.log.postgres import PostgresLog
+from kernel.config import DEFAULT_COLLECTIONS
+from kernel.db import open_pool
+from kernel.envelope import Envelope
+from kernel.log.postgres import PostgresLog
 from tests.appview_process import wait_until
 from tests.factories import (
     FIXED_TIME,
@@ -451,7 +451,7 @@ async def test_status_lines_and_metrics_endpoint_show_cursor_lag_and_counters(h:
 async def test_cursor_never_passes_an_event_the_log_did_not_acknowledge(h: Harness) -> None:
     """The log refuses one append (fault injected around the real log): the cursor stays
     before that frame, the consumer reconnects from it, and the event is published."""
-    from plyr_appview.log import LogError
+    from kernel.log import LogError
 
     real_append = h.log.append
     failures: list[int] = []

@@ -13,9 +13,9 @@ import pytest
 from ingest.identity import DidResolver
 from ingest.jetstream import JetstreamIngest
 from ingest.repos import RepoStates
-from plyr_appview.db import open_pool
-from plyr_appview.envelope import Envelope
-from plyr_appview.log.postgres import PostgresLog
+from kernel.db import open_pool
+from kernel.envelope import Envelope
+from kernel.log.postgres import PostgresLog
 from tests.appview_process import wait_until
 from tests.factories import did_for, track_record
 from tests.jetstream_server import JetstreamServer

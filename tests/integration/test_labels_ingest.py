@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from ingest.labels import LabelIngest
-from plyr_appview.db import open_pool
-from plyr_appview.envelope import Envelope
-from plyr_appview.log.postgres import PostgresLog
+from kernel.db import open_pool
+from kernel.envelope import Envelope
+from kernel.log.postgres import PostgresLog
 from tests.appview_process import wait_until
 from tests.factories import SigningKey, did_for
 from tests.labeler_server import LabelerServer

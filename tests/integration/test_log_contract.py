@@ -1,4 +1,4 @@
-"""The contract of :class:`plyr_appview.log.base.Log`, run against every backend.
+"""The contract of :class:`kernel.log.base.Log`, run against every backend.
 
 Each test gets a started log (PostgreSQL on a fresh database, or Kafka on the session's
 Tansu broker) whose topic ``topic`` has ``log_partitions`` partitions.
@@ -15,8 +15,8 @@ from collections import defaultdict
 
 import pytest
 
-from plyr_appview.log.base import Log, LogClosed, LogError, Message, Position, partition_for
-from plyr_appview.log.kafka import KafkaLog
+from kernel.log.base import Log, LogClosed, LogError, Message, Position, partition_for
+from kernel.log.kafka import KafkaLog
 from tests.brokers import Tansu
 
 READ_TIMEOUT = 5.0

@@ -1,6 +1,6 @@
 import psycopg
 
-from plyr_appview.db import apply_migrations, pending_migrations
+from kernel.db import apply_migrations, pending_migrations
 
 
 def test_migrations_apply_once_and_restart_is_idempotent(pg_url):

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from plyr_appview.cli import main
-from plyr_appview.db import open_pool
-from plyr_appview.envelope import Envelope
-from plyr_appview.log.postgres import PostgresLog
+from kernel.db import open_pool
+from kernel.envelope import Envelope
+from kernel.log.postgres import PostgresLog
 from projectors.moderation import ModerationProjector
 from projectors.runner import apply_batch, load_offset
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from api.moderation import CONTEXTS, is_visible, sensitive_images, visible_clause
-from plyr_appview.envelope import Envelope
-from plyr_appview.log import Message
+from kernel.envelope import Envelope
+from kernel.log import Message
 from projectors.moderation import ModerationProjector, operator_label
 from projectors.runner import apply_batch, load_offset
 from tests.factories import track_record

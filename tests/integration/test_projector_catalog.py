@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from plyr_appview.envelope import Envelope
-from plyr_appview.log import Message
+from kernel.envelope import Envelope
+from kernel.log import Message
 from projectors.base import OffsetConflict
 from projectors.catalog import CatalogProjector
 from projectors.runner import apply_batch, load_offset

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from plyr_appview.db import open_pool
-from plyr_appview.log.kafka import KafkaLog
+from kernel.db import open_pool
+from kernel.log.kafka import KafkaLog
 from projectors.catalog import CatalogProjector
 from projectors.kafka_group import GroupWorker
 from projectors.runner import run_projector

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from plyr_appview.envelope import Envelope
-from plyr_appview.log import Message
-from plyr_appview.log.postgres import PostgresLog
+from kernel.envelope import Envelope
+from kernel.log import Message
+from kernel.log.postgres import PostgresLog
 from projectors.album import slugify
 from projectors.catalog import CatalogProjector
 from projectors.rebuild import list_dead_letters, rebuild, replay_dead_letters

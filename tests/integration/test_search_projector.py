@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from plyr_appview.envelope import Envelope
-from plyr_appview.log import Message
+from kernel.envelope import Envelope
+from kernel.log import Message
 from projectors.base import OffsetConflict
 from projectors.runner import apply_batch, load_offset
 from projectors.search import SearchProjector

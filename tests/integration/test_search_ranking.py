@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from api.search import search
-from plyr_appview.db import open_pool
-from plyr_appview.envelope import Envelope
-from plyr_appview.log import Message
+from kernel.db import open_pool
+from kernel.envelope import Envelope
+from kernel.log import Message
 from projectors.base import track_id
 from projectors.moderation import ModerationProjector
 from projectors.runner import apply_batch, load_offset

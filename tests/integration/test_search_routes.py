@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from api.app import create_app
-from plyr_appview.config import Settings
-from plyr_appview.db import open_pool
+from kernel.config import Settings
+from kernel.db import open_pool
 from projectors.moderation import ModerationProjector
 from projectors.search import SearchProjector
 from tests.integration.test_search_ranking import OPERATOR, TOPIC_REPO, corpus, project

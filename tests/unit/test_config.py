@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from plyr_appview.config import DEFAULT_COLLECTIONS, ConfigError, load_settings
+from kernel.config import DEFAULT_COLLECTIONS, ConfigError, load_settings
 
 
 def test_defaults_are_the_embedded_mode():

@@ -1,6 +1,6 @@
 import pytest
 
-from plyr_appview.envelope import Envelope, EnvelopeError
+from kernel.envelope import Envelope, EnvelopeError
 
 DID = "did:plc:abcdefghijklmnopqrstuvwx"
 

@@ -10,7 +10,7 @@ from ingest.commits import CollectionFilter
 from ingest.frames import CommitEvent, Op, decode_frame
 from ingest.repo_car import MstNodeMissing, RepoError, find_key
 from ingest.verify import KeyCache, VerifyError, check_commit, check_ops
-from plyr_appview.config import DEFAULT_COLLECTIONS
+from kernel.config import DEFAULT_COLLECTIONS
 from tests.factories import SignedRepo, block, build_mst, plc_did, tid, track_record
 
 KEEP = CollectionFilter.of(DEFAULT_COLLECTIONS)

@@ -16,7 +16,7 @@ from ingest.jetstream import (
     subscribe_url,
     time_of,
 )
-from plyr_appview.envelope import Envelope
+from kernel.envelope import Envelope
 from tests.factories import did_for, track_record
 
 DID = did_for("jet")
@@ -130,7 +130,7 @@ def test_time_of_is_utc_milliseconds() -> None:
 
 
 def test_source_and_backfill_settings() -> None:
-    from plyr_appview.config import ConfigError, load_settings
+    from kernel.config import ConfigError, load_settings
 
     settings = load_settings(
         {

@@ -17,7 +17,7 @@ from ingest.labels import (
     subscribe_labels_url,
     verify_label,
 )
-from plyr_appview.envelope import Envelope
+from kernel.envelope import Envelope
 from tests.factories import SigningKey, did_for, error_frame, info_frame, labels_frame, signed_label
 
 LABELER = did_for("labeler")
@@ -147,7 +147,7 @@ def test_subscribe_url_from_endpoints() -> None:
 
 
 def test_labelers_setting_takes_dids_and_did_equals_url() -> None:
-    from plyr_appview.config import ConfigError, load_settings
+    from kernel.config import ConfigError, load_settings
 
     settings = load_settings({"PLYR_LABELERS": "did:plc:abc=wss://mod.example, did:web:l.example"})
     assert settings.labelers == ("did:plc:abc", "did:web:l.example")

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from plyr_appview.db import MIGRATIONS_DIR, MigrationError, _migrations
+from kernel.db import MIGRATIONS_DIR, MigrationError, _migrations
 
 
 def test_repository_migrations_are_well_formed():

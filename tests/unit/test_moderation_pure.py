@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from api.moderation import CONTEXTS, hidden_subjects, image_id, visible_clause
-from plyr_appview.config import load_settings
-from plyr_appview.envelope import Envelope
+from kernel.config import load_settings
+from kernel.envelope import Envelope
 from projectors.base import InvalidEvent
 from projectors.moderation import (
     ModerationProjector,

@@ -16,7 +16,7 @@ from api.search import (
     _Terms,
     tag_id,
 )
-from plyr_appview.envelope import Envelope
+from kernel.envelope import Envelope
 from projectors.base import InvalidEvent
 from projectors.search import list_doc, record_tags, track_doc
 from tests.factories import track_record

@@ -1,10 +1,10 @@
 """The log: an ordered, partitioned, append-only stream of keyed messages.
 
-Two backends implement :class:`~plyr_appview.log.base.Log`: a table-backed log in
+Two backends implement :class:`~kernel.log.base.Log`: a table-backed log in
 PostgreSQL (embedded mode) and Kafka (scaled mode). Errors raised by a backend are
 :class:`LogError` (transient: retry) or :class:`LogClosed`.
 """
 
-from plyr_appview.log.base import Log, LogClosed, LogError, Message, Position, partition_for
+from kernel.log.base import Log, LogClosed, LogError, Message, Position, partition_for
 
 __all__ = ["Log", "LogClosed", "LogError", "Message", "Position", "partition_for"]

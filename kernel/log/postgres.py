@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from plyr_appview.log.base import LogClosed, LogError, Message, Position, partition_for
+from kernel.log.base import LogClosed, LogError, Message, Position, partition_for
 
 __all__ = ["PostgresLog"]
 
@@ -22,7 +22,7 @@ _POLL_INTERVAL = 0.05
 
 
 class PostgresLog:
-    """:class:`~plyr_appview.log.base.Log` over the ``log_message`` table."""
+    """:class:`~kernel.log.base.Log` over the ``log_message`` table."""
 
     def __init__(
         self, pool: AsyncConnectionPool, *, partitions: int, topics: Sequence[str] = ()

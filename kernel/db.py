@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from plyr_appview.config import Settings
+from kernel.config import Settings
 
 __all__ = [
     "MIGRATIONS_DIR",

@@ -1,6 +1,6 @@
 """The Kafka log (scaled mode), over aiokafka; works with any Kafka-protocol broker.
 
-Each message is sent to the partition :func:`~plyr_appview.log.base.partition_for` picks,
+Each message is sent to the partition :func:`~kernel.log.base.partition_for` picks,
 never to aiokafka's partitioner, so a key lands in the same partition in both backends.
 
 Reading uses one consumer per :class:`KafkaLog`, without a consumer group: partitions are
@@ -9,8 +9,8 @@ PostgreSQL, so there is nothing to commit to the broker, and no group join to wa
 One read runs at a time per :class:`KafkaLog`; give each worker its own log to read
 partitions in parallel. End offsets are asked through a second, never-assigned consumer.
 
-Errors: aiokafka's errors become :class:`~plyr_appview.log.base.LogError`, use after
-:meth:`KafkaLog.close` raises :class:`~plyr_appview.log.base.LogClosed`.
+Errors: aiokafka's errors become :class:`~kernel.log.base.LogError`, use after
+:meth:`KafkaLog.close` raises :class:`~kernel.log.base.LogClosed`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import ConsumerStoppedError, KafkaError, TopicAlreadyExistsError
 
-from plyr_appview.log.base import LogClosed, LogError, Message, Position, partition_for
+from kernel.log.base import LogClosed, LogError, Message, Position, partition_for
 
 __all__ = ["KafkaLog"]
 
@@ -63,7 +63,7 @@ class _Clients:
 
 
 class KafkaLog:
-    """:class:`~plyr_appview.log.base.Log` over Kafka topics.
+    """:class:`~kernel.log.base.Log` over Kafka topics.
 
     ``partitions`` is the partition count of the topics this log creates (with
     ``replication_factor`` replicas); topics that already exist keep theirs (see

@@ -53,7 +53,7 @@ import psycopg
 import uvloop
 
 from projectors.base import track_id
-from tests.brokers import create_database, drop_database
+from testkit.brokers import create_database, drop_database
 
 TRACKS = int(os.environ.get("BENCH_TRACKS", "100000"))
 ARTISTS = int(os.environ.get("BENCH_ARTISTS", "20000"))

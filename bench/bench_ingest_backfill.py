@@ -39,8 +39,9 @@ from ingest.repos import RepoStates
 from kernel.db import open_pool
 from kernel.envelope import Envelope
 from kernel.log.postgres import PostgresLog
-from tests.brokers import create_database, drop_database
-from tests.factories import SigningKey, did_for, repo_car, tid
+from testkit.brokers import create_database, drop_database
+from testkit.identity import SigningKey, did_for, tid
+from testkit.repos import repo_car
 
 REPOS = int(os.environ.get("BENCH_REPOS", "50"))
 RECORDS = int(os.environ.get("BENCH_RECORDS", "1000"))

@@ -36,7 +36,7 @@ from ingest.commits import CollectionFilter, Triage, commit_envelopes
 from ingest.frames import CommitEvent, decode_frame
 from ingest.verify import KeyCache, check_commit, check_ops
 from kernel.config import DEFAULT_COLLECTIONS
-from tests.firehose_server import mixed_traffic
+from testkit.firehose_server import mixed_traffic
 
 FRAMES = 4000
 SECONDS = 4.0

@@ -1,6 +1,6 @@
 """Ingest resident memory under sustained load: peak RSS of a process running FirehoseIngest.
 
-A test relay (``python -m tests.firehose_server --stream``, its own process) streams
+A test relay (``python -m testkit.firehose_server --stream``, its own process) streams
 generated mixed traffic (99.5% ``app.bsky.*``, 0.5% ``fm.plyr.track`` signed commits,
 realistic CARs) as fast as the consumer takes it. A child process runs
 :class:`ingest.firehose.FirehoseIngest` against it for ``SECONDS`` into a
@@ -82,10 +82,10 @@ def main() -> None:
         asyncio.run(_child(url, plc_url, db_url, float(seconds)))
         return
 
-    from tests.brokers import create_database, drop_database
+    from testkit.brokers import create_database, drop_database
 
     relay = subprocess.Popen(
-        [sys.executable, "-m", "tests.firehose_server", "--stream", "--frames", "2000"],
+        [sys.executable, "-m", "testkit.firehose_server", "--stream", "--frames", "2000"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

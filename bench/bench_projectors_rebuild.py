@@ -46,8 +46,8 @@ from projectors.catalog import CatalogProjector
 from projectors.rebuild import REBUILD_BATCH, rebuild, reset
 from projectors.records import valid_record
 from projectors.runner import _parse, apply_batch, load_offset
-from tests.brokers import create_database, drop_database
-from tests.factories import catalog_event_mix
+from testkit.brokers import create_database, drop_database
+from testkit.events import catalog_event_mix
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "60000"))
 NAIVE_EVENTS = int(os.environ.get("BENCH_NAIVE_EVENTS", "3000"))

@@ -13,7 +13,7 @@ from kernel.db import open_pool
 from kernel.log.base import Log
 from kernel.log.kafka import KafkaLog
 from kernel.log.postgres import PostgresLog
-from tests.brokers import Tansu, create_database, drop_database, start_tansu
+from testkit.brokers import Tansu, create_database, drop_database, start_tansu
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.factories import SigningKey, labels_frame, service_did_document, signed_label
+from testkit.frames import labels_frame
+from testkit.identity import SigningKey, service_did_document, signed_label
 
 _PATH = "/xrpc/com.atproto.label.subscribeLabels"
 

@@ -33,10 +33,10 @@ from projectors.base import track_id
 from projectors.catalog import CatalogProjector
 from projectors.moderation import ModerationProjector
 from projectors.runner import apply_batch, load_offset
-from tests.brokers import create_database, drop_database
+from testkit.brokers import create_database, drop_database
+from testkit.car import block
 from tests.e2e.atp_client import AtpClient
 from tests.e2e.pds import LocalPds
-from tests.factories import block
 
 pytestmark = pytest.mark.e2e
 

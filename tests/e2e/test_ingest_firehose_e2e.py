@@ -21,8 +21,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from testkit.brokers import fresh_database
 from tests.appview_process import AppviewProcess, wait_until
-from tests.brokers import fresh_database
 from tests.e2e.atp_client import Account, AtpClient, FirehoseRecorder
 from tests.e2e.pds import LocalPds
 

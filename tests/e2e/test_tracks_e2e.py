@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from projectors.base import track_id
+from testkit.brokers import fresh_database
 from tests.appview_process import AppviewProcess, wait_until
-from tests.brokers import fresh_database
 from tests.e2e.atp_client import AtpClient
 from tests.e2e.pds import LocalPds
 

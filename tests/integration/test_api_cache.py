@@ -18,8 +18,8 @@ from projectors.base import track_id
 from projectors.catalog import CatalogProjector
 from projectors.moderation import ModerationProjector
 from projectors.runner import apply_batch, load_offset
+from testkit.records import track_record
 from tests.appview_process import wait_until
-from tests.factories import track_record
 
 ALICE = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"
 OPERATOR = "did:plc:oooooooooooooooooooooooo"

@@ -14,18 +14,18 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
-from lexicons import validate_query_output
 from kernel.config import Settings
 from kernel.db import open_pool
 from kernel.envelope import Envelope
 from kernel.log import Message
+from lexicons import validate_query_output
 from projectors.base import track_id
 from projectors.catalog import CatalogProjector
 from projectors.moderation import ModerationProjector
 from projectors.runner import apply_batch, load_offset
 from projectors.search import SearchProjector
-from tests.factories import (
-    block,
+from testkit.car import block
+from testkit.records import (
     bsky_profile_record,
     comment_record,
     like_record,

@@ -14,7 +14,7 @@ from projectors.base import track_id
 from projectors.catalog import CatalogProjector
 from projectors.moderation import ModerationProjector
 from projectors.runner import apply_batch, load_offset
-from tests.factories import track_record
+from testkit.records import track_record
 
 ALICE = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"
 BOB = "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb"

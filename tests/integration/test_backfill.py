@@ -32,14 +32,9 @@ from ingest.repos import RepoStates
 from kernel.db import open_pool
 from kernel.envelope import Envelope
 from kernel.log.postgres import PostgresLog
-from tests.factories import (
-    SigningKey,
-    did_for,
-    repo_car,
-    service_did_document,
-    tid,
-    track_record,
-)
+from testkit.identity import SigningKey, did_for, service_did_document, tid
+from testkit.records import track_record
+from testkit.repos import repo_car
 
 TOPIC = "plyr.repo"
 PDS = "http://pds.test"

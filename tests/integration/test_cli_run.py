@@ -38,7 +38,7 @@ def test_bad_configuration_is_a_clear_error(tmp_path: Path):
 
 
 def test_serve_with_worker_processes_answers_from_each_and_stops_them(tmp_path: Path):
-    from tests.brokers import fresh_database
+    from testkit.brokers import fresh_database
 
     with fresh_database() as url:
         app = AppviewProcess(

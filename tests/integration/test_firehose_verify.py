@@ -25,26 +25,13 @@ from kernel.config import DEFAULT_COLLECTIONS
 from kernel.db import open_pool
 from kernel.envelope import Envelope
 from kernel.log.postgres import PostgresLog
+from testkit.car import block, make_car
+from testkit.firehose_server import FirehoseServer
+from testkit.frames import account_frame, error_frame, frame, identity_frame, info_frame
+from testkit.identity import FIXED_TIME, SigningKey, did_document, plc_did, tid
+from testkit.records import post_record, track_record
+from testkit.repos import SignedRepo, signed_commit
 from tests.appview_process import wait_until
-from tests.factories import (
-    FIXED_TIME,
-    SignedRepo,
-    SigningKey,
-    account_frame,
-    block,
-    did_document,
-    error_frame,
-    frame,
-    identity_frame,
-    info_frame,
-    make_car,
-    plc_did,
-    post_record,
-    signed_commit,
-    tid,
-    track_record,
-)
-from tests.firehose_server import FirehoseServer
 
 TOPIC = "plyr.repo"
 KEEP = CollectionFilter.of(DEFAULT_COLLECTIONS)  # exact NSIDs, as configured by default

@@ -16,8 +16,9 @@ from ingest.repos import RepoStates
 from kernel.db import open_pool
 from kernel.envelope import Envelope
 from kernel.log.postgres import PostgresLog
+from testkit.identity import did_for
+from testkit.records import track_record
 from tests.appview_process import wait_until
-from tests.factories import did_for, track_record
 from tests.jetstream_server import JetstreamServer
 
 TOPIC = "plyr.repo"

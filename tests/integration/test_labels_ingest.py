@@ -13,8 +13,8 @@ from ingest.labels import LabelIngest
 from kernel.db import open_pool
 from kernel.envelope import Envelope
 from kernel.log.postgres import PostgresLog
+from testkit.identity import SigningKey, did_for
 from tests.appview_process import wait_until
-from tests.factories import SigningKey, did_for
 from tests.labeler_server import LabelerServer
 
 TOPIC = "plyr.labels"

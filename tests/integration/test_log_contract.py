@@ -17,7 +17,7 @@ import pytest
 
 from kernel.log.base import Log, LogClosed, LogError, Message, Position, partition_for
 from kernel.log.kafka import KafkaLog
-from tests.brokers import Tansu
+from testkit.brokers import Tansu
 
 READ_TIMEOUT = 5.0
 

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from plyr_appview.cli import main
 from kernel.db import open_pool
 from kernel.envelope import Envelope
 from kernel.log.postgres import PostgresLog
+from plyr_appview.cli import main
 from projectors.moderation import ModerationProjector
 from projectors.runner import apply_batch, load_offset
 

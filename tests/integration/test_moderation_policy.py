@@ -14,7 +14,7 @@ from kernel.envelope import Envelope
 from kernel.log import Message
 from projectors.moderation import ModerationProjector, operator_label
 from projectors.runner import apply_batch, load_offset
-from tests.factories import track_record
+from testkit.records import track_record
 
 OPERATOR = "did:plc:operatoroperatoroperator"
 LABELER_A = "did:plc:labeleraaaaaaaaaaaaaaaaa"

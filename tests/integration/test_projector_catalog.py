@@ -9,7 +9,7 @@ from kernel.log import Message
 from projectors.base import OffsetConflict
 from projectors.catalog import CatalogProjector
 from projectors.runner import apply_batch, load_offset
-from tests.factories import track_record
+from testkit.records import track_record
 
 DID = "did:plc:abcdefghijklmnopqrstuvwx"
 TOPIC = "plyr.repo"

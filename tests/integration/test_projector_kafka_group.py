@@ -11,8 +11,8 @@ from kernel.log.kafka import KafkaLog
 from projectors.catalog import CatalogProjector
 from projectors.kafka_group import GroupWorker
 from projectors.runner import run_projector
-from tests.brokers import create_database, drop_database
-from tests.factories import catalog_event_mix
+from testkit.brokers import create_database, drop_database
+from testkit.events import catalog_event_mix
 from tests.integration.test_projector_read_models import dump
 
 pytestmark = pytest.mark.kafka

@@ -16,9 +16,9 @@ from projectors.album import slugify
 from projectors.catalog import CatalogProjector
 from projectors.rebuild import list_dead_letters, rebuild, replay_dead_letters
 from projectors.runner import apply_batch, load_offset
-from tests.factories import (
+from testkit.events import catalog_event_mix
+from testkit.records import (
     bsky_profile_record,
-    catalog_event_mix,
     comment_record,
     fake_cid,
     like_record,

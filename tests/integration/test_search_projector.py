@@ -12,7 +12,7 @@ from kernel.log import Message
 from projectors.base import OffsetConflict
 from projectors.runner import apply_batch, load_offset
 from projectors.search import SearchProjector
-from tests.factories import track_record
+from testkit.records import track_record
 
 DID = "did:plc:abcdefghijklmnopqrstuvwx"
 OTHER = "did:plc:zzzzzzzzzzzzzzzzzzzzzzzz"

@@ -15,7 +15,7 @@ from projectors.base import track_id
 from projectors.moderation import ModerationProjector
 from projectors.runner import apply_batch, load_offset
 from projectors.search import SearchProjector
-from tests.factories import track_record
+from testkit.records import track_record
 
 OPERATOR = "did:plc:operatoroperatoroperator"
 ARTISTS = {

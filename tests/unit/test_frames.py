@@ -1,9 +1,12 @@
+import random
+
 import cbrrr
 import pytest
 
 from ingest.car import CarError, read_car
-from ingest.commits import CollectionFilter, RecordError, commit_envelopes
+from ingest.commits import CollectionFilter, RecordError, Triage, commit_envelopes
 from ingest.frames import (
+    COMMIT_HEADER,
     AccountEvent,
     CommitEvent,
     ErrorFrame,
@@ -11,15 +14,13 @@ from ingest.frames import (
     IdentityEvent,
     InfoEvent,
     decode_frame,
+    peek_commit,
 )
-from tests.factories import (
-    account_frame,
-    block,
-    commit_frame,
-    identity_frame,
-    make_car,
-    track_record,
-)
+from testkit.car import block, make_car
+from testkit.frames import account_frame, commit_frame, identity_frame
+from testkit.identity import plc_did, tid
+from testkit.records import post_record, track_record
+from testkit.repos import SignedRepo
 
 DID = "did:plc:abcdefghijklmnopqrstuvwx"
 KEEP = CollectionFilter.of(["fm.plyr.*"])
@@ -155,11 +156,6 @@ def test_missing_record_block_is_a_record_error():
 
 # --- raw-bytes triage (commit_peek / Triage) ---
 
-import random  # noqa: E402
-
-from ingest.commits import Triage  # noqa: E402
-from ingest.frames import COMMIT_HEADER, peek_commit  # noqa: E402
-from tests.factories import SignedRepo, plc_did, post_record, tid  # noqa: E402
 
 LINK = cbrrr.CID.cidv1_dag_cbor_sha256_32_from(b"x")
 

@@ -11,7 +11,10 @@ from ingest.frames import CommitEvent, Op, decode_frame
 from ingest.repo_car import MstNodeMissing, RepoError, find_key
 from ingest.verify import KeyCache, VerifyError, check_commit, check_ops
 from kernel.config import DEFAULT_COLLECTIONS
-from tests.factories import SignedRepo, block, build_mst, plc_did, tid, track_record
+from testkit.car import block
+from testkit.identity import plc_did, tid
+from testkit.records import track_record
+from testkit.repos import SignedRepo, build_mst
 
 KEEP = CollectionFilter.of(DEFAULT_COLLECTIONS)
 PATH = f"fm.plyr.track/{tid(1)}"

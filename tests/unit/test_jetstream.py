@@ -17,7 +17,8 @@ from ingest.jetstream import (
     time_of,
 )
 from kernel.envelope import Envelope
-from tests.factories import did_for, track_record
+from testkit.identity import did_for
+from testkit.records import track_record
 
 DID = did_for("jet")
 T = 1_767_225_600_123_456  # 2026-01-01T00:00:00.123456Z

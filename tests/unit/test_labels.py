@@ -18,7 +18,8 @@ from ingest.labels import (
     verify_label,
 )
 from kernel.envelope import Envelope
-from tests.factories import SigningKey, did_for, error_frame, info_frame, labels_frame, signed_label
+from testkit.frames import error_frame, info_frame, labels_frame
+from testkit.identity import SigningKey, did_for, signed_label
 
 LABELER = did_for("labeler")
 SUBJECT = f"at://{did_for('artist')}/fm.plyr.track/3abc"

@@ -865,7 +865,7 @@ def compiled_outcome(nsid: str, record: Any, registry: LexiconRegistry) -> str |
 
 
 def agreement_corpus() -> list[tuple[str, Any, LexiconRegistry]]:
-    from tests.factories import catalog_event_mix
+    from testkit.events import catalog_event_mix
 
     plyr = default_registry()
     kitchen = kitchen_registry()

@@ -8,18 +8,10 @@ from atproto_crypto.verify import verify_signature
 
 from ingest.commits import CollectionFilter
 from ingest.repo_car import RepoError, read_blocks, read_repo, walk_mst
-from tests.factories import (
-    SigningKey,
-    block,
-    build_mst,
-    did_for,
-    make_car,
-    mst_layer,
-    repo_car,
-    signed_commit,
-    tid,
-    track_record,
-)
+from testkit.car import block, make_car
+from testkit.identity import SigningKey, did_for, tid
+from testkit.records import track_record
+from testkit.repos import build_mst, mst_layer, repo_car, signed_commit
 
 DID = did_for("alice")
 

@@ -19,7 +19,7 @@ from api.search import (
 from kernel.envelope import Envelope
 from projectors.base import InvalidEvent
 from projectors.search import list_doc, record_tags, track_doc
-from tests.factories import track_record
+from testkit.records import track_record
 
 DID = "did:plc:abcdefghijklmnopqrstuvwx"
 

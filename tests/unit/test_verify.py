@@ -9,7 +9,9 @@ from ingest.car import read_car
 from ingest.frames import CommitEvent, decode_frame
 from ingest.identity import parse_did_document
 from ingest.verify import KeyCache, VerifyError, check_commit
-from tests.factories import SignedRepo, SigningKey, did_document, plc_did, tid, track_record
+from testkit.identity import SigningKey, did_document, plc_did, tid
+from testkit.records import track_record
+from testkit.repos import SignedRepo
 
 OPS = [("create", f"fm.plyr.track/{tid(1)}", track_record("x"))]
 

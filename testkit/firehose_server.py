@@ -7,7 +7,7 @@ directory stand-in), so verification runs against keys the test controls. Frames
 anything: forged commits, garbage, truncated or oversized bytes.
 
 Run as a module it streams generated mixed traffic forever (for the memory benchmark):
-``python -m tests.firehose_server --stream`` prints ``READY <ws url> <plc url>``.
+``python -m testkit.firehose_server --stream`` prints ``READY <ws url> <plc url>``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.factories import SignedRepo, tid
+from testkit.identity import tid
+from testkit.repos import SignedRepo
 
 PATH = "/xrpc/com.atproto.sync.subscribeRepos"
 
@@ -154,7 +155,8 @@ def mixed_traffic(
     """Generated relay traffic: (did, signing key, frame); one ``fm.plyr`` commit per
     ``plyr_every`` frames, the rest ``app.bsky`` posts, likes and follows. Each repo starts
     with 100 records, so a commit carries about 5 MST nodes (1 to 8)."""
-    from tests.factories import plc_did, post_record, track_record
+    from testkit.identity import plc_did
+    from testkit.records import post_record, track_record
 
     signed = [SignedRepo(plc_did(i), records=100) for i in range(repos)]
     for n in range(frames):
@@ -186,7 +188,8 @@ def mixed_traffic(
 
 
 async def _stream_forever(repos: int, frames: int) -> None:
-    from tests.factories import did_document, plc_did, track_record
+    from testkit.identity import did_document, plc_did
+    from testkit.records import track_record
 
     relay = FirehoseServer()
     pool = [raw for _, _, raw in mixed_traffic(repos, frames, plyr_every=10**9)]

@@ -28,8 +28,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from lexicons import ValidationError, validate_record
 from kernel.envelope import Envelope
+from lexicons import ValidationError, validate_record
 from projectors.album import slugify
 from projectors.base import InvalidEvent, parse_datetime, track_id
 

@@ -1,7 +1,7 @@
 """Search at 100k tracks / 20k artists: ours vs plyr.fm's query shape, same data, same run.
 
-Builds a fresh database on the system PostgreSQL (``PLYR_TEST_PG`` overrides the admin
-URL), bulk-loads generated documents with COPY (names with accents, punctuation and CJK),
+Builds a fresh database (testkit's: the system PostgreSQL or ``PLYR_TEST_PG``), bulk-loads
+generated documents with COPY (names with accents, punctuation and CJK),
 then runs a few hundred realistic queries (exact titles, prefixes, typos, accent-stripped
 names, CJK) through
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import sys
@@ -33,10 +32,9 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.search import _compiled, _Terms, search
-from kernel.db import apply_migrations
 from projectors.base import track_id
+from testkit.brokers import fresh_database
 
-ADMIN = os.environ.get("PLYR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 N_TRACKS = 100_000
 N_ARTISTS = 20_000
 N_QUERIES = 300
@@ -437,12 +435,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     rng = random.Random(20261101)
-    name = f"plyr_bench_search_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        apply_migrations(url)
+    with fresh_database() as url:
         titles, artists = load(url, rng)
         loaded = time.perf_counter() - started
         qs = queries(rng, titles, artists)
@@ -450,11 +443,6 @@ def main() -> None:
         plyr = asyncio.run(measure_plyr(url, qs))
         if args.explain:
             asyncio.run(explain(url))
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
     by_kind: dict[str, list[float]] = {}
     for (kind, _), ms in zip(qs, ours, strict=True):
         by_kind.setdefault(kind, []).append(ms)

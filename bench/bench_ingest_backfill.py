@@ -34,10 +34,10 @@ from atproto_core.cid import CID
 
 from ingest.backfill import Backfill, remember_records
 from ingest.commits import CollectionFilter
-from ingest.identity import DidDocument, DidResolver
 from ingest.repos import RepoStates
 from kernel.db import open_pool
 from kernel.envelope import Envelope
+from kernel.identity import DidDocument, DidResolver
 from kernel.log.postgres import PostgresLog
 from tests.brokers import create_database, drop_database
 from tests.factories import SigningKey, did_for, repo_car, tid

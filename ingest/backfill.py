@@ -43,10 +43,10 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.commits import CollectionFilter
-from ingest.identity import DidDocument, DidResolver, ResolveError
 from ingest.repo_car import Repo, RepoCommit, RepoError, read_repo
 from ingest.repos import RepoStates
 from kernel.envelope import Envelope
+from kernel.identity import DidDocument, DidResolver, ResolveError
 from kernel.log import Log
 
 __all__ = [

@@ -71,12 +71,12 @@ from ingest.frames import (
     decode_frame,
     peek_commit,
 )
-from ingest.identity import DidResolver, ResolveError
 from ingest.metrics import IngestStats
 from ingest.repos import ACTIVE, RepoStates
 from ingest.stream import keep_connected
 from ingest.verify import CommitVerifier, VerifyError, check_ops, decode_commit
 from kernel.envelope import Envelope
+from kernel.identity import DidResolver, ResolveError
 from kernel.log import Log, LogError
 
 __all__ = ["FirehoseIngest", "IngestStats", "SourceError", "save_counters"]

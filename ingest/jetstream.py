@@ -40,10 +40,10 @@ from websockets.asyncio.client import connect
 from ingest.backfill import remember_records
 from ingest.commits import CollectionFilter
 from ingest.cursor import CursorKeeper
-from ingest.identity import DidResolver, ResolveError
 from ingest.repos import RepoStates
 from ingest.stream import keep_connected, receive_until_stopped
 from kernel.envelope import Envelope, Kind
+from kernel.identity import DidResolver, ResolveError
 from kernel.log import Log, LogError
 
 __all__ = [

@@ -21,7 +21,6 @@ import asyncio
 import base64
 import json
 import logging
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +31,6 @@ import cbrrr
 import httpx
 import websockets
 from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyped]
-from atproto_crypto.did import get_did_key  # type: ignore[import-untyped]
 from atproto_crypto.verify import verify_signature  # type: ignore[import-untyped]
 from cryptography.exceptions import InvalidSignature
 from psycopg_pool import AsyncConnectionPool
@@ -42,6 +40,7 @@ from ingest.cursor import CursorKeeper
 from ingest.errors import Rejected
 from ingest.stream import keep_connected, receive_until_stopped
 from kernel.envelope import Envelope
+from kernel.identity import ResolveError, resolve_did
 from kernel.log import Log, LogError
 
 __all__ = [
@@ -49,12 +48,10 @@ __all__ = [
     "LabelError",
     "LabelIngest",
     "LabelStats",
-    "LabelerIdentity",
     "LabelsFrame",
     "decode_labels_frame",
     "label_envelope",
     "parse_label",
-    "resolve_labeler",
     "subscribe_labels_url",
     "verify_label",
 ]
@@ -63,8 +60,6 @@ log = logging.getLogger(__name__)
 
 MAX_FRAME_SIZE = 5 * 1024 * 1024
 _MAX_VAL_BYTES = 128
-_DID_PLC = re.compile(r"^did:plc:[a-z2-7]{24}$")
-_DID_WEB = re.compile(r"^did:web:[a-zA-Z0-9.-]+(%3A[0-9]+)?$")
 _REFRESH_INTERVAL = 60.0
 _SUBSCRIBE_PATH = "/xrpc/com.atproto.label.subscribeLabels"
 
@@ -237,52 +232,6 @@ def subscribe_labels_url(endpoint: str) -> str:
     return f"{scheme}://{parts.netloc}{path}"
 
 
-@dataclass(frozen=True, slots=True)
-class LabelerIdentity:
-    """What a labeler's DID document says: its label key and its endpoint."""
-
-    did: str
-    label_key: str | None
-    """``#atproto_label`` as a ``did:key``."""
-    endpoint: str | None
-    """``#atproto_labeler`` service endpoint."""
-
-
-async def resolve_labeler(http: httpx.AsyncClient, plc_url: str, did: str) -> LabelerIdentity:
-    """Read the labeler's DID document; raises :class:`LabelError` (``unresolvable_labeler``)."""
-    if _DID_PLC.match(did):
-        url = f"{plc_url.rstrip('/')}/{did}"
-    elif _DID_WEB.match(did):
-        url = f"https://{did.removeprefix('did:web:').replace('%3A', ':')}/.well-known/did.json"
-    else:
-        raise LabelError("unresolvable_labeler", f"{did}: unsupported DID method")
-    try:
-        response = await http.get(url, timeout=10.0)
-        doc = response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError) as exc:
-        raise LabelError("unresolvable_labeler", f"{did}: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("id") != did:
-        raise LabelError("unresolvable_labeler", f"{did}: no usable document at {url}")
-    key = None
-    for method in doc.get("verificationMethod") or []:
-        if isinstance(method, dict) and str(method.get("id", "")).endswith("#atproto_label"):
-            multibase = method.get("publicKeyMultibase")
-            if isinstance(multibase, str):
-                try:
-                    key = get_did_key(str(method.get("type", "")), multibase)
-                except (ValueError, AtProtocolError):
-                    key = None
-    endpoint = None
-    for service in doc.get("service") or []:
-        if (
-            isinstance(service, dict)
-            and str(service.get("id", "")).endswith("#atproto_labeler")
-            and isinstance(service.get("serviceEndpoint"), str)
-        ):
-            endpoint = service["serviceEndpoint"]
-    return LabelerIdentity(did, key, endpoint)
-
-
 @dataclass
 class LabelStats:
     frames: int = 0
@@ -325,13 +274,16 @@ class LabelIngest:
         now = time.monotonic()
         if fresh and now - self._refreshed_at < _REFRESH_INTERVAL:
             return
-        identity = await resolve_labeler(self._http, self._plc_url, self.did)
+        try:
+            doc = await resolve_did(self._http, self._plc_url, self.did)
+        except ResolveError as exc:
+            raise LabelError("unresolvable_labeler", str(exc)) from None
         self._refreshed_at = now
-        self._key = identity.label_key
+        self._key = doc.label_key
         if self._url is None:
-            if identity.endpoint is None:
+            if doc.labeler_url is None:
                 raise LabelError("unresolvable_labeler", f"{self.did} has no #atproto_labeler")
-            self._url = subscribe_labels_url(identity.endpoint)
+            self._url = subscribe_labels_url(doc.labeler_url)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, reconnecting with capped, jittered backoff."""

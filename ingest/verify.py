@@ -38,8 +38,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from ingest.car import CarError, cid_string, read_car
 from ingest.errors import Rejected
 from ingest.frames import CommitEvent, Op, SyncEvent
-from ingest.identity import DidResolver, ResolveError
 from ingest.repo_car import MstNodeMissing, RepoError, find_key
+from kernel.identity import DidResolver, ResolveError
 
 __all__ = [
     "CommitVerifier",

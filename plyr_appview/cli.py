@@ -74,11 +74,11 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
     )
     from ingest.commits import CollectionFilter
     from ingest.firehose import FirehoseIngest
-    from ingest.identity import DidResolver
     from ingest.jetstream import JetstreamIngest
     from ingest.labels import LabelIngest
     from ingest.metrics import IngestMetrics, IngestStats, serve_from_env
     from ingest.repos import RepoStates
+    from kernel.identity import DidResolver
 
     settings = ctx.settings
     keep = CollectionFilter.of(settings.collections)
@@ -179,8 +179,8 @@ async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
     """``plyr-appview backfill``: discover (or take ``dids``), sync every repo, report."""
     from ingest.backfill import Backfill, BackfillOptions, initial_targets
     from ingest.commits import CollectionFilter
-    from ingest.identity import DidResolver
     from ingest.repos import RepoStates
+    from kernel.identity import DidResolver
 
     async with _context(settings) as ctx, httpx.AsyncClient() as http:
         stop = _stop_event()

@@ -27,10 +27,10 @@ from ingest.backfill import (
     discover_repos,
 )
 from ingest.commits import CollectionFilter
-from ingest.identity import DidResolver
 from ingest.repos import RepoStates
 from kernel.db import open_pool
 from kernel.envelope import Envelope
+from kernel.identity import DidResolver
 from kernel.log.postgres import PostgresLog
 from tests.factories import (
     SigningKey,

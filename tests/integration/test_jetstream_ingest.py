@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from ingest.identity import DidResolver
 from ingest.jetstream import JetstreamIngest
 from ingest.repos import RepoStates
 from kernel.db import open_pool
 from kernel.envelope import Envelope
+from kernel.identity import DidResolver
 from kernel.log.postgres import PostgresLog
 from tests.appview_process import wait_until
 from tests.factories import did_for, track_record

@@ -7,9 +7,8 @@ import pytest
 
 from ingest.car import read_car
 from ingest.frames import CommitEvent, decode_frame
-from ingest.identity import parse_did_document
 from ingest.verify import KeyCache, VerifyError, check_commit
-from tests.factories import SignedRepo, SigningKey, did_document, plc_did, tid, track_record
+from tests.factories import SignedRepo, SigningKey, plc_did, tid, track_record
 
 OPS = [("create", f"fm.plyr.track/{tid(1)}", track_record("x"))]
 
@@ -72,11 +71,3 @@ def test_unusable_keys_are_a_verify_error() -> None:
     with pytest.raises(VerifyError) as err:
         KeyCache().get("did:key:zNotAKey")
     assert err.value.reason == "bad_signing_key"
-
-
-def test_did_document_gives_the_signing_key_as_did_key() -> None:
-    key = SigningKey()
-    did = plc_did(3)
-    doc = parse_did_document(did, did_document(did, key, "Someone.Test", "https://pds.test/"))
-    assert doc.signing_did_key == key.did_key
-    assert (doc.handle, doc.pds_url) == ("someone.test", "https://pds.test")

@@ -1,9 +1,16 @@
-"""Resolving DIDs to their documents: handle, PDS endpoint and signing key.
+"""Resolving DIDs to their documents: handle, PDS, signing key, labeler endpoint and key.
 
-``did:plc`` is read from the configured PLC directory, ``did:web`` from the host's
-``/.well-known/did.json``. Failures raise :class:`ResolveError`. :class:`DidResolver`
-caches documents for a TTL (and failures for a shorter one); commit verification asks it
-for a fresh document once when a signature does not verify (the key may have rotated).
+The one resolver of the product (ingest and the API both ask it). ``did:plc`` is read from
+the configured PLC directory, ``did:web`` from the host's ``/.well-known/did.json``
+(:func:`did_document_url`). The document is parsed by the atproto SDK's ``DidDocument``
+(structure; exact ``#atproto``/``#atproto_pds`` ids with the ``AtprotoPersonalDataServer``
+type; http(s) endpoints), plus the checks it lacks: the document's ``id`` must be the DID
+asked for, it must be a JSON object of at most :data:`MAX_DOCUMENT_SIZE` bytes, and the
+handle is lowercased. An unusable key (bad multibase, unknown type) reads as no key.
+
+Failures raise :class:`ResolveError`. :class:`DidResolver` caches documents for a TTL (and
+failures for a shorter one); callers ask it for a fresh document once when a signature
+does not verify (the key may have rotated).
 """
 
 from __future__ import annotations
@@ -16,10 +23,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from atproto_core.did_doc import DidDocument as SdkDidDocument  # type: ignore[import-untyped]
 from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyped]
 from atproto_crypto.did import get_did_key  # type: ignore[import-untyped]
+from pydantic import ValidationError
 
-__all__ = ["DidDocument", "DidResolver", "ResolveError", "parse_did_document", "resolve_did"]
+__all__ = [
+    "MAX_DOCUMENT_SIZE",
+    "DidDocument",
+    "DidResolver",
+    "ResolveError",
+    "did_document_url",
+    "parse_did_document",
+    "resolve_did",
+]
 
 _DID_PLC = re.compile(r"^did:plc:[a-z2-7]{24}$")
 _DID_WEB = re.compile(r"^did:web:[a-zA-Z0-9.-]+(%3A[0-9]+)?$")
@@ -32,6 +49,8 @@ class ResolveError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class DidDocument:
+    """The ATProto parts of a DID document."""
+
     did: str
     handle: str | None
     pds_url: str | None
@@ -39,53 +58,64 @@ class DidDocument:
     """The ``#atproto`` verification method, as a multibase public key."""
     signing_did_key: str | None = None
     """The same key as a ``did:key:z…`` (compressed, multicodec-prefixed), for verification."""
+    label_key: str | None = None
+    """The ``#atproto_label`` key as a ``did:key`` (labelers only)."""
+    labeler_url: str | None = None
+    """The ``#atproto_labeler`` service endpoint (labelers only)."""
+
+
+def did_document_url(plc_url: str, did: str) -> str:
+    """Where the document of ``did`` lives; raises :class:`ResolveError` for other methods."""
+    if _DID_PLC.match(did):
+        return f"{plc_url.rstrip('/')}/{did}"
+    if _DID_WEB.match(did):
+        return f"https://{did.removeprefix('did:web:').replace('%3A', ':')}/.well-known/did.json"
+    raise ResolveError(f"{did}: unsupported DID method")
+
+
+def _did_key(key_type: str, multibase: str | None) -> str | None:
+    if multibase is None:
+        return None
+    try:
+        key = get_did_key(key_type, multibase)  # None for a key type it does not know
+    except (AtProtocolError, ValueError, TypeError, KeyError, IndexError):  # unusable key
+        return None
+    return key if isinstance(key, str) else None
 
 
 def parse_did_document(did: str, doc: Any) -> DidDocument:
-    """Pick the ATProto parts out of a DID document (JSON)."""
+    """Pick the ATProto parts out of a DID document (decoded JSON) of ``did``."""
     if not isinstance(doc, dict) or doc.get("id") != did:
         raise ResolveError(f"{did}: document id does not match")
-    handle = None
-    for aka in doc.get("alsoKnownAs") or []:
-        if isinstance(aka, str) and aka.startswith("at://"):
-            handle = aka.removeprefix("at://").lower()
-            break
-    pds_url = None
-    for service in doc.get("service") or []:
-        if (
-            isinstance(service, dict)
-            and str(service.get("id", "")).endswith("#atproto_pds")
-            and isinstance(service.get("serviceEndpoint"), str)
-        ):
-            pds_url = str(service["serviceEndpoint"]).rstrip("/")
-    signing_key = signing_did_key = None
-    for method in doc.get("verificationMethod") or []:
-        if isinstance(method, dict) and str(method.get("id", "")).endswith("#atproto"):
-            key = method.get("publicKeyMultibase")
-            signing_key = key if isinstance(key, str) else None
-            if signing_key is not None:
-                try:
-                    signing_did_key = get_did_key(str(method.get("type", "")), signing_key)
-                except (
-                    AtProtocolError,
-                    ValueError,
-                    TypeError,
-                    KeyError,
-                    IndexError,
-                ):  # unusable key, not fatal
-                    signing_did_key = None
-    return DidDocument(did, handle, pds_url, signing_key, signing_did_key)
+    try:
+        parsed = SdkDidDocument.from_dict(doc)
+    except ValidationError as exc:
+        raise ResolveError(f"{did}: malformed document: {exc.error_count()} errors") from None
+    handle = parsed.get_handle()
+    pds_url = parsed.get_pds_endpoint()
+    signing = parsed.get_signing_key()
+    label = next(
+        (
+            m
+            for m in parsed.verification_method or []
+            if m.id in ("#atproto_label", f"{did}#atproto_label")
+        ),
+        None,
+    )
+    return DidDocument(
+        did=did,
+        handle=handle.lower() if handle else None,
+        pds_url=pds_url.rstrip("/") if pds_url else None,
+        signing_key=signing.public_key_multibase if signing else None,
+        signing_did_key=_did_key(signing.type, signing.public_key_multibase) if signing else None,
+        label_key=_did_key(label.type, label.public_key_multibase) if label else None,
+        labeler_url=parsed.get_service_endpoint("#atproto_labeler", "AtprotoLabeler"),
+    )
 
 
 async def resolve_did(client: httpx.AsyncClient, plc_url: str, did: str) -> DidDocument:
     """Fetch and parse the DID document of ``did``."""
-    if _DID_PLC.match(did):
-        url = f"{plc_url.rstrip('/')}/{did}"
-    elif _DID_WEB.match(did):
-        host = did.removeprefix("did:web:").replace("%3A", ":")
-        url = f"https://{host}/.well-known/did.json"
-    else:
-        raise ResolveError(f"{did}: unsupported DID method")
+    url = did_document_url(plc_url, did)
     try:
         response = await client.get(url, timeout=10.0)
     except httpx.HTTPError as exc:

@@ -32,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from atproto_core.car import CAR
 from atproto_core.cid import CID
 
-from ingest.backfill import Backfill, remember_records
+from ingest.backfill import Backfill
 from ingest.commits import CollectionFilter
+from ingest.repo_record import remember_records
 from ingest.repos import RepoStates
 from kernel.db import open_pool
 from kernel.envelope import Envelope

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import cbrrr
 
 from ingest.car import CarError, read_car
+from ingest.errors import RecordError
 from ingest.frames import AccountEvent, CommitEvent, IdentityEvent, Op, commit_peek
 from kernel.envelope import Envelope, Kind
 
@@ -36,10 +37,6 @@ _ACTIONS: dict[str, Kind] = {
     "update": "record.updated",
     "delete": "record.deleted",
 }
-
-
-class RecordError(ValueError):
-    """A commit whose records cannot be read (bad CAR, missing or undecodable block)."""
 
 
 @dataclass(frozen=True)

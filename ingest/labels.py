@@ -37,7 +37,8 @@ from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect
 
 from ingest.cursor import CursorKeeper
-from ingest.errors import Rejected
+from ingest.errors import LabelError
+from ingest.publisher import Publisher
 from ingest.stream import keep_connected, receive_until_stopped
 from kernel.envelope import Envelope
 from kernel.identity import ResolveError, resolve_did
@@ -62,10 +63,6 @@ MAX_FRAME_SIZE = 5 * 1024 * 1024
 _MAX_VAL_BYTES = 128
 _REFRESH_INTERVAL = 60.0
 _SUBSCRIBE_PATH = "/xrpc/com.atproto.label.subscribeLabels"
-
-
-class LabelError(Rejected):
-    """A frame or label we cannot use; ``reason`` is the metric label."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,15 +256,13 @@ class LabelIngest:
         self.did = did
         self.source = f"labeler:{did}"
         self._url = subscribe_labels_url(url) if url else None
-        self._log = log
-        self._topic = topic
-        self._pool = pool
         self._http = http
         self._plc_url = plc_url
         self._key: str | None = None
         self._refreshed_at = -_REFRESH_INTERVAL
         self._cursor = CursorKeeper(pool, self.source)
         self.stats = LabelStats()
+        self._publisher = Publisher(log, topic, pool, counts=self.stats)
         self.connected = asyncio.Event()
 
     async def _identity(self, *, fresh: bool) -> None:
@@ -350,8 +345,7 @@ class LabelIngest:
                 continue
             envelopes.append(label_envelope(label, self.did, frame.seq))
         if envelopes:
-            await self._log.append(self._topic, [(e.key, e.to_bytes()) for e in envelopes])
-            self.stats.published += len(envelopes)
+            await self._publisher.publish(envelopes)
         self.stats.last_seq = frame.seq
         await self._cursor.advance(frame.seq, save=bool(envelopes))
 

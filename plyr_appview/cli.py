@@ -65,15 +65,11 @@ def _stop_event() -> asyncio.Event:
 
 async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
     """The live source (firehose or Jetstream), resync, labelers, and a first-start backfill."""
-    from ingest.backfill import (
-        Backfill,
-        BackfillError,
-        BackfillOptions,
-        backfill_needed,
-        initial_targets,
-    )
+    from ingest.backfill import Backfill, BackfillOptions
     from ingest.commits import CollectionFilter
+    from ingest.errors import BackfillError
     from ingest.firehose import FirehoseIngest
+    from ingest.first_start import backfill_needed, initial_targets
     from ingest.jetstream import JetstreamIngest
     from ingest.labels import LabelIngest
     from ingest.metrics import IngestMetrics, IngestStats, serve_from_env
@@ -177,8 +173,9 @@ def _discovery_run(settings: Settings) -> str:
 
 async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
     """``plyr-appview backfill``: discover (or take ``dids``), sync every repo, report."""
-    from ingest.backfill import Backfill, BackfillOptions, initial_targets
+    from ingest.backfill import Backfill, BackfillOptions
     from ingest.commits import CollectionFilter
+    from ingest.first_start import initial_targets
     from ingest.repos import RepoStates
     from kernel.identity import DidResolver
 

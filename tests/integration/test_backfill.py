@@ -19,14 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ingest.backfill import (
-    Backfill,
-    BackfillOptions,
-    DiscoveredRepo,
-    Progress,
-    discover_repos,
-)
+from ingest.backfill import Backfill, BackfillOptions
 from ingest.commits import CollectionFilter
+from ingest.discovery import DiscoveredRepo, discover_repos
+from ingest.progress import Progress
 from ingest.repos import RepoStates
 from kernel.db import open_pool
 from kernel.envelope import Envelope
@@ -194,6 +190,21 @@ async def test_discover_backfill_retry_give_up_and_skip(env: dict[str, Any]) -> 
     assert outcome[carol] == "skipped" and outcome[dead] == "failed"
     assert outcome[forged] == "failed"
     assert "5 records" not in stream.getvalue() and "backfill progress" not in stream.getvalue()
+
+
+async def test_a_rotated_key_is_looked_up_again_once(env: dict[str, Any]) -> None:
+    """The backfill verifies with the firehose's verifier: a stale cached key is refreshed."""
+    net: FakeNetwork = env["net"]
+    erin = net.add("erin", tracks("e1"), doc_key=SigningKey())
+    backfill: Backfill = env["backfill"]
+    await backfill._resolver.resolve(erin)  # cache the old key
+    del net.repos[erin]["doc_key"]  # the document now names the key that signed the repo
+    result = await backfill.run([DiscoveredRepo(erin)])
+    assert (result.done, result.failed, dict(result.errors)) == (1, 0, {})
+    assert of(await published(env["log"]), erin) == [
+        ("identity.changed", None),
+        ("record.created", "e1"),
+    ]
 
 
 async def test_resync_diffs_against_published_records(env: dict[str, Any]) -> None:

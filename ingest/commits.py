@@ -21,6 +21,7 @@ import cbrrr
 from ingest.car import CarError, read_car
 from ingest.errors import RecordError
 from ingest.frames import AccountEvent, CommitEvent, IdentityEvent, Op, commit_peek
+from kernel.account import account_status
 from kernel.envelope import Envelope, Kind
 
 __all__ = [
@@ -168,7 +169,8 @@ def identity_envelope(event: IdentityEvent, source: str) -> Envelope:
 
 
 def account_envelope(event: AccountEvent, source: str) -> Envelope:
-    """``account.changed`` for an ``#account`` event (active flag and host status)."""
+    """``account.changed`` for an ``#account`` event: the active flag and the status that
+    :func:`kernel.account.account_status` makes of it (never empty)."""
     return Envelope(
         kind="account.changed",
         did=event.did,
@@ -176,5 +178,5 @@ def account_envelope(event: AccountEvent, source: str) -> Envelope:
         time=event.time,
         seq=event.seq,
         active=event.active,
-        status=event.status or ("active" if event.active else None),
+        status=account_status(event.status, event.active),
     )

@@ -76,6 +76,7 @@ from ingest.publisher import Publisher
 from ingest.repos import ACTIVE, RepoStates
 from ingest.stream import keep_connected
 from ingest.verify import CommitVerifier, VerifyError, check_ops, decode_commit
+from kernel.account import account_status
 from kernel.envelope import Envelope
 from kernel.identity import DidResolver, ResolveError
 from kernel.log import Log, LogError
@@ -356,7 +357,7 @@ class FirehoseIngest:
     async def _on_account(self, event: AccountEvent) -> list[Envelope]:
         if not self.states.is_known(event.did):
             return []
-        status = event.status or ("active" if event.active else None)
+        status = account_status(event.status, event.active)
         await self.states.set_identity(event.did, account_status=status)
         return self._hold_or_pass(event.did, [account_envelope(event, self.source)])
 

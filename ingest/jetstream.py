@@ -43,6 +43,7 @@ from ingest.errors import JetstreamError
 from ingest.publisher import Publisher
 from ingest.repos import RepoStates
 from ingest.stream import keep_connected, receive_until_stopped
+from kernel.account import account_status
 from kernel.envelope import Envelope, Kind
 from kernel.identity import DidResolver, ResolveError
 from kernel.log import Log, LogError
@@ -198,7 +199,7 @@ def event_envelope(event: JetstreamEvent, source: str) -> Envelope:
         time=when,
         seq=event.time_us,
         active=event.active,
-        status=event.status or ("active" if event.active else None),
+        status=account_status(event.status, event.active),
     )
 
 
@@ -301,7 +302,7 @@ class JetstreamIngest:
                     await self._states.set_identity(did, handle=envelopes[0].handle)
                 if isinstance(event, JetstreamAccount):
                     await self._states.set_identity(
-                        did, account_status=event.status or ("active" if event.active else None)
+                        did, account_status=account_status(event.status, event.active)
                     )
         await self._cursor.advance(event.time_us)
 

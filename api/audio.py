@@ -23,8 +23,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from api.blobstore import BlobStore
-from api.fetch import UpstreamError, UpstreamFetcher, UpstreamRefused
-from kernel.identity import MAX_DOCUMENT_SIZE, ResolveError, did_document_url, parse_did_document
+from kernel.fetch import UpstreamError, UpstreamFetcher, UpstreamRefused
+from kernel.identity import ResolveError, resolve_did
 
 __all__ = [
     "AUDIO_TYPES",
@@ -240,14 +240,8 @@ class AudioCache:
     async def _pds_of(self, did: str) -> str:
         """The PDS endpoint from the DID document (fetched through the SSRF guard)."""
         try:
-            url = did_document_url(self.plc_url, did)
+            doc = await resolve_did(self.fetcher, self.plc_url, did)
         except ResolveError as exc:
-            raise AudioUnavailable(str(exc)) from None
-        trusted = did.startswith("did:plc:")  # the configured directory; did:web hosts never
-        try:
-            body = await self.fetcher.get_bytes(url, allow_trusted=trusted, limit=MAX_DOCUMENT_SIZE)
-            doc = parse_did_document(did, json.loads(body))
-        except (UpstreamError, ValueError, ResolveError) as exc:
             raise AudioUnavailable(f"cannot resolve {did}: {exc}") from None
         if not doc.pds_url:
             raise AudioUnavailable(f"{did} has no PDS")

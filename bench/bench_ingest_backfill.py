@@ -152,7 +152,7 @@ async def main() -> None:
                 keep=KEEP,
                 states=states,
                 resolver=DidResolver(None, "http://unused"),  # type: ignore[arg-type]
-                http=None,  # type: ignore[arg-type]
+                fetcher=None,  # type: ignore[arg-type]
             )
             gate = asyncio.Semaphore(4)
 

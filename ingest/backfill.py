@@ -13,9 +13,12 @@ and no rollback.
 
 Which repos (:mod:`ingest.discovery`) and whether to backfill at all on a first start
 (:mod:`ingest.first_start`) are decided elsewhere; :mod:`ingest.progress` draws the bar.
-Work is bounded per PDS host; each repo is retried with capped exponential backoff and
-then given up (marked ``desynchronized``, so the resync loop tries again later). A
-failing repo never stops the others.
+Every request goes through the guarded fetcher (:mod:`kernel.fetch`): a DID document
+that points its PDS at a private, loopback or link-local address is refused (reason
+``refused``) unless the host is in ``PLYR_TRUSTED_HOSTS``. Work is bounded per PDS host;
+each repo is retried with capped exponential backoff and then given up (marked
+``desynchronized``, so the resync loop tries again later). A failing repo never stops the
+others.
 
 Errors: :class:`~ingest.errors.BackfillError` (with ``retry`` telling whether another
 attempt may help) for a repo that could not be synced; database and log errors propagate.
@@ -31,9 +34,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-import httpx
+import orjson
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.commits import CollectionFilter
@@ -47,6 +50,13 @@ from ingest.repo_record import known_records
 from ingest.repos import RepoStates
 from ingest.verify import CommitVerifier
 from kernel.envelope import Envelope
+from kernel.fetch import (
+    UpstreamError,
+    UpstreamFetcher,
+    UpstreamRefused,
+    UpstreamStatus,
+    UpstreamTooLarge,
+)
 from kernel.identity import DidDocument, DidResolver, ResolveError
 from kernel.log import Log
 
@@ -72,6 +82,8 @@ class BackfillOptions:
     batch: int = 2000
     max_repo_bytes: int = MAX_REPO_BYTES
     resync_interval: float = 10.0
+    fetch_timeout: float = 600.0
+    """Seconds one ``getRepo`` may take, from the request to the last byte."""
 
 
 @dataclass
@@ -90,6 +102,15 @@ class BackfillResult:
 # -- the backfill ----------------------------------------------------------------------------
 
 
+def _xrpc_error(body: bytes) -> str | None:
+    """The ``error`` name of an XRPC error body, if it is one."""
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return error if isinstance(error, str) else None
+
+
 class Backfill:
     """Syncs whole repos into the log; see the module docstring."""
 
@@ -102,7 +123,7 @@ class Backfill:
         keep: CollectionFilter,
         states: RepoStates,
         resolver: DidResolver,
-        http: httpx.AsyncClient,
+        fetcher: UpstreamFetcher,
         options: BackfillOptions | None = None,
         source: str = "backfill",
         keep_known: CollectionFilter | None = None,
@@ -117,7 +138,7 @@ class Backfill:
         self._states = states
         self._resolver = resolver
         self._verifier = CommitVerifier(resolver)
-        self._http = http
+        self._fetcher = fetcher
         self.source = source
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._next_resync: dict[str, tuple[float, int]] = {}
@@ -168,43 +189,36 @@ class Backfill:
         host = urlsplit(pds_url).netloc
         gate = self._hosts.setdefault(host, asyncio.Semaphore(self.options.per_host))
         async with gate:
+            url = f"{pds_url}/xrpc/com.atproto.sync.getRepo?" + urlencode({"did": did})
             try:
-                async with self._http.stream(
-                    "GET",
-                    f"{pds_url}/xrpc/com.atproto.sync.getRepo",
-                    params={"did": did},
-                    timeout=httpx.Timeout(30.0, read=120.0),
+                async with self._fetcher.get(
+                    url,
+                    allow_trusted=True,
+                    max_bytes=self.options.max_repo_bytes,
+                    timeout_s=self.options.fetch_timeout,
                 ) as response:
-                    if response.status_code != 200:
-                        body = (await response.aread())[:2000]
-                        error = None
-                        try:
-                            error = httpx.Response(200, content=body).json().get("error")
-                        except (ValueError, AttributeError):
-                            pass
-                        retry = response.status_code >= 500 or response.status_code == 429
-                        if error in _NOT_RETRYABLE:
-                            retry = False
-                        raise BackfillError(
-                            f"getRepo {did} on {host}: HTTP {response.status_code} {error or ''}",
-                            retry=retry,
-                            reason=f"http_{response.status_code}",
-                        )
-                    chunks: list[bytes] = []
-                    size = 0
-                    async for chunk in response.aiter_bytes():
-                        size += len(chunk)
-                        if size > self.options.max_repo_bytes:
-                            raise BackfillError(
-                                f"getRepo {did}: larger than {self.options.max_repo_bytes} bytes",
-                                retry=False,
-                                reason="too_big",
-                            )
-                        chunks.append(chunk)
-                    return b"".join(chunks)
-            except httpx.HTTPError as exc:
+                    return b"".join([chunk async for chunk in response.chunks])
+            except UpstreamStatus as exc:
+                error = _xrpc_error(exc.body)
+                retry = exc.status >= 500 or exc.status == 429
                 raise BackfillError(
-                    f"getRepo {did} on {host}: {exc}", reason="unreachable"
+                    f"getRepo {did} on {host}: HTTP {exc.status} {error or ''}",
+                    retry=retry and error not in _NOT_RETRYABLE,
+                    reason=f"http_{exc.status}",
+                ) from None
+            except UpstreamTooLarge:
+                raise BackfillError(
+                    f"getRepo {did}: larger than {self.options.max_repo_bytes} bytes",
+                    retry=False,
+                    reason="too_big",
+                ) from None
+            except UpstreamRefused as exc:  # the DID document points the PDS at our network
+                raise BackfillError(
+                    f"getRepo {did}: {exc}", retry=False, reason="refused"
+                ) from None
+            except (UpstreamError, TimeoutError) as exc:
+                raise BackfillError(
+                    f"getRepo {did} on {host}: {exc or 'timed out'}", reason="unreachable"
                 ) from None
 
     async def _resolve(self, did: str) -> DidDocument:

@@ -1,6 +1,7 @@
 """Which repos to backfill: ``listReposByCollection`` on a relay, else ``listRepos`` on a PDS.
 
-Errors: :class:`~ingest.errors.BackfillError` (``retry=False``) when neither answers.
+Requests go through the guarded fetcher (:mod:`kernel.fetch`). Errors:
+:class:`~ingest.errors.BackfillError` (``retry=False``) when neither answers.
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-import httpx
+import orjson
 
 from ingest.errors import BackfillError
+from kernel.fetch import UpstreamError, UpstreamFetcher, UpstreamStatus
 
 __all__ = ["DiscoveredRepo", "discover_repos", "http_base"]
 
 log = logging.getLogger(__name__)
+
+_MAX_PAGE = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,16 +40,18 @@ def http_base(url: str) -> str:
 
 
 async def _xrpc_pages(
-    http: httpx.AsyncClient, base: str, method: str, params: dict[str, str]
+    fetcher: UpstreamFetcher, base: str, method: str, params: dict[str, str]
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
         query = dict(params, **({"cursor": cursor} if cursor else {}))
-        response = await http.get(f"{base}/xrpc/{method}", params=query, timeout=30.0)
-        if response.status_code != 200:
-            raise BackfillError(f"{method} on {base} answered {response.status_code}", retry=False)
-        body = response.json()
+        url = f"{base}/xrpc/{method}?{urlencode(query)}"
+        try:
+            raw = await fetcher.get_bytes(url, allow_trusted=True, limit=_MAX_PAGE, timeout_s=30.0)
+        except UpstreamStatus as exc:
+            raise BackfillError(f"{method} on {base} answered {exc.status}", retry=False) from None
+        body = orjson.loads(raw)
         repos = body.get("repos") if isinstance(body, dict) else None
         if not isinstance(repos, list):
             raise BackfillError(f"{method} on {base}: no repos list", retry=False)
@@ -56,7 +62,7 @@ async def _xrpc_pages(
 
 
 async def discover_repos(
-    http: httpx.AsyncClient, base: str, collections: Sequence[str]
+    fetcher: UpstreamFetcher, base: str, collections: Sequence[str]
 ) -> list[DiscoveredRepo]:
     """Repos to backfill from the relay or PDS at ``base``.
 
@@ -69,7 +75,7 @@ async def discover_repos(
     try:
         for collection in exact:
             for repo in await _xrpc_pages(
-                http,
+                fetcher,
                 base,
                 "com.atproto.sync.listReposByCollection",
                 {"collection": collection, "limit": "2000"},
@@ -81,11 +87,11 @@ async def discover_repos(
                 extra={"host": base, "method": "listReposByCollection", "repos": len(found)},
             )
             return list(found.values())
-    except (BackfillError, httpx.HTTPError, ValueError) as exc:
+    except (BackfillError, UpstreamError, TimeoutError, ValueError) as exc:
         log.info("listReposByCollection unavailable", extra={"host": base, "error": str(exc)})
     try:
-        repos = await _xrpc_pages(http, base, "com.atproto.sync.listRepos", {"limit": "1000"})
-    except (httpx.HTTPError, ValueError) as exc:
+        repos = await _xrpc_pages(fetcher, base, "com.atproto.sync.listRepos", {"limit": "1000"})
+    except (UpstreamError, TimeoutError, ValueError) as exc:
         raise BackfillError(f"listRepos on {base}: {exc}", retry=False) from None
     out = [
         DiscoveredRepo(r["did"], probe=True) for r in repos if r.get("active", True) is not False

@@ -41,7 +41,6 @@ import time
 from datetime import datetime
 from urllib.parse import urlsplit
 
-import httpx
 import websockets
 from cbrrr import CID
 from psycopg_pool import AsyncConnectionPool
@@ -78,6 +77,7 @@ from ingest.stream import keep_connected
 from ingest.verify import CommitVerifier, VerifyError, check_ops, decode_commit
 from kernel.account import account_status
 from kernel.envelope import Envelope
+from kernel.fetch import UpstreamFetcher
 from kernel.identity import DidResolver, ResolveError
 from kernel.log import Log, LogError
 
@@ -123,7 +123,7 @@ class FirehoseIngest:
         topic: str,
         pool: AsyncConnectionPool,
         plc_url: str,
-        http: httpx.AsyncClient,
+        fetcher: UpstreamFetcher,
         states: RepoStates | None = None,
         resolver: DidResolver | None = None,
         stats: IngestStats | None = None,
@@ -139,7 +139,7 @@ class FirehoseIngest:
         self._triage = Triage(keep)
         self._pool = pool
         self.states = states if states is not None else RepoStates(pool)
-        self.resolver = resolver if resolver is not None else DidResolver(http, plc_url)
+        self.resolver = resolver if resolver is not None else DidResolver(fetcher, plc_url)
         self._verifier = CommitVerifier(self.resolver)
         self._max_frame = max_frame_size
         # Relay seqs only grow; one that goes back (a relay reset) is followed, not ignored.

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.discovery import DiscoveredRepo, discover_repos, http_base
+from kernel.fetch import UpstreamFetcher
 
 __all__ = ["backfill_needed", "initial_targets"]
 
@@ -32,10 +32,10 @@ async def backfill_needed(pool: AsyncConnectionPool, run_source: str, cursor_sou
 
 
 async def initial_targets(
-    http: httpx.AsyncClient, discovery_url: str, collections: Sequence[str], dids: Sequence[str]
+    fetcher: UpstreamFetcher, discovery_url: str, collections: Sequence[str], dids: Sequence[str]
 ) -> tuple[str, list[DiscoveredRepo]]:
     """What a backfill covers and under which run name: the DIDs given, else discovery."""
     if dids:
         return "dids", [DiscoveredRepo(d) for d in dids]
     base = http_base(discovery_url)
-    return urlsplit(base).netloc, await discover_repos(http, base, collections)
+    return urlsplit(base).netloc, await discover_repos(fetcher, base, collections)

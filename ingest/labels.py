@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import cbrrr
-import httpx
 import websockets
 from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyped]
 from atproto_crypto.verify import verify_signature  # type: ignore[import-untyped]
@@ -41,6 +40,7 @@ from ingest.errors import LabelError
 from ingest.publisher import Publisher
 from ingest.stream import keep_connected, receive_until_stopped
 from kernel.envelope import Envelope
+from kernel.fetch import UpstreamFetcher
 from kernel.identity import ResolveError, resolve_did
 from kernel.log import Log, LogError
 
@@ -250,13 +250,13 @@ class LabelIngest:
         log: Log,
         topic: str,
         pool: AsyncConnectionPool,
-        http: httpx.AsyncClient,
+        fetcher: UpstreamFetcher,
         plc_url: str,
     ) -> None:
         self.did = did
         self.source = f"labeler:{did}"
         self._url = subscribe_labels_url(url) if url else None
-        self._http = http
+        self._fetcher = fetcher
         self._plc_url = plc_url
         self._key: str | None = None
         self._refreshed_at = -_REFRESH_INTERVAL
@@ -270,7 +270,7 @@ class LabelIngest:
         if fresh and now - self._refreshed_at < _REFRESH_INTERVAL:
             return
         try:
-            doc = await resolve_did(self._http, self._plc_url, self.did)
+            doc = await resolve_did(self._fetcher, self._plc_url, self.did)
         except ResolveError as exc:
             raise LabelError("unresolvable_labeler", str(exc)) from None
         self._refreshed_at = now

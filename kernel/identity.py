@@ -2,11 +2,14 @@
 
 The one resolver of the product (ingest and the API both ask it). ``did:plc`` is read from
 the configured PLC directory, ``did:web`` from the host's ``/.well-known/did.json``
-(:func:`did_document_url`). The document is parsed by the atproto SDK's ``DidDocument``
-(structure; exact ``#atproto``/``#atproto_pds`` ids with the ``AtprotoPersonalDataServer``
-type; http(s) endpoints), plus the checks it lacks: the document's ``id`` must be the DID
-asked for, it must be a JSON object of at most :data:`MAX_DOCUMENT_SIZE` bytes, and the
-handle is lowercased. An unusable key (bad multibase, unknown type) reads as no key.
+(:func:`did_document_url`), both through the guarded fetcher (:mod:`kernel.fetch`): the
+PLC directory may be a trusted host, a ``did:web`` host never is.
+
+The document is parsed by the atproto SDK's ``DidDocument`` (structure; the exact
+``#atproto`` and ``#atproto_pds`` ids; the ``AtprotoPersonalDataServer`` type; http(s)
+endpoints), plus the checks it lacks: the document's ``id`` must be the DID asked for, it
+must be a JSON object of at most :data:`MAX_DOCUMENT_SIZE` bytes, and the handle is
+lowercased. An unusable key (bad multibase, unknown type) reads as no key.
 
 Failures raise :class:`ResolveError`. :class:`DidResolver` caches documents for a TTL (and
 failures for a shorter one); callers ask it for a fresh document once when a signature
@@ -22,11 +25,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import orjson
 from atproto_core.did_doc import DidDocument as SdkDidDocument  # type: ignore[import-untyped]
 from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyped]
 from atproto_crypto.did import get_did_key  # type: ignore[import-untyped]
 from pydantic import ValidationError
+
+from kernel.fetch import UpstreamError, UpstreamFetcher
 
 __all__ = [
     "MAX_DOCUMENT_SIZE",
@@ -113,20 +118,18 @@ def parse_did_document(did: str, doc: Any) -> DidDocument:
     )
 
 
-async def resolve_did(client: httpx.AsyncClient, plc_url: str, did: str) -> DidDocument:
-    """Fetch and parse the DID document of ``did``."""
+async def resolve_did(fetcher: UpstreamFetcher, plc_url: str, did: str) -> DidDocument:
+    """Fetch (guarded, at most :data:`MAX_DOCUMENT_SIZE` bytes) and parse ``did``'s document."""
     url = did_document_url(plc_url, did)
     try:
-        response = await client.get(url, timeout=10.0)
-    except httpx.HTTPError as exc:
-        raise ResolveError(f"{did}: {exc}") from exc
-    if response.status_code != 200:
-        raise ResolveError(f"{did}: {url} answered {response.status_code}")
-    if len(response.content) > MAX_DOCUMENT_SIZE:
-        raise ResolveError(f"{did}: document too large")
+        body = await fetcher.get_bytes(
+            url, allow_trusted=did.startswith("did:plc:"), limit=MAX_DOCUMENT_SIZE, timeout_s=10.0
+        )
+    except (UpstreamError, TimeoutError) as exc:
+        raise ResolveError(f"{did}: {exc}") from None
     try:
-        doc = response.json()
-    except ValueError:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise ResolveError(f"{did}: document is not JSON") from None
     return parse_did_document(did, doc)
 
@@ -140,14 +143,14 @@ class DidResolver:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        fetcher: UpstreamFetcher,
         plc_url: str,
         *,
         ttl: float = 3600.0,
         failure_ttl: float = 60.0,
         max_entries: int = 100_000,
     ) -> None:
-        self._client = client
+        self._fetcher = fetcher
         self._plc_url = plc_url
         self._ttl = ttl
         self._failure_ttl = failure_ttl
@@ -172,7 +175,7 @@ class DidResolver:
         self._inflight[did] = future
         try:
             self.resolutions += 1
-            doc = await resolve_did(self._client, self._plc_url, did)
+            doc = await resolve_did(self._fetcher, self._plc_url, did)
         except ResolveError as exc:
             self._store(did, now + self._failure_ttl, exc)
             future.set_exception(exc)

@@ -12,6 +12,7 @@ import pytest
 from ingest.labels import LabelIngest
 from kernel.db import open_pool
 from kernel.envelope import Envelope
+from kernel.fetch import UpstreamFetcher
 from kernel.log.postgres import PostgresLog
 from tests.appview_process import wait_until
 from tests.factories import SigningKey, did_for
@@ -20,6 +21,7 @@ from tests.labeler_server import LabelerServer
 TOPIC = "plyr.labels"
 LABELER = did_for("labeler-it")
 TRACK = f"at://{did_for('artist-it')}/fm.plyr.track/3abc"
+LOOPBACK = frozenset({"127.0.0.1"})  # the test labeler serves its DID document there
 
 
 async def labels(log: PostgresLog) -> list[Envelope]:
@@ -57,7 +59,7 @@ async def test_signed_labels_are_published_and_forged_ones_rejected(setup, json_
             log=log,
             topic=TOPIC,
             pool=pool,
-            http=http,
+            fetcher=UpstreamFetcher(client=http, trusted_hosts=LOOPBACK),
             plc_url=labeler.base_url,  # the test labeler also serves its DID document
         )
         stop = asyncio.Event()
@@ -105,7 +107,7 @@ async def test_signed_labels_are_published_and_forged_ones_rejected(setup, json_
             log=log,
             topic=TOPIC,
             pool=pool,
-            http=http,
+            fetcher=UpstreamFetcher(client=http, trusted_hosts=LOOPBACK),
             plc_url=labeler.base_url,
         )
         stop = asyncio.Event()

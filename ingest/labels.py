@@ -12,7 +12,9 @@ labels are on the log) is kept in ``ingest_cursor`` under ``labeler:<did>``; wit
 the stream is read from ``cursor=0`` (labelers serve their full history).
 
 A labeler is configured as ``did=wss://host`` or as a bare DID, whose document's
-``#atproto_labeler`` service gives the endpoint. Bad frames never stop the consumer.
+``#atproto_labeler`` service gives the endpoint (its address checked like every fetch's,
+:mod:`kernel.fetch`; the document itself is fetched through it). Bad frames never stop
+the consumer.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from ingest.errors import LabelError
 from ingest.publisher import Publisher
 from ingest.stream import keep_connected, receive_until_stopped
 from kernel.envelope import Envelope
-from kernel.fetch import UpstreamFetcher
+from kernel.fetch import UpstreamError, UpstreamFetcher
 from kernel.identity import ResolveError, resolve_did
 from kernel.log import Log, LogError
 
@@ -278,6 +280,10 @@ class LabelIngest:
         if self._url is None:
             if doc.labeler_url is None:
                 raise LabelError("unresolvable_labeler", f"{self.did} has no #atproto_labeler")
+            try:  # the document names the endpoint: the same address rule as every fetch
+                await self._fetcher.pin(doc.labeler_url, allow_trusted=True)
+            except UpstreamError as exc:
+                raise LabelError("refused_labeler", str(exc)) from None
             self._url = subscribe_labels_url(doc.labeler_url)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -23,7 +23,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from api.blobstore import BlobStore
-from api.fetch import UpstreamError, UpstreamFetcher, UpstreamRefused
+from kernel.fetch import UpstreamError, UpstreamFetcher, UpstreamRefused
+from kernel.identity import ResolveError, resolve_did
 
 __all__ = [
     "AUDIO_TYPES",
@@ -238,20 +239,9 @@ class AudioCache:
 
     async def _pds_of(self, did: str) -> str:
         """The PDS endpoint from the DID document (fetched through the SSRF guard)."""
-        from ingest.identity import ResolveError, parse_did_document  # pure parser only
-
-        if did.startswith("did:plc:"):
-            url = f"{self.plc_url.rstrip('/')}/{did}"
-            trusted = True
-        elif did.startswith("did:web:"):
-            url = f"https://{did.removeprefix('did:web:').replace('%3A', ':')}/.well-known/did.json"
-            trusted = False
-        else:
-            raise AudioUnavailable(f"unsupported DID {did}")
         try:
-            body = await self.fetcher.get_bytes(url, allow_trusted=trusted, limit=64 * 1024)
-            doc = parse_did_document(did, json.loads(body))
-        except (UpstreamError, ValueError, ResolveError) as exc:
+            doc = await resolve_did(self.fetcher, self.plc_url, did)
+        except ResolveError as exc:
             raise AudioUnavailable(f"cannot resolve {did}: {exc}") from None
         if not doc.pds_url:
             raise AudioUnavailable(f"{did} has no PDS")

@@ -1,33 +1,15 @@
-"""Fetching from hosts named in records, without letting a record aim us at our own network.
+"""The guarded fetcher now lives in :mod:`kernel.fetch` (ingest uses it too); re-exported here."""
 
-Every request goes through :class:`UpstreamFetcher`:
-
-- the host is resolved first and *every* address it resolves to must be public (not
-  loopback, private, link-local, CGNAT, multicast, reserved, unspecified, or the cloud
-  metadata address); IPv4-mapped IPv6 is judged as the IPv4 it maps;
-- the connection then goes to the address we checked (the URL's host is replaced by the IP,
-  ``Host`` and TLS SNI keep the name), so a second DNS answer cannot swap it;
-- redirects are followed by hand (at most :data:`MAX_REDIRECTS`), each hop checked again;
-- every fetch has a time limit and a byte limit.
-
-Hosts listed in ``trusted_hosts`` (the configured PLC directory or a PDS on a LAN/loopback,
-as in tests) skip the address check; callers choose whether a fetch may use that list
-(``audioUrl`` fetches never do).
-
-Errors: :class:`UpstreamRefused` (policy), :class:`UpstreamError` (network, status, limits).
-"""
-
-from __future__ import annotations
-
-import asyncio
-import ipaddress
-import socket
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit, urlunsplit
-
-import httpx
+from kernel.fetch import (
+    MAX_REDIRECTS,
+    UpstreamError,
+    UpstreamFetcher,
+    UpstreamRefused,
+    UpstreamResponse,
+    UpstreamStatus,
+    UpstreamTooLarge,
+    is_public_address,
+)
 
 __all__ = [
     "MAX_REDIRECTS",
@@ -35,173 +17,7 @@ __all__ = [
     "UpstreamFetcher",
     "UpstreamRefused",
     "UpstreamResponse",
+    "UpstreamStatus",
+    "UpstreamTooLarge",
     "is_public_address",
 ]
-
-MAX_REDIRECTS = 5
-_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
-
-
-class UpstreamError(RuntimeError):
-    """An upstream fetch failed: network error, bad status, too large or too slow."""
-
-
-class UpstreamRefused(UpstreamError):
-    """A fetch the policy does not allow (address, origin, scheme)."""
-
-
-def is_public_address(address: str) -> bool:
-    """Whether ``address`` (an IP literal) is a globally routable unicast address."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip in _METADATA:
-        return False
-    return bool(
-        ip.is_global
-        and not ip.is_multicast
-        and not ip.is_loopback
-        and not ip.is_link_local
-        and not ip.is_private
-        and not ip.is_reserved
-        and not ip.is_unspecified
-    )
-
-
-@dataclass(frozen=True)
-class UpstreamResponse:
-    """An upstream response whose body is being streamed (``chunks``)."""
-
-    status: int
-    headers: httpx.Headers
-    url: str
-    chunks: AsyncIterator[bytes]
-
-
-@dataclass
-class UpstreamFetcher:
-    """Guarded GETs; one per app, sharing an :class:`httpx.AsyncClient`."""
-
-    client: httpx.AsyncClient
-    trusted_hosts: frozenset[str] = frozenset()
-    max_bytes: int = 200 * 1024 * 1024
-    timeout_s: float = 60.0
-    public_overrides: frozenset[str] = field(default_factory=frozenset)
-    """IP literals to treat as public: a test seam for a fake "internet" host on 127.0.0.2."""
-
-    async def _addresses(self, host: str, port: int) -> list[str]:
-        try:
-            literal = ipaddress.ip_address(host)
-            return [str(literal)]
-        except ValueError:
-            pass
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=10
-            )
-        except (OSError, TimeoutError) as exc:
-            raise UpstreamError(f"cannot resolve {host}: {exc}") from None
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-    async def pin(self, url: str, *, allow_trusted: bool) -> tuple[str, str]:
-        """Check ``url`` and return (URL with the checked IP as host, original host)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UpstreamRefused(f"refusing {parts.scheme or 'relative'} URL")
-        if parts.username or parts.password:
-            raise UpstreamRefused("refusing URL with credentials")
-        host = parts.hostname.lower()
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = await self._addresses(host, port)
-        trusted = allow_trusted and (host in self.trusted_hosts)
-        if not addresses:
-            raise UpstreamError(f"{host} has no addresses")
-        if not trusted:
-            for address in addresses:
-                if not (is_public_address(address) or address in self.public_overrides):
-                    raise UpstreamRefused(f"refusing {host}: resolves to non-public {address}")
-        ip = addresses[0]
-        netloc_host = f"[{ip}]" if ":" in ip else ip
-        netloc = f"{netloc_host}:{parts.port}" if parts.port else netloc_host
-        pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-        return pinned, parts.netloc.rsplit("@", 1)[-1]
-
-    @asynccontextmanager
-    async def get(
-        self,
-        url: str,
-        *,
-        allow_trusted: bool,
-        origins: Iterable[str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> AsyncIterator[UpstreamResponse]:
-        """GET ``url`` following checked redirects; yields the final 2xx response, streaming.
-
-        ``origins``, if given, limits every hop to those ``scheme://host[:port]`` origins.
-        The body iterator stops with :class:`UpstreamError` past ``max_bytes``; the whole
-        exchange is bounded by ``timeout_s``.
-        """
-        allowed = {o.rstrip("/").lower() for o in origins} if origins is not None else None
-        async with asyncio.timeout(self.timeout_s):
-            current = url
-            for _ in range(MAX_REDIRECTS + 1):
-                parts = urlsplit(current)
-                origin = f"{parts.scheme}://{parts.netloc}".lower()
-                if allowed is not None and origin not in allowed:
-                    raise UpstreamRefused(f"refusing {origin}: not a configured audio origin")
-                pinned, host_header = await self.pin(current, allow_trusted=allow_trusted)
-                request = self.client.build_request(
-                    "GET",
-                    pinned,
-                    headers={**(headers or {}), "Host": host_header, "Accept-Encoding": "identity"},
-                    extensions={"sni_hostname": parts.hostname or ""},
-                    timeout=httpx.Timeout(self.timeout_s),
-                )
-                try:
-                    response = await self.client.send(request, stream=True, follow_redirects=False)
-                except httpx.HTTPError as exc:
-                    raise UpstreamError(f"{origin}: {exc.__class__.__name__}") from None
-                try:
-                    if response.status_code in (301, 302, 303, 307, 308):
-                        location = response.headers.get("location")
-                        if not location:
-                            raise UpstreamError(f"{origin}: redirect without Location")
-                        current = urljoin(current, location)
-                        continue
-                    if not 200 <= response.status_code < 300:
-                        raise UpstreamError(f"{origin}: answered {response.status_code}")
-                    declared = response.headers.get("content-length")
-                    if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                        raise UpstreamError(f"{origin}: body larger than {self.max_bytes} bytes")
-                    yield UpstreamResponse(
-                        response.status_code, response.headers, current, self._limited(response)
-                    )
-                    return
-                finally:
-                    await response.aclose()
-            raise UpstreamError(f"more than {MAX_REDIRECTS} redirects")
-
-    async def _limited(self, response: httpx.Response) -> AsyncIterator[bytes]:
-        total = 0
-        try:
-            async for chunk in response.aiter_raw(64 * 1024):
-                total += len(chunk)
-                if total > self.max_bytes:
-                    raise UpstreamError(f"body larger than {self.max_bytes} bytes")
-                yield chunk
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"reading body: {exc.__class__.__name__}") from None
-
-    async def get_bytes(self, url: str, *, allow_trusted: bool, limit: int) -> bytes:
-        """A small body (DID documents): at most ``limit`` bytes."""
-        out = bytearray()
-        async with self.get(url, allow_trusted=allow_trusted) as response:
-            async for chunk in response.chunks:
-                out += chunk
-                if len(out) > limit:
-                    raise UpstreamError(f"body larger than {limit} bytes")
-        return bytes(out)

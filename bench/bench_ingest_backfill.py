@@ -32,12 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from atproto_core.car import CAR
 from atproto_core.cid import CID
 
-from ingest.backfill import Backfill, remember_records
+from ingest.backfill import Backfill
 from ingest.commits import CollectionFilter
-from ingest.identity import DidDocument, DidResolver
+from ingest.repo_record import remember_records
 from ingest.repos import RepoStates
 from kernel.db import open_pool
 from kernel.envelope import Envelope
+from kernel.identity import DidDocument, DidResolver
 from kernel.log.postgres import PostgresLog
 from testkit.brokers import create_database, drop_database
 from testkit.identity import SigningKey, did_for, tid
@@ -152,7 +153,7 @@ async def main() -> None:
                 keep=KEEP,
                 states=states,
                 resolver=DidResolver(None, "http://unused"),  # type: ignore[arg-type]
-                http=None,  # type: ignore[arg-type]
+                fetcher=None,  # type: ignore[arg-type]
             )
             gate = asyncio.Semaphore(4)
 

@@ -39,6 +39,7 @@ async def _child(url: str, plc_url: str, db_url: str, seconds: float) -> None:
     from ingest.firehose import FirehoseIngest
     from kernel.config import DEFAULT_COLLECTIONS
     from kernel.db import open_pool
+    from kernel.fetch import UpstreamFetcher
     from kernel.log.postgres import PostgresLog
 
     pool = await open_pool(db_url, max_size=4)
@@ -53,7 +54,7 @@ async def _child(url: str, plc_url: str, db_url: str, seconds: float) -> None:
             topic="plyr.repo",
             pool=pool,
             plc_url=plc_url,
-            http=http,
+            fetcher=UpstreamFetcher(client=http, trusted_hosts=frozenset({"127.0.0.1"})),
         )
         task = asyncio.create_task(ingest.run(stop))
         await asyncio.sleep(seconds)

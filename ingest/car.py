@@ -11,14 +11,12 @@ import hashlib
 import cbrrr
 import libipld
 
+from ingest.errors import CarError
+
 __all__ = ["MAX_BLOCK_SIZE", "CarError", "cid_string", "read_blocks", "read_car", "read_varint"]
 
 MAX_BLOCK_SIZE = 2 * 1024 * 1024
 _CID_PREFIXES = (b"\x01\x71\x12\x20", b"\x01\x55\x12\x20")  # v1, dag-cbor|raw, sha2-256, 32
-
-
-class CarError(ValueError):
-    """Bytes that are not a well-formed, verified CAR v1."""
 
 
 def cid_string(cid: bytes | cbrrr.CID) -> str:

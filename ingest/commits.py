@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import cbrrr
 
 from ingest.car import CarError, read_car
+from ingest.errors import RecordError
 from ingest.frames import AccountEvent, CommitEvent, IdentityEvent, Op, commit_peek
+from kernel.account import account_status
 from kernel.envelope import Envelope, Kind
 
 __all__ = [
@@ -36,10 +38,6 @@ _ACTIONS: dict[str, Kind] = {
     "update": "record.updated",
     "delete": "record.deleted",
 }
-
-
-class RecordError(ValueError):
-    """A commit whose records cannot be read (bad CAR, missing or undecodable block)."""
 
 
 @dataclass(frozen=True)
@@ -171,7 +169,8 @@ def identity_envelope(event: IdentityEvent, source: str) -> Envelope:
 
 
 def account_envelope(event: AccountEvent, source: str) -> Envelope:
-    """``account.changed`` for an ``#account`` event (active flag and host status)."""
+    """``account.changed`` for an ``#account`` event: the active flag and the status that
+    :func:`kernel.account.account_status` makes of it (never empty)."""
     return Envelope(
         kind="account.changed",
         did=event.did,
@@ -179,5 +178,5 @@ def account_envelope(event: AccountEvent, source: str) -> Envelope:
         time=event.time,
         seq=event.seq,
         active=event.active,
-        status=event.status or ("active" if event.active else None),
+        status=account_status(event.status, event.active),
     )

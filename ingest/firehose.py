@@ -41,13 +41,11 @@ import time
 from datetime import datetime
 from urllib.parse import urlsplit
 
-import httpx
 import websockets
 from cbrrr import CID
 from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect
 
-from ingest.backfill import remember_records
 from ingest.car import CarError, cid_string, read_car
 from ingest.commits import (
     CollectionFilter,
@@ -58,6 +56,7 @@ from ingest.commits import (
     identity_envelope,
 )
 from ingest.cursor import CursorKeeper
+from ingest.errors import SourceError
 from ingest.frames import (
     MAX_FRAME_SIZE,
     AccountEvent,
@@ -71,12 +70,15 @@ from ingest.frames import (
     decode_frame,
     peek_commit,
 )
-from ingest.identity import DidResolver, ResolveError
 from ingest.metrics import IngestStats
+from ingest.publisher import Publisher
 from ingest.repos import ACTIVE, RepoStates
 from ingest.stream import keep_connected
 from ingest.verify import CommitVerifier, VerifyError, check_ops, decode_commit
+from kernel.account import account_status
 from kernel.envelope import Envelope
+from kernel.fetch import UpstreamFetcher
+from kernel.identity import DidResolver, ResolveError
 from kernel.log import Log, LogError
 
 __all__ = ["FirehoseIngest", "IngestStats", "SourceError", "save_counters"]
@@ -86,10 +88,6 @@ log = logging.getLogger(__name__)
 _TIME_SAMPLE_INTERVAL = 1.0
 _WARN_INTERVAL = 10.0
 _RECV_LIMIT = 4 * MAX_FRAME_SIZE  # larger frames are refused by us (counted), not by the socket
-
-
-class SourceError(RuntimeError):
-    """The source sent an error frame (e.g. ``ConsumerTooSlow``): reconnect."""
 
 
 def _event_time(value: str) -> float | None:
@@ -125,7 +123,7 @@ class FirehoseIngest:
         topic: str,
         pool: AsyncConnectionPool,
         plc_url: str,
-        http: httpx.AsyncClient,
+        fetcher: UpstreamFetcher,
         states: RepoStates | None = None,
         resolver: DidResolver | None = None,
         stats: IngestStats | None = None,
@@ -139,11 +137,9 @@ class FirehoseIngest:
         # decoded in full anyway, so this costs nothing on the skip path.
         self._keep_known = keep_known or keep
         self._triage = Triage(keep)
-        self._log = log
-        self._topic = topic
         self._pool = pool
         self.states = states if states is not None else RepoStates(pool)
-        self.resolver = resolver if resolver is not None else DidResolver(http, plc_url)
+        self.resolver = resolver if resolver is not None else DidResolver(fetcher, plc_url)
         self._verifier = CommitVerifier(self.resolver)
         self._max_frame = max_frame_size
         # Relay seqs only grow; one that goes back (a relay reset) is followed, not ignored.
@@ -156,6 +152,7 @@ class FirehoseIngest:
         self._suppressed: dict[str, int] = {}
         self._counters_saved: dict[str, int] = {}
         self.stats = stats if stats is not None else IngestStats(self.source)
+        self._publisher = Publisher(log, topic, pool, counts=self.stats)
         self.connected = asyncio.Event()
         """Set once the first connection is open (backfill starts after live is running)."""
 
@@ -360,7 +357,7 @@ class FirehoseIngest:
     async def _on_account(self, event: AccountEvent) -> list[Envelope]:
         if not self.states.is_known(event.did):
             return []
-        status = event.status or ("active" if event.active else None)
+        status = account_status(event.status, event.active)
         await self.states.set_identity(event.did, account_status=status)
         return self._hold_or_pass(event.did, [account_envelope(event, self.source)])
 
@@ -428,10 +425,7 @@ class FirehoseIngest:
     # -- output ------------------------------------------------------------------------
 
     async def _publish(self, envelopes: list[Envelope]) -> None:
-        await self._log.append(self._topic, [(e.key, e.to_bytes()) for e in envelopes])
-        # What we published is what a later getRepo resync diffs against (deletes while down).
-        await remember_records(self._pool, envelopes)
-        self.stats.published += len(envelopes)
+        await self._publisher.publish(envelopes)
         self._published_since_save = True
 
     async def _advance(self, seq: int, *, published: bool) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import cbrrr
 
 from ingest.car import cid_string
+from ingest.errors import FrameError
 
 __all__ = [
     "AccountEvent",
@@ -44,10 +45,6 @@ __all__ = [
 MAX_FRAME_SIZE = 5 * 1024 * 1024
 
 COMMIT_HEADER = cbrrr.encode_dag_cbor({"op": 1, "t": "#commit"})
-
-
-class FrameError(ValueError):
-    """A frame we cannot decode."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,13 +37,15 @@ import websockets
 from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect
 
-from ingest.backfill import remember_records
 from ingest.commits import CollectionFilter
 from ingest.cursor import CursorKeeper
-from ingest.identity import DidResolver, ResolveError
+from ingest.errors import JetstreamError
+from ingest.publisher import Publisher
 from ingest.repos import RepoStates
 from ingest.stream import keep_connected, receive_until_stopped
+from kernel.account import account_status
 from kernel.envelope import Envelope, Kind
+from kernel.identity import DidResolver, ResolveError
 from kernel.log import Log, LogError
 
 __all__ = [
@@ -67,10 +69,6 @@ _OPERATIONS: dict[str, Kind] = {
     "update": "record.updated",
     "delete": "record.deleted",
 }
-
-
-class JetstreamError(ValueError):
-    """A Jetstream message we cannot use (not JSON, wrong shape, unknown kind)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +199,7 @@ def event_envelope(event: JetstreamEvent, source: str) -> Envelope:
         time=when,
         seq=event.time_us,
         active=event.active,
-        status=event.status or ("active" if event.active else None),
+        status=account_status(event.status, event.active),
     )
 
 
@@ -242,13 +240,11 @@ class JetstreamIngest:
         self.source = f"jetstream:{urlsplit(url).netloc}"
         self._collections = collections
         self._keep = CollectionFilter.of(collections)
-        self._log = log
-        self._topic = topic
-        self._pool = pool
         self._states = states
         self._resolver = resolver
         self._cursor = CursorKeeper(pool, self.source)
         self.stats = JetstreamStats()
+        self._publisher = Publisher(log, topic, pool, counts=self.stats)
         self.connected = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -299,16 +295,14 @@ class JetstreamIngest:
                 self._states.hold(did, envelopes, rev, None)
                 self.stats.held += len(envelopes)
             else:
-                await self._log.append(self._topic, [(e.key, e.to_bytes()) for e in envelopes])
-                self.stats.published += len(envelopes)
-                await remember_records(self._pool, envelopes)
+                await self._publisher.publish(envelopes)
                 if rev is not None:
                     await self._states.advance(did, rev, None)
                 if envelopes[0].kind == "identity.changed" and envelopes[0].handle:
                     await self._states.set_identity(did, handle=envelopes[0].handle)
                 if isinstance(event, JetstreamAccount):
                     await self._states.set_identity(
-                        did, account_status=event.status or ("active" if event.active else None)
+                        did, account_status=account_status(event.status, event.active)
                     )
         await self._cursor.advance(event.time_us)
 

@@ -12,7 +12,9 @@ labels are on the log) is kept in ``ingest_cursor`` under ``labeler:<did>``; wit
 the stream is read from ``cursor=0`` (labelers serve their full history).
 
 A labeler is configured as ``did=wss://host`` or as a bare DID, whose document's
-``#atproto_labeler`` service gives the endpoint. Bad frames never stop the consumer.
+``#atproto_labeler`` service gives the endpoint (its address checked like every fetch's,
+:mod:`kernel.fetch`; the document itself is fetched through it). Bad frames never stop
+the consumer.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import asyncio
 import base64
 import json
 import logging
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,19 +30,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import cbrrr
-import httpx
 import websockets
 from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyped]
-from atproto_crypto.did import get_did_key  # type: ignore[import-untyped]
 from atproto_crypto.verify import verify_signature  # type: ignore[import-untyped]
 from cryptography.exceptions import InvalidSignature
 from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect
 
 from ingest.cursor import CursorKeeper
-from ingest.errors import Rejected
+from ingest.errors import LabelError
+from ingest.publisher import Publisher
 from ingest.stream import keep_connected, receive_until_stopped
 from kernel.envelope import Envelope
+from kernel.fetch import UpstreamError, UpstreamFetcher
+from kernel.identity import ResolveError, resolve_did
 from kernel.log import Log, LogError
 
 __all__ = [
@@ -49,12 +51,10 @@ __all__ = [
     "LabelError",
     "LabelIngest",
     "LabelStats",
-    "LabelerIdentity",
     "LabelsFrame",
     "decode_labels_frame",
     "label_envelope",
     "parse_label",
-    "resolve_labeler",
     "subscribe_labels_url",
     "verify_label",
 ]
@@ -63,14 +63,8 @@ log = logging.getLogger(__name__)
 
 MAX_FRAME_SIZE = 5 * 1024 * 1024
 _MAX_VAL_BYTES = 128
-_DID_PLC = re.compile(r"^did:plc:[a-z2-7]{24}$")
-_DID_WEB = re.compile(r"^did:web:[a-zA-Z0-9.-]+(%3A[0-9]+)?$")
 _REFRESH_INTERVAL = 60.0
 _SUBSCRIBE_PATH = "/xrpc/com.atproto.label.subscribeLabels"
-
-
-class LabelError(Rejected):
-    """A frame or label we cannot use; ``reason`` is the metric label."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,52 +231,6 @@ def subscribe_labels_url(endpoint: str) -> str:
     return f"{scheme}://{parts.netloc}{path}"
 
 
-@dataclass(frozen=True, slots=True)
-class LabelerIdentity:
-    """What a labeler's DID document says: its label key and its endpoint."""
-
-    did: str
-    label_key: str | None
-    """``#atproto_label`` as a ``did:key``."""
-    endpoint: str | None
-    """``#atproto_labeler`` service endpoint."""
-
-
-async def resolve_labeler(http: httpx.AsyncClient, plc_url: str, did: str) -> LabelerIdentity:
-    """Read the labeler's DID document; raises :class:`LabelError` (``unresolvable_labeler``)."""
-    if _DID_PLC.match(did):
-        url = f"{plc_url.rstrip('/')}/{did}"
-    elif _DID_WEB.match(did):
-        url = f"https://{did.removeprefix('did:web:').replace('%3A', ':')}/.well-known/did.json"
-    else:
-        raise LabelError("unresolvable_labeler", f"{did}: unsupported DID method")
-    try:
-        response = await http.get(url, timeout=10.0)
-        doc = response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError) as exc:
-        raise LabelError("unresolvable_labeler", f"{did}: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("id") != did:
-        raise LabelError("unresolvable_labeler", f"{did}: no usable document at {url}")
-    key = None
-    for method in doc.get("verificationMethod") or []:
-        if isinstance(method, dict) and str(method.get("id", "")).endswith("#atproto_label"):
-            multibase = method.get("publicKeyMultibase")
-            if isinstance(multibase, str):
-                try:
-                    key = get_did_key(str(method.get("type", "")), multibase)
-                except (ValueError, AtProtocolError):
-                    key = None
-    endpoint = None
-    for service in doc.get("service") or []:
-        if (
-            isinstance(service, dict)
-            and str(service.get("id", "")).endswith("#atproto_labeler")
-            and isinstance(service.get("serviceEndpoint"), str)
-        ):
-            endpoint = service["serviceEndpoint"]
-    return LabelerIdentity(did, key, endpoint)
-
-
 @dataclass
 class LabelStats:
     frames: int = 0
@@ -304,34 +252,39 @@ class LabelIngest:
         log: Log,
         topic: str,
         pool: AsyncConnectionPool,
-        http: httpx.AsyncClient,
+        fetcher: UpstreamFetcher,
         plc_url: str,
     ) -> None:
         self.did = did
         self.source = f"labeler:{did}"
         self._url = subscribe_labels_url(url) if url else None
-        self._log = log
-        self._topic = topic
-        self._pool = pool
-        self._http = http
+        self._fetcher = fetcher
         self._plc_url = plc_url
         self._key: str | None = None
         self._refreshed_at = -_REFRESH_INTERVAL
         self._cursor = CursorKeeper(pool, self.source)
         self.stats = LabelStats()
+        self._publisher = Publisher(log, topic, pool, counts=self.stats)
         self.connected = asyncio.Event()
 
     async def _identity(self, *, fresh: bool) -> None:
         now = time.monotonic()
         if fresh and now - self._refreshed_at < _REFRESH_INTERVAL:
             return
-        identity = await resolve_labeler(self._http, self._plc_url, self.did)
+        try:
+            doc = await resolve_did(self._fetcher, self._plc_url, self.did)
+        except ResolveError as exc:
+            raise LabelError("unresolvable_labeler", str(exc)) from None
         self._refreshed_at = now
-        self._key = identity.label_key
+        self._key = doc.label_key
         if self._url is None:
-            if identity.endpoint is None:
+            if doc.labeler_url is None:
                 raise LabelError("unresolvable_labeler", f"{self.did} has no #atproto_labeler")
-            self._url = subscribe_labels_url(identity.endpoint)
+            try:  # the document names the endpoint: the same address rule as every fetch
+                await self._fetcher.pin(doc.labeler_url, allow_trusted=True)
+            except UpstreamError as exc:
+                raise LabelError("refused_labeler", str(exc)) from None
+            self._url = subscribe_labels_url(doc.labeler_url)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, reconnecting with capped, jittered backoff."""
@@ -398,8 +351,7 @@ class LabelIngest:
                 continue
             envelopes.append(label_envelope(label, self.did, frame.seq))
         if envelopes:
-            await self._log.append(self._topic, [(e.key, e.to_bytes()) for e in envelopes])
-            self.stats.published += len(envelopes)
+            await self._publisher.publish(envelopes)
         self.stats.last_seq = frame.seq
         await self._cursor.advance(frame.seq, save=bool(envelopes))
 

@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 import cbrrr
 import libipld
 
-from ingest.car import CarError
 from ingest.car import read_blocks as read_car_blocks
 from ingest.commits import CollectionFilter
+from ingest.errors import CarError, MstNodeMissing, RepoError
 
 __all__ = [
     "MstNode",
@@ -42,14 +42,6 @@ __all__ = [
 ]
 
 _MAX_DEPTH = 128
-
-
-class RepoError(ValueError):
-    """A repository CAR we cannot read: bad CAR, commit, MST node or record."""
-
-
-class MstNodeMissing(RepoError):
-    """An MST node that a walk or lookup needs is not among the blocks."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,9 @@ about 10x faster than OpenSSL's generic curve code here), P-256 with ``cryptogra
 :func:`check_commit` is pure and synchronous (the benchmark and the firehose both use it);
 :class:`CommitVerifier` adds DID resolution, with one fresh re-resolution when a signature
 does not verify (the account may have rotated its key). A ``#sync`` event carries the
-same signed commit block (as its CAR's root) and is checked the same way. Every refusal is a
-:class:`VerifyError` whose ``reason`` is a short metric label.
+same signed commit block (as its CAR's root) and is checked the same way, and so is the
+commit at the root of a ``getRepo`` CAR (:meth:`CommitVerifier.verify_repo`, for backfill).
+Every refusal is a :class:`VerifyError` whose ``reason`` is a short metric label.
 
 A signature only vouches for the commit block, whose ``data`` is the root of the repo's MST;
 the ops listed beside it in the event are the relay's say-so. :func:`check_ops` proves each
@@ -23,8 +24,9 @@ search path of a changed key are new in this commit, so a correct commit always 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import cbrrr
 import coincurve
@@ -36,10 +38,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ingest.car import CarError, cid_string, read_car
-from ingest.errors import Rejected
+from ingest.errors import VerifyError
 from ingest.frames import CommitEvent, Op, SyncEvent
-from ingest.identity import DidResolver, ResolveError
-from ingest.repo_car import MstNodeMissing, RepoError, find_key
+from ingest.repo_car import MstNodeMissing, RepoCommit, RepoError, find_key
+from kernel.identity import DidResolver, ResolveError
 
 __all__ = [
     "CommitVerifier",
@@ -48,6 +50,7 @@ __all__ = [
     "VerifyError",
     "check_commit",
     "check_ops",
+    "check_signature",
     "check_signed",
     "decode_commit",
 ]
@@ -63,10 +66,7 @@ _CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
     ),
 }
 _ECDSA = ec.ECDSA(hashes.SHA256())
-
-
-class VerifyError(Rejected):
-    """A commit we refuse; ``reason`` is the metric label (``bad_signature``, ...)."""
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +163,20 @@ def check_signed(
     """Verify commit block ``cid`` (of ``did`` at ``rev``) against the signing key ``did_key``."""
     commit = _decode_commit(did, rev, cid, blocks)
     sig = commit.pop("sig", None)
+    check_signature(did, rev, cbrrr.encode_dag_cbor(commit), sig, did_key, keys)
+    data = commit["data"]
+    assert isinstance(data, cbrrr.CID)  # checked by _decode_commit
+    return VerifiedCommit(did, rev, cid_string(data))
+
+
+def check_signature(
+    did: str, rev: str, unsigned: bytes, sig: object, did_key: str, keys: KeyCache
+) -> None:
+    """Check ``sig`` over ``unsigned`` (a commit's DAG-CBOR without ``sig``) by ``did_key``.
+
+    64 bytes ``r || s``, low-S only. Raises :class:`VerifyError` (``bad_signature``, or
+    ``bad_signing_key`` for a key that cannot be parsed).
+    """
     if not isinstance(sig, bytes) or len(sig) != 64:
         raise VerifyError("bad_signature", "sig must be 64 bytes")
     key = keys.get(did_key)
@@ -170,11 +184,8 @@ def check_signed(
     s = int.from_bytes(sig[32:], "big")
     if s > key.half_order:  # high-S is malleable: the spec refuses it
         raise VerifyError("bad_signature", "high-S signature")
-    if not key.verify(r, s, cbrrr.encode_dag_cbor(commit)):
+    if not key.verify(r, s, unsigned):
         raise VerifyError("bad_signature", f"{did} rev {rev}")
-    data = commit["data"]
-    assert isinstance(data, cbrrr.CID)  # checked by _decode_commit
-    return VerifiedCommit(did, rev, cid_string(data))
 
 
 def check_ops(blocks: dict[str, bytes], data_cid: str, ops: Iterable[Op]) -> None:
@@ -221,7 +232,11 @@ class CommitVerifier:
 
     async def verify(self, event: CommitEvent, blocks: dict[str, bytes]) -> VerifiedCommit:
         """Verify ``event``; on a bad signature, re-resolve the DID once and retry."""
-        return await self._verify(event.repo, event.rev, event.commit, blocks)
+        return await self._verify(
+            event.repo,
+            event.rev,
+            lambda key: check_signed(event.repo, event.rev, event.commit, blocks, key, self.keys),
+        )
 
     async def verify_sync(self, event: SyncEvent) -> VerifiedCommit:
         """Verify a ``#sync``: its CAR holds the signed commit as the only root."""
@@ -231,21 +246,34 @@ class CommitVerifier:
             raise VerifyError("bad_car", f"#sync of {event.did}: {exc}") from None
         if len(roots) != 1:
             raise VerifyError("bad_commit_block", f"#sync of {event.did}: {len(roots)} roots")
-        return await self._verify(event.did, event.rev, roots[0], blocks)
+        root = roots[0]
+        return await self._verify(
+            event.did,
+            event.rev,
+            lambda key: check_signed(event.did, event.rev, root, blocks, key, self.keys),
+        )
 
-    async def _verify(
-        self, did: str, rev: str, cid: str, blocks: dict[str, bytes]
-    ) -> VerifiedCommit:
+    async def verify_repo(self, commit: RepoCommit) -> None:
+        """Verify the signed commit at the root of a ``getRepo`` CAR (backfill, resync)."""
+        await self._verify(
+            commit.did,
+            commit.rev,
+            lambda key: check_signature(
+                commit.did, commit.rev, commit.unsigned, commit.sig, key, self.keys
+            ),
+        )
+
+    async def _verify(self, did: str, rev: str, check: Callable[[str], _T]) -> _T:
         did_key = await self._signing_key(did, fresh=False)
         try:
-            return check_signed(did, rev, cid, blocks, did_key, self.keys)
+            return check(did_key)
         except VerifyError as exc:
             if exc.reason not in ("bad_signature", "bad_signing_key"):
                 raise
         fresh = await self._signing_key(did, fresh=True)
         if fresh == did_key:
             raise VerifyError("bad_signature", f"{did} rev {rev} (key unchanged)")
-        return check_signed(did, rev, cid, blocks, fresh, self.keys)
+        return check(fresh)
 
     async def _signing_key(self, did: str, *, fresh: bool) -> str:
         try:

@@ -65,29 +65,27 @@ def _stop_event() -> asyncio.Event:
 
 async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
     """The live source (firehose or Jetstream), resync, labelers, and a first-start backfill."""
-    from ingest.backfill import (
-        Backfill,
-        BackfillError,
-        BackfillOptions,
-        backfill_needed,
-        initial_targets,
-    )
+    from ingest.backfill import Backfill, BackfillOptions
     from ingest.commits import CollectionFilter
+    from ingest.errors import BackfillError
     from ingest.firehose import FirehoseIngest
-    from ingest.identity import DidResolver
+    from ingest.first_start import backfill_needed, initial_targets
     from ingest.jetstream import JetstreamIngest
     from ingest.labels import LabelIngest
     from ingest.metrics import IngestMetrics, IngestStats, serve_from_env
     from ingest.repos import RepoStates
+    from kernel.fetch import UpstreamFetcher
+    from kernel.identity import DidResolver
 
     settings = ctx.settings
     keep = CollectionFilter.of(settings.collections)
     keep_known = CollectionFilter.of(settings.collections + settings.known_did_collections)
     repo_topic = settings.topic("repo")
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient() as client:
+        fetcher = UpstreamFetcher(client=client, trusted_hosts=frozenset(settings.trusted_hosts))
         states = RepoStates(ctx.pool)
         await states.load()
-        resolver = DidResolver(http, settings.plc_url)
+        resolver = DidResolver(fetcher, settings.plc_url)
         live: FirehoseIngest | JetstreamIngest
         if settings.source == "jetstream":
             live = JetstreamIngest(
@@ -108,7 +106,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
                 topic=repo_topic,
                 pool=ctx.pool,
                 plc_url=settings.plc_url,
-                http=http,
+                fetcher=fetcher,
                 states=states,
                 resolver=resolver,
             )
@@ -120,7 +118,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
             keep_known=keep_known,
             states=states,
             resolver=resolver,
-            http=http,
+            fetcher=fetcher,
             options=BackfillOptions(per_host=settings.backfill_concurrency),
         )
         first_start = await backfill_needed(
@@ -139,7 +137,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
                     return
             try:
                 run, targets = await initial_targets(
-                    http, settings.firehose_url, settings.collections, settings.backfill_dids
+                    fetcher, settings.firehose_url, settings.collections, settings.backfill_dids
                 )
             except BackfillError as exc:  # the next start tries again (the run is unfinished)
                 log.warning("backfill discovery failed", extra={"error": str(exc)})
@@ -163,7 +161,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
                     log=ctx.log,
                     topic=settings.topic("labels"),
                     pool=ctx.pool,
-                    http=http,
+                    fetcher=fetcher,
                     plc_url=settings.plc_url,
                 )
                 group.create_task(labeler.run(stop))
@@ -177,12 +175,15 @@ def _discovery_run(settings: Settings) -> str:
 
 async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
     """``plyr-appview backfill``: discover (or take ``dids``), sync every repo, report."""
-    from ingest.backfill import Backfill, BackfillOptions, initial_targets
+    from ingest.backfill import Backfill, BackfillOptions
     from ingest.commits import CollectionFilter
-    from ingest.identity import DidResolver
+    from ingest.first_start import initial_targets
     from ingest.repos import RepoStates
+    from kernel.fetch import UpstreamFetcher
+    from kernel.identity import DidResolver
 
-    async with _context(settings) as ctx, httpx.AsyncClient() as http:
+    async with _context(settings) as ctx, httpx.AsyncClient() as client:
+        fetcher = UpstreamFetcher(client=client, trusted_hosts=frozenset(settings.trusted_hosts))
         stop = _stop_event()
         states = RepoStates(ctx.pool)
         await states.load()
@@ -193,12 +194,15 @@ async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
             keep=CollectionFilter.of(settings.collections),
             keep_known=CollectionFilter.of(settings.collections + settings.known_did_collections),
             states=states,
-            resolver=DidResolver(http, settings.plc_url),
-            http=http,
+            resolver=DidResolver(fetcher, settings.plc_url),
+            fetcher=fetcher,
             options=BackfillOptions(per_host=settings.backfill_concurrency),
         )
         run, targets = await initial_targets(
-            http, settings.firehose_url, settings.collections, list(dids) or settings.backfill_dids
+            fetcher,
+            settings.firehose_url,
+            settings.collections,
+            list(dids) or settings.backfill_dids,
         )
         result = await backfill.run(targets, run_source=run, stop=stop)
     print(

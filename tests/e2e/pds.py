@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ATP_DIR = Path(__file__).resolve().parent / "atp"
 START_SCRIPT = ATP_DIR / "start_pds.js"
@@ -58,6 +59,12 @@ class LocalPds:
     pid: int
     startup_seconds: float
     _process: subprocess.Popen[bytes] = field(repr=False)
+
+    @property
+    def trusted_hosts(self) -> str:
+        """``PLYR_TRUSTED_HOSTS`` for an appview using this PLC and PDS (both on loopback)."""
+        urls = (self.plc_url, self.pds_url, self.public_url, self.firehose_url)
+        return ",".join(sorted({h for u in urls if (h := urlsplit(u).hostname)}))
 
     @property
     def running(self) -> bool:

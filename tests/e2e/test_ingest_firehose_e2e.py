@@ -54,6 +54,7 @@ def appview(pds: LocalPds, url: str, source: str, cursor: int) -> Iterator[dict[
         "DATABASE_URL": url,
         "PLYR_FIREHOSE_URL": pds.firehose_url,
         "PLYR_PLC_URL": pds.plc_url,
+        "PLYR_TRUSTED_HOSTS": pds.trusted_hosts,
         "PLYR_PARTITIONS": "4",
     }
 

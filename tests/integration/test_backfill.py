@@ -19,18 +19,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ingest.backfill import (
-    Backfill,
-    BackfillOptions,
-    DiscoveredRepo,
-    Progress,
-    discover_repos,
-)
+from ingest.backfill import Backfill, BackfillOptions
 from ingest.commits import CollectionFilter
-from ingest.identity import DidResolver
+from ingest.discovery import DiscoveredRepo, discover_repos
+from ingest.progress import Progress
 from ingest.repos import RepoStates
 from kernel.db import open_pool
 from kernel.envelope import Envelope
+from kernel.fetch import UpstreamFetcher
+from kernel.identity import DidResolver
 from kernel.log.postgres import PostgresLog
 from testkit.identity import SigningKey, did_for, service_did_document, tid
 from testkit.records import track_record
@@ -38,6 +35,16 @@ from testkit.repos import repo_car
 
 TOPIC = "plyr.repo"
 PDS = "http://pds.test"
+TRUSTED = frozenset({"pds.test"})  # PLYR_TRUSTED_HOSTS: a PDS (and PLC) on the LAN
+
+
+def guarded(http: httpx.AsyncClient, trusted: frozenset[str]) -> UpstreamFetcher:
+    """The product's guarded fetcher over the in-process network, where every name is LAN."""
+
+    async def lan(host: str, port: int) -> list[str]:
+        return ["10.0.0.7"]
+
+    return UpstreamFetcher(client=http, trusted_hosts=trusted, lookup=lan)
 
 
 class FakeNetwork:
@@ -61,7 +68,10 @@ class FakeNetwork:
             if repo is None:
                 return JSONResponse({"message": "not found"}, 404)
             doc = service_did_document(
-                did, handle=f"{did[-6:]}.test", pds_url=PDS, key=repo.get("doc_key", repo["key"])
+                did,
+                handle=f"{did[-6:]}.test",
+                pds_url=repo.get("pds", PDS),
+                key=repo.get("doc_key", repo["key"]),
             )
             return JSONResponse(doc)
 
@@ -120,14 +130,15 @@ async def env(pg_url: str) -> AsyncIterator[dict[str, Any]]:
     await states.load()
     net = FakeNetwork()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=net.app()))
+    fetcher = guarded(http, TRUSTED)
     backfill = Backfill(
         pool=pool,
         log=log,
         topic=TOPIC,
         keep=CollectionFilter.of(["fm.plyr.*"]),
         states=states,
-        resolver=DidResolver(http, PDS, failure_ttl=0.0),
-        http=http,
+        resolver=DidResolver(fetcher, PDS, failure_ttl=0.0),
+        fetcher=fetcher,
         options=BackfillOptions(attempts=3, backoff_base=0.01, backoff_cap=0.05),
     )
     try:
@@ -138,6 +149,7 @@ async def env(pg_url: str) -> AsyncIterator[dict[str, Any]]:
             "net": net,
             "backfill": backfill,
             "http": http,
+            "fetcher": fetcher,
         }
     finally:
         await http.aclose()
@@ -155,7 +167,7 @@ async def test_discover_backfill_retry_give_up_and_skip(env: dict[str, Any]) -> 
     dead = net.add("dead", tracks("d1"))
     net.failures[dead] = 99
 
-    found = await discover_repos(env["http"], PDS, ["fm.plyr.track"])
+    found = await discover_repos(env["fetcher"], PDS, ["fm.plyr.track"])
     assert {r.did for r in found} == {alice, carol, flaky, forged, dead}
     assert all(r.probe for r in found)  # listRepos: probe before holding
 
@@ -189,6 +201,66 @@ async def test_discover_backfill_retry_give_up_and_skip(env: dict[str, Any]) -> 
     assert outcome[carol] == "skipped" and outcome[dead] == "failed"
     assert outcome[forged] == "failed"
     assert "5 records" not in stream.getvalue() and "backfill progress" not in stream.getvalue()
+
+
+async def test_a_rotated_key_is_looked_up_again_once(env: dict[str, Any]) -> None:
+    """The backfill verifies with the firehose's verifier: a stale cached key is refreshed."""
+    net: FakeNetwork = env["net"]
+    erin = net.add("erin", tracks("e1"), doc_key=SigningKey())
+    backfill: Backfill = env["backfill"]
+    await backfill._resolver.resolve(erin)  # cache the old key
+    del net.repos[erin]["doc_key"]  # the document now names the key that signed the repo
+    result = await backfill.run([DiscoveredRepo(erin)])
+    assert (result.done, result.failed, dict(result.errors)) == (1, 0, {})
+    assert of(await published(env["log"]), erin) == [
+        ("identity.changed", None),
+        ("record.created", "e1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "pds",
+    [
+        "http://127.0.0.1:2583",
+        "http://169.254.169.254",
+        "http://[::ffff:169.254.169.254]",
+        "http://lan-pds.test",  # a name that resolves to a private address
+    ],
+)
+async def test_a_did_document_cannot_aim_backfill_at_our_network(
+    env: dict[str, Any], pds: str
+) -> None:
+    net: FakeNetwork = env["net"]
+    eve = net.add("eve", tracks("e1"), pds=pds)
+    result = await env["backfill"].run([DiscoveredRepo(eve)])
+    assert (result.done, result.failed, dict(result.errors)) == (0, 1, {"refused": 1})
+    assert net.calls[eve] == 0  # refused before any request
+    assert of(await published(env["log"]), eve) == []
+    async with env["pool"].connection() as conn:
+        cur = await conn.execute("SELECT status FROM backfill_repo WHERE did = %s", (eve,))
+        assert await cur.fetchone() == ("failed",)
+
+
+async def test_a_trusted_host_may_be_private(env: dict[str, Any]) -> None:
+    net: FakeNetwork = env["net"]
+    fay = net.add("fay", tracks("f1"), pds="http://127.0.0.1:2583")
+    fetcher = guarded(env["http"], TRUSTED | {"127.0.0.1"})
+    backfill = Backfill(
+        pool=env["pool"],
+        log=env["log"],
+        topic=TOPIC,
+        keep=CollectionFilter.of(["fm.plyr.*"]),
+        states=env["states"],
+        resolver=DidResolver(fetcher, PDS),
+        fetcher=fetcher,
+    )
+    result = await backfill.run([DiscoveredRepo(fay)])
+    assert (result.done, result.failed) == (1, 0)
+    assert net.calls[fay] == 1
+    assert of(await published(env["log"]), fay) == [
+        ("identity.changed", None),
+        ("record.created", "f1"),
+    ]
 
 
 async def test_resync_diffs_against_published_records(env: dict[str, Any]) -> None:

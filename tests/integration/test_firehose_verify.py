@@ -24,6 +24,7 @@ from ingest.repos import RepoStates
 from kernel.config import DEFAULT_COLLECTIONS
 from kernel.db import open_pool
 from kernel.envelope import Envelope
+from kernel.fetch import UpstreamFetcher
 from kernel.log.postgres import PostgresLog
 from testkit.car import block, make_car
 from testkit.firehose_server import FirehoseServer
@@ -67,7 +68,7 @@ class Harness:
             topic=TOPIC,
             pool=self.pool,
             plc_url=self.relay.plc_url,
-            http=self.http,
+            fetcher=UpstreamFetcher(client=self.http, trusted_hosts=frozenset({"127.0.0.1"})),
             states=RepoStates(self.pool),
             stats=self.metrics.stats_for(
                 f"firehose:127.0.0.1:{self.relay.url.split(':')[2].split('/')[0]}"

@@ -10,11 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from ingest.identity import DidResolver
 from ingest.jetstream import JetstreamIngest
 from ingest.repos import RepoStates
 from kernel.db import open_pool
 from kernel.envelope import Envelope
+from kernel.fetch import UpstreamFetcher
+from kernel.identity import DidResolver
 from kernel.log.postgres import PostgresLog
 from testkit.identity import did_for
 from testkit.records import track_record
@@ -84,7 +85,7 @@ async def test_jetstream_events_reach_the_log_and_resume_from_the_cursor(setup) 
             topic=TOPIC,
             pool=pool,
             states=states,
-            resolver=DidResolver(http, "http://127.0.0.1:9"),
+            resolver=DidResolver(UpstreamFetcher(client=http), "http://127.0.0.1:9"),
         )
         # A first connection without cursor gets live events only: seed a cursor of 1.
         async with pool.connection() as conn:
@@ -158,7 +159,7 @@ async def test_live_events_of_a_backfilling_repo_are_held(setup) -> None:  # typ
             topic=TOPIC,
             pool=pool,
             states=states,
-            resolver=DidResolver(http, "http://127.0.0.1:9"),
+            resolver=DidResolver(UpstreamFetcher(client=http), "http://127.0.0.1:9"),
         )
         await states.begin_backfill(ALICE)
         await ingest.handle_message(json.dumps(commit(ALICE, 5_000_000, "create", "t9", "3zzz")))

@@ -9,9 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
+from ingest.errors import LabelError
 from ingest.labels import LabelIngest
 from kernel.db import open_pool
 from kernel.envelope import Envelope
+from kernel.fetch import UpstreamFetcher
 from kernel.log.postgres import PostgresLog
 from testkit.identity import SigningKey, did_for
 from tests.appview_process import wait_until
@@ -20,6 +22,7 @@ from tests.labeler_server import LabelerServer
 TOPIC = "plyr.labels"
 LABELER = did_for("labeler-it")
 TRACK = f"at://{did_for('artist-it')}/fm.plyr.track/3abc"
+LOOPBACK = frozenset({"127.0.0.1"})  # the test labeler serves its DID document there
 
 
 async def labels(log: PostgresLog) -> list[Envelope]:
@@ -57,7 +60,7 @@ async def test_signed_labels_are_published_and_forged_ones_rejected(setup, json_
             log=log,
             topic=TOPIC,
             pool=pool,
-            http=http,
+            fetcher=UpstreamFetcher(client=http, trusted_hosts=LOOPBACK),
             plc_url=labeler.base_url,  # the test labeler also serves its DID document
         )
         stop = asyncio.Event()
@@ -105,7 +108,7 @@ async def test_signed_labels_are_published_and_forged_ones_rejected(setup, json_
             log=log,
             topic=TOPIC,
             pool=pool,
-            http=http,
+            fetcher=UpstreamFetcher(client=http, trusted_hosts=LOOPBACK),
             plc_url=labeler.base_url,
         )
         stop = asyncio.Event()
@@ -122,3 +125,29 @@ async def test_signed_labels_are_published_and_forged_ones_rejected(setup, json_
 
 async def _ready(value: bool) -> bool:
     return value
+
+
+async def test_a_labeler_document_cannot_aim_us_at_our_network(setup):  # type: ignore[no-untyped-def]
+    pool, log = setup
+
+    async def directory(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]  # where the test labeler serves its DID document
+
+    async with LabelerServer(LABELER, SigningKey()) as labeler, httpx.AsyncClient() as http:
+        # The directory is trusted by name; the endpoint its document names (127.0.0.1) is not.
+        fetcher = UpstreamFetcher(
+            client=http, trusted_hosts=frozenset({"plc.test"}), lookup=directory
+        )
+        ingest = LabelIngest(
+            did=LABELER,
+            url=None,
+            log=log,
+            topic=TOPIC,
+            pool=pool,
+            fetcher=fetcher,
+            plc_url=labeler.base_url.replace("127.0.0.1", "plc.test"),
+        )
+        with pytest.raises(LabelError) as refused:
+            await ingest._identity(fresh=False)
+        assert refused.value.reason == "refused_labeler"
+        assert ingest._key is not None and ingest._url is None

@@ -7,9 +7,8 @@ import pytest
 
 from ingest.car import read_car
 from ingest.frames import CommitEvent, decode_frame
-from ingest.identity import parse_did_document
 from ingest.verify import KeyCache, VerifyError, check_commit
-from testkit.identity import SigningKey, did_document, plc_did, tid
+from testkit.identity import SigningKey, plc_did, tid
 from testkit.records import track_record
 from testkit.repos import SignedRepo
 
@@ -74,11 +73,3 @@ def test_unusable_keys_are_a_verify_error() -> None:
     with pytest.raises(VerifyError) as err:
         KeyCache().get("did:key:zNotAKey")
     assert err.value.reason == "bad_signing_key"
-
-
-def test_did_document_gives_the_signing_key_as_did_key() -> None:
-    key = SigningKey()
-    did = plc_did(3)
-    doc = parse_did_document(did, did_document(did, key, "Someone.Test", "https://pds.test/"))
-    assert doc.signing_did_key == key.did_key
-    assert (doc.handle, doc.pds_url) == ("someone.test", "https://pds.test")

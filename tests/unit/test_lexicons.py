@@ -657,9 +657,15 @@ def test_custom_registry_rejections(field: str, value: object, message: str) -> 
             {
                 "lexicon": 1,
                 "id": "com.example.a",
-                "defs": {"main": {"type": "ref", "ref": "#nope"}},
+                "defs": {
+                    "main": {"type": "object", "properties": {"x": {"type": "ref", "ref": "#nope"}}}
+                },
             },
-            "com.example.a#main: ref com.example.a#nope does not resolve",
+            "com.example.a#main.x: ref com.example.a#nope does not resolve",
+        ),
+        (
+            {"lexicon": 1, "id": "com.example.a", "defs": {"main": {"type": "unknown"}}},
+            "com.example.a#main: a named definition cannot be of type 'unknown'",
         ),
         (
             {"lexicon": 1, "id": "com.example.a", "defs": {"main": {"type": "float"}}},

@@ -45,6 +45,7 @@ from ingest.repos import RepoStates
 from ingest.stream import keep_connected, receive_until_stopped
 from kernel.envelope import Envelope, Kind
 from kernel.log import Log, LogError
+from lexicons import ValidationError, normalize_json_record
 
 __all__ = [
     "JetstreamAccount",
@@ -135,6 +136,10 @@ def parse_event(raw: str | bytes) -> JetstreamEvent:
         if operation != "delete":
             if not isinstance(record, dict):
                 raise JetstreamError(f"{operation} without a record object")
+            try:  # JSON can hold what the data model cannot (floats, a null $type)
+                record = normalize_json_record(record)
+            except ValidationError as exc:
+                raise JetstreamError(str(exc)) from None
             if not isinstance(cid, str):
                 raise JetstreamError(f"{operation} without a cid")
         rkey = _str(body, "rkey")

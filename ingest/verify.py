@@ -50,6 +50,7 @@ __all__ = [
     "check_ops",
     "check_signed",
     "decode_commit",
+    "verify_signature",
 ]
 
 _CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
@@ -165,16 +166,32 @@ def check_signed(
     sig = commit.pop("sig", None)
     if not isinstance(sig, bytes) or len(sig) != 64:
         raise VerifyError("bad_signature", "sig must be 64 bytes")
-    key = keys.get(did_key)
-    r = int.from_bytes(sig[:32], "big")
-    s = int.from_bytes(sig[32:], "big")
-    if s > key.half_order:  # high-S is malleable: the spec refuses it
-        raise VerifyError("bad_signature", "high-S signature")
-    if not key.verify(r, s, cbrrr.encode_dag_cbor(commit)):
-        raise VerifyError("bad_signature", f"{did} rev {rev}")
+    problem = _signature_problem(did_key, cbrrr.encode_dag_cbor(commit), sig, keys)
+    if problem is not None:
+        raise VerifyError("bad_signature", f"{did} rev {rev}: {problem}")
     data = commit["data"]
     assert isinstance(data, cbrrr.CID)  # checked by _decode_commit
     return VerifiedCommit(did, rev, cid_string(data))
+
+
+def verify_signature(did_key: str, data: bytes, sig: bytes, keys: KeyCache) -> bool:
+    """Whether ``sig`` (64 bytes, ``r || s``) signs ``data`` with ``did_key``.
+
+    High-S signatures (malleable) and any other length (a DER encoding) are refused, as
+    the spec says. Raises :class:`VerifyError` if ``did_key`` is not a usable key.
+    """
+    return _signature_problem(did_key, data, sig, keys) is None
+
+
+def _signature_problem(did_key: str, data: bytes, sig: bytes, keys: KeyCache) -> str | None:
+    if len(sig) != 64:
+        return "sig must be 64 bytes"
+    key = keys.get(did_key)
+    r = int.from_bytes(sig[:32], "big")
+    s = int.from_bytes(sig[32:], "big")
+    if s > key.half_order:
+        return "high-S signature"
+    return None if key.verify(r, s, data) else "does not verify"
 
 
 def check_ops(blocks: dict[str, bytes], data_cid: str, ops: Iterable[Op]) -> None:

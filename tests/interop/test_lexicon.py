@@ -67,3 +67,20 @@ def test_invalid_record_data(catalog: LexiconRegistry, case: dict[str, Any]) -> 
     with pytest.raises(RecordInvalid):
         validate_record(RECORD_NSID, data, rkey=case["rkey"], registry=catalog)
     assert not compile_record_check(RECORD_NSID, catalog)(data)
+
+
+def test_compiled_validator_agrees_with_the_reference_on_the_catalog(
+    catalog: LexiconRegistry,
+) -> None:
+    # The unit agreement test's mutations, applied to the vector record that uses every type.
+    from tests.unit.test_lexicons import compiled_outcome, mutations, reference_outcome
+
+    [full] = [case for case in load("lexicon/record-data-valid.json") if case["name"] == "full"]
+    check = compile_record_check(RECORD_NSID, catalog)
+    outcomes = {"valid": 0, "invalid": 0}
+    for record in mutations(full["data"]):
+        expected = reference_outcome(RECORD_NSID, record, catalog)
+        assert check(record) is (expected is None), (record, expected)
+        assert compiled_outcome(RECORD_NSID, record, catalog) == expected
+        outcomes["valid" if expected is None else "invalid"] += 1
+    assert outcomes["valid"] > 100 and outcomes["invalid"] > 1000, outcomes

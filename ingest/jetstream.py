@@ -47,6 +47,7 @@ from kernel.account import account_status
 from kernel.envelope import Envelope, Kind
 from kernel.identity import DidResolver, ResolveError
 from kernel.log import Log, LogError
+from lexicons import ValidationError, normalize_json_record
 
 __all__ = [
     "JetstreamAccount",
@@ -133,6 +134,10 @@ def parse_event(raw: str | bytes) -> JetstreamEvent:
         if operation != "delete":
             if not isinstance(record, dict):
                 raise JetstreamError(f"{operation} without a record object")
+            try:  # JSON can hold what the data model cannot (floats, a null $type)
+                record = normalize_json_record(record)
+            except ValidationError as exc:
+                raise JetstreamError(str(exc)) from None
             if not isinstance(cid, str):
                 raise JetstreamError(f"{operation} without a cid")
         rkey = _str(body, "rkey")

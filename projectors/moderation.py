@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 
 from psycopg import AsyncConnection
 
-from lexicons import ValidationError, validate_record
 from kernel.config import Settings, load_settings
 from kernel.envelope import Envelope
+from lexicons import ValidationError, validate_record
 from projectors.base import InvalidEvent, parse_datetime
 
 __all__ = [

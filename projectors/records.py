@@ -24,9 +24,9 @@ from typing import Any
 import orjson
 from psycopg import AsyncConnection
 
+from kernel.envelope import Envelope
 from lexicons import ValidationError
 from lexicons.compiled import record_validator
-from kernel.envelope import Envelope
 from projectors.base import InvalidEvent
 
 __all__ = [

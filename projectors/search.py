@@ -4,8 +4,9 @@ Fed from the ``repo`` topic by its own runner offsets (projector name ``search``
 can be rebuilt without touching the catalog. Schema: ``migrations/0006_search.sql``; the
 query side is ``api/search.py``.
 
-- Tracks: title (``fm.plyr.track``); a ``tags`` array of strings on the record, if any,
-  feeds ``search_tag`` (plyr's own tags never reach the network, so this is empty today).
+- Tracks: title (``fm.plyr.track``); the record's tags (:mod:`kernel.tags`, the rule the
+  catalog's ``track.tags`` follows too) feed ``search_tag`` (plyr's own tags never reach
+  the network, so this is empty today).
 - Artists: the display name (``app.bsky.actor.profile`` ``displayName``, else the
   ``artist`` string of the newest track, else the handle) and the handle (identity events).
 - Albums: one per (artist, album slug) — the same slug rule as the catalog
@@ -28,8 +29,9 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from lexicons import ValidationError, validate_record
 from kernel.envelope import Envelope
+from kernel.tags import record_tags
+from lexicons import ValidationError, validate_record
 from projectors.album import slugify
 from projectors.base import InvalidEvent, parse_datetime, track_id
 
@@ -39,7 +41,6 @@ __all__ = [
     "TrackDoc",
     "delete_by_did",
     "list_doc",
-    "record_tags",
     "track_doc",
 ]
 
@@ -48,8 +49,6 @@ LIST = "fm.plyr.list"
 BSKY_PROFILE = "app.bsky.actor.profile"
 PLYR_PROFILE = "fm.plyr.actor.profile"
 
-_MAX_TAGS = 10
-_MAX_TAG_LENGTH = 64
 _BSKY_AVATAR = "https://cdn.bsky.app/img/avatar/plain/{did}/{cid}@jpeg"
 
 
@@ -90,20 +89,6 @@ def _validated(envelope: Envelope, nsid: str) -> tuple[str, str, dict[str, Any]]
     except ValidationError as exc:
         raise InvalidEvent(str(exc)) from None
     return uri, rev, record
-
-
-def record_tags(record: dict[str, Any]) -> tuple[str, ...]:
-    """Tags a record carries (a non-lexicon ``tags`` array of strings), cleaned and capped."""
-    raw = record.get("tags")
-    if not isinstance(raw, list):
-        return ()
-    tags: list[str] = []
-    for item in raw:
-        if isinstance(item, str):
-            tag = " ".join(item.split()).lower()[:_MAX_TAG_LENGTH]
-            if tag and tag not in tags:
-                tags.append(tag)
-    return tuple(tags[:_MAX_TAGS])
 
 
 def track_doc(envelope: Envelope) -> TrackDoc:

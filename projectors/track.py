@@ -2,8 +2,9 @@
 
 Updates are ordered by commit ``rev`` (an older rev never overwrites a newer one) and
 deletes leave tombstones (see :mod:`projectors.records`), so replays, duplicates and
-out-of-order delivery are harmless. ``like_count``, ``comment_count`` and ``album_slug``
-are derived columns: computed as a row is written, and recomputed by
+out-of-order delivery are harmless. ``tags`` are the record's tags by the one rule of
+:mod:`kernel.tags` (search indexes the same). ``like_count``, ``comment_count`` and
+``album_slug`` are derived columns: computed as a row is written, and recomputed by
 :mod:`projectors.catalog` after every batch for the tracks whose likes, comments or
 albums changed.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from kernel.envelope import Envelope
+from kernel.tags import record_tags
 from projectors.album import slugify
 from projectors.base import parse_datetime, track_id
 from projectors.records import (
@@ -48,6 +50,7 @@ _COLUMNS = (
     ("image_url", "text"), ("description", "text"), ("features", "jsonb"),
     ("self_labels", "jsonb"), ("support_gate", "jsonb"), ("created_at", "timestamptz"),
     ("indexed_at", "timestamptz"), ("record", "jsonb"), ("album_slug", "text"),
+    ("tags", "text[]"),
 )  # fmt: skip
 
 # Likes (distinct likers) and comments per subject, for the URIs in %(uris)s: one
@@ -119,6 +122,7 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
         "indexed_at": event_time(envelope).isoformat(),
         "record": record,
         "album_slug": slugify(album) if album else None,
+        "tags": list(record_tags(record)),
     }
 
 

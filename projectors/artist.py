@@ -24,7 +24,6 @@ __all__ = [
     "apply_statuses",
     "delete_by_did",
     "refresh_effective",
-    "status_of",
     "tombstone_account",
     "touch_artists",
 ]
@@ -32,11 +31,6 @@ __all__ = [
 BSKY_AVATAR_URL = "https://cdn.bsky.app/img/avatar/plain/{did}/{cid}@jpeg"
 
 _NOT_DELETED = "NOT EXISTS (SELECT 1 FROM catalog_tombstone d WHERE d.key = x.did AND d.rev = '')"
-
-
-def status_of(status: str | None, active: bool | None) -> str:
-    """The account status an ``account.changed`` event states."""
-    return status or ("active" if active or active is None else "deactivated")
 
 
 async def touch_artists(conn: AsyncConnection, seen: Rows) -> None:

@@ -22,6 +22,7 @@ from typing import Any, TypeAlias
 
 from psycopg import AsyncConnection
 
+from kernel.account import DELETED, account_status
 from kernel.envelope import Envelope
 from projectors import album, artist, comment, like, lists, profile, track
 from projectors.base import InvalidEvent
@@ -153,7 +154,7 @@ def _reduce(segment: _Segment, envelope: Envelope) -> None:
     if kind == "account.changed":
         segment.statuses[did] = {
             "did": did,
-            "status": artist.status_of(envelope.status, envelope.active),
+            "status": account_status(envelope.status, envelope.active),
             "at": at.isoformat(),
         }
         return
@@ -280,7 +281,7 @@ class CatalogProjector:
         segment = _Segment()
         for index, envelope in enumerate(envelopes):
             if envelope.kind == "account.changed" and (
-                artist.status_of(envelope.status, envelope.active) == "deleted"
+                account_status(envelope.status, envelope.active) == DELETED
             ):
                 if segment:
                     steps.append(_plan(segment))

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 from psycopg import AsyncConnection
 
+from kernel.account import DELETED, account_status
 from kernel.config import Settings, load_settings
 from kernel.envelope import Envelope
 from lexicons import ValidationError, validate_record
@@ -226,13 +227,13 @@ class ModerationProjector:
                 return
             await _apply_label(conn, row)
         elif kind == "account.changed":
-            status = envelope.status or ("active" if envelope.active else "deactivated")
+            status = account_status(envelope.status, envelope.active)
             await conn.execute(
                 "INSERT INTO moderation_account (did, status) VALUES (%s, %s)"
                 " ON CONFLICT (did) DO UPDATE SET status = excluded.status",
                 (envelope.did, status),
             )
-            if status == "deleted":
+            if status == DELETED:
                 await delete_by_did(conn, envelope.did)
         elif envelope.collection == TRACK:
             await _apply_track(conn, envelope)

@@ -29,6 +29,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from kernel.account import DELETED, account_status
 from kernel.envelope import Envelope
 from kernel.tags import record_tags
 from lexicons import ValidationError, validate_record
@@ -365,7 +366,7 @@ class SearchProjector:
             )
             await _refresh_artist(conn, envelope.did)
         elif kind == "account.changed":
-            if envelope.status == "deleted":
+            if account_status(envelope.status, envelope.active) == DELETED:
                 await delete_by_did(conn, envelope.did)
         elif envelope.collection in (BSKY_PROFILE, PLYR_PROFILE):
             await _apply_profile(conn, envelope)

@@ -11,7 +11,8 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from kernel.envelope import Envelope
-from projectors.base import parse_datetime, track_id
+from kernel.ids import comment_id
+from projectors.base import parse_datetime
 from projectors.records import (
     RecordTable,
     Rows,
@@ -48,7 +49,7 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
     updated = record.get("updatedAt")
     return {
         "uri": uri,
-        "id": track_id(uri),
+        "id": comment_id(uri),
         "did": envelope.did,
         "rkey": envelope.rkey,
         "cid": cid,

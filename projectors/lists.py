@@ -7,7 +7,6 @@ is ``lists`` so it does not shadow the builtin ``list``.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from kernel.envelope import Envelope
+from kernel.ids import list_id
 from projectors.base import parse_datetime
 from projectors.records import (
     RecordTable,
@@ -33,7 +33,6 @@ __all__ = [
     "delete_lists",
     "encode_items",
     "insert_lists",
-    "list_id",
     "to_row",
 ]
 
@@ -54,11 +53,6 @@ class ListRow:
 
     row: dict[str, Any]
     items: list[dict[str, Any]]
-
-
-def list_id(uri: str) -> uuid.UUID:
-    """The public id of a list: uuid5 (URL namespace) of its AT-URI, stable across rebuilds."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, uri)
 
 
 def to_row(envelope: Envelope) -> ListRow:

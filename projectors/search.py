@@ -31,10 +31,12 @@ from psycopg import AsyncConnection
 
 from kernel.account import DELETED, account_status
 from kernel.envelope import Envelope
+from kernel.ids import BSKY_AVATAR_PARTS, track_id
 from kernel.tags import record_tags
 from lexicons import ValidationError, validate_record
 from projectors.album import slugify
-from projectors.base import InvalidEvent, parse_datetime, track_id
+from projectors.artist import AVATAR_URL_SQL
+from projectors.base import InvalidEvent, parse_datetime
 
 __all__ = [
     "ListDoc",
@@ -49,8 +51,6 @@ TRACK = "fm.plyr.track"
 LIST = "fm.plyr.list"
 BSKY_PROFILE = "app.bsky.actor.profile"
 PLYR_PROFILE = "fm.plyr.actor.profile"
-
-_BSKY_AVATAR = "https://cdn.bsky.app/img/avatar/plain/{did}/{cid}@jpeg"
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,12 +233,11 @@ async def _refresh_artist(conn: AsyncConnection, did: str) -> None:
         "INSERT INTO search_doc (doc_type, doc_key, did, uri, title, alt, image_url)"
         " SELECT 'artist', did, did, did,"
         "  coalesce(bsky_display_name, track_artist, handle, did), handle,"
-        "  coalesce(plyr_avatar_url, CASE WHEN bsky_avatar_cid IS NOT NULL THEN"
-        "   replace(replace(%s, '{did}', did), '{cid}', bsky_avatar_cid) END)"
+        f"  {AVATAR_URL_SQL}"
         " FROM search_artist WHERE did = %s"
         " ON CONFLICT (doc_type, doc_key) DO UPDATE SET title = excluded.title,"
         "  alt = excluded.alt, image_url = excluded.image_url",
-        (_BSKY_AVATAR, did),
+        (*BSKY_AVATAR_PARTS, did),
     )
 
 

@@ -17,9 +17,10 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from kernel.envelope import Envelope
+from kernel.ids import track_id
 from kernel.tags import record_tags
 from projectors.album import slugify
-from projectors.base import parse_datetime, track_id
+from projectors.base import parse_datetime
 from projectors.records import (
     RecordTable,
     Rows,

@@ -6,7 +6,8 @@ write of the same rev. Deletes leave a tombstone (``catalog_tombstone``), so a r
 late create with an older rev cannot bring a deleted record back; a deleted account leaves
 a tombstone keyed by its DID (rev ``''``) that hides every later event of that repo.
 Because the outcome only depends on the set of events, not their order, a rebuild gives
-the same rows as the live run.
+the same rows as the live run. Revs compare in byte order (:func:`kernel.revs.rev_sql`),
+as Python compares the reduction's revs.
 
 Rows travel to PostgreSQL as one JSON array per statement (``jsonb_to_recordset``), so a
 batch of any size costs one round trip per table; :class:`Rows` is such an array, encoded
@@ -25,6 +26,7 @@ import orjson
 from psycopg import AsyncConnection
 
 from kernel.envelope import Envelope
+from kernel.revs import rev_sql
 from lexicons import ValidationError
 from lexicons.compiled import record_validator
 from projectors.base import InvalidEvent
@@ -192,11 +194,11 @@ class RecordTable:
             f" new AS (INSERT INTO {self.table} ({', '.join(names)})"
             f" SELECT {', '.join(values)} FROM x{self.joins}"
             " WHERE NOT EXISTS (SELECT 1 FROM catalog_tombstone d"
-            "  WHERE d.key = x.uri AND d.rev >= x.rev)"
+            f"  WHERE d.key = x.uri AND {rev_sql('d.rev', '>=', 'x.rev')})"
             " AND NOT EXISTS (SELECT 1 FROM catalog_tombstone d"
             "  WHERE d.key = x.did AND d.rev = '')"
             f" ON CONFLICT (uri) DO UPDATE SET {updates}"
-            f" WHERE {self.table}.rev <= excluded.rev"
+            f" WHERE {rev_sql(self.table + '.rev', '<=', 'excluded.rev')}"
             f" RETURNING uri, {self.touched} AS touched)"
             " SELECT 'new', uri, touched FROM new UNION ALL SELECT 'old', NULL, touched FROM old"
         )
@@ -207,11 +209,12 @@ class RecordTable:
             "WITH x AS (SELECT * FROM"
             " jsonb_to_recordset(%s::jsonb) AS x(uri text, did text, rev text, at timestamptz)),"
             f" gone AS (DELETE FROM {self.table} t USING x"
-            f"  WHERE t.uri = x.uri AND t.rev <= x.rev RETURNING t.{self.touched} AS touched),"
+            f"  WHERE t.uri = x.uri AND {rev_sql('t.rev', '<=', 'x.rev')}"
+            f"  RETURNING t.{self.touched} AS touched),"
             " tomb AS (INSERT INTO catalog_tombstone (key, did, rev, deleted_at)"
             "  SELECT uri, did, rev, at FROM x ON CONFLICT (key) DO UPDATE"
             "  SET rev = excluded.rev, deleted_at = excluded.deleted_at"
-            "  WHERE catalog_tombstone.rev < excluded.rev)"
+            f"  WHERE {rev_sql('catalog_tombstone.rev', '<', 'excluded.rev')})"
             " SELECT touched FROM gone"
         )
 

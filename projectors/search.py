@@ -32,6 +32,7 @@ from psycopg import AsyncConnection
 from kernel.account import DELETED, account_status
 from kernel.envelope import Envelope
 from kernel.ids import BSKY_AVATAR_PARTS, track_id
+from kernel.revs import rev_sql
 from kernel.tags import record_tags
 from lexicons import ValidationError, validate_record
 from projectors.album import slugify
@@ -271,7 +272,7 @@ async def _upsert_track(conn: AsyncConnection, doc: TrackDoc) -> None:
     await _ensure_artist(conn, doc.did)
     await conn.execute(
         "UPDATE search_artist SET track_artist = %s, track_rev = %s"
-        " WHERE did = %s AND (track_rev IS NULL OR track_rev <= %s)",
+        f" WHERE did = %s AND (track_rev IS NULL OR {rev_sql('track_rev', '<=', '%s')})",
         (doc.artist, doc.rev, doc.did, doc.rev),
     )
     await _refresh_artist(conn, doc.did)

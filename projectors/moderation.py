@@ -13,7 +13,7 @@ Schema and the visibility decision (``plyr_hidden``, ``plyr_visible``) are in
   come back. A negation from one labeler never cancels another's label. ``exp`` is stored
   and compared with ``now()`` at query time.
 - Self-labels: the ``labels`` (``com.atproto.label.defs#selfLabels``) of each track record,
-  ordered by commit rev like the catalog (a delete beats a write of the same rev).
+  ordered by commit rev by the catalog's rule (:data:`RECORDS`, :mod:`projectors.records`).
 - Accounts: the latest ``account.changed`` status per DID in log order; ``deleted`` also
   purges the DID's records and self-labels (the status row stays, so nothing of it shows).
 """
@@ -32,6 +32,7 @@ from kernel.config import Settings, load_settings
 from kernel.envelope import Envelope
 from lexicons import ValidationError, validate_record
 from projectors.base import InvalidEvent, parse_datetime
+from projectors.records import RecordTable, Rows, deletion
 
 __all__ = [
     "LabelRow",
@@ -137,26 +138,22 @@ def operator_label(
     )
 
 
-async def _claim(
-    conn: AsyncConnection, uri: str, did: str, rev: str, deleted: bool, image_url: str | None
-) -> bool:
-    cur = await conn.execute(
-        "INSERT INTO moderation_record (uri, did, rev, deleted, image_url)"
-        " VALUES (%s, %s, %s, %s, %s)"
-        " ON CONFLICT (uri) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,"
-        " image_url = excluded.image_url"
-        " WHERE moderation_record.rev < excluded.rev OR (moderation_record.rev = excluded.rev"
-        " AND excluded.deleted AND NOT moderation_record.deleted)",
-        (uri, did, rev, deleted, image_url),
-    )
-    return cur.rowcount == 1
+# The track records moderation has seen (with their artwork URL, for the sensitive-images
+# list): the rule of :mod:`projectors.records`, with moderation's own tombstones.
+RECORDS = RecordTable(
+    "moderation_record",
+    (("uri", "text"), ("did", "text"), ("rev", "text"), ("image_url", "text")),
+    touched="uri",
+    tombstones="moderation_tombstone",
+)
 
 
 async def _apply_track(conn: AsyncConnection, envelope: Envelope) -> None:
     uri, rev = envelope.uri, envelope.rev
     assert uri is not None and rev is not None  # checked when the envelope was parsed
     if envelope.kind == "record.deleted":
-        if await _claim(conn, uri, envelope.did, rev, True, None):
+        removed = await RECORDS.delete(conn, Rows.of([deletion(envelope).as_json()]))
+        if removed:
             await conn.execute("DELETE FROM moderation_self_label WHERE uri = %s", (uri,))
         return
     record = envelope.record
@@ -168,9 +165,14 @@ async def _apply_track(conn: AsyncConnection, envelope: Envelope) -> None:
         raise InvalidEvent(str(exc)) from None
     image = record.get("imageUrl")
     values = self_labels(record)
-    if not await _claim(
-        conn, uri, envelope.did, rev, False, image if isinstance(image, str) else None
-    ):
+    row = {
+        "uri": uri,
+        "did": envelope.did,
+        "rev": rev,
+        "image_url": image if isinstance(image, str) else None,
+    }
+    written, _ = await RECORDS.upsert(conn, Rows.of([row]))
+    if not written:
         return
     await conn.execute("DELETE FROM moderation_self_label WHERE uri = %s", (uri,))
     if values:
@@ -195,6 +197,7 @@ async def delete_by_did(conn: AsyncConnection, did: str) -> None:
     """Purge a deleted repo's records and self-labels (labels about it are kept)."""
     await conn.execute("DELETE FROM moderation_self_label WHERE did = %s", (did,))
     await conn.execute("DELETE FROM moderation_record WHERE did = %s", (did,))
+    await conn.execute("DELETE FROM moderation_tombstone WHERE did = %s", (did,))
 
 
 class ModerationProjector:
@@ -209,6 +212,7 @@ class ModerationProjector:
         "moderation_record",
         "moderation_self_label",
         "moderation_account",
+        "moderation_tombstone",
     )
 
     def __init__(self, trusted: Iterable[str] | None = None) -> None:

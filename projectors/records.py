@@ -166,7 +166,9 @@ class RecordTable:
     old and new values a write reports (the subject whose aggregates must be recounted).
     ``derived`` columns are computed in SQL as the rows are written: ``(column,
     expression)`` over the row ``x`` and the relations ``joins`` adds (which may use the
-    ``%(uris)s`` array of the batch's URIs).
+    ``%(uris)s`` array of the batch's URIs). ``tombstones`` is the table of the read
+    model's deletes (``key, did, rev, deleted_at``): each projector has its own, so it
+    rebuilds alone.
     """
 
     table: str
@@ -174,6 +176,7 @@ class RecordTable:
     touched: str
     derived: tuple[tuple[str, str], ...] = ()
     joins: str = ""
+    tombstones: str = "catalog_tombstone"
 
     @property
     def _recordset(self) -> str:
@@ -193,9 +196,9 @@ class RecordTable:
             " WHERE t.uri = ANY(%(uris)b::text[])),"
             f" new AS (INSERT INTO {self.table} ({', '.join(names)})"
             f" SELECT {', '.join(values)} FROM x{self.joins}"
-            " WHERE NOT EXISTS (SELECT 1 FROM catalog_tombstone d"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {self.tombstones} d"
             f"  WHERE d.key = x.uri AND {rev_sql('d.rev', '>=', 'x.rev')})"
-            " AND NOT EXISTS (SELECT 1 FROM catalog_tombstone d"
+            f" AND NOT EXISTS (SELECT 1 FROM {self.tombstones} d"
             "  WHERE d.key = x.did AND d.rev = '')"
             f" ON CONFLICT (uri) DO UPDATE SET {updates}"
             f" WHERE {rev_sql(self.table + '.rev', '<=', 'excluded.rev')}"
@@ -211,10 +214,10 @@ class RecordTable:
             f" gone AS (DELETE FROM {self.table} t USING x"
             f"  WHERE t.uri = x.uri AND {rev_sql('t.rev', '<=', 'x.rev')}"
             f"  RETURNING t.{self.touched} AS touched),"
-            " tomb AS (INSERT INTO catalog_tombstone (key, did, rev, deleted_at)"
+            f" tomb AS (INSERT INTO {self.tombstones} (key, did, rev, deleted_at)"
             "  SELECT uri, did, rev, at FROM x ON CONFLICT (key) DO UPDATE"
             "  SET rev = excluded.rev, deleted_at = excluded.deleted_at"
-            f"  WHERE {rev_sql('catalog_tombstone.rev', '<', 'excluded.rev')})"
+            f"  WHERE {rev_sql(self.tombstones + '.rev', '<', 'excluded.rev')})"
             " SELECT touched FROM gone"
         )
 

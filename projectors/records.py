@@ -9,6 +9,12 @@ Because the outcome only depends on the set of events, not their order, a rebuil
 the same rows as the live run. Revs compare in byte order (:func:`kernel.revs.rev_sql`),
 as Python compares the reduction's revs.
 
+Each record collection is one module with the surface :class:`RecordModule` (as the
+indexing plugins of Bluesky's appview): its collection and table, the pure ``to_row`` and
+``touches``, and ``insert``/``delete``/``delete_by_did``, each saying what it touched
+(:class:`Touched`: the subjects whose aggregates to recount, the artists whose albums to
+re-derive); the catalog iterates its registry of modules.
+
 Rows travel to PostgreSQL as one JSON array per statement (``jsonb_to_recordset``), so a
 batch of any size costs one round trip per table; :class:`Rows` is such an array, encoded
 where the rows are built.
@@ -20,7 +26,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from psycopg import AsyncConnection
@@ -34,8 +40,10 @@ from projectors.base import InvalidEvent
 __all__ = [
     "EPOCH",
     "Deletion",
+    "RecordModule",
     "RecordTable",
     "Rows",
+    "Touched",
     "deletion",
     "event_time",
     "int32",
@@ -259,3 +267,61 @@ class RecordTable:
             f"DELETE FROM {self.table} WHERE did = %s RETURNING {self.touched}", (did,)
         )
         return {row[0] for row in await cur.fetchall() if row[0] is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Touched:
+    """What a module's rows touched outside their own table.
+
+    ``subjects``: AT-URIs whose aggregates (:mod:`projectors.aggregates`) must be
+    recounted; ``counted``: subjects written with fresh counts (no recount needed);
+    ``artists``: DIDs whose albums must be derived again.
+    """
+
+    subjects: frozenset[str] = frozenset()
+    counted: frozenset[str] = frozenset()
+    artists: frozenset[str] = frozenset()
+
+    def __or__(self, other: Touched) -> Touched:
+        return Touched(
+            self.subjects | other.subjects,
+            self.counted | other.counted,
+            self.artists | other.artists,
+        )
+
+    @property
+    def recount(self) -> list[str]:
+        """The subjects to recount, in key order."""
+        return sorted(self.subjects - self.counted)
+
+
+class RecordModule(Protocol):
+    """One record collection of the catalog: a module of :mod:`projectors`.
+
+    ``SHARED``: its rows are also written by other partitions' workers (tracks are
+    recounted by every partition's likes), so it writes in the catalog's write turn.
+    """
+
+    COLLECTION: str
+    TABLE: RecordTable
+    SHARED: bool
+
+    def to_row(self, envelope: Envelope) -> dict[str, Any]:
+        """The row (JSON-ready) of a created/updated record; :class:`InvalidEvent`."""
+        ...
+
+    def touches(self, rows: Sequence[Mapping[str, Any]], deletions: Sequence[Deletion]) -> Touched:
+        """What writing ``rows`` and ``deletions`` touches, known before writing (pure)."""
+        ...
+
+    async def insert(self, conn: AsyncConnection, rows: Rows) -> Touched:
+        """Write rows (newest rev wins); what the write touched."""
+        ...
+
+    async def delete(self, conn: AsyncConnection, deletions: Rows) -> Touched:
+        """Delete records, leaving tombstones; what the delete touched."""
+        ...
+
+    async def delete_by_did(self, conn: AsyncConnection, did: str) -> Touched:
+        """Remove every row of a repo; what that touched."""
+        ...

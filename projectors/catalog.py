@@ -231,7 +231,6 @@ class CatalogProjector:
     """Dispatches repo events to the catalog read-model modules, a batch at a time."""
 
     name = "catalog"
-    topic = "repo"
     tables: tuple[str, ...] = (
         "track",
         "artist",

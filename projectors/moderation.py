@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from psycopg import AsyncConnection
 
 from kernel.account import DELETED, account_status
-from kernel.config import Settings, load_settings
+from kernel.config import Settings
 from kernel.envelope import Envelope
 from lexicons import ValidationError, validate_record
 from projectors.base import InvalidEvent, parse_datetime
@@ -204,9 +204,6 @@ class ModerationProjector:
     """Projects the ``labels`` and ``repo`` topics into the moderation tables."""
 
     name = "moderation"
-    topic = "labels"
-    topics: tuple[str, ...] = ("labels", "repo")
-    """Logical topics it reads; a rebuild must replay both."""
     tables: tuple[str, ...] = (
         "moderation_label",
         "moderation_record",
@@ -215,11 +212,9 @@ class ModerationProjector:
         "moderation_tombstone",
     )
 
-    def __init__(self, trusted: Iterable[str] | None = None) -> None:
-        """``trusted``: the DIDs whose labels count (default: from the settings)."""
-        self.trusted = (
-            frozenset(trusted) if trusted is not None else trusted_sources(load_settings())
-        )
+    def __init__(self, trusted: Iterable[str]) -> None:
+        """``trusted``: the DIDs whose labels count (:func:`trusted_sources` of the settings)."""
+        self.trusted = frozenset(trusted)
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope) -> None:
         """Apply one labels-topic or repo-topic event."""

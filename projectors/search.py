@@ -187,15 +187,15 @@ async def _set_membership(
     conn: AsyncConnection,
     source_uri: str,
     member: tuple[str, str, str, int, datetime, str | None, list[str]] | None,
-) -> None:
+) -> bool:
     """Replace what ``source_uri`` contributes to its artist's albums (``None``: nothing).
 
     ``member``: DID, title, kind (``track`` or ``list``), item count, created_at, image
-    URL, list items.
+    URL, list items. Returns whether it contributes or contributed anything.
     """
-    await conn.execute("DELETE FROM search_album_member WHERE source_uri = %s", (source_uri,))
+    cur = await conn.execute("DELETE FROM search_album_member WHERE source_uri = %s", (source_uri,))
     if member is None:
-        return
+        return cur.rowcount > 0
     did, title, kind, item_count, created_at, image_url, items = member
     await conn.execute(
         "INSERT INTO search_album_member (album_key, source_uri, did, kind, title, item_count,"
@@ -212,6 +212,17 @@ async def _set_membership(
             items,
         ),
     )
+    return True
+
+
+async def _listed(conn: AsyncConnection, did: str, uri: str) -> bool:
+    """Whether an album list of ``did`` names the track ``uri`` (it may be on the album)."""
+    cur = await conn.execute(
+        "SELECT 1 FROM search_album_member WHERE did = %s AND kind = 'list' AND %s = ANY(items)"
+        " LIMIT 1",
+        (did, uri),
+    )
+    return await cur.fetchone() is not None
 
 
 async def _refresh_albums(conn: AsyncConnection, did: str) -> None:
@@ -294,13 +305,15 @@ async def _upsert_track(conn: AsyncConnection, doc: TrackDoc) -> None:
         " image_url = excluded.image_url, created_at = excluded.created_at",
         (doc.uri, doc.did, doc.uri, track_id(doc.uri), doc.title, doc.image_url, doc.created_at),
     )
-    await _set_membership(
+    # Albums change only for a track on one (by its title or an album list) or leaving one.
+    albums = await _set_membership(
         conn,
         doc.uri,
         None
         if doc.album is None
         else (doc.did, doc.album, "track", 0, doc.created_at, doc.image_url, []),
     )
+    albums = albums or await _listed(conn, doc.did, doc.uri)
     await conn.execute("DELETE FROM search_tag WHERE track_uri = %s", (doc.uri,))
     for tag in doc.tags:
         await conn.execute(
@@ -314,7 +327,8 @@ async def _upsert_track(conn: AsyncConnection, doc: TrackDoc) -> None:
         (doc.artist, doc.rev, doc.did, doc.rev),
     )
     await _refresh_artist(conn, doc.did)
-    await _refresh_albums(conn, doc.did)
+    if albums:
+        await _refresh_albums(conn, doc.did)
 
 
 async def _upsert_list(conn: AsyncConnection, doc: ListDoc) -> None:
@@ -332,8 +346,8 @@ async def _upsert_list(conn: AsyncConnection, doc: ListDoc) -> None:
         )
     elif doc.name is not None and doc.list_type == "album":
         member = (doc.did, doc.name, "list", doc.item_count, doc.created_at, None, doc.items)
-    await _set_membership(conn, doc.uri, member)
-    await _refresh_albums(conn, doc.did)
+    if await _set_membership(conn, doc.uri, member):
+        await _refresh_albums(conn, doc.did)
 
 
 async def _delete_record(conn: AsyncConnection, envelope: Envelope) -> None:
@@ -341,12 +355,13 @@ async def _delete_record(conn: AsyncConnection, envelope: Envelope) -> None:
     assert uri is not None  # checked when the envelope was parsed
     if not await _claim_delete(conn, envelope):
         return
-    await _set_membership(conn, uri, None)
+    albums = await _set_membership(conn, uri, None) or await _listed(conn, envelope.did, uri)
     await conn.execute(
         "DELETE FROM search_doc WHERE doc_type IN ('track', 'playlist') AND doc_key = %s", (uri,)
     )
     await conn.execute("DELETE FROM search_tag WHERE track_uri = %s", (uri,))
-    await _refresh_albums(conn, envelope.did)
+    if albums:
+        await _refresh_albums(conn, envelope.did)
 
 
 async def _apply_profile(conn: AsyncConnection, envelope: Envelope) -> None:

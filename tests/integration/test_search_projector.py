@@ -310,3 +310,14 @@ async def test_albums_follow_the_catalog_rule(pool):
         docs_ = await cur.fetchall()
     assert albums == docs_
     assert [(r[0], r[1], r[3]) for r in docs_] == [("night", "NIGHT", 2)]
+
+
+async def test_an_untitled_track_joins_the_album_list_that_names_it_whenever_it_arrives(pool):
+    await project(pool, [lst("record.created", "l1", "3l1", "Dawn", "album", items=1)])
+    assert [r[5] for r in await docs(pool) if r[0] == "album"] == [0]
+    await project(pool, [track("record.created", "t0", "3l2", imageUrl="https://img.test/0")])
+    assert [(r[5], r[6]) for r in await docs(pool) if r[0] == "album"] == [
+        (1, "https://img.test/0")
+    ]
+    await project(pool, [track("record.deleted", "t0", "3l3")])
+    assert [(r[5], r[6]) for r in await docs(pool) if r[0] == "album"] == [(0, None)]

@@ -25,6 +25,17 @@ from plyr_appview.runtime import (
     open_log,
     uvicorn_config,
 )
+from projectors import registry
+from projectors.kafka_group import GroupWorker
+from projectors.moderation import operator_label
+from projectors.rebuild import (
+    REBUILD_BATCH,
+    Progress,
+    list_dead_letters,
+    rebuild,
+    replay_dead_letters,
+)
+from projectors.runner import run_projector
 
 __all__ = ["main"]
 
@@ -215,23 +226,17 @@ async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
 
 
 async def _project(ctx: Context, stop: asyncio.Event) -> None:
-    from projectors.catalog import CatalogProjector
-    from projectors.moderation import ModerationProjector, trusted_sources
-    from projectors.runner import run_projector
-    from projectors.search import SearchProjector
-
-    repo, labels = ctx.settings.topic("repo"), ctx.settings.topic("labels")
-    moderation = ModerationProjector(trusted_sources(ctx.settings))
+    """Every registered projector on each of its topics (one instance per projector)."""
     async with asyncio.TaskGroup() as group:
-        group.create_task(run_projector(ctx.pool, ctx.log, CatalogProjector(), repo, stop))
-        group.create_task(run_projector(ctx.pool, ctx.log, SearchProjector(), repo, stop))
-        group.create_task(run_projector(ctx.pool, ctx.log, moderation, repo, stop))
-        group.create_task(run_projector(ctx.pool, ctx.log, moderation, labels, stop))
+        for spec in registry.PROJECTORS:
+            projector = spec.build(ctx.settings)
+            for topic in spec.topics:
+                group.create_task(
+                    run_projector(ctx.pool, ctx.log, projector, ctx.settings.topic(topic), stop)
+                )
 
 
 async def _takedown(settings: Settings, subject: str, reason: str | None, negate: bool) -> int:
-    from projectors.moderation import operator_label
-
     if settings.operator_did is None:
         print("takedown needs PLYR_OPERATOR_DID (the operator's DID)", file=sys.stderr)
         return 2
@@ -250,33 +255,27 @@ async def _takedown(settings: Settings, subject: str, reason: str | None, negate
 
 
 async def _project_group(ctx: Context, stop: asyncio.Event) -> None:
-    from projectors.catalog import CatalogProjector
-    from projectors.kafka_group import GroupWorker
-
+    """Every registered projector as a worker of its consumer group, on all its topics."""
     if ctx.settings.log_backend != "kafka":
         raise SystemExit("project --group needs the Kafka log (PLYR_LOG_BACKEND=kafka)")
-    worker = GroupWorker(
-        ctx.pool, ctx.settings.kafka_bootstrap, CatalogProjector(), ctx.settings.topic("repo")
-    )
-    await worker.run(stop)
+    async with asyncio.TaskGroup() as group:
+        for spec in registry.PROJECTORS:
+            worker = GroupWorker(
+                ctx.pool,
+                ctx.settings.kafka_bootstrap,
+                spec.build(ctx.settings),
+                [ctx.settings.topic(t) for t in spec.topics],
+            )
+            group.create_task(worker.run(stop))
 
 
-async def _rebuild(settings: Settings, name: str, batch_size: int | None) -> None:
-    from projectors.moderation import ModerationProjector, trusted_sources
-    from projectors.rebuild import (
-        REBUILD_BATCH,
-        Progress,
-        projector_for,
-        projector_topics,
-        rebuild,
-    )
-
-    # Moderation needs the configured labelers: which sources' labels count.
-    projector = (
-        ModerationProjector(trusted_sources(settings))
-        if name == "moderation"
-        else projector_for(name)
-    )
+async def _rebuild(settings: Settings, name: str, batch_size: int | None) -> int:
+    try:
+        spec = registry.spec(name)
+    except LookupError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    projector = spec.build(settings)
 
     def show(progress: Progress) -> None:
         width = 30
@@ -288,7 +287,7 @@ async def _rebuild(settings: Settings, name: str, batch_size: int | None) -> Non
         sys.stderr.flush()
 
     async with _context(settings) as ctx:
-        topics = [ctx.settings.topic(t) for t in projector_topics(projector)]
+        topics = [ctx.settings.topic(t) for t in spec.topics]
         done = await rebuild(
             ctx.pool,
             ctx.log,
@@ -299,11 +298,10 @@ async def _rebuild(settings: Settings, name: str, batch_size: int | None) -> Non
         )
     show(done)
     sys.stderr.write(f"\nrebuilt {name}: {done.done} events in {done.elapsed:.1f} s\n")
+    return 0
 
 
 async def _dead_letters(settings: Settings, action: str, id_: int | None, name: str | None) -> int:
-    from projectors.rebuild import list_dead_letters, replay_dead_letters
-
     async with _context(settings, with_log=action == "replay") as ctx:
         letters = await list_dead_letters(ctx.pool, projector=name, id=id_)
         if action == "list":
@@ -314,7 +312,9 @@ async def _dead_letters(settings: Settings, action: str, id_: int | None, name: 
                 )
             print(f"{len(letters)} dead letter(s)", file=sys.stderr)
             return 0
-        applied, failing = await replay_dead_letters(ctx.pool, ctx.log, letters)
+        applied, failing = await replay_dead_letters(
+            ctx.pool, ctx.log, letters, lambda n: registry.spec(n).build(settings)
+        )
         print(f"replayed {applied}, still failing {failing}")
         return 1 if failing else 0
 
@@ -422,9 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("serve", help="serve the API")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("status", help="cursors, offsets, lag and row counts")
-    rebuild = sub.add_parser("rebuild", help="drop a read model and replay it from offset 0")
-    rebuild.add_argument("name", help="projector name, e.g. catalog")
-    rebuild.add_argument(
+    rebuild_cmd = sub.add_parser("rebuild", help="drop a read model and replay it from offset 0")
+    rebuild_cmd.add_argument("name", help=f"projector name: {', '.join(registry.names())}")
+    rebuild_cmd.add_argument(
         "--batch-size", type=int, default=None, help="events per batch (default: rebuild's, 10000)"
     )
     dead = sub.add_parser("dead-letters", help="list or replay dead-lettered events")
@@ -451,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "takedown":
         return asyncio.run(_takedown(settings, args.subject, args.reason, args.negate))
     elif args.command == "rebuild":
-        asyncio.run(_rebuild(settings, args.name, args.batch_size))
+        return asyncio.run(_rebuild(settings, args.name, args.batch_size))
     elif args.command == "dead-letters":
         return asyncio.run(_dead_letters(settings, args.action, args.id, args.projector))
     else:

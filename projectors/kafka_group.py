@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -51,14 +51,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class GroupWorker:
-    """One projector worker in the projector's consumer group."""
+    """One projector worker in the projector's consumer group.
+
+    ``topics``: the full names of the topics the projector reads (its registry entry's,
+    :mod:`projectors.registry`); the group shares out their partitions.
+    """
 
     def __init__(
         self,
         pool: AsyncConnectionPool,
         bootstrap: str,
         projector: Projector,
-        topic: str,
+        topics: str | Sequence[str],
         *,
         batch_size: int = 1000,
         session_timeout_ms: int = 6000,
@@ -66,7 +70,7 @@ class GroupWorker:
     ) -> None:
         self.pool = pool
         self.projector = projector
-        self.topic = topic
+        self.topics = [topics] if isinstance(topics, str) else list(topics)
         self.batch_size = batch_size
         self.positions: dict[Any, int] = {}
         self._on_assign = on_assign
@@ -92,7 +96,7 @@ class GroupWorker:
             "partitions assigned",
             extra={
                 "projector": self.projector.name,
-                "topic": self.topic,
+                "topics": self.topics,
                 "partitions": sorted(tp.partition for tp in assigned),
             },
         )
@@ -103,7 +107,7 @@ class GroupWorker:
         """Join the group and project the assigned partitions until ``stop`` is set."""
         await self.consumer.start()
         try:
-            self.consumer.subscribe([self.topic], listener=_Listener(self))
+            self.consumer.subscribe(self.topics, listener=_Listener(self))
             while not stop.is_set():
                 try:
                     batches = await self.consumer.getmany(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -43,9 +42,6 @@ __all__ = [
     "DeadLetter",
     "Progress",
     "list_dead_letters",
-    "projector_for",
-    "projector_topic",
-    "projector_topics",
     "rebuild",
     "replay_dead_letters",
 ]
@@ -69,34 +65,6 @@ class Progress:
     def rate(self) -> float:
         """Events per second so far."""
         return self.done / self.elapsed if self.elapsed > 0 else 0.0
-
-
-def projector_for(name: str) -> Projector:
-    """The projector called ``name``: the class in ``projectors.<name>`` with that name."""
-    try:
-        module = importlib.import_module(f"projectors.{name}")
-    except ModuleNotFoundError:
-        raise LookupError(f"no projector module projectors.{name}") from None
-    for value in vars(module).values():
-        if (
-            isinstance(value, type)
-            and getattr(value, "name", None) == name
-            and callable(getattr(value, "apply", None))
-        ):
-            projector: Projector = value()
-            return projector
-    raise LookupError(f"projectors.{name} has no projector named {name!r}")
-
-
-def projector_topic(projector: Projector) -> str:
-    """The logical topic a projector reads (``topic`` attribute, default ``repo``)."""
-    return str(getattr(projector, "topic", "repo"))
-
-
-def projector_topics(projector: Projector) -> tuple[str, ...]:
-    """Every logical topic a projector reads (``topics``, else its one ``topic``)."""
-    topics = getattr(projector, "topics", None)
-    return tuple(str(t) for t in topics) if topics else (projector_topic(projector),)
 
 
 async def reset(pool: AsyncConnectionPool, projector: Projector) -> None:
@@ -267,8 +235,11 @@ async def replay_dead_letters(
     pool: AsyncConnectionPool,
     log: Log,
     letters: Sequence[DeadLetter],
+    projector_of: Callable[[str], Projector],
 ) -> tuple[int, int]:
     """Apply each dead-lettered message again; ``(applied, still failing)``.
+
+    ``projector_of`` builds the projector of a name (the wiring's registry lookup).
 
     An applied message loses its dead-letter row; one that fails again keeps it with the
     new reason. Raises :class:`LookupError` if a message is no longer on the log.
@@ -278,7 +249,7 @@ async def replay_dead_letters(
     for letter in letters:
         projector = projectors.get(letter.projector)
         if projector is None:
-            projector = projectors[letter.projector] = projector_for(letter.projector)
+            projector = projectors[letter.projector] = projector_of(letter.projector)
         messages = await log.read(
             letter.topic, letter.partition, letter.offset, max_messages=1, timeout=5.0
         )

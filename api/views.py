@@ -19,6 +19,7 @@ __all__ = [
     "iso",
     "present_album_summary",
     "present_artist",
+    "present_comment",
     "present_playlist",
     "present_track",
     "present_user",
@@ -64,9 +65,6 @@ UNKNOWN_TRACK_FIELDS: dict[str, str] = {
 def iso(value: datetime) -> str:
     """ISO 8601 with ``Z`` for UTC, as plyr's JSON carries it."""
     return value.isoformat().replace("+00:00", "Z")
-
-
-_iso = iso
 
 
 def present_album_summary(row: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -181,7 +179,7 @@ def present_track(
         "atproto_record_cid": row["cid"],
         "atproto_record_url": record_url,
         "play_count": int(play_count if play_count is not None else row.get("play_count") or 0),
-        "created_at": _iso(row["created_at"]),
+        "created_at": iso(row["created_at"]),
         "image_url": row.get("image_url"),
         "thumbnail_url": row.get("image_url"),
         "is_liked": False,
@@ -211,4 +209,19 @@ def present_track(
         "labels": self_labels,
         "album_title": row.get("album"),
         "duration": row.get("duration"),
+    }
+
+
+def present_comment(r: Mapping[str, Any]) -> dict[str, Any]:
+    """plyr's comment shape."""
+    return {
+        "id": r["id"],
+        "user_did": r["did"],
+        "user_handle": r["handle"] or r["did"],
+        "user_display_name": r["display_name"] or r["handle"] or r["did"],
+        "user_avatar_url": r["avatar_url"],
+        "text": r["text"],
+        "timestamp_ms": r["timestamp_ms"],
+        "created_at": iso(r["created_at"]),
+        "updated_at": iso(r["updated_at"]) if r["updated_at"] else None,
     }

@@ -20,6 +20,8 @@ from typing import Literal
 
 from psycopg import AsyncConnection
 
+from api.moderation import visible_clause
+
 __all__ = ["ADULT_LABELS", "Context", "Visibility", "detect_visibility"]
 
 Context = Literal["list", "search", "view", "detail", "audio"]
@@ -34,13 +36,8 @@ def _array(values: tuple[str, ...]) -> str:
 
 
 def _moderation_clause(uri: str, did: str, context: Context) -> str:
-    """The moderation module's list-friendly clause, or a direct ``plyr_visible`` call."""
-    try:
-        from api.moderation import visible_clause
-    except ImportError:
-        return f"plyr_visible({uri}, {did}, '{context}', false)"
-    clause: str = visible_clause(uri, did, context)
-    return clause
+    """The moderation module's list-friendly clause (see :func:`visible_clause`)."""
+    return visible_clause(uri, did, context)
 
 
 @dataclass(frozen=True, slots=True)

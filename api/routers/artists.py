@@ -7,9 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path
 
 from api import catalog
-from api.deps import ApiBase, Pool, Vis
+from api.deps import DID, ApiBase, Pool, Vis
 from api.errors import ApiError
-from api.routers.tracks import DID
 from api.views import TRACK_COLUMNS, TRACK_FROM, present_artist, present_user
 
 __all__ = ["router", "users_router"]

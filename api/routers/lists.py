@@ -8,9 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from api import catalog
-from api.deps import ApiBase, Pool, Vis
+from api.deps import AT_URI, DID, ApiBase, Pool, Vis
 from api.errors import ApiError
-from api.routers.tracks import AT_URI, DID
 from api.views import present_playlist
 
 __all__ = ["playlist_body", "router"]

@@ -10,11 +10,15 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from api import catalog
+from api.catalog import album_detail, comment_rows, top_track_rows, visible_track
 from api.deps import ApiBase, Pool, Vis
-from api.errors import ApiError
+from api.errors import (
+    ApiError,
+    xrpc_error_response,
+    xrpc_from_api,
+    xrpc_pool_timeout_response,
+)
 from api.pagination import decode_cursor, decode_key_cursor, encode_cursor, encode_key_cursor
-from api.routers.albums import album_detail
-from api.routers.tracks import comment_rows, top_track_rows, visible_track
 from api.search import search
 from api.views import iso
 from api.xrpc import (
@@ -34,8 +38,7 @@ Handler = Callable[[Any, Any, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 async def _views(conn: Any, rows: list[dict[str, Any]], api_base: str) -> list[dict[str, Any]]:
-    dids = {f["did"] for r in rows for f in r.get("features") or [] if isinstance(f, dict)}
-    known = await catalog.people(conn, dids)
+    known = await catalog.featured_people(conn, rows)
     return [present_track_view(r, known, api_base=api_base) for r in rows]
 
 
@@ -229,8 +232,6 @@ HANDLERS: dict[str, Handler] = {
     f"{NAMESPACE}.getPlayCounts": get_play_counts,
 }
 
-_API_ERRORS = {400: "InvalidRequest", 404: "NotFound", 410: "Gone"}
-
 
 @router.get(
     "/{nsid}",
@@ -248,15 +249,9 @@ async def xrpc_query(
         async with pool.connection() as conn:
             body = await handler(conn, vis, api_base, params)
     except XrpcError as exc:
-        return JSONResponse({"error": exc.error, "message": exc.message}, status_code=exc.status)
-    except PoolTimeout:
-        return JSONResponse(
-            {"error": "ServiceUnavailable", "message": "the database is busy; retry shortly"},
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
+        return xrpc_error_response(exc)
     except ApiError as exc:
-        name = _API_ERRORS.get(exc.status, "InternalServerError")
-        status = 400 if exc.status in (400, 404) else exc.status
-        return JSONResponse({"error": name, "message": exc.detail}, status_code=status)
+        return xrpc_error_response(xrpc_from_api(exc))
+    except PoolTimeout:
+        return xrpc_pool_timeout_response()
     return JSONResponse(body)

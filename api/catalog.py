@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # api.deps imports the track loader, which imports this modul
 
 __all__ = [
     "ARTIST_COLUMNS",
+    "DEFAULT_HIDDEN_TAGS",
     "album_detail",
     "artist_by_did",
     "artist_by_handle",
@@ -39,6 +40,8 @@ __all__ = [
     "select_tracks",
     "shown_row",
     "since",
+    "tag_counts",
+    "tag_page",
     "top_track_rows",
     "track_detail_json",
     "track_row_visible",
@@ -332,3 +335,62 @@ async def track_detail_json(read: Reader, track_id: int) -> bytes:
     found = await read.tracks.load(track_id)
     row = shown_row(found.row, found.visible)
     return encode(present_track(row, api_base=read.api_base, people=found.people))
+
+
+DEFAULT_HIDDEN_TAGS: tuple[str, ...] = ("ai", "ai-slop", "suno")
+"""plyr's default hidden tags: discovery lists leave out tracks carrying any of them
+(``filter_hidden_tags``), and ``/config`` tells clients so."""
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def tag_counts(
+    conn: AsyncConnection, vis: Visibility, *, prefix: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """``{name, track_count}`` of the tags on tracks visible in lists, most used first
+    (then by name); ``prefix``: only tags starting with it (already normalised)."""
+    where = [vis.track("list")]
+    params: list[Any] = []
+    if prefix:
+        where.append("tag LIKE %s")
+        params.append(_escape_like(prefix) + "%")
+    return await rows(
+        conn,
+        "SELECT tag AS name, count(*)::integer AS track_count"
+        " FROM track t LEFT JOIN artist a ON a.did = t.did CROSS JOIN unnest(t.tags) AS tag"
+        f" WHERE {' AND '.join(where)} GROUP BY tag ORDER BY track_count DESC, tag"
+        f" LIMIT {int(limit)}",
+        params,
+    )
+
+
+async def tag_page(
+    conn: AsyncConnection, vis: Visibility, tag: str, *, api_base: str, limit: int = 1000
+) -> dict[str, Any] | None:
+    """plyr's tag page for a normalised ``tag`` (``None`` when no visible track has it):
+    ``{tag: {name, track_count}, tracks, created_by_handle}``, tracks newest first.
+
+    plyr records who created a tag; the network does not, so ``created_by_handle`` is the
+    artist of the oldest visible track carrying it."""
+    found = await select_tracks(
+        conn, vis, "list", where=["t.tags @> ARRAY[%s]::text[]"], params=[tag], limit=limit
+    )
+    if not found:
+        return None
+    first = min(found, key=lambda r: (r["created_at"], r["id"]))
+    count = len(found)
+    if count >= limit:  # more than the page shows: count them all
+        total = await row(
+            conn,
+            "SELECT count(*)::integer AS n FROM track t LEFT JOIN artist a ON a.did = t.did"
+            f" WHERE t.tags @> ARRAY[%s]::text[] AND {vis.track('list')}",
+            (tag,),
+        )
+        count = total["n"] if total else count
+    return {
+        "tag": {"name": tag, "track_count": count},
+        "tracks": await present_tracks(conn, found, api_base=api_base),
+        "created_by_handle": first["artist_handle"] or first["did"],
+    }

@@ -1,6 +1,6 @@
 """Pure presenters: database rows → plyr-compatible JSON shapes.
 
-Fields that only plyr.fm's own database knows (play counts before our plays log, tags,
+Fields that only plyr.fm's own database knows (play counts before our plays log,
 visibility settings, copyright scans, optimisation state) are present with null or
 default values, as documented in the API docs.
 """
@@ -28,7 +28,7 @@ __all__ = [
 TRACK_COLUMNS = (
     "t.id, t.uri, t.cid, t.did, t.rkey, t.title, t.artist, t.file_type, t.album, t.duration,"
     " t.audio_url, t.audio_blob_cid, t.image_url, t.description, t.features, t.self_labels,"
-    " t.support_gate, t.created_at, t.like_count, t.comment_count,"
+    " t.support_gate, t.created_at, t.like_count, t.comment_count, t.tags,"
     " a.handle AS artist_handle, a.display_name AS"
     " artist_display_name, a.avatar_url AS artist_avatar_url, a.pds_url AS artist_pds_url,"
     " al.id AS album_id, al.slug AS album_slug, al.title AS album_row_title,"
@@ -44,7 +44,6 @@ TRACK_FROM = (
 UNKNOWN_TRACK_FIELDS: dict[str, str] = {
     "play_count": "0 until the plays read model counts plays for the track",
     "is_liked": "always false: the API has no sessions",
-    "tags": "always []: plyr tags live only in plyr.fm's database",
     "copyright_flagged": "always null: copyright scans are plyr.fm-internal",
     "copyright_match": "always null",
     "downloadable": "always false: download policies are plyr.fm preferences",
@@ -186,7 +185,7 @@ def present_track(
         "like_count": int(row.get("like_count") or 0),
         "comment_count": int(row.get("comment_count") or 0),
         "album": present_album_summary(row),
-        "tags": [],
+        "tags": list(row.get("tags") or []),
         "copyright_flagged": None,
         "copyright_match": None,
         "support_gate": gate,

@@ -185,7 +185,7 @@ async def public_config(request: Request) -> dict[str, Any]:
         "max_upload_size_mb": 0,
         "max_image_size_mb": 0,
         "browser_observability": False,
-        "default_hidden_tags": ["ai", "ai-slop", "suno"],
+        "default_hidden_tags": list(catalog.DEFAULT_HIDDEN_TAGS),
         "bufo_exclude_patterns": [],
         "bufo_include_patterns": [],
         "contact_email": contact,

@@ -11,12 +11,13 @@ from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
 from api import catalog
-from api.deps import AT_URI, DID, Pool, Read, Vis
+from api.deps import AT_URI, DID, ApiBase, Pool, Read, Vis
 from api.errors import ApiError
 from api.pagination import decode_cursor, encode_cursor
 from api.responses import encode, json_doc, json_response
 from api.views import UNKNOWN_TRACK_FIELDS, iso, present_comment
 from api.visibility import Context
+from kernel.tags import normalise_tag
 
 __all__ = ["get_track", "router"]
 
@@ -34,18 +35,32 @@ async def list_tracks(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     artist_did: Annotated[str | None, Query(pattern=DID)] = None,
     tags: Annotated[
-        list[str] | None, Query(description="any-of; records carry no tags, so none match")
+        list[str] | None, Query(description="repeatable; tracks carrying any of these tags")
     ] = None,
-    filter_hidden_tags: Annotated[bool | None, Query(description="accepted, no effect")] = None,
+    filter_hidden_tags: Annotated[
+        bool | None,
+        Query(
+            description="leave out tracks tagged with a default hidden tag "
+            f"({', '.join(catalog.DEFAULT_HIDDEN_TAGS)}); default: on for discovery, off "
+            "when artist_did is given"
+        ),
+    ] = None,
 ) -> Response:
     """Tracks, newest first: ``{tracks, next_cursor, has_more}``."""
-    if tags:
-        return json_response(encode({"tracks": [], "next_cursor": None, "has_more": False}))
     where: list[str] = []
     params: list[Any] = []
     if artist_did is not None:
         where.append("t.did = %s")
         params.append(artist_did)
+    wanted = sorted({tag for tag in map(normalise_tag, tags or ()) if tag})
+    if tags and not wanted:
+        return json_response(encode({"tracks": [], "next_cursor": None, "has_more": False}))
+    if wanted:
+        where.append("t.tags && %s::text[]")
+        params.append(wanted)
+    if filter_hidden_tags if filter_hidden_tags is not None else artist_did is None:
+        where.append("NOT (t.tags && %s::text[])")
+        params.append(list(catalog.DEFAULT_HIDDEN_TAGS))
     if cursor is not None:
         created, item_id = decode_cursor(cursor)
         where.append("(t.created_at, t.id) < (%s, %s)")
@@ -83,19 +98,44 @@ async def top_tracks(
     return json_response(encode(tracks))
 
 
-@router.get("/tags", description="Tags are plyr.fm-database-only; records carry none.")
+@router.get(
+    "/tags",
+    description="Tags of visible tracks (from the records' ``tags`` arrays). "
+    "``total_plays`` is 0 until the plays read model counts plays, so the order is by "
+    "track count, then name.",
+)
 async def list_tags(
-    q: Annotated[str | None, Query(max_length=50)] = None,
+    pool: Pool,
+    vis: Vis,
+    q: Annotated[str | None, Query(max_length=50, description="tag prefix")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[dict[str, Any]]:
-    """``[{name, track_count, total_plays}]``: always empty here."""
-    return []
+    """``[{name, track_count, total_plays}]``, most played (then most used) first."""
+    async with pool.connection() as conn:
+        found = await catalog.tag_counts(
+            conn, vis, prefix=normalise_tag(q) if q else None, limit=limit
+        )
+    return [{**r, "total_plays": 0} for r in found]
 
 
-@router.get("/tags/{tag_name:path}")
-async def get_tag(tag_name: str) -> dict[str, Any]:
-    """A tag page; 404 because no record carries tags."""
-    raise ApiError(404, "not_found", "tag not found")
+@router.get(
+    "/tags/{tag_name:path}",
+    description="``created_by_handle``: the artist of the oldest visible track with the tag "
+    "(the network does not say who created a tag). Up to 1,000 tracks, newest first.",
+)
+async def get_tag(
+    pool: Pool, vis: Vis, api_base: ApiBase, tag_name: Annotated[str, Path(max_length=200)]
+) -> dict[str, Any]:
+    """``{tag: {name, track_count}, tracks: TrackResponse[], created_by_handle}``;
+    404 when no visible track carries the tag."""
+    tag = normalise_tag(tag_name)
+    found = None
+    if tag:
+        async with pool.connection() as conn:
+            found = await catalog.tag_page(conn, vis, tag, api_base=api_base)
+    if found is None:
+        raise ApiError(404, "not_found", "tag not found")
+    return found
 
 
 @router.get("/by-uri", description=_TRACK_DOC)

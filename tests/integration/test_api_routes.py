@@ -14,11 +14,11 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
-from lexicons import validate_query_output
 from kernel.config import Settings
 from kernel.db import open_pool
 from kernel.envelope import Envelope
 from kernel.log import Message
+from lexicons import validate_query_output
 from projectors.base import track_id
 from projectors.catalog import CatalogProjector
 from projectors.moderation import ModerationProjector

@@ -26,7 +26,7 @@ from api.errors import install_error_handlers
 from api.fastpath import TrackDetailFastPath
 from api.fetch import UpstreamFetcher
 from api.metrics import CacheCollector, request_metrics
-from api.middleware import AccessLog, BodyLimit
+from api.middleware import AccessLog, BodyLimit, InputGuard
 from api.routers import (
     activity,
     albums,
@@ -179,6 +179,9 @@ def create_app(
         # detail p95 was 14 ms through the cache and 9-10 ms around it), and its entries
         # would push aggregate pages out of the cache.
         app.add_middleware(TrackDetailFastPath, route=_route(tracks.router, tracks.get_track))
+    # Outside the fast path and the cache (neither sees what no route can take), inside
+    # CORS (browsers may read the 4xx).
+    app.add_middleware(InputGuard)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.cors_origins),

@@ -16,6 +16,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg import DataError
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException
 
@@ -129,7 +130,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def pool_timeout(_: Request, exc: Exception) -> JSONResponse:
         return pool_timeout_response()
 
+    async def data_error(_: Request, exc: Exception) -> JSONResponse:
+        # A value the database cannot hold that came in a request body (paths and
+        # queries are refused earlier, by api.middleware.InputGuard): the client's error.
+        return _envelope(400, "invalid_request", "request holds text the database cannot store")
+
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(PoolTimeout, pool_timeout)
+    app.add_exception_handler(DataError, data_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)

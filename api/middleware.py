@@ -1,4 +1,5 @@
-"""Plain ASGI middleware of the API: the request body limit and the access log.
+"""Plain ASGI middleware of the API: the request body limit, the input guard and the
+access log.
 
 Plain ASGI rather than ``@app.middleware("http")``: that wrapper runs every response
 through an extra task and memory stream, which cost more than the queries themselves.
@@ -8,13 +9,22 @@ from __future__ import annotations
 
 import logging
 import time
+from urllib.parse import unquote_to_bytes
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import ApiError, api_error_response
+from api.errors import ApiError, api_error_response, error_response
 
-__all__ = ["MAX_BODY_BYTES", "AccessLog", "BodyLimit"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_PATH_BYTES",
+    "MAX_QUERY_BYTES",
+    "AccessLog",
+    "BodyLimit",
+    "InputGuard",
+    "input_problem",
+]
 
 log = logging.getLogger("api.access")
 
@@ -90,6 +100,85 @@ async def _too_large(send: Send, limit: int) -> None:
 
 async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
+
+
+MAX_PATH_BYTES = 2048
+"""Longest request path we serve (percent-escaped, as sent); handles, DIDs, slugs and tag
+names are far shorter."""
+MAX_QUERY_BYTES = 8192
+"""Longest query string we serve (percent-escaped, as sent)."""
+
+
+def _text_problem(raw: bytes) -> str | None:
+    """Why percent-decoded ``raw`` is no text PostgreSQL can hold, or ``None``."""
+    try:
+        text = raw.decode("utf-8")  # strict: invalid escapes and encoded surrogates fail
+    except UnicodeDecodeError:
+        return "is not valid UTF-8"
+    if "\x00" in text:
+        return "contains a NUL character"
+    return None
+
+
+def _string_problem(text: str) -> str | None:
+    """:func:`_text_problem` for text a server already decoded."""
+    if text.isascii():
+        return "contains a NUL character" if "\x00" in text else None
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate"
+    return _text_problem(raw)
+
+
+def input_problem(scope: Scope) -> tuple[int, str] | None:
+    """``(status, message)`` when the request's path or query string cannot be answered
+    (NUL, invalid UTF-8 or lone surrogates once decoded, or too long), else ``None``.
+
+    PostgreSQL text cannot hold NUL, and what is not UTF-8 would reach the routes as
+    replacement characters: both are the client's error, answered 4xx before any route
+    runs, instead of a database error deep inside one (a 500)."""
+    path: str = scope["path"]
+    raw_path: bytes | None = scope.get("raw_path")
+    query: bytes = scope.get("query_string", b"")
+    if len(raw_path if raw_path is not None else path) > MAX_PATH_BYTES:
+        return 414, f"path longer than {MAX_PATH_BYTES} bytes"
+    if len(query) > MAX_QUERY_BYTES:
+        return 414, f"query string longer than {MAX_QUERY_BYTES} bytes"
+    problem = _string_problem(path)
+    if problem is None and raw_path is not None and b"%" in raw_path:
+        problem = _text_problem(unquote_to_bytes(raw_path))
+    if problem is not None:
+        return 400, f"path {problem}"
+    if query and (b"%" in query or b"\x00" in query or not query.isascii()):
+        for pair in query.replace(b"+", b" ").split(b"&"):
+            name, _, value = pair.partition(b"=")
+            problem = _text_problem(unquote_to_bytes(name)) or _text_problem(
+                unquote_to_bytes(value)
+            )
+            if problem is not None:
+                shown = unquote_to_bytes(name).decode("utf-8", "replace")[:40]
+                return 400, f"query parameter {shown!r} {problem}"
+    return None
+
+
+class InputGuard:
+    """Answer requests whose path or query no route can take (:func:`input_problem`) with
+    400/414 in the API's envelope: XRPC's under ``/xrpc/``, REST's elsewhere."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            found = input_problem(scope)
+            if found is not None:
+                status, message = found
+                code = "invalid_request" if status == 400 else "uri_too_long"
+                response = error_response(scope["path"], status, code, "InvalidRequest", message)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class AccessLog:

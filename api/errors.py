@@ -131,12 +131,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return pool_timeout_response()
 
     async def data_error(_: Request, exc: Exception) -> JSONResponse:
-        # A value the database cannot hold that came in a request body (paths and
-        # queries are refused earlier, by api.middleware.InputGuard): the client's error.
+        # A value the database cannot hold (NUL: DataError; a lone surrogate: psycopg's
+        # UnicodeEncodeError) that came in a request body; paths and queries are refused
+        # earlier, by api.middleware.InputGuard. Nothing else we send is client text.
         return _envelope(400, "invalid_request", "request holds text the database cannot store")
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(PoolTimeout, pool_timeout)
     app.add_exception_handler(DataError, data_error)
+    app.add_exception_handler(UnicodeEncodeError, data_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)

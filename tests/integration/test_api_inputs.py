@@ -100,8 +100,13 @@ async def test_good_text_still_passes(client):
     assert r.status_code == 200
 
 
-async def test_nul_in_a_request_body_is_a_400(client):
+async def test_text_the_database_cannot_hold_in_a_request_body_is_a_400(client):
     r = await client.post("/artists/batch", json=["did:plc:a\u0000"])
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+    lone = b'["did:plc:a\\ud800"]'  # JSON's escape of a lone surrogate
+    r = await client.post(
+        "/artists/batch", content=lone, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["error"] == "invalid_request"
     r = await client.post("/artists/batch", json=["did:plc:a"])
     assert r.status_code == 200 and r.json() == {}

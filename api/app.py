@@ -40,7 +40,7 @@ from api.routers import (
     tracks,
     xrpc,
 )
-from api.visibility import detect_visibility
+from api.visibility import Visibility
 from kernel.config import Settings
 
 __all__ = ["READ_ONLY_ROLE", "create_app", "open_api_pool"]
@@ -101,8 +101,7 @@ def create_app(
                 raise RuntimeError("create_app needs a pool or a database_url")
             own = await open_api_pool(url, max_size=settings.api_pool_size)
             app.state.pool = own
-        async with app.state.pool.connection() as conn:
-            app.state.visibility = await detect_visibility(conn)
+        app.state.visibility = Visibility()
         listener: ReadModelListener | None = None
         if cache is not None:
             listener = ReadModelListener(app.state.pool.conninfo, cache)

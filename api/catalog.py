@@ -277,7 +277,7 @@ async def comment_rows(
         "SELECT c.id, c.uri, c.did, c.text, c.timestamp_ms, c.created_at, c.updated_at,"
         " a.handle, a.display_name, a.avatar_url FROM comment c"
         " LEFT JOIN artist a ON a.did = c.did WHERE c.subject_uri = %s AND "
-        + vis.record("view", uri="c.uri", did="c.did", artist="a")
+        + vis.record("view", uri="c.uri", did="c.did")
         + " ORDER BY c.timestamp_ms, c.created_at, c.uri LIMIT 1000",
         (subject_uri,),
     )

@@ -30,7 +30,7 @@ async def _playlist(conn: Any, vis: Any, where: str, value: Any) -> dict[str, An
     found = await catalog.row(
         conn,
         f"SELECT {_LIST_COLUMNS}{_LIST_FROM} WHERE {where} = %s AND "
-        + vis.record("view", uri="l.uri", did="l.did", artist="a"),
+        + vis.record("view", uri="l.uri", did="l.did"),
         (value,),
     )
     if found is None:
@@ -96,7 +96,7 @@ async def playlists_by_artist(
         found = await catalog.rows(
             conn,
             f"SELECT {_LIST_COLUMNS}{_LIST_FROM} WHERE l.did = %s AND l.list_type = 'playlist'"
-            f" AND {vis.record('list', uri='l.uri', did='l.did', artist='a')}"
+            f" AND {vis.record('list', uri='l.uri', did='l.did')}"
             " ORDER BY l.created_at DESC, l.uri LIMIT 200",
             (artist_did,),
         )

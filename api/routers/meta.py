@@ -108,7 +108,7 @@ async def oembed(
                 conn,
                 "SELECT l.id, l.name, a.handle, a.display_name FROM list l"
                 " LEFT JOIN artist a ON a.did = l.did WHERE l.id::text = %s AND "
-                + vis.record("view", uri="l.uri", did="l.did", artist="a"),
+                + vis.record("view", uri="l.uri", did="l.did"),
                 (m.group(1),),
             )
             if p is None:

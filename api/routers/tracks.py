@@ -175,7 +175,7 @@ async def track_likes(pool: Pool, vis: Vis, track_id: Annotated[int, Path(ge=0)]
             conn,
             'SELECT l.did, l.created_at, a.handle, a.display_name, a.avatar_url FROM "like" l'
             " LEFT JOIN artist a ON a.did = l.did WHERE l.subject_uri = %s AND "
-            + vis.record("view", uri="l.uri", did="l.did", artist="a")
+            + vis.record("view", uri="l.uri", did="l.did")
             + " ORDER BY l.created_at DESC, l.uri LIMIT 1000",
             (found["uri"],),
         )

@@ -138,7 +138,7 @@ async def get_playlist(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) ->
         conn,
         "SELECT l.uri, l.id, l.did, l.name, l.list_type, l.item_count, l.created_at, a.handle,"
         " a.display_name, a.avatar_url FROM list l LEFT JOIN artist a ON a.did = l.did"
-        " WHERE l.uri = %s AND " + vis.record("view", uri="l.uri", did="l.did", artist="a"),
+        " WHERE l.uri = %s AND " + vis.record("view", uri="l.uri", did="l.did"),
         (p["uri"],),
     )
     if found is None:
@@ -174,7 +174,7 @@ async def get_likes(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> di
         conn,
         'SELECT l.uri, l.did, l.created_at, a.handle, a.display_name, a.avatar_url FROM "like" l'
         f" LEFT JOIN artist a ON a.did = l.did WHERE {' AND '.join(where)} AND "
-        + vis.record("view", uri="l.uri", did="l.did", artist="a")
+        + vis.record("view", uri="l.uri", did="l.did")
         + " ORDER BY l.created_at DESC, l.uri DESC LIMIT %s",
         [*params, limit + 1],
     )

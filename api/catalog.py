@@ -29,10 +29,12 @@ __all__ = [
     "ARTIST_COLUMNS",
     "DEFAULT_HIDDEN_TAGS",
     "album_detail",
+    "album_tracks",
     "artist_by_did",
     "artist_by_handle",
     "comment_rows",
     "featured_people",
+    "list_tracks",
     "people",
     "present_tracks",
     "row",
@@ -156,6 +158,16 @@ async def tracks_by_uris(
     return [by_uri[u] for u in uris if u in by_uri]
 
 
+async def list_tracks(
+    conn: AsyncConnection, vis: Visibility, list_uri: str
+) -> list[dict[str, Any]]:
+    """The visible tracks of a list record (album or playlist), in the record's order."""
+    items = await rows(
+        conn, "SELECT subject_uri FROM list_item WHERE list_uri = %s ORDER BY position", (list_uri,)
+    )
+    return await tracks_by_uris(conn, vis, "view", [i["subject_uri"] for i in items])
+
+
 async def people(conn: AsyncConnection, dids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Artist rows (handle, display_name, avatar_url) for ``dids``."""
     wanted = sorted(set(dids))
@@ -224,7 +236,7 @@ def since(period: str, now: datetime) -> datetime | None:
 async def top_track_rows(
     conn: AsyncConnection, vis: Visibility, *, period: str, limit: int
 ) -> list[dict[str, Any]]:
-    """Rows of the top tracks for a period (shared with XRPC ``getTopTracks``)."""
+    """Rows of the top tracks for a period (REST ``/tracks/top``, XRPC ``getTopTracks``)."""
     start = since(period, datetime.now(UTC))
     if start is None:
         return await select_tracks(
@@ -271,7 +283,7 @@ def shown_row(found: dict[str, Any] | None, shown: bool) -> dict[str, Any]:
 async def comment_rows(
     conn: AsyncConnection, vis: Visibility, subject_uri: str
 ) -> list[dict[str, Any]]:
-    """Visible comments on a track, by timestamp (shared with XRPC ``getComments``)."""
+    """Visible comments on a track, by timestamp (REST and XRPC ``getComments``)."""
     return await rows(
         conn,
         "SELECT c.id, c.uri, c.did, c.text, c.timestamp_ms, c.created_at, c.updated_at,"
@@ -283,33 +295,38 @@ async def comment_rows(
     )
 
 
-async def album_detail(
-    conn: AsyncConnection, vis: Visibility, artist: dict[str, Any], slug: str, *, api_base: str
-) -> dict[str, Any] | None:
-    """The album page body for an artist row and slug (shared with XRPC ``getAlbum``)."""
-    album = await row(
-        conn, "SELECT * FROM album WHERE did = %s AND slug = %s", (artist["did"], slug)
-    )
+async def album_tracks(
+    conn: AsyncConnection, vis: Visibility, did: str, slug: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The ``album`` row of ``did``'s album ``slug`` and its visible track rows in order
+    (the album list record's order, then tracks naming the album by date); ``None`` if
+    there is no such album."""
+    album = await row(conn, "SELECT * FROM album WHERE did = %s AND slug = %s", (did, slug))
     if album is None:
         return None
     ordered: list[dict[str, Any]] = []
     if album["list_uri"]:
-        items = await rows(
-            conn,
-            "SELECT subject_uri FROM list_item WHERE list_uri = %s ORDER BY position",
-            (album["list_uri"],),
-        )
-        ordered = await tracks_by_uris(conn, vis, "view", [i["subject_uri"] for i in items])
+        ordered = await list_tracks(conn, vis, album["list_uri"])
     seen = {r["uri"] for r in ordered}
     by_title = await select_tracks(
         conn,
         vis,
         "view",
         where=["t.did = %s", "t.album_slug = %s"],
-        params=[artist["did"], slug],
+        params=[did, slug],
         order="t.created_at, t.id",
     )
-    ordered += [r for r in by_title if r["uri"] not in seen]
+    return album, ordered + [r for r in by_title if r["uri"] not in seen]
+
+
+async def album_detail(
+    conn: AsyncConnection, vis: Visibility, artist: dict[str, Any], slug: str, *, api_base: str
+) -> dict[str, Any] | None:
+    """plyr's album page body for an artist row and slug (``None``: no such album)."""
+    found = await album_tracks(conn, vis, artist["did"], slug)
+    if found is None:
+        return None
+    album, ordered = found
     tracks = await present_tracks(conn, ordered, api_base=api_base)
     return {
         "metadata": {

@@ -41,13 +41,8 @@ async def _playlist(conn: Any, vis: Any, where: str, value: Any) -> dict[str, An
 async def playlist_body(
     conn: Any, vis: Any, found: dict[str, Any], *, api_base: str, with_tracks: bool
 ) -> dict[str, Any]:
-    """``PlaylistResponse`` (+ ``tracks``) for a list row (shared with XRPC ``getPlaylist``)."""
-    items = await catalog.rows(
-        conn,
-        "SELECT subject_uri FROM list_item WHERE list_uri = %s ORDER BY position",
-        (found["uri"],),
-    )
-    track_rows = await catalog.tracks_by_uris(conn, vis, "view", [i["subject_uri"] for i in items])
+    """``PlaylistResponse`` (+ ``tracks``) for a list row."""
+    track_rows = await catalog.list_tracks(conn, vis, found["uri"])
     previews: list[str] = []
     for r in track_rows:
         if r["image_url"] and r["image_url"] not in previews and len(previews) < 4:

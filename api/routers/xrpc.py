@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from api import catalog
-from api.catalog import album_detail, comment_rows, top_track_rows, visible_track
+from api.catalog import album_tracks, comment_rows, top_track_rows, visible_track
 from api.deps import ApiBase, Pool, Vis
 from api.errors import (
     ApiError,
@@ -111,24 +111,22 @@ async def get_artist(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> d
 
 async def get_album(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
     artist = await _actor(conn, vis, p["actor"])
-    found = await album_detail(conn, vis, artist, p["slug"], api_base=api_base)
+    found = await album_tracks(conn, vis, artist["did"], p["slug"])
     if found is None:
         raise XrpcError(400, "NotFound", "album not found")
-    meta = found["metadata"]
-    uris = [t["atproto_record_uri"] for t in found["tracks"]]
-    rows = await catalog.tracks_by_uris(conn, vis, "view", uris)
-    album = {
-        "id": meta["id"],
-        "slug": meta["slug"],
-        "title": meta["title"],
+    album, rows = found
+    view = {
+        "id": str(album["id"]),
+        "slug": album["slug"],
+        "title": album["title"],
         "artist": present_actor(artist),
-        "trackCount": meta["track_count"],
-        "imageUrl": meta["image_url"],
-        "description": meta["description"],
-        "listUri": meta["list_uri"],
+        "trackCount": len(rows),
+        "imageUrl": album["image_url"] or artist["avatar_url"],
+        "description": album["description"],
+        "listUri": album["list_uri"],
     }
     return {
-        "album": {k: v for k, v in album.items() if v is not None},
+        "album": {k: v for k, v in view.items() if v is not None},
         "tracks": await _views(conn, rows, api_base),
     }
 
@@ -143,10 +141,7 @@ async def get_playlist(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) ->
     )
     if found is None:
         raise XrpcError(400, "NotFound", "playlist not found")
-    items = await catalog.rows(
-        conn, "SELECT subject_uri FROM list_item WHERE list_uri = %s ORDER BY position", (p["uri"],)
-    )
-    rows = await catalog.tracks_by_uris(conn, vis, "view", [i["subject_uri"] for i in items])
+    rows = await catalog.list_tracks(conn, vis, p["uri"])
     playlist = {
         "uri": found["uri"],
         "id": str(found["id"]),

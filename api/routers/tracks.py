@@ -58,7 +58,8 @@ async def list_tracks(
     if wanted:
         where.append("t.tags && %s::text[]")
         params.append(wanted)
-    if filter_hidden_tags if filter_hidden_tags is not None else artist_did is None:
+    hide = artist_did is None if filter_hidden_tags is None else filter_hidden_tags
+    if hide:  # plyr: on for discovery, off on an artist's own page, unless asked
         where.append("NOT (t.tags && %s::text[])")
         params.append(list(catalog.DEFAULT_HIDDEN_TAGS))
     if cursor is not None:

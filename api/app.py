@@ -24,7 +24,6 @@ from api.cache import ReadModelListener, ResponseCache, ResponseCacheApp
 from api.deps import Pool
 from api.errors import install_error_handlers
 from api.fastpath import TrackDetailFastPath
-from api.fetch import UpstreamFetcher
 from api.metrics import CacheCollector, request_metrics
 from api.middleware import AccessLog, BodyLimit, InputGuard
 from api.routers import (
@@ -42,6 +41,7 @@ from api.routers import (
 )
 from api.visibility import Visibility
 from kernel.config import Settings
+from kernel.fetch import UpstreamFetcher
 
 __all__ = ["READ_ONLY_ROLE", "create_app", "open_api_pool"]
 
@@ -88,7 +88,7 @@ def create_app(
     """The API; uses ``pool`` if given, else opens a read-only pool on ``database_url``.
 
     ``blob_store`` defaults to the configured one (S3 bucket, else the local blob dir);
-    ``fetcher_overrides`` passes test-only options to :class:`api.fetch.UpstreamFetcher`;
+    ``fetcher_overrides`` passes test-only options to :class:`kernel.fetch.UpstreamFetcher`;
     ``fast_paths=False`` leaves every request to the FastAPI routes (tests compare the two).
     """
 

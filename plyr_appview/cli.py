@@ -213,6 +213,7 @@ async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
 async def _project(ctx: Context, stop: asyncio.Event) -> None:
     from projectors.catalog import CatalogProjector
     from projectors.moderation import ModerationProjector, trusted_sources
+    from projectors.plays import PlaysProjector
     from projectors.runner import run_projector
     from projectors.search import SearchProjector
 
@@ -223,6 +224,8 @@ async def _project(ctx: Context, stop: asyncio.Event) -> None:
         group.create_task(run_projector(ctx.pool, ctx.log, SearchProjector(), repo, stop))
         group.create_task(run_projector(ctx.pool, ctx.log, moderation, repo, stop))
         group.create_task(run_projector(ctx.pool, ctx.log, moderation, labels, stop))
+        plays = ctx.settings.topic("plays")
+        group.create_task(run_projector(ctx.pool, ctx.log, PlaysProjector(), plays, stop))
 
 
 async def _takedown(settings: Settings, subject: str, reason: str | None, negate: bool) -> int:

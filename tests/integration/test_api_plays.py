@@ -112,6 +112,15 @@ async def test_report_is_counted_once_per_window_and_shows_in_the_answer(world):
     }
 
 
+async def test_play_count_shows_in_track_responses(world):
+    await world.post()
+    await world.project()
+    detail = await world.client.get(f"/tracks/{track_id(SONG)}")
+    assert detail.json()["play_count"] == 1
+    listed = (await world.client.get("/tracks/")).json()["tracks"]
+    assert [(t["atproto_record_uri"], t["play_count"]) for t in listed] == [(SONG, 1)]
+
+
 async def test_each_browser_is_its_own_listener(world):
     await world.post()
     async with httpx.AsyncClient(

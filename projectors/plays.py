@@ -10,18 +10,21 @@ of one listener and track are in one partition and decided in log order.
 ``play.counted`` events (written by the stream worker in Kafka mode) are stored as they
 are; with ``qualify_reports=False`` (Kafka mode) reports are left to the stream worker.
 
-Every write hangs off the insert of the ``play`` row (keyed by play id): the hourly bucket,
-the daily listener sets and the totals change only when that insert happened, in the same
-statement, so a replayed or duplicated event changes nothing. Totals are incremented rather
-than recounted (STYLE prefers recounts): recounting a hit track's plays on every play costs
-O(plays), and the increment is exactly as idempotent as the row it follows.
+Every count follows the insert of the ``play`` row (keyed by play id): only plays whose
+row is new in this transaction add to the hourly buckets, the daily listener sets and the
+totals, so a replayed or duplicated event changes nothing. Totals are incremented rather
+than recounted (STYLE prefers recounts): recounting a hit track's plays on every batch costs
+O(plays), and the increment is exactly as idempotent as the row it follows. Partitions are
+written concurrently and share those rows, so every writer locks them in one order.
 Schema: ``migrations/0013_plays.sql``.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
 
 from psycopg import AsyncConnection
 
@@ -35,7 +38,15 @@ from projectors.plays_qualify import (
     qualify,
 )
 
-__all__ = ["PlaysProjector", "counted_play", "insert_play", "load_state", "play_report"]
+__all__ = [
+    "PlayItem",
+    "PlaysProjector",
+    "counted_play",
+    "decide_batch",
+    "insert_plays",
+    "load_states",
+    "play_report",
+]
 
 log = logging.getLogger(__name__)
 
@@ -103,77 +114,162 @@ def counted_play(envelope: Envelope) -> CountedPlay:
     )
 
 
-async def load_state(conn: AsyncConnection, listener: str, track_uri: str) -> tuple[Window, ...]:
-    """The counted windows of one listener and track that :func:`qualify` still looks at."""
+PlayItem = PlayReport | CountedPlay
+"""A parsed plays-topic event: a report to qualify, or a play already counted."""
+
+
+async def load_states(
+    conn: AsyncConnection, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[Window, ...]]:
+    """The counted windows :func:`qualify` still looks at, per ``(listener, track URI)``."""
+    if not pairs:
+        return {}
     cur = await conn.execute(
-        "SELECT played_at, window_end, play_id FROM play"
-        " WHERE listener = %s AND track_uri = %s AND window_end > ("
-        "  SELECT max(played_at) FROM play WHERE listener = %s AND track_uri = %s) - %s",
-        (listener, track_uri, listener, track_uri, LATENESS),
+        "SELECT p.listener, p.track_uri, w.played_at, w.window_end, w.play_id"
+        " FROM unnest(%s::text[], %s::text[]) AS p(listener, track_uri)"
+        " JOIN LATERAL (SELECT played_at, window_end, play_id FROM play"
+        "  WHERE listener = p.listener AND track_uri = p.track_uri AND window_end > ("
+        "   SELECT max(played_at) FROM play"
+        "    WHERE listener = p.listener AND track_uri = p.track_uri) - %s) w ON true",
+        ([p[0] for p in pairs], [p[1] for p in pairs], LATENESS),
     )
-    return tuple(Window(start, end, play_id) for start, end, play_id in await cur.fetchall())
+    states: dict[tuple[str, str], list[Window]] = {}
+    for listener, uri, start, end, play_id in await cur.fetchall():
+        states.setdefault((listener, uri), []).append(Window(start, end, play_id))
+    return {pair: tuple(windows) for pair, windows in states.items()}
 
 
-_INSERT_PLAY = """
-WITH ins AS (
-    INSERT INTO play (play_id, listener, track_uri, did, played_at, window_end, self_play, source)
-    VALUES (%(play_id)s, %(listener)s, %(uri)s, %(did)s, %(at)s, %(window_end)s, %(self)s,
-            %(source)s)
-    ON CONFLICT (play_id) DO NOTHING
-    RETURNING 1
-), hourly AS (
-    INSERT INTO play_hourly AS h (track_uri, hour, did, plays, self_plays)
-    SELECT %(uri)s, %(hour)s, %(did)s, 1, %(self_n)s FROM ins
-    ON CONFLICT (track_uri, hour) DO UPDATE
-       SET plays = h.plays + 1, self_plays = h.self_plays + excluded.self_plays
-), track_day AS (
-    INSERT INTO play_track_listener_day (track_uri, day, listener, did)
-    SELECT %(uri)s, %(day)s, %(listener)s, %(did)s FROM ins
-    ON CONFLICT DO NOTHING
-), artist_day AS (
-    INSERT INTO play_artist_listener_day (did, day, listener)
-    SELECT %(did)s, %(day)s, %(listener)s FROM ins
-    ON CONFLICT DO NOTHING
-), track_total AS (
-    INSERT INTO play_track_total AS t (track_uri, did, plays, self_plays)
-    SELECT %(uri)s, %(did)s, 1, %(self_n)s FROM ins
-    ON CONFLICT (track_uri) DO UPDATE
-       SET plays = t.plays + 1, self_plays = t.self_plays + excluded.self_plays
-), artist_total AS (
-    INSERT INTO play_artist_total AS a (did, plays, self_plays)
-    SELECT %(did)s, 1, %(self_n)s FROM ins
-    ON CONFLICT (did) DO UPDATE
-       SET plays = a.plays + 1, self_plays = a.self_plays + excluded.self_plays
+def decide_batch(
+    items: Sequence[PlayItem], states: dict[tuple[str, str], tuple[Window, ...]]
+) -> list[CountedPlay]:
+    """Pure: the plays of a batch that count, in order (``states`` is updated in place).
+
+    Reports go through :func:`qualify` one by one, each seeing the plays counted before it
+    in the batch; counted plays are taken as they are (and join the state).
+    """
+    plays: list[CountedPlay] = []
+    for item in items:
+        pair = (item.listener, item.track_uri)
+        state = states.get(pair, ())
+        if isinstance(item, PlayReport):
+            state, play, _ = qualify(state, item)
+            if play is None:
+                continue
+        else:
+            play = item
+            if all(w.play_id != play.play_id for w in state):
+                state = (*state, Window(play.at, play.window_end, play.play_id))
+        states[pair] = state
+        plays.append(play)
+    return plays
+
+
+def _hour(when: datetime) -> datetime:
+    return when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _day(when: datetime) -> date:
+    return when.astimezone(UTC).date()
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows sorted by their key (the leading columns) as column arrays for ``unnest``."""
+    ordered = sorted(rows)
+    return [[r[i] for r in ordered] for i in range(width)]
+
+
+# Shared rows (buckets, totals) are locked in one order by every writer, table by table and
+# by key within each (INSERT ... SELECT ... ORDER BY), so partitions written concurrently
+# wait for each other instead of deadlocking.
+_UPSERT_HOURLY = (
+    "INSERT INTO play_hourly AS h (track_uri, hour, did, plays, self_plays)"
+    " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::int[], %s::int[])"
+    " ORDER BY 1, 2"
+    " ON CONFLICT (track_uri, hour) DO UPDATE"
+    " SET plays = h.plays + excluded.plays, self_plays = h.self_plays + excluded.self_plays"
 )
-SELECT count(*) FROM ins
-"""
+_INSERT_TRACK_DAY = (
+    "INSERT INTO play_track_listener_day (track_uri, day, listener, did)"
+    " SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], %s::text[]) ORDER BY 1, 2, 3"
+    " ON CONFLICT DO NOTHING"
+)
+_INSERT_ARTIST_DAY = (
+    "INSERT INTO play_artist_listener_day (did, day, listener)"
+    " SELECT * FROM unnest(%s::text[], %s::date[], %s::text[]) ORDER BY 1, 2, 3"
+    " ON CONFLICT DO NOTHING"
+)
+_UPSERT_TRACK_TOTAL = (
+    "INSERT INTO play_track_total AS t (track_uri, did, plays, self_plays)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) ORDER BY 1"
+    " ON CONFLICT (track_uri) DO UPDATE"
+    " SET plays = t.plays + excluded.plays, self_plays = t.self_plays + excluded.self_plays"
+)
+_UPSERT_ARTIST_TOTAL = (
+    "INSERT INTO play_artist_total AS a (did, plays, self_plays)"
+    " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) ORDER BY 1"
+    " ON CONFLICT (did) DO UPDATE"
+    " SET plays = a.plays + excluded.plays, self_plays = a.self_plays + excluded.self_plays"
+)
 
 
-async def insert_play(conn: AsyncConnection, play: CountedPlay) -> bool:
-    """Store a counted play and its counts; False (nothing changed) if its id is stored."""
-    at = play.at.astimezone(UTC)
+async def insert_plays(conn: AsyncConnection, plays: Sequence[CountedPlay]) -> int:
+    """Store counted plays and their counts; plays whose id is stored change nothing.
+
+    Returns how many were new.
+    """
+    unique = list({p.play_id: p for p in reversed(plays)}.values())  # first of each id
+    if not unique:
+        return 0
     cur = await conn.execute(
-        _INSERT_PLAY,
-        {
-            "play_id": play.play_id,
-            "listener": play.listener,
-            "uri": play.track_uri,
-            "did": play.artist_did,
-            "at": play.at,
-            "window_end": play.window_end,
-            "self": play.self_play,
-            "self_n": int(play.self_play),
-            "source": play.source,
-            "hour": at.replace(minute=0, second=0, microsecond=0),
-            "day": at.date(),
-        },
+        "INSERT INTO play (play_id, listener, track_uri, did, played_at, window_end,"
+        " self_play, source) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[],"
+        " %s::text[], %s::timestamptz[], %s::timestamptz[], %s::boolean[], %s::text[])"
+        " ON CONFLICT (play_id) DO NOTHING RETURNING play_id",
+        [
+            [p.play_id for p in unique],
+            [p.listener for p in unique],
+            [p.track_uri for p in unique],
+            [p.artist_did for p in unique],
+            [p.at for p in unique],
+            [p.window_end for p in unique],
+            [p.self_play for p in unique],
+            [p.source for p in unique],
+        ],
     )
-    row = await cur.fetchone()
-    return row is not None and row[0] == 1
+    inserted = {row[0] for row in await cur.fetchall()}
+    new = [p for p in unique if p.play_id in inserted]
+    if not new:
+        return 0
+    hourly: dict[tuple[str, datetime, str], list[int]] = {}
+    track_total: dict[tuple[str, str], list[int]] = {}
+    artist_total: dict[str, list[int]] = {}
+    for p in new:
+        for counts in (
+            hourly.setdefault((p.track_uri, _hour(p.at), p.artist_did), [0, 0]),
+            track_total.setdefault((p.track_uri, p.artist_did), [0, 0]),
+            artist_total.setdefault(p.artist_did, [0, 0]),
+        ):
+            counts[0] += 1
+            counts[1] += int(p.self_play)
+    track_days = {(p.track_uri, _day(p.at), p.listener, p.artist_did) for p in new}
+    artist_days = {(p.artist_did, _day(p.at), p.listener) for p in new}
+    await conn.execute(_UPSERT_HOURLY, _columns([(*k, *v) for k, v in hourly.items()], 5))
+    await conn.execute(_INSERT_TRACK_DAY, _columns(list(track_days), 4))
+    await conn.execute(_INSERT_ARTIST_DAY, _columns(list(artist_days), 3))
+    await conn.execute(_UPSERT_TRACK_TOTAL, _columns([(*k, *v) for k, v in track_total.items()], 4))
+    await conn.execute(
+        _UPSERT_ARTIST_TOTAL, _columns([(k, *v) for k, v in artist_total.items()], 3)
+    )
+    return len(new)
 
 
 class PlaysProjector:
-    """Qualifies play reports and projects counted plays into the plays tables."""
+    """Qualifies play reports and projects counted plays into the plays tables.
+
+    A :class:`~projectors.runner.ReducingProjector`: :meth:`reduce` parses a batch (pure),
+    :meth:`write` loads the states the batch needs in one query, decides every report in
+    log order and writes the counted plays set-based.
+    """
 
     name = "plays"
     topic = "plays"
@@ -190,18 +286,33 @@ class PlaysProjector:
         """``qualify_reports=False`` in Kafka mode, where the stream worker qualifies."""
         self.qualify_reports = qualify_reports
 
+    def reduce(self, envelopes: Sequence[Envelope]) -> tuple[Any, list[tuple[int, str]]]:
+        """The batch's reports and counted plays in log order, and the invalid events."""
+        items: list[PlayItem] = []
+        rejected: list[tuple[int, str]] = []
+        for index, envelope in enumerate(envelopes):
+            try:
+                if envelope.kind == "play.counted":
+                    items.append(counted_play(envelope))
+                elif envelope.kind == "play.reported" and self.qualify_reports:
+                    items.append(play_report(envelope))
+            except InvalidEvent as exc:
+                rejected.append((index, str(exc)))
+        return items, rejected
+
+    async def write(self, conn: AsyncConnection, reduced: Any) -> None:
+        """Decide the batch's reports against the stored state and store what counts."""
+        items: list[PlayItem] = reduced
+        pairs = sorted({(i.listener, i.track_uri) for i in items if isinstance(i, PlayReport)})
+        states = await load_states(conn, pairs)
+        plays = decide_batch(items, states)
+        await insert_plays(conn, plays)
+        if len(plays) < len(items):
+            log.debug("plays not counted", extra={"reports": len(items) - len(plays)})
+
     async def apply(self, conn: AsyncConnection, envelope: Envelope) -> None:
-        """Apply one plays-topic event inside the runner's transaction."""
-        if envelope.kind == "play.counted":
-            await insert_play(conn, counted_play(envelope))
-        elif envelope.kind == "play.reported" and self.qualify_reports:
-            report = play_report(envelope)
-            state = await load_state(conn, report.listener, report.track_uri)
-            _, play, reason = qualify(state, report)
-            if play is not None:
-                await insert_play(conn, play)
-            else:
-                log.debug(
-                    "play not counted",
-                    extra={"uri": report.track_uri, "play_id": report.play_id, "reason": reason},
-                )
+        """Apply one plays-topic event (the runner's one-at-a-time path)."""
+        items, rejected = self.reduce([envelope])
+        if rejected:
+            raise InvalidEvent(rejected[0][1])
+        await self.write(conn, items)

@@ -8,6 +8,7 @@ and a rebuild from the log.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -173,8 +174,8 @@ async def test_counts_buckets_listeners_and_self_plays(pool, feed):
 
 async def test_crash_before_commit_leaves_offset_unmoved(pool):
     class Crashing(PlaysProjector):
-        async def apply(self, conn, envelope):
-            await super().apply(conn, envelope)
+        async def write(self, conn, reduced):
+            await super().write(conn, reduced)
             raise RuntimeError("crash before commit")
 
     message = Message(TOPIC, 0, 0, b"k", rep(0, "a").to_bytes(), 0)
@@ -238,3 +239,39 @@ async def test_rebuild_from_the_log_equals_the_live_run(pool):
     assert await dump(pool) == live
     await rebuild(pool, log, projector, TOPIC)
     assert await dump(pool) == live
+
+
+async def test_partitions_written_concurrently_share_counts_without_deadlock(pool):
+    # Every partition's batches touch the same tracks, hours and artist, in different orders.
+    tracks = [T1, T2, T3]
+    partitions = 4
+    for partition in range(partitions):
+        await load_offset(pool, "plays", TOPIC, partition)
+
+    def batch(partition, round_):
+        order = tracks[partition % 3 :] + tracks[: partition % 3]
+        envelopes = [
+            rep(round_ * 7200 + i * 130, f"p{partition}-{round_}-{i}",
+                listener=f"cookie:{partition}-{i % 5}", track=order[i % 3])
+            for i in range(60)
+        ]  # fmt: skip
+        if partition % 2:
+            envelopes.reverse()
+        return [
+            Message(TOPIC, partition, round_ * 60 + i, e.key, e.to_bytes(), 0)
+            for i, e in enumerate(envelopes)
+        ]
+
+    projector = PlaysProjector()
+    for round_ in range(4):
+        await asyncio.gather(
+            *(
+                apply_batch(pool, projector, batch(p, round_), round_ * 60)
+                for p in range(partitions)
+            )
+        )
+    [(plays,)] = await rows(pool, "SELECT count(*) FROM play")
+    assert plays > 0
+    assert await rows(pool, "SELECT sum(plays) FROM play_track_total") == [(plays,)]
+    assert await rows(pool, "SELECT sum(plays) FROM play_hourly") == [(plays,)]
+    assert await rows(pool, "SELECT sum(plays) FROM play_artist_total") == [(plays,)]

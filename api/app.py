@@ -34,6 +34,7 @@ from api.routers import (
     lists,
     meta,
     moderation,
+    plays,
     search,
     stubs,
     tracks,
@@ -42,6 +43,7 @@ from api.routers import (
 from api.visibility import Visibility
 from kernel.config import Settings
 from kernel.fetch import UpstreamFetcher
+from kernel.log import Log
 
 __all__ = ["READ_ONLY_ROLE", "create_app", "open_api_pool"]
 
@@ -84,12 +86,14 @@ def create_app(
     blob_store: BlobStore | None = None,
     fetcher_overrides: dict[str, Any] | None = None,
     fast_paths: bool = True,
+    log: Log | None = None,
 ) -> FastAPI:
     """The API; uses ``pool`` if given, else opens a read-only pool on ``database_url``.
 
     ``blob_store`` defaults to the configured one (S3 bucket, else the local blob dir);
     ``fetcher_overrides`` passes test-only options to :class:`kernel.fetch.UpstreamFetcher`;
-    ``fast_paths=False`` leaves every request to the FastAPI routes (tests compare the two).
+    ``fast_paths=False`` leaves every request to the FastAPI routes (tests compare the two);
+    ``log`` takes play reports (``POST /tracks/{id}/play``; 503 without one).
     """
 
     @asynccontextmanager
@@ -159,6 +163,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.public_url = settings.public_url
+    app.state.log = log
     if pool is not None:
         app.state.pool = pool
     install_error_handlers(app)
@@ -210,7 +215,7 @@ def create_app(
         """Prometheus metrics of this API process."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    for module in (tracks, artists, albums, lists, activity, meta, audio, stubs, xrpc):
+    for module in (tracks, plays, artists, albums, lists, activity, meta, audio, stubs, xrpc):
         app.include_router(module.router)
     app.include_router(artists.users_router)
     app.include_router(search.router)

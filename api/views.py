@@ -32,17 +32,18 @@ TRACK_COLUMNS = (
     " a.handle AS artist_handle, a.display_name AS"
     " artist_display_name, a.avatar_url AS artist_avatar_url, a.pds_url AS artist_pds_url,"
     " al.id AS album_id, al.slug AS album_slug, al.title AS album_row_title,"
-    " al.image_url AS album_image_url"
+    " al.image_url AS album_image_url, pt.plays AS play_count"
 )
 """Columns :func:`present_track` reads; select them ``FROM`` :data:`TRACK_FROM`."""
 
 TRACK_FROM = (
     "track t LEFT JOIN artist a ON a.did = t.did"
     " LEFT JOIN album al ON al.did = t.did AND al.slug = t.album_slug"
+    " LEFT JOIN play_track_total pt ON pt.track_uri = t.uri"
 )
 
 UNKNOWN_TRACK_FIELDS: dict[str, str] = {
-    "play_count": "0 until the plays read model counts plays for the track",
+    "play_count": "plays counted here (POST /tracks/{id}/play), not plyr.fm's own count",
     "is_liked": "always false: the API has no sessions",
     "copyright_flagged": "always null: copyright scans are plyr.fm-internal",
     "copyright_match": "always null",

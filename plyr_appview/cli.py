@@ -337,7 +337,7 @@ async def _serve(ctx: Context, stop: asyncio.Event) -> None:
         return
     # One worker: in this process, as each worker process runs it (api_worker_main): the
     # app opens its own pool acting as the read-only role (migration 0009) in its lifespan.
-    app = create_app(settings, database_url=url)
+    app = create_app(settings, database_url=url, log=ctx.log)
     server = _Server(uvicorn_config(app, host=settings.api_host, port=settings.api_port))
     serving = asyncio.create_task(server.serve())
     await stop.wait()

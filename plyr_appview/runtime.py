@@ -192,8 +192,13 @@ def api_worker_main() -> int:
 
     async def serve() -> None:
         from api.app import create_app
+        from kernel.db import open_pool
 
-        server = uvicorn.Server(uvicorn_config(create_app(settings, database_url=url)))
+        # Play reports go onto the log, which needs a writing pool (the API's acts read-only).
+        log_pool = await open_pool(settings.database_url or url, max_size=4)
+        play_log = await open_log(settings, log_pool)
+        app = create_app(settings, database_url=url, log=play_log)
+        server = uvicorn.Server(uvicorn_config(app))
 
         async def orphaned() -> None:
             # The supervisor died without stopping us (SIGKILL): stop serving its socket.
@@ -208,6 +213,8 @@ def api_worker_main() -> int:
             await server.serve(sockets=[sock])
         finally:
             watch.cancel()
+            await play_log.close()
+            await log_pool.close()
 
     uvloop.install()
     asyncio.run(serve())

@@ -16,6 +16,7 @@ from kernel.config import Settings
 from projectors.base import Projector
 from projectors.catalog import CatalogProjector
 from projectors.moderation import ModerationProjector, trusted_sources
+from projectors.plays import PlaysProjector
 from projectors.search import SearchProjector
 
 __all__ = ["PROJECTORS", "ProjectorSpec", "names", "spec"]
@@ -48,6 +49,11 @@ def _search(settings: Settings) -> Projector:
     return SearchProjector()
 
 
+def _plays(settings: Settings) -> Projector:
+    del settings
+    return PlaysProjector()
+
+
 def _moderation(settings: Settings) -> Projector:
     # Which sources' labels count: the configured labelers and the operator.
     return ModerationProjector(trusted_sources(settings))
@@ -57,6 +63,7 @@ PROJECTORS: tuple[ProjectorSpec, ...] = (
     ProjectorSpec("catalog", ("repo",), _catalog),
     ProjectorSpec("search", ("repo",), _search),
     ProjectorSpec("moderation", ("labels", "repo"), _moderation),
+    ProjectorSpec("plays", ("plays",), _plays),
 )
 
 

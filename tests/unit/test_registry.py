@@ -14,6 +14,7 @@ def test_every_projector_is_registered_with_its_topics():
         "catalog": ("repo",),
         "search": ("repo",),
         "moderation": ("labels", "repo"),
+        "plays": ("plays",),
     }
 
 
@@ -31,12 +32,12 @@ def test_moderation_trusts_the_configured_labelers_and_operator():
 
 
 def test_unknown_names_are_refused():
-    with pytest.raises(LookupError, match="catalog, search, moderation"):
-        registry.spec("plays")
+    with pytest.raises(LookupError, match="catalog, search, moderation, plays"):
+        registry.spec("charts")
 
 
 def test_the_cli_rebuilds_only_registered_projectors(capsys):
     from plyr_appview.cli import main
 
-    assert main(["rebuild", "plays"]) == 2
-    assert "no projector 'plays'" in capsys.readouterr().err
+    assert main(["rebuild", "charts"]) == 2
+    assert "no projector 'charts'" in capsys.readouterr().err

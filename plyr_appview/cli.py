@@ -257,7 +257,9 @@ async def _project_group(ctx: Context, stop: asyncio.Event) -> None:
     await worker.run(stop)
 
 
-async def _rebuild(settings: Settings, name: str, batch_size: int | None) -> None:
+async def _rebuild(
+    settings: Settings, name: str, batch_size: int | None, from_archive: bool = False
+) -> None:
     from projectors.moderation import ModerationProjector, trusted_sources
     from projectors.rebuild import (
         REBUILD_BATCH,
@@ -285,9 +287,14 @@ async def _rebuild(settings: Settings, name: str, batch_size: int | None) -> Non
 
     async with _context(settings) as ctx:
         topics = [ctx.settings.topic(t) for t in projector_topics(projector)]
+        source = ctx.log
+        if from_archive:
+            from plyr_appview.archive_commands import archived_log
+
+            source = archived_log(settings, ctx.log)
         done = await rebuild(
             ctx.pool,
-            ctx.log,
+            source,
             projector,
             topics,
             batch_size=batch_size or REBUILD_BATCH,
@@ -403,6 +410,21 @@ def _migrate(settings: Settings) -> None:
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
 
 
+def _archive_command(settings: Settings, args: argparse.Namespace) -> int:
+    from plyr_appview import archive_commands
+
+    if args.command == "query":
+        return archive_commands.query(settings, args.sql)
+
+    async def with_context() -> int:
+        async with _context(settings) as ctx:
+            if args.command == "archive":
+                return await archive_commands.archive(settings, ctx.log)
+            return await archive_commands.trim(settings, ctx.pool, args.topic)
+
+    return asyncio.run(with_context())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="plyr-appview", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -423,6 +445,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rebuild.add_argument(
         "--batch-size", type=int, default=None, help="events per batch (default: rebuild's, 10000)"
     )
+    rebuild.add_argument(
+        "--from-archive", action="store_true", help="read the archive first, then the live log"
+    )
+    sub.add_parser("archive", help="write what the log holds beyond the archive to Parquet")
+    trim = sub.add_parser("trim", help="delete archived events from the PostgreSQL log")
+    trim.add_argument("--topic", required=True, help="repo, labels or plays (or a full name)")
+    trim.add_argument(
+        "--before-archived", action="store_true", required=True, help="what the archive holds"
+    )
+    query = sub.add_parser("query", help="DuckDB SQL over the archive (views repo, labels, plays)")
+    query.add_argument("sql")
     dead = sub.add_parser("dead-letters", help="list or replay dead-lettered events")
     dead.add_argument("action", nargs="?", choices=["list", "replay"], default="list")
     dead.add_argument("--id", type=int, default=None, help="only this dead letter")
@@ -447,7 +480,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "takedown":
         return asyncio.run(_takedown(settings, args.subject, args.reason, args.negate))
     elif args.command == "rebuild":
-        asyncio.run(_rebuild(settings, args.name, args.batch_size))
+        asyncio.run(_rebuild(settings, args.name, args.batch_size, args.from_archive))
+    elif args.command in ("archive", "trim", "query"):
+        return _archive_command(settings, args)
     elif args.command == "dead-letters":
         return asyncio.run(_dead_letters(settings, args.action, args.id, args.projector))
     else:

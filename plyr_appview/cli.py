@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from kernel.config import ConfigError, Settings, load_settings
 from kernel.db import apply_migrations, database_url, open_pool
 from kernel.log import Log
+from plyr_appview.archive_commands import archived_log
 from plyr_appview.runtime import (
     ApiWorkers,
     bind_api_sockets,
@@ -269,7 +270,9 @@ async def _project_group(ctx: Context, stop: asyncio.Event) -> None:
             group.create_task(worker.run(stop))
 
 
-async def _rebuild(settings: Settings, name: str, batch_size: int | None) -> int:
+async def _rebuild(
+    settings: Settings, name: str, batch_size: int | None, from_archive: bool = False
+) -> int:
     try:
         spec = registry.spec(name)
     except LookupError as exc:
@@ -288,9 +291,12 @@ async def _rebuild(settings: Settings, name: str, batch_size: int | None) -> int
 
     async with _context(settings) as ctx:
         topics = [ctx.settings.topic(t) for t in spec.topics]
+        source = ctx.log
+        if from_archive:
+            source = archived_log(settings, ctx.log)
         done = await rebuild(
             ctx.pool,
-            ctx.log,
+            source,
             projector,
             topics,
             batch_size=batch_size or REBUILD_BATCH,
@@ -407,6 +413,21 @@ def _migrate(settings: Settings) -> None:
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
 
 
+def _archive_command(settings: Settings, args: argparse.Namespace) -> int:
+    from plyr_appview import archive_commands
+
+    if args.command == "query":
+        return archive_commands.query(settings, args.sql)
+
+    async def with_context() -> int:
+        async with _context(settings) as ctx:
+            if args.command == "archive":
+                return await archive_commands.archive(settings, ctx.log)
+            return await archive_commands.trim(settings, ctx.pool, args.topic)
+
+    return asyncio.run(with_context())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="plyr-appview", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -427,6 +448,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rebuild_cmd.add_argument(
         "--batch-size", type=int, default=None, help="events per batch (default: rebuild's, 10000)"
     )
+    rebuild_cmd.add_argument(
+        "--from-archive", action="store_true", help="read the archive first, then the live log"
+    )
+    sub.add_parser("archive", help="write what the log holds beyond the archive to Parquet")
+    trim = sub.add_parser("trim", help="delete archived events from the PostgreSQL log")
+    trim.add_argument("--topic", required=True, help="repo, labels or plays (or a full name)")
+    trim.add_argument(
+        "--before-archived", action="store_true", required=True, help="what the archive holds"
+    )
+    query = sub.add_parser("query", help="DuckDB SQL over the archive (views repo, labels, plays)")
+    query.add_argument("sql")
     dead = sub.add_parser("dead-letters", help="list or replay dead-lettered events")
     dead.add_argument("action", nargs="?", choices=["list", "replay"], default="list")
     dead.add_argument("--id", type=int, default=None, help="only this dead letter")
@@ -451,7 +483,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "takedown":
         return asyncio.run(_takedown(settings, args.subject, args.reason, args.negate))
     elif args.command == "rebuild":
-        return asyncio.run(_rebuild(settings, args.name, args.batch_size))
+        return asyncio.run(_rebuild(settings, args.name, args.batch_size, args.from_archive))
+    elif args.command in ("archive", "trim", "query"):
+        return _archive_command(settings, args)
     elif args.command == "dead-letters":
         return asyncio.run(_dead_letters(settings, args.action, args.id, args.projector))
     else:

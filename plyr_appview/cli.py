@@ -32,6 +32,7 @@ from projectors.moderation import operator_label
 from projectors.rebuild import (
     REBUILD_BATCH,
     Progress,
+    RebuildGap,
     list_dead_letters,
     rebuild,
     replay_dead_letters,
@@ -294,14 +295,18 @@ async def _rebuild(
         source = ctx.log
         if from_archive:
             source = archived_log(settings, ctx.log)
-        done = await rebuild(
-            ctx.pool,
-            source,
-            projector,
-            topics,
-            batch_size=batch_size or REBUILD_BATCH,
-            on_progress=show,
-        )
+        try:
+            done = await rebuild(
+                ctx.pool,
+                source,
+                projector,
+                topics,
+                batch_size=batch_size or REBUILD_BATCH,
+                on_progress=show,
+            )
+        except RebuildGap as exc:
+            sys.stderr.write(f"\nrebuild {name} stopped: {exc}\n")
+            return 1
     show(done)
     sys.stderr.write(f"\nrebuilt {name}: {done.done} events in {done.elapsed:.1f} s\n")
     return 0

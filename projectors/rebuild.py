@@ -41,6 +41,7 @@ __all__ = [
     "REBUILD_BATCH",
     "DeadLetter",
     "Progress",
+    "RebuildGap",
     "list_dead_letters",
     "rebuild",
     "replay_dead_letters",
@@ -51,6 +52,13 @@ __all__ = [
 # recounts, statement overheads) is paid once per batch, so large batches cost much less
 # per event (60k-event rebuild: PostgreSQL 58 us/event at 2,000, 40 at 10,000).
 REBUILD_BATCH = 10_000
+# How long reads may come back empty below a partition's end offset before the rebuild
+# says the events are gone (trimmed from the PostgreSQL log, or past Kafka's retention).
+STALL_SECONDS = 10.0
+
+
+class RebuildGap(RuntimeError):
+    """Events a rebuild needs are no longer in the log; rebuild from the archive."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +96,16 @@ async def rebuild(
     batch_size: int = REBUILD_BATCH,
     concurrency: int = 2,
     on_progress: Callable[[Progress], None] | None = None,
+    stall_seconds: float = STALL_SECONDS,
 ) -> Progress:
     """Drop and replay ``projector`` from offset 0 of every partition of ``topics``.
 
     The tables are emptied once, then every topic is replayed (a projector reading
     several topics, like moderation, keeps independent state per topic, so the order
     across topics does not matter). Each partition is replayed up to at least the end
-    offset it had when the rebuild started (and on until a read comes back empty).
+    offset it had when the rebuild started (and on until a read comes back empty). Reads
+    that stay empty below that end offset for ``stall_seconds`` raise :class:`RebuildGap`:
+    the events were trimmed or expired, and only ``--from-archive`` can replay them.
 
     The partitions are shared out among ``concurrency`` lanes. A lane is a pipeline: it
     reads and prepares (:func:`~projectors.runner.prepare`, in the helper process) the
@@ -123,12 +134,27 @@ async def rebuild(
         size = max(1, batch_size // 8)
         for topic, partition in lane:
             offset = await load_offset(pool, projector.name, topic, partition)
+            stalled_since: float | None = None
             while True:
                 messages = await log.read(topic, partition, offset, max_messages=size, timeout=0.2)
                 if not messages:
                     if offset >= targets[topic, partition]:
                         break
+                    now = time.monotonic()
+                    stalled_since = stalled_since or now
+                    if now - stalled_since > stall_seconds:
+                        raise RebuildGap(
+                            f"{topic}[{partition}]: nothing to read at offset {offset} below"
+                            f" end offset {targets[topic, partition]}: the events were trimmed"
+                            " from the log or expired; rebuild with --from-archive"
+                        )
                     continue
+                stalled_since = None
+                if messages[0].offset > offset:
+                    raise RebuildGap(
+                        f"{topic}[{partition}]: offsets {offset}..{messages[0].offset - 1} are"
+                        " no longer in the log (trimmed or expired); rebuild with --from-archive"
+                    )
                 size = min(size * 2, batch_size)
                 prepared = None
                 if helper is not None and isinstance(projector, ReducingProjector):
@@ -151,12 +177,15 @@ async def rebuild(
     count = max(1, concurrency)
     lanes = [parts[i::count] for i in range(count)]
     with _fewer_collections(), _helper_process(projector) as helper:
-        async with asyncio.TaskGroup() as group:
-            for lane in lanes:
-                if lane:
-                    ready: asyncio.Queue[_Batch] = asyncio.Queue(maxsize=1)
-                    group.create_task(produce(lane, helper, ready))
-                    group.create_task(write(ready))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for lane in lanes:
+                    if lane:
+                        ready: asyncio.Queue[_Batch] = asyncio.Queue(maxsize=1)
+                        group.create_task(produce(lane, helper, ready))
+                        group.create_task(write(ready))
+        except* RebuildGap as gaps:
+            raise gaps.exceptions[0] from None
     return report()
 
 

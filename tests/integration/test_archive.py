@@ -21,7 +21,7 @@ from kernel.envelope import Envelope
 from kernel.log import Log, Message
 from kernel.log.postgres import PostgresLog
 from projectors.catalog import CatalogProjector
-from projectors.rebuild import rebuild
+from projectors.rebuild import RebuildGap, rebuild
 from projectors.runner import apply_batch, load_offset
 from testkit.events import catalog_event_mix
 
@@ -277,3 +277,23 @@ async def test_rebuild_from_archive_and_live_tail_equals_live(pool, tmp_path):
     )
     assert done.done == len(events)
     assert await catalog_dump(pool) == live
+
+
+@pytest.mark.parametrize("trimmed", ["part", "all"])
+async def test_a_plain_rebuild_over_a_trimmed_log_stops_with_a_clear_error(pool, tmp_path, trimmed):
+    """Without --from-archive, trimmed events are a gap: never a hang, never a silent skip."""
+    topic = "plyr.repo"
+    log = PostgresLog(pool, partitions=1, topics=[topic])
+    await log.start()
+    events = [(e.key, e.to_bytes()) for e in catalog_event_mix(120, seed=3)]
+    await log.append(topic, events[:80])
+    store = LocalStore(tmp_path / "archive")
+    manifest = await archive_log(log, store, [topic], segment_events=40)
+    if trimmed == "part":
+        await log.append(topic, events[80:])
+    await trim_postgres_log(pool, store, manifest, topic)
+    with pytest.raises(RebuildGap, match="--from-archive"):
+        await rebuild(pool, log, CatalogProjector(), topic, batch_size=50, stall_seconds=0.5)
+    # The archive-then-live log replays all of it.
+    done = await rebuild(pool, ArchivedLog(log, ArchiveReader(store)), CatalogProjector(), topic)
+    assert done.done == len(events) if trimmed == "part" else done.done == 80

@@ -10,14 +10,28 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
 from psycopg_pool import AsyncConnectionPool
 
+from api.app import create_app
+from ingest.backfill import Backfill, BackfillOptions
+from ingest.commits import CollectionFilter
+from ingest.errors import BackfillError
+from ingest.firehose import FirehoseIngest
+from ingest.first_start import backfill_needed, initial_targets
+from ingest.jetstream import JetstreamIngest
+from ingest.labels import LabelIngest
+from ingest.metrics import IngestMetrics, IngestStats, ingest_status, serve_from_env
+from ingest.repos import RepoStates
 from kernel.config import ConfigError, Settings, load_settings
 from kernel.db import apply_migrations, database_url, open_pool
+from kernel.fetch import UpstreamFetcher
+from kernel.identity import DidResolver
 from kernel.log import Log
+from plyr_appview import archive_commands
 from plyr_appview.archive_commands import archived_log
 from plyr_appview.runtime import (
     ApiWorkers,
@@ -78,18 +92,6 @@ def _stop_event() -> asyncio.Event:
 
 async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
     """The live source (firehose or Jetstream), resync, labelers, and a first-start backfill."""
-    from ingest.backfill import Backfill, BackfillOptions
-    from ingest.commits import CollectionFilter
-    from ingest.errors import BackfillError
-    from ingest.firehose import FirehoseIngest
-    from ingest.first_start import backfill_needed, initial_targets
-    from ingest.jetstream import JetstreamIngest
-    from ingest.labels import LabelIngest
-    from ingest.metrics import IngestMetrics, IngestStats, serve_from_env
-    from ingest.repos import RepoStates
-    from kernel.fetch import UpstreamFetcher
-    from kernel.identity import DidResolver
-
     settings = ctx.settings
     keep = CollectionFilter.of(settings.collections)
     keep_known = CollectionFilter.of(settings.collections + settings.known_did_collections)
@@ -181,20 +183,11 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
 
 
 def _discovery_run(settings: Settings) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(settings.firehose_url).netloc
 
 
 async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
     """``plyr-appview backfill``: discover (or take ``dids``), sync every repo, report."""
-    from ingest.backfill import Backfill, BackfillOptions
-    from ingest.commits import CollectionFilter
-    from ingest.first_start import initial_targets
-    from ingest.repos import RepoStates
-    from kernel.fetch import UpstreamFetcher
-    from kernel.identity import DidResolver
-
     async with _context(settings) as ctx, httpx.AsyncClient() as client:
         fetcher = UpstreamFetcher(client=client, trusted_hosts=frozenset(settings.trusted_hosts))
         stop = _stop_event()
@@ -339,8 +332,6 @@ class _Server(uvicorn.Server):
 
 
 async def _serve(ctx: Context, stop: asyncio.Event) -> None:
-    from api.app import create_app
-
     settings = ctx.settings
     url = settings.api_database_url or ctx.url
     if settings.api_workers > 1:
@@ -390,8 +381,6 @@ async def _run_parts(settings: Settings, parts: Sequence[str]) -> None:
 
 async def _status(settings: Settings) -> None:
     async with _context(settings) as ctx, ctx.pool.connection() as conn:
-        from ingest.metrics import ingest_status
-
         print("ingest sources (cursor, lag = now - latest event time, counters):")
         for line in await ingest_status(ctx.pool):
             print(line)
@@ -419,8 +408,6 @@ def _migrate(settings: Settings) -> None:
 
 
 def _archive_command(settings: Settings, args: argparse.Namespace) -> int:
-    from plyr_appview import archive_commands
-
     if args.command == "query":
         return archive_commands.query(settings, args.sql)
 

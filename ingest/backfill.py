@@ -43,7 +43,7 @@ from ingest.commits import CollectionFilter
 from ingest.diff import diff_repo
 from ingest.discovery import DiscoveredRepo
 from ingest.errors import BackfillError, VerifyError
-from ingest.progress import Progress
+from ingest.progress import BackfillProgress
 from ingest.publisher import Publisher
 from ingest.repo_car import RepoCommit, RepoError, read_repo
 from ingest.repo_record import known_records
@@ -315,12 +315,12 @@ class Backfill:
         targets: Sequence[DiscoveredRepo],
         *,
         run_source: str | None = None,
-        progress: Progress | None = None,
+        progress: BackfillProgress | None = None,
         stop: asyncio.Event | None = None,
     ) -> BackfillResult:
         """Backfill ``targets`` in parallel workers; record the run under ``run_source``."""
         result = BackfillResult(repos=len(targets))
-        progress = progress or Progress(len(targets))
+        progress = progress or BackfillProgress(len(targets))
         if run_source is not None:
             await self._begin_run(run_source, len(targets))
         queue: asyncio.Queue[DiscoveredRepo] = asyncio.Queue()

@@ -18,6 +18,7 @@ from kernel.archive.trim import trim_postgres_log
 from kernel.archive.writer import ArchiveProgress, archive_log, load_manifest
 from kernel.config import Settings
 from kernel.log import Log
+from kernel.progress import ProgressBar
 
 __all__ = ["LOGICAL_TOPICS", "archive", "archived_log", "full_topic", "query", "trim"]
 
@@ -38,13 +39,13 @@ async def archive(settings: Settings, log: Log) -> int:
     """Write every event of the standard topics that is not archived yet."""
     store = store_for(settings)
 
+    bar = ProgressBar("archive", None, "events")
+    archived = 0
+
     def show(progress: ArchiveProgress) -> None:
-        s = progress.segment
-        sys.stderr.write(
-            f"\rarchived {progress.archived:,} events"
-            f"  ({s.topic}/{s.partition} up to offset {s.last_offset})\x1b[K"
-        )
-        sys.stderr.flush()
+        nonlocal archived
+        archived, s = progress.archived, progress.segment
+        bar.update(archived, detail=f"{s.topic}/{s.partition} up to {s.last_offset}")
 
     try:
         manifest = await archive_log(
@@ -53,10 +54,11 @@ async def archive(settings: Settings, log: Log) -> int:
     except (StoreError, ManifestError) as exc:
         sys.stderr.write(f"\narchive failed: {exc}\n")
         return 1
+    bar.finish(archived, detail="archived in this run")
     total = sum(s.count for s in manifest.segments)
     size = sum(s.bytes for s in manifest.segments)
     sys.stderr.write(
-        f"\narchive holds {total:,} events in {len(manifest.segments)} segments"
+        f"archive holds {total:,} events in {len(manifest.segments)} segments"
         f" ({size / 1e6:,.1f} MB)\n"
     )
     return 0

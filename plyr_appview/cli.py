@@ -31,6 +31,7 @@ from kernel.db import apply_migrations, database_url, open_pool
 from kernel.fetch import UpstreamFetcher
 from kernel.identity import DidResolver
 from kernel.log import Log
+from kernel.progress import ProgressBar
 from plyr_appview import archive_commands
 from plyr_appview.archive_commands import archived_log
 from plyr_appview.runtime import (
@@ -45,8 +46,8 @@ from projectors.kafka_group import GroupWorker
 from projectors.moderation import operator_label
 from projectors.rebuild import (
     REBUILD_BATCH,
-    Progress,
     RebuildGap,
+    RebuildProgress,
     list_dead_letters,
     rebuild,
     replay_dead_letters,
@@ -274,14 +275,11 @@ async def _rebuild(
         return 2
     projector = spec.build(settings)
 
-    def show(progress: Progress) -> None:
-        width = 30
-        filled = width * progress.done // max(1, progress.total)
-        sys.stderr.write(
-            f"\r{name} [{'#' * filled}{'.' * (width - filled)}]"
-            f" {progress.done}/{progress.total} events  {progress.rate:,.0f} events/s"
-        )
-        sys.stderr.flush()
+    bar = ProgressBar(f"rebuild {name}", None, "events")
+
+    def show(progress: RebuildProgress) -> None:
+        bar.total = progress.total
+        bar.update(progress.done, detail=f"{progress.rate:,.0f} events/s")
 
     async with _context(settings) as ctx:
         topics = [ctx.settings.topic(t) for t in spec.topics]
@@ -300,8 +298,8 @@ async def _rebuild(
         except RebuildGap as exc:
             sys.stderr.write(f"\nrebuild {name} stopped: {exc}\n")
             return 1
-    show(done)
-    sys.stderr.write(f"\nrebuilt {name}: {done.done} events in {done.elapsed:.1f} s\n")
+    bar.finish(done.done, detail=f"{done.rate:,.0f} events/s")
+    sys.stderr.write(f"rebuilt {name}: {done.done} events in {done.elapsed:.1f} s\n")
     return 0
 
 

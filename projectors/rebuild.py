@@ -40,8 +40,8 @@ from projectors.runner import (
 __all__ = [
     "REBUILD_BATCH",
     "DeadLetter",
-    "Progress",
     "RebuildGap",
+    "RebuildProgress",
     "list_dead_letters",
     "rebuild",
     "replay_dead_letters",
@@ -62,7 +62,7 @@ class RebuildGap(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
-class Progress:
+class RebuildProgress:
     """How far a rebuild is: events applied, events to apply, elapsed seconds."""
 
     done: int
@@ -95,9 +95,9 @@ async def rebuild(
     *,
     batch_size: int = REBUILD_BATCH,
     concurrency: int = 2,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[RebuildProgress], None] | None = None,
     stall_seconds: float = STALL_SECONDS,
-) -> Progress:
+) -> RebuildProgress:
     """Drop and replay ``projector`` from offset 0 of every partition of ``topics``.
 
     The tables are emptied once, then every topic is replayed (a projector reading
@@ -122,8 +122,8 @@ async def rebuild(
     started = time.perf_counter()
     done = 0
 
-    def report() -> Progress:
-        progress = Progress(done, max(total, done), time.perf_counter() - started)
+    def report() -> RebuildProgress:
+        progress = RebuildProgress(done, max(total, done), time.perf_counter() - started)
         if on_progress is not None:
             on_progress(progress)
         return progress

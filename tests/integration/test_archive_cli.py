@@ -33,7 +33,9 @@ async def test_archive_trim_query_and_rebuild_from_archive(pg_url, monkeypatch, 
         assert tracks > 0
 
         assert await asyncio.to_thread(main, ["archive"]) == 0
-        assert f"archived {len(events):,} events" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"archive holds {len(events):,} events" in err
+        assert f'"task": "archive", "done": {len(events)}' in err  # progress, as a log line
         assert (tmp_path / "archive" / "manifest.json").is_file()
         assert await asyncio.to_thread(main, ["trim", "--topic", "repo", "--before-archived"]) == 0
         assert f"deleted {len(events):,} archived events" in capsys.readouterr().out

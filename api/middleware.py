@@ -26,7 +26,7 @@ __all__ = [
     "input_problem",
 ]
 
-log = logging.getLogger("api.access")
+logger = logging.getLogger("api.access")
 
 MAX_BODY_BYTES = 256 * 1024
 """Largest request body we read (the biggest legitimate one, 500 DIDs, is ~30 KB)."""
@@ -231,7 +231,7 @@ class AccessLog:
             counter, histogram = self._children(method, route, status)
             counter.inc()
             histogram.observe(elapsed)
-            log.info(
+            logger.info(
                 "request",
                 extra={
                     "method": method,

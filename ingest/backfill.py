@@ -62,7 +62,7 @@ from kernel.log import Log
 
 __all__ = ["MAX_REPO_BYTES", "Backfill", "BackfillOptions", "BackfillResult"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 MAX_REPO_BYTES = 512 * 1024 * 1024
 _NOT_RETRYABLE = frozenset(
@@ -260,7 +260,7 @@ class Backfill:
                     delay = min(
                         self.options.backoff_cap, self.options.backoff_base * 2 ** (attempt - 1)
                     ) * random.uniform(0.5, 1.0)
-                    log.warning(
+                    logger.warning(
                         "backfill retry",
                         extra={
                             "did": target.did,
@@ -272,7 +272,7 @@ class Backfill:
                     await asyncio.sleep(delay)
                     continue
                 result.errors[exc.reason] += 1
-                log.warning(
+                logger.warning(
                     "backfill gave up",
                     extra={"did": target.did, "attempts": attempt, "error": str(exc)},
                 )
@@ -348,7 +348,7 @@ class Backfill:
         progress.show(force=True)
         if run_source is not None and not (stop is not None and stop.is_set()):
             await self._finish_run(run_source, result)
-        log.info(
+        logger.info(
             "backfill finished",
             extra={
                 "repos": result.repos,
@@ -392,7 +392,7 @@ class Backfill:
             now = time.monotonic()
             due = [d for d in dict.fromkeys(dids) if self._next_resync.get(d, (0.0, 0))[0] <= now]
             if due:
-                log.info("resync", extra={"repos": len(due)})
+                logger.info("resync", extra={"repos": len(due)})
                 result = BackfillResult()
                 for did in due:
                     if stop.is_set():

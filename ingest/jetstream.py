@@ -61,7 +61,7 @@ __all__ = [
     "subscribe_url",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_SIZE = 2 * 1024 * 1024
 CURSOR_REWIND_US = 2_000_000
@@ -274,7 +274,7 @@ class JetstreamIngest:
         cursor = None if last is None else max(0, last - CURSOR_REWIND_US)
         url = subscribe_url(self.url, self._collections, cursor)
         async with connect(url, max_size=MAX_MESSAGE_SIZE, open_timeout=15) as ws:
-            log.info("jetstream connected", extra={"source": self.source, "cursor": cursor})
+            logger.info("jetstream connected", extra={"source": self.source, "cursor": cursor})
             self.connected.set()
             try:
                 await receive_until_stopped(ws, stop, self.handle_message)
@@ -289,7 +289,7 @@ class JetstreamIngest:
             event = parse_event(raw)
         except JetstreamError as exc:
             self.stats.skipped["undecodable"] += 1
-            log.warning("bad jetstream event", extra={"source": self.source, "error": str(exc)})
+            logger.warning("bad jetstream event", extra={"source": self.source, "error": str(exc)})
             return
         self.stats.last_time_us = event.time_us
         envelopes = await self._envelopes(event)
@@ -329,7 +329,7 @@ class JetstreamIngest:
             try:
                 handle = (await self._resolver.resolve(event.did)).handle
             except ResolveError as exc:
-                log.warning("did resolution failed", extra={"did": event.did, "error": str(exc)})
+                logger.warning("did resolution failed", extra={"did": event.did, "error": str(exc)})
             first = Envelope(
                 kind="identity.changed",
                 did=event.did,

@@ -59,7 +59,7 @@ __all__ = [
     "verify_label",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 MAX_FRAME_SIZE = 5 * 1024 * 1024
 _MAX_VAL_BYTES = 128
@@ -312,7 +312,7 @@ class LabelIngest:
         assert self._url is not None
         url = f"{self._url}?cursor={self._cursor.position or 0}"
         async with connect(url, max_size=MAX_FRAME_SIZE, open_timeout=15) as ws:
-            log.info(
+            logger.info(
                 "labeler connected",
                 extra={"source": self.source, "cursor": self._cursor.position},
             )
@@ -330,10 +330,10 @@ class LabelIngest:
             frame = decode_labels_frame(raw)
         except LabelError as exc:
             self.stats.rejected[exc.reason] += 1
-            log.warning("bad label frame", extra={"source": self.source, "error": str(exc)})
+            logger.warning("bad label frame", extra={"source": self.source, "error": str(exc)})
             return
         if isinstance(frame, InfoFrame):
-            log.warning("labeler info", extra={"source": self.source, "info": frame.name})
+            logger.warning("labeler info", extra={"source": self.source, "info": frame.name})
             return
         if isinstance(frame, ErrorFrame):
             raise websockets.WebSocketException(f"error frame {frame.error}: {frame.message}")
@@ -344,7 +344,7 @@ class LabelIngest:
                 label = await self._checked(raw_label)
             except LabelError as exc:
                 self.stats.rejected[exc.reason] += 1
-                log.warning(
+                logger.warning(
                     "label rejected",
                     extra={"source": self.source, "seq": frame.seq, "error": str(exc)},
                 )

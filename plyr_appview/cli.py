@@ -56,7 +56,7 @@ from projectors.runner import run_projector
 
 __all__ = ["main"]
 
-log = logging.getLogger("plyr_appview")
+logger = logging.getLogger("plyr_appview")
 
 
 @dataclass
@@ -156,7 +156,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
                     fetcher, settings.firehose_url, settings.collections, settings.backfill_dids
                 )
             except BackfillError as exc:  # the next start tries again (the run is unfinished)
-                log.warning("backfill discovery failed", extra={"error": str(exc)})
+                logger.warning("backfill discovery failed", extra={"error": str(exc)})
                 return
             await backfill.run(targets, run_source=run, stop=stop)
 
@@ -351,7 +351,7 @@ async def _serve_workers(settings: Settings, url: str, stop: asyncio.Event) -> N
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     workers = ApiWorkers(socks, url, settings.api_workers, str(level))
     workers.start()
-    log.info("api workers started", extra={"workers": settings.api_workers})
+    logger.info("api workers started", extra={"workers": settings.api_workers})
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -374,7 +374,9 @@ async def _run_parts(settings: Settings, parts: Sequence[str]) -> None:
         async with asyncio.TaskGroup() as group:
             for part in parts:
                 group.create_task(jobs[part](ctx, stop))
-            log.info("started", extra={"parts": list(parts), "log_backend": settings.log_backend})
+            logger.info(
+                "started", extra={"parts": list(parts), "log_backend": settings.log_backend}
+            )
 
 
 async def _status(settings: Settings) -> None:

@@ -28,7 +28,7 @@ from projectors.runner import apply_batch, load_offset
 
 __all__ = ["GroupWorker", "group_id"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def group_id(projector: Projector) -> str:
@@ -92,7 +92,7 @@ class GroupWorker:
             offset = await load_offset(self.pool, self.projector.name, tp.topic, tp.partition)
             self.consumer.seek(tp, offset)
             self.positions[tp] = offset
-        log.info(
+        logger.info(
             "partitions assigned",
             extra={
                 "projector": self.projector.name,
@@ -114,7 +114,7 @@ class GroupWorker:
                         timeout_ms=500, max_records=self.batch_size
                     )
                 except KafkaError as exc:
-                    log.warning("group fetch failed", extra={"error": repr(exc)})
+                    logger.warning("group fetch failed", extra={"error": repr(exc)})
                     await asyncio.sleep(0.5)
                     continue
                 for tp, records in batches.items():
@@ -148,6 +148,6 @@ class GroupWorker:
             self.positions[tp] = offset
             self.consumer.seek(tp, offset)
         except psycopg.OperationalError as exc:
-            log.warning("group batch failed, retrying", extra={"error": str(exc)})
+            logger.warning("group batch failed, retrying", extra={"error": str(exc)})
             self.consumer.seek(tp, expected)
             await asyncio.sleep(0.5)

@@ -44,7 +44,7 @@ __all__ = [
     "trusted_sources",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 TRACK = "fm.plyr.track"
 _MAX_VAL = 128
@@ -222,7 +222,7 @@ class ModerationProjector:
         if kind == "label.applied":
             row = label_row(envelope)
             if row.src not in self.trusted:
-                log.debug("label from untrusted source", extra={"src": row.src, "uri": row.uri})
+                logger.debug("label from untrusted source", extra={"src": row.src, "uri": row.uri})
                 return
             await _apply_label(conn, row)
         elif kind == "account.changed":

@@ -48,7 +48,7 @@ __all__ = [
     "play_report",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 _MAX_ID = 128
 _MAX_LISTENER = 256
@@ -308,7 +308,7 @@ class PlaysProjector:
         plays = decide_batch(items, states)
         await insert_plays(conn, plays)
         if len(plays) < len(items):
-            log.debug("plays not counted", extra={"reports": len(items) - len(plays)})
+            logger.debug("plays not counted", extra={"reports": len(items) - len(plays)})
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope) -> None:
         """Apply one plays-topic event (the runner's one-at-a-time path)."""

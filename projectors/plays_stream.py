@@ -37,7 +37,7 @@ from projectors.plays_qualify import Window, qualify
 
 __all__ = ["create_stream_app", "decide", "decode_state", "encode_state", "main"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 APP_ID = "plyr-plays"
 
@@ -103,7 +103,7 @@ def create_stream_app(settings: Settings, *, app_id: str = APP_ID) -> faust.App:
                     continue
                 report = play_report(envelope)
             except (EnvelopeError, InvalidEvent) as exc:
-                log.warning(
+                logger.warning(
                     "bad play event skipped",
                     extra={
                         "partition": event.message.partition,

@@ -19,7 +19,7 @@ from kernel.archive.store import SegmentStore
 
 __all__ = ["TrimResult", "trim_postgres_log", "trimmable"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ async def trim_postgres_log(
     trusted = trimmable(manifest, topic, sizes)
     skipped = [s for s in segments if s not in trusted]
     for segment in skipped:
-        log.warning(
+        logger.warning(
             "trim: segment not trusted, its events stay in the log",
             extra={
                 "topic": topic,
@@ -71,5 +71,5 @@ async def trim_postgres_log(
                 (topic, segment.partition, segment.first_offset, segment.last_offset),
             )
             deleted[segment.partition] = deleted.get(segment.partition, 0) + cur.rowcount
-    log.info("trim: done", extra={"topic": topic, "deleted": sum(deleted.values())})
+    logger.info("trim: done", extra={"topic": topic, "deleted": sum(deleted.values())})
     return TrimResult(deleted, skipped)

@@ -39,7 +39,7 @@ __all__ = [
     "write_segment",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 SEGMENT_EVENTS = 100_000
 """Messages per segment at most: a few MB of Parquet, read in well under a second."""
@@ -175,7 +175,7 @@ async def archive_partition(
             offset = messages[-1].offset + 1
         if not batch:
             if offset < reported:
-                log.warning(
+                logger.warning(
                     "archive: log ended before its reported end offset",
                     extra={"topic": topic, "partition": partition, "offset": offset},
                 )
@@ -183,7 +183,7 @@ async def archive_partition(
         segment = await asyncio.to_thread(write_segment, store, batch)
         manifest = manifest.with_segment(segment)
         await asyncio.to_thread(store.put_bytes, MANIFEST_NAME, manifest.to_bytes())
-        log.info(
+        logger.info(
             "archive: segment written",
             extra={
                 "topic": topic,

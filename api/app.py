@@ -37,6 +37,7 @@ from api.deps import Pool
 from api.errors import install_error_handlers
 from api.fastpath import TrackDetailFastPath
 from api.fetch import UpstreamFetcher
+from api.headers import SecurityHeaders
 from api.routers import (
     activity,
     albums,
@@ -387,6 +388,7 @@ def create_app(
 
     app.add_middleware(BodyLimit)
     app.add_middleware(AccessLog, requests=requests, latency=latency)
+    app.add_middleware(SecurityHeaders)  # outermost of ours: every response, 500s included
 
     @app.get("/health", tags=["meta"])
     async def health(pool: Pool) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from api.errors import install_error_handlers
 from api.fastpath import TrackDetailFastPath
 from api.fetch import UpstreamFetcher
 from api.headers import SecurityHeaders
+from api.inputs import InputGuard
 from api.routers import (
     activity,
     albums,
@@ -387,6 +388,7 @@ def create_app(
         registry.register(_CacheCollector(cache))
 
     app.add_middleware(BodyLimit)
+    app.add_middleware(InputGuard)  # NUL / lone surrogates: 400 before any route (api/inputs.py)
     app.add_middleware(AccessLog, requests=requests, latency=latency)
     app.add_middleware(SecurityHeaders)  # outermost of ours: every response, 500s included
 

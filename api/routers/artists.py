@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Path
 from api import catalog
 from api.deps import ApiBase, Pool, Vis
 from api.errors import ApiError
+from api.inputs import storable
 from api.routers.tracks import DID
 from api.views import TRACK_COLUMNS, TRACK_FROM, present_artist, present_user
 
@@ -28,6 +29,7 @@ async def artists_batch(
     pool: Pool, vis: Vis, dids: Annotated[list[str], Body(max_length=500)]
 ) -> dict[str, dict[str, Any]]:
     """``{did: ArtistResponse}`` for the known, visible DIDs among ``dids``."""
+    dids = [d for d in dids if storable(d)]  # no DID holds NUL or a lone surrogate
     if not dids:
         return {}
     async with pool.connection() as conn:

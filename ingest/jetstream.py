@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -102,10 +103,21 @@ class JetstreamAccount:
 JetstreamEvent = JetstreamCommit | JetstreamIdentity | JetstreamAccount
 
 
+_MAX_TIME_US = 253_402_300_800_000_000
+"""Year 10000 in microseconds: past it no datetime (nor bigint cursor past 2^63) holds it."""
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A JSON escape of a surrogate; only then can the decoded message hold a lone one."""
+
+
 def _str(obj: dict[str, Any], name: str) -> str:
     value = obj.get(name)
     if not isinstance(value, str) or not value:
         raise JetstreamError(f"{name}: expected a non-empty string")
+    if "\x00" in value or not value.isprintable():
+        # NUL (PostgreSQL text cannot hold it), lone surrogates, controls: no DID, rev,
+        # collection or rkey holds them; storing one would crash the consumer.
+        raise JetstreamError(f"{name}: holds a NUL, control or invalid character")
     return value
 
 
@@ -117,10 +129,16 @@ def parse_event(raw: str | bytes) -> JetstreamEvent:
         raise JetstreamError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise JetstreamError("event must be an object")
+    text = raw if isinstance(raw, str) else raw.decode(errors="replace")
+    if _SURROGATE_ESCAPE.search(text):
+        try:  # a lone surrogate cannot be encoded (envelope, log, database): refuse it here
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise JetstreamError("holds a lone surrogate (invalid Unicode)") from None
     did = _str(data, "did")
     time_us = data.get("time_us")
-    if not isinstance(time_us, int) or isinstance(time_us, bool) or time_us <= 0:
-        raise JetstreamError("time_us: expected a positive integer")
+    if not isinstance(time_us, int) or isinstance(time_us, bool) or not 0 < time_us < _MAX_TIME_US:
+        raise JetstreamError("time_us: expected microseconds between 1970 and 9999")
     kind = data.get("kind")
     body = data.get(kind) if isinstance(kind, str) else None
     if not isinstance(body, dict):

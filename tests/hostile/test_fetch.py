@@ -100,7 +100,9 @@ async def test_names_resolving_anywhere(net: Net, tally: Tally) -> None:
         if any(not is_public_address(a) for a in resolved):
             assert outcome == "refused", (resolved, outcome)
 
-    spec = st.tuples(st.lists(addresses, min_size=1, max_size=3), st.sampled_from(["direct", "redirect"]))
+    spec = st.tuples(
+        st.lists(addresses, min_size=1, max_size=3), st.sampled_from(["direct", "redirect"])
+    )
     await drive(spec, case, max_examples=examples(1500))
 
 
@@ -142,9 +144,14 @@ async def test_hostile_did_documents(net: Net, tally: Tally) -> None:
                 "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa",
                 {
                     "id": "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa",
-                    "service": [{"id": "#atproto_pds", "type": "AtprotoPersonalDataServer",
-                                 "serviceEndpoint": f"http://{host}:2583"}],
-                },  # fmt: skip
+                    "service": [
+                        {
+                            "id": "#atproto_pds",
+                            "type": "AtprotoPersonalDataServer",
+                            "serviceEndpoint": f"http://{host}:2583",
+                        }
+                    ],
+                },
             )
             assert doc.pds_url is not None
             with pytest.raises(UpstreamRefused):

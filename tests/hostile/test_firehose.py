@@ -64,7 +64,11 @@ class Firehose:
     async def case(self, tally: Tally, raw: bytes, kind: str) -> str:
         """Feed one frame; classify what the consumer made of it; count it."""
         stats = self.ingest.stats
-        rejected, events, published = Counter(stats.rejected), Counter(stats.events), stats.published
+        rejected, events, published = (
+            Counter(stats.rejected),
+            Counter(stats.events),
+            stats.published,
+        )
         try:
             await self.ingest.handle_frame(raw)
             # What the loop's idle saver does every few seconds: persist state and cursor.
@@ -146,8 +150,9 @@ cbor_values = st.recursive(
     | st.text(max_size=40)
     | st.binary(max_size=40)
     | st.just(_CID),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=20,
 )
 """Any DAG-CBOR value (floats aside: DAG-CBOR forbids most of them)."""
@@ -288,9 +293,16 @@ CORPUS: dict[str, bytes] = {
     "error frame": cbrrr.encode_dag_cbor({"op": -1}) + cbrrr.encode_dag_cbor({"error": "X"}),
     "op path without slash": frame(
         "#commit",
-        {"seq": 1, "repo": plc_did(1), "rev": "x", "commit": _CID, "blocks": b"",
-         "time": FIXED_TIME, "ops": [{"action": "create", "path": "nope", "cid": None}]},
-    ),  # fmt: skip
+        {
+            "seq": 1,
+            "repo": plc_did(1),
+            "rev": "x",
+            "commit": _CID,
+            "blocks": b"",
+            "time": FIXED_TIME,
+            "ops": [{"action": "create", "path": "nope", "cid": None}],
+        },
+    ),
     "cbor tag 42 on garbage": cbrrr.encode_dag_cbor({"op": 1, "t": "#commit"})
     + bytes.fromhex("a166636f6d6d6974d82a4400010203"),
 }

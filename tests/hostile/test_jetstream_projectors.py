@@ -51,8 +51,21 @@ def hostile_record(base: dict[str, Any], key: str, value: Any) -> dict[str, Any]
 records = st.builds(
     hostile_record,
     st.just(track_record("t")),
-    st.sampled_from(["$type", "title", "artist", "createdAt", "duration", "album", "features",
-                     "audioUrl", "imageUrl", "labels", "extra"]),  # fmt: skip
+    st.sampled_from(
+        [
+            "$type",
+            "title",
+            "artist",
+            "createdAt",
+            "duration",
+            "album",
+            "features",
+            "audioUrl",
+            "imageUrl",
+            "labels",
+            "extra",
+        ]
+    ),
     json_values | st.sampled_from(HOSTILE_STRINGS),
 ) | st.dictionaries(st.sampled_from(["$type", "title", "subject", "createdAt"]), json_values)
 
@@ -140,6 +153,8 @@ async def test_hostile_jetstream_messages_and_records(setup, tally: Tally) -> No
         cur = await conn.execute("SELECT projector, reason FROM dead_letter")
         dead = await cur.fetchall()
     for projector, reason in dead:
-        tally.note("projectors (runner)", f"{projector}: dead-lettered: {reason.split(':')[0][:40]}")
+        tally.note(
+            "projectors (runner)", f"{projector}: dead-lettered: {reason.split(':')[0][:40]}"
+        )
     for _ in range(len(batch) * 2 - len(dead)):
         tally.note("projectors (runner)", "applied")

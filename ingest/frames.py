@@ -130,14 +130,15 @@ def _str(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str):
         raise FrameError(f"{name}: expected a string")
+    if "\x00" in value:  # PostgreSQL text cannot hold it (DIDs, handles, revs are stored)
+        raise FrameError(f"{name}: holds a NUL character")
     return value
 
 
 def _opt_str(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise FrameError(f"{name}: expected a string or null")
-    return value
+    if body.get(name) is None:
+        return None
+    return _str(body, name)
 
 
 def _int(body: dict[str, Any], name: str) -> int:
@@ -163,7 +164,10 @@ def _cid(value: object, name: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, cbrrr.CID):
-        return cid_string(value)
+        try:
+            return cid_string(value)
+        except ValueError as exc:  # a tag-42 link whose bytes are no valid CID
+            raise FrameError(f"{name}: {exc}") from None
     raise FrameError(f"{name}: expected a CID link")
 
 

@@ -280,6 +280,21 @@ CORPUS: dict[str, bytes] = {
     + b"\xa4cseq\x01cdid\x62\xff\xfedtime\x60fhandle\xf6",
     "nul in did": frame("#identity", {"seq": 1, "did": "did:plc:\x00", "time": FIXED_TIME}),
     "huge string": frame("#identity", {"seq": 1, "did": "d" * 4_000_000, "time": "t"}),
+    "nul in a known repo's handle": frame(
+        "#identity", {"seq": 1, "did": plc_did(1), "handle": "a\x00b.test", "time": FIXED_TIME}
+    ),
+    "invalid CID in an op": cbrrr.encode_dag_cbor({"op": 1, "t": "#commit"})
+    + cbrrr.encode_dag_cbor(
+        {
+            "seq": 1,
+            "repo": plc_did(1),
+            "rev": "x",
+            "commit": _CID,
+            "blocks": b"",
+            "time": FIXED_TIME,
+            "ops": [{"action": "create", "path": "a/b", "cid": None}],
+        }
+    ).replace(b"\xf6", b"\xd8\x2a\x45\x00\x00\x01\x70\x12"),
     "negative seq": frame("#identity", {"seq": -5, "did": plc_did(1), "time": FIXED_TIME}),
     "seq past int64": frame(
         "#account", {"seq": 2**64 - 1, "did": plc_did(1), "active": True, "time": FIXED_TIME}

@@ -174,12 +174,16 @@ def parse_event(raw: str | bytes) -> JetstreamEvent:
         )
     if kind == "identity":
         handle = body.get("handle")
+        if isinstance(handle, str) and "\x00" in handle:
+            raise JetstreamError("identity.handle: holds a NUL character")
         return JetstreamIdentity(did, time_us, handle if isinstance(handle, str) else None)
     if kind == "account":
         active = body.get("active")
         if not isinstance(active, bool):
             raise JetstreamError("account.active: expected a boolean")
         status = body.get("status")
+        if isinstance(status, str) and "\x00" in status:
+            raise JetstreamError("account.status: holds a NUL character")
         return JetstreamAccount(did, time_us, active, status if isinstance(status, str) else None)
     raise JetstreamError(f"unknown kind {kind!r}")
 

@@ -142,6 +142,10 @@ async def test_hostile_jetstream_messages_and_records(setup, tally: Tally) -> No
                               "record": hostile_record(track_record("t"), key, value)}}  # fmt: skip
         await case(message)
 
+    for tail in ({"kind": "identity", "identity": {"handle": "a\x00b.test"}},
+                 {"kind": "account", "account": {"active": False, "status": "x\x00"}}):  # fmt: skip
+        await case({"did": DID, "time_us": 2 * 10**15, **tail})  # DID is known by now
+
     # Everything published goes through the real projectors: applied or dead-lettered.
     batch = await log.read(TOPIC, 0, 0, max_messages=1_000_000, timeout=0)
     for projector in (CatalogProjector(), SearchProjector()):

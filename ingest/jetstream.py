@@ -125,7 +125,8 @@ def parse_event(raw: str | bytes) -> JetstreamEvent:
     """A typed event from one Jetstream message; raises :class:`JetstreamError`."""
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the interpreter's stack (a hostile message)
         raise JetstreamError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise JetstreamError("event must be an object")

@@ -142,6 +142,11 @@ async def test_hostile_jetstream_messages_and_records(setup, tally: Tally) -> No
                               "record": hostile_record(track_record("t"), key, value)}}  # fmt: skip
         await case(message)
 
+    await case({"did": DID, "time_us": 3 * 10**15, "kind": "commit",
+                "commit": json.loads("[" * 500 + "]" * 500)})  # fmt: skip
+    deep = '{"did": "' + DID + '", "time_us": 1, "kind": "commit", "commit": '
+    await ingest.handle_message(deep + "[" * 100_000 + "]" * 100_000 + "}")
+    tally.note("jetstream.handle_message", "corpus: 100,000-deep JSON → skipped:undecodable")
     for tail in ({"kind": "identity", "identity": {"handle": "a\x00b.test"}},
                  {"kind": "account", "account": {"active": False, "status": "x\x00"}}):  # fmt: skip
         await case({"did": DID, "time_us": 2 * 10**15, **tail})  # DID is known by now

@@ -242,6 +242,11 @@ async def test_forged_commits_and_syncs(fh: Firehose, tally: Tally) -> None:
             car = make_car([cid], [(cid, commit)])
             body = {"seq": seq, "did": repo.did, "rev": rev, "blocks": car, "time": FIXED_TIME}
             raw = frame("#sync", body)
+        elif how == "invalid CAR root":
+            raw = repo.commit_frame(seq, ops)
+            car = make_car([cbrrr.CID(b"\x00\x01\x70\x12")], [])
+            body = list(cbrrr.decode_multi_dag_cbor_in_violation_of_the_spec(raw))[1]
+            raw = frame("#commit", {**body, "blocks": car})
         else:  # the record block swapped for another with the op's CID kept
             raw = repo.commit_frame(seq, ops)
             good = cbrrr.encode_dag_cbor(track_record(f"forged {title}"), atjson_mode=True)
@@ -252,7 +257,14 @@ async def test_forged_commits_and_syncs(fh: Firehose, tally: Tally) -> None:
         assert outcome.startswith("rejected:"), (how, outcome)
 
     kinds = st.sampled_from(
-        ["wrong key", "missing record block", "lying mst", "forged #sync", "block/CID mismatch"]
+        [
+            "wrong key",
+            "missing record block",
+            "lying mst",
+            "forged #sync",
+            "block/CID mismatch",
+            "invalid CAR root",
+        ]
     )
     await drive(st.tuples(kinds, st.text(max_size=20)), case, max_examples=examples(400))
     await fh.assert_nothing_forged(tally)

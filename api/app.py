@@ -24,6 +24,7 @@ from api.cache import ReadModelListener, ResponseCache, ResponseCacheApp
 from api.deps import Pool
 from api.errors import install_error_handlers
 from api.fastpath import TrackDetailFastPath
+from api.headers import SecurityHeaders
 from api.metrics import CacheCollector, request_metrics
 from api.middleware import AccessLog, BodyLimit, InputGuard
 from api.routers import (
@@ -202,6 +203,7 @@ def create_app(
 
     app.add_middleware(BodyLimit)
     app.add_middleware(AccessLog, requests=requests, latency=latency)
+    app.add_middleware(SecurityHeaders)  # outermost of ours: every response, 500s included
 
     @app.get("/health", tags=["meta"])
     async def health(pool: Pool) -> dict[str, Any]:

@@ -156,8 +156,9 @@ def _labels_body(body: Any) -> LabelsFrame:
         raise LabelError("undecodable", "body is not a map")
     seq = body.get("seq")
     labels = body.get("labels")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise LabelError("undecodable", "seq: expected a non-negative integer")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
+        # The cursor is a PostgreSQL bigint: a larger seq would crash saving it.
+        raise LabelError("undecodable", "seq: expected an integer in 0..2^63-1")
     if not isinstance(labels, list):
         raise LabelError("undecodable", "labels: expected a list")
     return LabelsFrame(seq, labels)
@@ -168,7 +169,7 @@ def decode_labels_frame(raw: str | bytes) -> LabelsFrame | InfoFrame | ErrorFram
     if isinstance(raw, str) or raw[:1] == b"{":
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise LabelError("undecodable", f"not JSON: {exc}") from None
         return _labels_body(data)
     if len(raw) > MAX_FRAME_SIZE:

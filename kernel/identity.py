@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from atproto_core.did_doc import DidDocument as SdkDidDocument  # type: ignore[import-untyped]
-from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyped]
-from atproto_crypto.did import get_did_key  # type: ignore[import-untyped]
+from atproto_core.did_doc import DidDocument as SdkDidDocument
+from atproto_core.exceptions import AtProtocolError
+from atproto_crypto.did import get_did_key
 from pydantic import ValidationError
 
 from kernel.fetch import UpstreamError, UpstreamFetcher

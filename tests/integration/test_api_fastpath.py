@@ -166,10 +166,7 @@ def test_parse_track_path():
 
 async def test_permalinks_are_answered_around_the_response_cache(sides):
     fast, route = sides
-    fast_cache, route_cache = (
-        s.client._transport.app.state.response_cache  # type: ignore[attr-defined]
-        for s in (fast, route)
-    )
+    fast_cache, route_cache = (s.client._transport.app.state.response_cache for s in (fast, route))
     assert fast_cache.live and route_cache.live
     for _ in range(2):
         assert (await fast.client.get(ANSWERED[0])).status_code == 200

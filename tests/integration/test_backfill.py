@@ -295,7 +295,7 @@ async def test_resync_diffs_against_published_records(env: dict[str, Any]) -> No
         assert [r[0] for r in await cur.fetchall()] == ["b1", "b2", "b4"]
 
 
-async def test_cut_over_publishes_held_live_events_newer_than_the_backfill(env: dict[str, Any]):  # type: ignore[no-untyped-def]
+async def test_cut_over_publishes_held_live_events_newer_than_the_backfill(env: dict[str, Any]):
     net: FakeNetwork = env["net"]
     states: RepoStates = env["states"]
     dan = net.add("dan", tracks("d1"), rev=5)

@@ -27,7 +27,7 @@ ALICE = did_for("js-alice")
 BOB = did_for("js-bob")
 
 
-def commit(did: str, t: int, op: str, rkey: str, rev: str, collection: str = "fm.plyr.track"):  # type: ignore[no-untyped-def]
+def commit(did: str, t: int, op: str, rkey: str, rev: str, collection: str = "fm.plyr.track"):
     body: dict[str, Any] = {"rev": rev, "operation": op, "collection": collection, "rkey": rkey}
     if op != "delete":
         body.update(record=track_record(f"{rkey}@{rev}"), cid=f"bafy{rkey}{rev}")
@@ -56,7 +56,7 @@ async def setup(pg_url: str) -> AsyncIterator[tuple[Any, PostgresLog, RepoStates
         await pool.close()
 
 
-async def test_jetstream_events_reach_the_log_and_resume_from_the_cursor(setup) -> None:  # type: ignore[no-untyped-def]
+async def test_jetstream_events_reach_the_log_and_resume_from_the_cursor(setup) -> None:
     pool, log, states = setup
     async with JetstreamServer() as js, httpx.AsyncClient() as http:
         js.add(commit(ALICE, 1_000_000, "create", "t1", "3aaa"))
@@ -149,7 +149,7 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def test_live_events_of_a_backfilling_repo_are_held(setup) -> None:  # type: ignore[no-untyped-def]
+async def test_live_events_of_a_backfilling_repo_are_held(setup) -> None:
     pool, log, states = setup
     async with JetstreamServer() as js, httpx.AsyncClient() as http:
         ingest = JetstreamIngest(

@@ -65,6 +65,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _MAX_ID = 128
+_REMOVAL_LOCK = 0x706C6179_72656D  # advisory lock key: batches that remove plays run alone
 _MAX_LISTENER = 256
 _MAX_DURATION = 7 * 24 * 3600
 
@@ -327,6 +328,18 @@ class PlaysProjector:
         Scrobbles are matched first; a scrobble update or delete removes its play before
         the rest of the batch is decided, so the batch is cut there (log order is kept).
         """
+        if not reduced:
+            return
+        # Removing plays touches the shared rows (buckets, totals) out of the one lock order
+        # insert_plays keeps, and a batch may cut in and out of it: such a batch runs alone
+        # (exclusive), every other batch shares the lock, so no two writers can deadlock.
+        removes = any(isinstance(i, ScrobbleItem) and i.replaces for i in reduced)
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(%s)"
+            if removes
+            else "SELECT pg_advisory_xact_lock_shared(%s)",
+            (_REMOVAL_LOCK,),
+        )
         pending: list[PlayItem] = []
         counts = {"matched": 0, "unmatched": 0, "removed": 0}
         for item in reduced:

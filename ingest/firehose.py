@@ -22,7 +22,12 @@ Per frame, in order:
    ``#info OutdatedCursor`` marks every active repo.
 4. ``#identity``/``#account`` events of repos we index become envelopes keyed by the DID,
    so they reach the log in order with its records.
-5. While a repo is backfilling its envelopes are held by ``RepoStates`` instead of
+5. Scrobbles (``fm.teal.feed.play`` and its alpha twin, :data:`~ingest.commits.SCROBBLES`)
+   from ANY repo, when ``plays_topic`` is set: their commit is verified like any other,
+   well-formed ones go to the ``plays`` topic keyed by the listener, malformed ones are
+   counted (``bad_scrobble``). They never make a repo known: no identity envelope, no repo
+   state, and nothing else of the listener's repo is kept.
+6. While a repo is backfilling its envelopes are held by ``RepoStates`` instead of
    published; the cursor still moves (the persisted ``backfilling`` status re-runs that
    backfill after a crash).
 
@@ -48,12 +53,14 @@ from websockets.asyncio.client import connect
 
 from ingest.car import CarError, cid_string, read_car
 from ingest.commits import (
+    SCROBBLES,
     CollectionFilter,
     RecordError,
     Triage,
     account_envelope,
     commit_envelopes,
     identity_envelope,
+    scrobble_envelopes,
 )
 from ingest.cursor import CursorKeeper
 from ingest.errors import SourceError
@@ -65,6 +72,7 @@ from ingest.frames import (
     FrameError,
     IdentityEvent,
     InfoEvent,
+    Op,
     SyncEvent,
     UnknownEvent,
     decode_frame,
@@ -128,6 +136,7 @@ class FirehoseIngest:
         resolver: DidResolver | None = None,
         stats: IngestStats | None = None,
         max_frame_size: int = MAX_FRAME_SIZE,
+        plays_topic: str | None = None,
     ) -> None:
         self.url = url
         parts = urlsplit(url)
@@ -136,7 +145,9 @@ class FirehoseIngest:
         # Repos we already index also keep these (profiles); frames of known repos are
         # decoded in full anyway, so this costs nothing on the skip path.
         self._keep_known = keep_known or keep
-        self._triage = Triage(keep)
+        # Scrobbles of any repo are followed only when there is a plays topic for them.
+        self._scrobbles = SCROBBLES if plays_topic is not None else None
+        self._triage = Triage(keep if self._scrobbles is None else keep.plus(SCROBBLES.exact))
         self._pool = pool
         self.states = states if states is not None else RepoStates(pool)
         self.resolver = resolver if resolver is not None else DidResolver(fetcher, plc_url)
@@ -153,6 +164,11 @@ class FirehoseIngest:
         self._counters_saved: dict[str, int] = {}
         self.stats = stats if stats is not None else IngestStats(self.source)
         self._publisher = Publisher(log, topic, pool, counts=self.stats)
+        self._plays_publisher = (
+            None
+            if plays_topic is None
+            else Publisher(log, plays_topic, pool, counts=self.stats, remember=False)
+        )
         self.connected = asyncio.Event()
         """Set once the first connection is open (backfill starts after live is running)."""
 
@@ -280,9 +296,13 @@ class FirehoseIngest:
         state = self.states.cached(did)
         keep = self._keep if state is None else self._keep_known
         wanted = keep.wanted(event.ops)
+        scrobbles = self._scrobbles.wanted(event.ops) if self._scrobbles is not None else []
         if state is not None and state.rev is not None and event.rev <= state.rev:
-            if wanted:
+            if wanted or scrobbles:
                 self._reject("stale_rev", f"{did} rev {event.rev} <= {state.rev}", seq=event.seq)
+            return []
+        if not wanted and scrobbles:
+            await self._on_scrobbles(event, scrobbles, state is not None)
             return []
         if not wanted:
             unknown = self._keep.unknown(event.ops)
@@ -302,7 +322,7 @@ class FirehoseIngest:
             return []
         try:
             verified = await self._verifier.verify(event, blocks)
-            check_ops(blocks, verified.data_cid, wanted)
+            check_ops(blocks, verified.data_cid, wanted + scrobbles)
         except VerifyError as exc:
             self._reject(exc.reason, str(exc), seq=event.seq)
             return []
@@ -321,12 +341,50 @@ class FirehoseIngest:
             await self._desynchronize(did, f"prevData {event.prev_data} != {state.data_cid}")
         if state is None:
             envelopes.insert(0, await self._first_sight(did, event.time, event.seq))
+        if scrobbles:
+            await self._publish_scrobbles(event, scrobbles, blocks)
         if self.states.is_backfilling(did):
             self.states.hold(did, envelopes, event.rev, verified.data_cid)
             return []
         await self._publish(envelopes)
         await self.states.advance(did, event.rev, verified.data_cid)
         return []
+
+    async def _on_scrobbles(self, event: CommitEvent, ops: list[Op], known: bool) -> None:
+        """A commit whose only kept ops are scrobbles: verify it, publish them to ``plays``.
+
+        The repo stays unknown if it was (a listener); a known repo's chain moves on.
+        """
+        if event.too_big:
+            self._reject("too_big", event.repo, seq=event.seq)
+            if known:
+                await self._desynchronize(event.repo, "tooBig commit")
+            return
+        try:
+            _, blocks = read_car(event.blocks)
+        except CarError as exc:
+            self._reject("bad_car", f"{event.repo}: {exc}", seq=event.seq)
+            return
+        try:
+            verified = await self._verifier.verify(event, blocks)
+            check_ops(blocks, verified.data_cid, ops)
+        except VerifyError as exc:
+            self._reject(exc.reason, str(exc), seq=event.seq)
+            return
+        await self._publish_scrobbles(event, ops, blocks)
+        if known:  # its chain moves on (prevData checked) as for any unkept commit
+            await self._follow(event)
+
+    async def _publish_scrobbles(
+        self, event: CommitEvent, ops: list[Op], blocks: dict[str, bytes]
+    ) -> None:
+        assert self._plays_publisher is not None  # only called when scrobbles are followed
+        envelopes, refused = scrobble_envelopes(event, ops, self.source, blocks)
+        for reason in refused:
+            self._reject("bad_scrobble", reason, seq=event.seq)
+        if envelopes:
+            await self._plays_publisher.publish(envelopes)
+            self._published_since_save = True
 
     async def _follow(self, event: CommitEvent) -> None:
         """Track rev/data of a known repo's commit that touches nothing we keep."""

@@ -20,6 +20,10 @@ One commit with several ops arrives as several events with the same ``rev``, so 
 are dropped only when their rev is *older* than the repo's last one. Events for a repo
 being backfilled are held by :class:`~ingest.repos.RepoStates` like the firehose's.
 Undecodable events are counted and skipped; they never stop the consumer.
+
+With a ``plays_topic``, scrobble records (:data:`~ingest.commits.SCROBBLES`) of any repo are
+subscribed to as well and go to that topic keyed by the listener, like the firehose's
+(malformed ones counted as ``bad_scrobble``); they never make a repo known.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import websockets
 from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect
 
-from ingest.commits import CollectionFilter
+from ingest.commits import SCROBBLES, CollectionFilter
 from ingest.cursor import CursorKeeper
 from ingest.errors import JetstreamError
 from ingest.publisher import Publisher
@@ -48,6 +52,7 @@ from kernel.account import account_status
 from kernel.envelope import Envelope, Kind
 from kernel.identity import DidResolver, ResolveError
 from kernel.log import Log, LogError
+from kernel.plays import ScrobbleError, parse_scrobble, scrobble_envelope
 from lexicons import ValidationError, normalize_json_record
 
 __all__ = [
@@ -263,16 +268,25 @@ class JetstreamIngest:
         pool: AsyncConnectionPool,
         states: RepoStates,
         resolver: DidResolver,
+        plays_topic: str | None = None,
     ) -> None:
         self.url = url
         self.source = f"jetstream:{urlsplit(url).netloc}"
-        self._collections = collections
+        self._scrobbles = SCROBBLES if plays_topic is not None else None
+        self._collections = collections + (
+            tuple(sorted(SCROBBLES.exact)) if self._scrobbles is not None else ()
+        )
         self._keep = CollectionFilter.of(collections)
         self._states = states
         self._resolver = resolver
         self._cursor = CursorKeeper(pool, self.source)
         self.stats = JetstreamStats()
         self._publisher = Publisher(log, topic, pool, counts=self.stats)
+        self._plays_publisher = (
+            None
+            if plays_topic is None
+            else Publisher(log, plays_topic, pool, counts=self.stats, remember=False)
+        )
         self.connected = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -315,6 +329,14 @@ class JetstreamIngest:
             logger.warning("bad jetstream event", extra={"source": self.source, "error": str(exc)})
             return
         self.stats.last_time_us = event.time_us
+        if (
+            isinstance(event, JetstreamCommit)
+            and self._scrobbles is not None
+            and self._scrobbles(event.collection)
+        ):
+            await self._on_scrobble(event)
+            await self._cursor.advance(event.time_us)
+            return
         envelopes = await self._envelopes(event)
         if envelopes:
             did = event.did
@@ -333,6 +355,33 @@ class JetstreamIngest:
                         did, account_status=account_status(event.status, event.active)
                     )
         await self._cursor.advance(event.time_us)
+
+    async def _on_scrobble(self, event: JetstreamCommit) -> None:
+        """Publish a scrobble op to the plays topic (the repo stays unknown if it was)."""
+        assert self._plays_publisher is not None
+        if event.record is not None:
+            try:
+                parse_scrobble(event.record)
+            except ScrobbleError as exc:
+                self.stats.skipped["bad_scrobble"] += 1
+                logger.warning(
+                    "bad scrobble",
+                    extra={"source": self.source, "did": event.did, "error": str(exc)},
+                )
+                return
+        envelope = scrobble_envelope(
+            kind=_OPERATIONS[event.operation],
+            listener=event.did,
+            collection=event.collection,
+            rkey=event.rkey,
+            source=self.source,
+            time=time_of(event.time_us),
+            seq=event.time_us,
+            rev=event.rev,
+            cid=event.cid,
+            record=event.record,
+        )
+        await self._plays_publisher.publish([envelope])
 
     async def _envelopes(self, event: JetstreamEvent) -> list[Envelope]:
         if not isinstance(event, JetstreamCommit):

@@ -44,6 +44,7 @@ from plyr_appview.runtime import (
 from projectors import registry
 from projectors.kafka_group import GroupWorker
 from projectors.moderation import operator_label
+from projectors.plays_scrobble import scrobble_status
 from projectors.rebuild import (
     REBUILD_BATCH,
     RebuildGap,
@@ -112,6 +113,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
                 pool=ctx.pool,
                 states=states,
                 resolver=resolver,
+                plays_topic=settings.topic("plays"),
             )
         else:
             live = FirehoseIngest(
@@ -125,6 +127,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
                 fetcher=fetcher,
                 states=states,
                 resolver=resolver,
+                plays_topic=settings.topic("plays"),
             )
         backfill = Backfill(
             pool=ctx.pool,
@@ -395,6 +398,8 @@ async def _status(settings: Settings) -> None:
                 f"  {projector} {topic}/{partition}: {next_offset} / {end}"
                 f"  lag={max(0, end - next_offset)}"
             )
+        print("network scrobbles (plays projector; events):")
+        print(await scrobble_status(conn))
         print("rows:")
         for table in ("track", "artist", "repo_state", "dead_letter", "log_message"):
             cur = await conn.execute(f"SELECT count(*) FROM {table}")

@@ -17,6 +17,10 @@ than recounted (STYLE prefers recounts): recounting a hit track's plays on every
 O(plays), and the increment is exactly as idempotent as the row it follows. Partitions are
 written concurrently and share those rows, so every writer locks them in one order.
 Schema: ``migrations/0013_plays.sql``.
+
+Network scrobbles (``record.*`` events of ``fm.teal.feed.play`` records on the same topic)
+are matched to a track and decided here, in both modes: :mod:`projectors.plays_scrobble`
+(which also says why a plays rebuild needs the catalog built first).
 """
 
 from __future__ import annotations
@@ -37,6 +41,16 @@ from projectors.plays_qualify import (
     Window,
     qualify,
 )
+from projectors.plays_scrobble import (
+    ScrobbleItem,
+    choose_track,
+    count_scrobbles,
+    find_candidates,
+    is_scrobble,
+    remove_plays,
+    scrobble_item,
+    scrobble_report,
+)
 
 __all__ = [
     "PlayItem",
@@ -51,6 +65,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _MAX_ID = 128
+_REMOVAL_LOCK = 0x706C6179_72656D  # advisory lock key: batches that remove plays run alone
 _MAX_LISTENER = 256
 _MAX_DURATION = 7 * 24 * 3600
 
@@ -280,19 +295,26 @@ class PlaysProjector:
         "play_artist_listener_day",
         "play_track_total",
         "play_artist_total",
+        "play_scrobble_counter",
     )
 
-    def __init__(self, *, qualify_reports: bool = True) -> None:
-        """``qualify_reports=False`` in Kafka mode, where the stream worker qualifies."""
+    def __init__(
+        self, *, qualify_reports: bool = True, frontend_url: str = "https://plyr.fm"
+    ) -> None:
+        """``qualify_reports=False`` in Kafka mode, where the stream worker qualifies;
+        ``frontend_url``: whose ``/track/{id}`` pages a scrobble's ``originUri`` may name."""
         self.qualify_reports = qualify_reports
+        self.frontend_url = frontend_url
 
     def reduce(self, envelopes: Sequence[Envelope]) -> tuple[Any, list[tuple[int, str]]]:
         """The batch's reports and counted plays in log order, and the invalid events."""
-        items: list[PlayItem] = []
+        items: list[PlayItem | ScrobbleItem] = []
         rejected: list[tuple[int, str]] = []
         for index, envelope in enumerate(envelopes):
             try:
-                if envelope.kind == "play.counted":
+                if is_scrobble(envelope):
+                    items.append(scrobble_item(envelope))
+                elif envelope.kind == "play.counted":
                     items.append(counted_play(envelope))
                 elif envelope.kind == "play.reported" and self.qualify_reports:
                     items.append(play_report(envelope))
@@ -301,8 +323,48 @@ class PlaysProjector:
         return items, rejected
 
     async def write(self, conn: AsyncConnection, reduced: Any) -> None:
-        """Decide the batch's reports against the stored state and store what counts."""
-        items: list[PlayItem] = reduced
+        """Decide the batch's reports against the stored state and store what counts.
+
+        Scrobbles are matched first; a scrobble update or delete removes its play before
+        the rest of the batch is decided, so the batch is cut there (log order is kept).
+        """
+        if not reduced:
+            return
+        # Removing plays touches the shared rows (buckets, totals) out of the one lock order
+        # insert_plays keeps, and a batch may cut in and out of it: such a batch runs alone
+        # (exclusive), every other batch shares the lock, so no two writers can deadlock.
+        removes = any(isinstance(i, ScrobbleItem) and i.replaces for i in reduced)
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(%s)"
+            if removes
+            else "SELECT pg_advisory_xact_lock_shared(%s)",
+            (_REMOVAL_LOCK,),
+        )
+        pending: list[PlayItem] = []
+        counts = {"matched": 0, "unmatched": 0, "removed": 0}
+        for item in reduced:
+            if not isinstance(item, ScrobbleItem):
+                pending.append(item)
+                continue
+            if item.replaces:
+                await self._decide(conn, pending)
+                pending = []
+                counts["removed"] += await remove_plays(conn, [item.play_id])
+            if item.scrobble is None:
+                continue
+            candidates = await find_candidates(conn, item.scrobble, self.frontend_url)
+            track = choose_track(item.scrobble, candidates, self.frontend_url)
+            if track is None:
+                counts["unmatched"] += 1
+                continue
+            counts["matched"] += 1
+            pending.append(scrobble_report(item, track))
+        await self._decide(conn, pending)
+        await count_scrobbles(conn, counts)
+
+    async def _decide(self, conn: AsyncConnection, items: list[PlayItem]) -> None:
+        if not items:
+            return
         pairs = sorted({(i.listener, i.track_uri) for i in items if isinstance(i, PlayReport)})
         states = await load_states(conn, pairs)
         plays = decide_batch(items, states)

@@ -50,8 +50,7 @@ def _search(settings: Settings) -> Projector:
 
 
 def _plays(settings: Settings) -> Projector:
-    del settings
-    return PlaysProjector()
+    return PlaysProjector(frontend_url=settings.frontend_url)
 
 
 def _moderation(settings: Settings) -> Projector:

@@ -70,6 +70,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
     from ingest.errors import BackfillError
     from ingest.firehose import FirehoseIngest
     from ingest.first_start import backfill_needed, initial_targets
+    from ingest.handles import HandleVerifier
     from ingest.jetstream import JetstreamIngest
     from ingest.labels import LabelIngest
     from ingest.metrics import IngestMetrics, IngestStats, serve_from_env
@@ -86,6 +87,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
         states = RepoStates(ctx.pool)
         await states.load()
         resolver = DidResolver(fetcher, settings.plc_url)
+        handles = HandleVerifier(fetcher, hosts=settings.handle_hosts)
         live: FirehoseIngest | JetstreamIngest
         if settings.source == "jetstream":
             live = JetstreamIngest(
@@ -96,6 +98,8 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
                 pool=ctx.pool,
                 states=states,
                 resolver=resolver,
+                handles=handles,
+                read_earlier=bool(settings.known_did_collections),
             )
         else:
             live = FirehoseIngest(
@@ -109,6 +113,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
                 fetcher=fetcher,
                 states=states,
                 resolver=resolver,
+                handles=handles,
             )
         backfill = Backfill(
             pool=ctx.pool,
@@ -119,6 +124,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
             states=states,
             resolver=resolver,
             fetcher=fetcher,
+            handles=handles,
             options=BackfillOptions(per_host=settings.backfill_concurrency),
         )
         first_start = await backfill_needed(
@@ -178,6 +184,7 @@ async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
     from ingest.backfill import Backfill, BackfillOptions
     from ingest.commits import CollectionFilter
     from ingest.first_start import initial_targets
+    from ingest.handles import HandleVerifier
     from ingest.repos import RepoStates
     from kernel.fetch import UpstreamFetcher
     from kernel.identity import DidResolver
@@ -196,6 +203,7 @@ async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
             states=states,
             resolver=DidResolver(fetcher, settings.plc_url),
             fetcher=fetcher,
+            handles=HandleVerifier(fetcher, hosts=settings.handle_hosts),
             options=BackfillOptions(per_host=settings.backfill_concurrency),
         )
         run, targets = await initial_targets(

@@ -455,6 +455,7 @@ class Backfill:
         """
         first = True
         while not stop.is_set():
+            self._states.marked.clear()  # marks from here on wake the pause below
             dids = await self._states.desynchronized()
             if first:  # interrupted backfills of an earlier process
                 dids = [*await self._states.backfilling(), *dids]
@@ -471,7 +472,15 @@ class Backfill:
                 if stop.is_set():
                     break
                 self._retry_later(did, await self._read_earlier_once(did))
-            try:
-                await asyncio.wait_for(stop.wait(), self.options.resync_interval)
-            except TimeoutError:
-                pass
+            await self._pause(stop)
+
+    async def _pause(self, stop: asyncio.Event) -> None:
+        """Wait ``resync_interval``, or less if stopped or a repo was first seen meanwhile."""
+        waits = [asyncio.ensure_future(e.wait()) for e in (stop, self._states.marked)]
+        try:
+            await asyncio.wait(
+                waits, timeout=self.options.resync_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiting in waits:
+                waiting.cancel()

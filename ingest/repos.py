@@ -107,6 +107,8 @@ class RepoStates:
         self._cache: dict[str, RepoState] = {}
         self._held: dict[str, _Held] = {}
         self._dirty: dict[str, tuple[str, str | None]] = {}
+        self.marked = asyncio.Event()
+        """Set by :meth:`mark_first_sight`: wakes the resync worker (no waiting a poll)."""
 
     async def load(self) -> None:
         """Read every row into the cache (call once at start)."""
@@ -317,6 +319,7 @@ class RepoStates:
                 (did, FIRST_SIGHT),
             )
         self._cache.setdefault(did, RepoState(did))
+        self.marked.set()
 
     async def clear_first_sight(self, did: str) -> None:
         """The earlier records of ``did`` were read (any other reason stays as it is)."""

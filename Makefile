@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/e2e/atp/node_modules/.installed
 
-.PHONY: venv run test check bench clean
+.PHONY: venv run test hostile check bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ run: venv
 
 test: venv $(NODE_STAMP)
 	$(PY) -m pytest
+
+# The hostile input suite in full (10,000+ generated cases); `make test` runs its short form.
+hostile: venv
+	PLYR_HOSTILE=full $(PY) -m pytest tests/hostile -q -p no:cacheprovider
 
 check: venv
 	$(VENV)/bin/ruff check .

@@ -1,13 +1,10 @@
-"""The FastAPI application factory: routers, errors, CORS, metrics, access logs, audio."""
+"""The FastAPI application factory: pool, routers, error handlers and the middleware stack
+(:mod:`api.middleware`, :mod:`api.metrics`, :mod:`api.cache`, :mod:`api.fastpath`)."""
 
 from __future__ import annotations
 
 import gc
-import json
-import logging
-import os
-import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,19 +13,10 @@ import orjson
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg import AsyncConnection
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.audio import AudioCache
 from api.blobstore import BlobStore, open_blob_store
@@ -36,7 +24,9 @@ from api.cache import ReadModelListener, ResponseCache, ResponseCacheApp
 from api.deps import Pool
 from api.errors import install_error_handlers
 from api.fastpath import TrackDetailFastPath
-from api.fetch import UpstreamFetcher
+from api.headers import SecurityHeaders
+from api.metrics import CacheCollector, request_metrics
+from api.middleware import AccessLog, BodyLimit, InputGuard
 from api.routers import (
     activity,
     albums,
@@ -44,16 +34,19 @@ from api.routers import (
     audio,
     lists,
     meta,
+    moderation,
+    plays,
+    search,
     stubs,
     tracks,
     xrpc,
 )
-from api.visibility import detect_visibility
+from api.visibility import Visibility
 from kernel.config import Settings
+from kernel.fetch import UpstreamFetcher
+from kernel.log import Log
 
 __all__ = ["READ_ONLY_ROLE", "create_app", "open_api_pool"]
-
-log = logging.getLogger("api.access")
 
 READ_ONLY_ROLE = "plyr_api_ro"
 
@@ -86,178 +79,6 @@ async def open_api_pool(url: str, *, max_size: int = 10) -> AsyncConnectionPool:
     return pool
 
 
-MAX_BODY_BYTES = 256 * 1024
-"""Largest request body we read (the biggest legitimate one, 500 DIDs, is ~30 KB)."""
-
-
-class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, before anything buffers them.
-
-    A declared ``Content-Length`` is checked up front; a chunked body is counted as it
-    arrives and cut off at the limit.
-    """
-
-    def __init__(self, app: ASGIApp, *, limit: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        bodyless = scope.get("http_version") in ("1.0", "1.1")
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > self.limit:
-                    await _too_large(send, self.limit)
-                    return
-                bodyless = bodyless and int(value) == 0
-            elif name == b"transfer-encoding":
-                bodyless = False
-        if bodyless:
-            # HTTP/1.x without Content-Length or Transfer-Encoding: the body is empty by
-            # definition (RFC 9112 §6.3), nothing to count (most GETs; saves two wrappers).
-            await self.app(scope, receive, send)
-            return
-        seen = 0
-        refused = False
-        started = False
-
-        async def counted_receive() -> Message:
-            nonlocal seen, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    # Answer now and tell the app the client is gone: it stops reading.
-                    refused = True
-                    if not started:
-                        await _too_large(send, self.limit)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if not refused:  # once we answered 413, the app's own answer is dropped
-                started = started or message["type"] == "http.response.start"
-                await send(message)
-
-        try:
-            await self.app(scope, counted_receive, guarded_send)
-        except Exception:
-            if not refused:
-                raise
-
-
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {"detail": f"request body larger than {limit} bytes", "error": "payload_too_large"}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-class AccessLog:
-    """Request log line and Prometheus metrics, as plain ASGI middleware.
-
-    Plain ASGI rather than ``@app.middleware("http")``: that wrapper runs every response
-    through an extra task and memory stream, which cost more than the queries themselves.
-    Timing runs until the last body byte is sent (streamed audio included).
-    """
-
-    def __init__(self, app: ASGIApp, *, requests: Counter, latency: Histogram) -> None:
-        self.app = app
-        self.requests = requests
-        self.latency = latency
-        self._labelled: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-
-    def _children(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
-        """The labelled counter and histogram: ``labels()`` takes a lock and builds its key
-        on every call, so the children (the same objects it returns) are kept here."""
-        key = (method, route, status)
-        found = self._labelled.get(key)
-        if found is None:
-            found = (
-                self.requests.labels(method, route, str(status)),
-                self.latency.labels(method, route),
-            )
-            self._labelled[key] = found
-        return found
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            elapsed = time.perf_counter() - started
-            # The matched route's template keeps the label set small (not the raw path).
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"]
-            counter, histogram = self._children(method, route, status)
-            counter.inc()
-            histogram.observe(elapsed)
-            log.info(
-                "request",
-                extra={
-                    "method": method,
-                    "path": scope["path"],
-                    "status": status,
-                    "ms": round(elapsed * 1000, 2),
-                },
-            )
-
-
-class _CacheCollector(Collector):
-    """The response cache's counters, labelled with this worker's process id."""
-
-    def __init__(self, cache: ResponseCache) -> None:
-        self.cache = cache
-        self.worker = str(os.getpid())
-
-    def collect(self) -> Iterable[Metric]:
-        c = self.cache
-        for name, doc, value in (
-            ("plyr_api_cache_hits", "Responses served from the response cache", c.hits),
-            ("plyr_api_cache_misses", "Cacheable requests the cache could not answer", c.misses),
-            ("plyr_api_cache_invalidations", "Read-model change notifications", c.generation),
-        ):
-            family = CounterMetricFamily(name, doc, labels=["worker"])
-            family.add_metric([self.worker], value)
-            yield family
-        entries = GaugeMetricFamily(
-            "plyr_api_cache_entries", "Responses held by the cache", labels=["worker"]
-        )
-        entries.add_metric([self.worker], len(c))
-        yield entries
-        held = GaugeMetricFamily(
-            "plyr_api_cache_bytes", "Response bodies held by the cache", labels=["worker"]
-        )
-        held.add_metric([self.worker], c.bytes)
-        yield held
-
-
 def create_app(
     settings: Settings,
     *,
@@ -266,12 +87,14 @@ def create_app(
     blob_store: BlobStore | None = None,
     fetcher_overrides: dict[str, Any] | None = None,
     fast_paths: bool = True,
+    log: Log | None = None,
 ) -> FastAPI:
     """The API; uses ``pool`` if given, else opens a read-only pool on ``database_url``.
 
     ``blob_store`` defaults to the configured one (S3 bucket, else the local blob dir);
-    ``fetcher_overrides`` passes test-only options to :class:`api.fetch.UpstreamFetcher`;
-    ``fast_paths=False`` leaves every request to the FastAPI routes (tests compare the two).
+    ``fetcher_overrides`` passes test-only options to :class:`kernel.fetch.UpstreamFetcher`;
+    ``fast_paths=False`` leaves every request to the FastAPI routes (tests compare the two);
+    ``log`` takes play reports (``POST /tracks/{id}/play``; 503 without one).
     """
 
     @asynccontextmanager
@@ -283,8 +106,7 @@ def create_app(
                 raise RuntimeError("create_app needs a pool or a database_url")
             own = await open_api_pool(url, max_size=settings.api_pool_size)
             app.state.pool = own
-        async with app.state.pool.connection() as conn:
-            app.state.visibility = await detect_visibility(conn)
+        app.state.visibility = Visibility()
         listener: ReadModelListener | None = None
         if cache is not None:
             listener = ReadModelListener(app.state.pool.conninfo, cache)
@@ -342,6 +164,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.public_url = settings.public_url
+    app.state.log = log
     if pool is not None:
         app.state.pool = pool
     install_error_handlers(app)
@@ -361,6 +184,9 @@ def create_app(
         # detail p95 was 14 ms through the cache and 9-10 ms around it), and its entries
         # would push aggregate pages out of the cache.
         app.add_middleware(TrackDetailFastPath, route=_route(tracks.router, tracks.get_track))
+    # Outside the fast path and the cache (neither sees what no route can take), inside
+    # CORS (browsers may read the 4xx).
+    app.add_middleware(InputGuard)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.cors_origins),
@@ -371,22 +197,13 @@ def create_app(
     )
 
     registry = CollectorRegistry()
-    requests = Counter(
-        "plyr_api_requests", "API requests", ["method", "route", "status"], registry=registry
-    )
-    latency = Histogram(
-        "plyr_api_request_seconds",
-        "API request latency",
-        ["method", "route"],
-        buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
-        registry=registry,
-    )
-
+    requests, latency = request_metrics(registry)
     if cache is not None:
-        registry.register(_CacheCollector(cache))
+        registry.register(CacheCollector(cache))
 
     app.add_middleware(BodyLimit)
     app.add_middleware(AccessLog, requests=requests, latency=latency)
+    app.add_middleware(SecurityHeaders)  # outermost of ours: every response, 500s included
 
     @app.get("/health", tags=["meta"])
     async def health(pool: Pool) -> dict[str, Any]:
@@ -400,10 +217,11 @@ def create_app(
         """Prometheus metrics of this API process."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    for module in (tracks, artists, albums, lists, activity, meta, audio, stubs, xrpc):
+    for module in (tracks, plays, artists, albums, lists, activity, meta, audio, stubs, xrpc):
         app.include_router(module.router)
     app.include_router(artists.users_router)
-    _include_optional(app)
+    app.include_router(search.router)
+    app.include_router(moderation.router)
     return app
 
 
@@ -413,17 +231,3 @@ def _route(router: Any, endpoint: Any) -> APIRoute:
         if isinstance(route, APIRoute) and route.endpoint is endpoint:
             return route
     raise LookupError(f"no route for {endpoint.__name__}")
-
-
-def _include_optional(app: FastAPI) -> None:
-    """Routers owned by the search/moderation work, included once they exist."""
-    import importlib
-
-    for name in ("api.routers.search", "api.routers.moderation"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        app.include_router(module.router)

@@ -38,7 +38,7 @@ __all__ = [
     "raw_cid",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 AUDIO_TYPES: Mapping[str, str] = {
     "mp3": "audio/mpeg",
@@ -182,10 +182,10 @@ class AudioCache:
             path, got, size = await self._download(url, allow_trusted=True, origins=None)
             if got != digest:
                 await asyncio.to_thread(path.unlink, missing_ok=True)
-                log.warning("blob CID mismatch", extra={"did": track["did"], "cid": cid})
+                logger.warning("blob CID mismatch", extra={"did": track["did"], "cid": cid})
                 raise AudioUnavailable("blob does not match its CID")
             await self.store.put_file(key, path, content_type(track.get("file_type")))
-            log.info("blob cached", extra={"did": track["did"], "cid": cid, "size": size})
+            logger.info("blob cached", extra={"did": track["did"], "cid": cid, "size": size})
             return CachedAudio(key, cid, size)
 
     async def url(self, track: Mapping[str, Any]) -> CachedAudio:
@@ -230,7 +230,7 @@ class AudioCache:
                         await asyncio.to_thread(out.write, chunk)
         except UpstreamRefused as exc:
             await asyncio.to_thread(path.unlink, missing_ok=True)
-            log.warning("upstream refused", extra={"reason": str(exc)})
+            logger.warning("upstream refused", extra={"reason": str(exc)})
             raise AudioUnavailable(str(exc)) from None
         except (UpstreamError, TimeoutError, OSError) as exc:
             await asyncio.to_thread(path.unlink, missing_ok=True)

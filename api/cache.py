@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["CHANNEL", "CachedResponse", "ReadModelListener", "ResponseCache", "ResponseCacheApp"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 CHANNEL = "plyr_read_model"
 
@@ -226,7 +226,7 @@ class ReadModelListener:
         try:
             await asyncio.wait_for(self._ready.wait(), timeout)
         except TimeoutError:
-            log.warning("read model listener not connected; response cache off for now")
+            logger.warning("read model listener not connected; response cache off for now")
 
     async def close(self) -> None:
         self.cache.live = False
@@ -251,7 +251,7 @@ class ReadModelListener:
                     async for _ in conn.notifies():
                         self.cache.invalidate()
             except psycopg.OperationalError as exc:
-                log.warning("read model listener lost", extra={"error": str(exc)})
+                logger.warning("read model listener lost", extra={"error": str(exc)})
             finally:
                 self.cache.live = False
                 self.cache.invalidate()

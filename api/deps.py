@@ -1,4 +1,5 @@
-"""Dependencies shared by routers: the database pool, the visibility rule, the base URL."""
+"""Dependencies shared by routers: the database pool, the visibility rule, the base URL,
+and the patterns of the DID and AT-URI parameters."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from api.track_loader import TrackLoader
 from api.visibility import Visibility
 
 __all__ = [
+    "AT_URI",
+    "DID",
     "ApiBase",
     "Pool",
     "Read",
@@ -23,6 +26,12 @@ __all__ = [
     "get_visibility",
     "reader_for",
 ]
+
+
+DID = r"^did:[a-z]+:[a-zA-Z0-9._:%-]+$"
+"""Pattern of a DID path or query parameter."""
+AT_URI = r"^at://[^/\s]+/[a-zA-Z0-9.-]+/[^/\s]+$"
+"""Pattern of a record AT-URI query parameter."""
 
 
 async def get_pool(request: Request) -> AsyncConnectionPool:

@@ -6,7 +6,7 @@ permalink than the query and the presenter together. :class:`TrackDetailFastPath
 inside CORS, the access log and metrics, and outside the response cache (a permalink is
 cheaper to answer than to cache, see :func:`api.app.create_app`), and answers the
 requests it can parse with exactly what the FastAPI route answers: the same query and
-presenter (:func:`api.routers.tracks.track_detail_json`), the same visibility rule and
+presenter (:func:`api.catalog.track_detail_json`), the same visibility rule and
 base URL (:func:`api.deps.reader_for`), the same error envelopes (:mod:`api.errors`), and
 the route itself in ``scope["route"]``, so metrics and logs label the answer as the
 route's own.
@@ -24,10 +24,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.catalog import track_detail_json
 from api.deps import reader_for
 from api.errors import ApiError, api_error_response, pool_timeout_response
 from api.responses import send_json
-from api.routers.tracks import track_detail_json
 
 __all__ = ["TrackDetailFastPath", "parse_track_path"]
 

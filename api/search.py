@@ -37,9 +37,7 @@ Visibility: every candidate passes the moderation decision for the ``search`` co
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
-import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -48,17 +46,13 @@ from psycopg import AsyncConnection, AsyncRawCursor
 from psycopg.rows import dict_row
 
 from api.moderation import hidden_subjects, visible_clause
+from kernel.ids import album_id, list_id, tag_id
 
 __all__ = ["TYPES", "search", "tag_id"]
 
 TYPES: tuple[str, ...] = ("tracks", "artists", "albums", "tags", "playlists")
 _DOC_TYPE = {"tracks": "track", "artists": "artist", "albums": "album", "playlists": "playlist"}
 _SHORT = 3
-
-
-def tag_id(name: str) -> int:
-    """A stable integer id for a tag (53 bits of its SHA-256, like track ids)."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 11
 
 
 def _escape_like(text: str) -> str:
@@ -406,7 +400,7 @@ def _present(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     if kind == "albums":
         return {
             "type": "album",
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"at://{row['did']}/album/{row['slug']}")),
+            "id": str(album_id(row["did"], row["slug"])),
             "title": row["title"],
             "slug": row["slug"],
             "artist_handle": row["owner_handle"],
@@ -417,7 +411,7 @@ def _present(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     if kind == "playlists":
         return {
             "type": "playlist",
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, row["uri"])),
+            "id": str(list_id(row["uri"])),
             "name": row["title"],
             "owner_handle": row["owner_handle"],
             "owner_display_name": row["owner_name"],

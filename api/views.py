@@ -1,6 +1,6 @@
 """Pure presenters: database rows → plyr-compatible JSON shapes.
 
-Fields that only plyr.fm's own database knows (play counts before our plays log, tags,
+Fields that only plyr.fm's own database knows (play counts before our plays log,
 visibility settings, copyright scans, optimisation state) are present with null or
 default values, as documented in the API docs.
 """
@@ -19,6 +19,7 @@ __all__ = [
     "iso",
     "present_album_summary",
     "present_artist",
+    "present_comment",
     "present_playlist",
     "present_track",
     "present_user",
@@ -27,23 +28,23 @@ __all__ = [
 TRACK_COLUMNS = (
     "t.id, t.uri, t.cid, t.did, t.rkey, t.title, t.artist, t.file_type, t.album, t.duration,"
     " t.audio_url, t.audio_blob_cid, t.image_url, t.description, t.features, t.self_labels,"
-    " t.support_gate, t.created_at, t.like_count, t.comment_count,"
+    " t.support_gate, t.created_at, t.like_count, t.comment_count, t.tags,"
     " a.handle AS artist_handle, a.display_name AS"
     " artist_display_name, a.avatar_url AS artist_avatar_url, a.pds_url AS artist_pds_url,"
     " al.id AS album_id, al.slug AS album_slug, al.title AS album_row_title,"
-    " al.image_url AS album_image_url"
+    " al.image_url AS album_image_url, pt.plays AS play_count"
 )
 """Columns :func:`present_track` reads; select them ``FROM`` :data:`TRACK_FROM`."""
 
 TRACK_FROM = (
     "track t LEFT JOIN artist a ON a.did = t.did"
     " LEFT JOIN album al ON al.did = t.did AND al.slug = t.album_slug"
+    " LEFT JOIN play_track_total pt ON pt.track_uri = t.uri"
 )
 
 UNKNOWN_TRACK_FIELDS: dict[str, str] = {
-    "play_count": "0 until the plays read model counts plays for the track",
+    "play_count": "plays counted here (POST /tracks/{id}/play), not plyr.fm's own count",
     "is_liked": "always false: the API has no sessions",
-    "tags": "always []: plyr tags live only in plyr.fm's database",
     "copyright_flagged": "always null: copyright scans are plyr.fm-internal",
     "copyright_match": "always null",
     "downloadable": "always false: download policies are plyr.fm preferences",
@@ -64,9 +65,6 @@ UNKNOWN_TRACK_FIELDS: dict[str, str] = {
 def iso(value: datetime) -> str:
     """ISO 8601 with ``Z`` for UTC, as plyr's JSON carries it."""
     return value.isoformat().replace("+00:00", "Z")
-
-
-_iso = iso
 
 
 def present_album_summary(row: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -181,14 +179,14 @@ def present_track(
         "atproto_record_cid": row["cid"],
         "atproto_record_url": record_url,
         "play_count": int(play_count if play_count is not None else row.get("play_count") or 0),
-        "created_at": _iso(row["created_at"]),
+        "created_at": iso(row["created_at"]),
         "image_url": row.get("image_url"),
         "thumbnail_url": row.get("image_url"),
         "is_liked": False,
         "like_count": int(row.get("like_count") or 0),
         "comment_count": int(row.get("comment_count") or 0),
         "album": present_album_summary(row),
-        "tags": [],
+        "tags": list(row.get("tags") or []),
         "copyright_flagged": None,
         "copyright_match": None,
         "support_gate": gate,
@@ -211,4 +209,19 @@ def present_track(
         "labels": self_labels,
         "album_title": row.get("album"),
         "duration": row.get("duration"),
+    }
+
+
+def present_comment(r: Mapping[str, Any]) -> dict[str, Any]:
+    """plyr's comment shape."""
+    return {
+        "id": r["id"],
+        "user_did": r["did"],
+        "user_handle": r["handle"] or r["did"],
+        "user_display_name": r["display_name"] or r["handle"] or r["did"],
+        "user_avatar_url": r["avatar_url"],
+        "text": r["text"],
+        "timestamp_ms": r["timestamp_ms"],
+        "created_at": iso(r["created_at"]),
+        "updated_at": iso(r["updated_at"]) if r["updated_at"] else None,
     }

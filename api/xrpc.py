@@ -2,7 +2,8 @@
 
 Parameters are decoded by the query's lexicon (integers, booleans, repeated arrays) and
 validated by it; responses are pure presentations of the same rows the REST routes read.
-Errors are ATProto-style ``{"error": Name, "message": text}`` (:class:`XrpcError`).
+Errors are ATProto-style ``{"error": Name, "message": text}`` (:class:`api.errors.XrpcError`,
+re-exported here).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from api.errors import XrpcError
 from api.views import iso
 from lexicons import UnknownLexicon, ValidationError, default_registry, validate_query_params
 from lexicons.schema import ArrayType, BooleanType, EndpointDef, IntegerType
@@ -24,16 +26,6 @@ __all__ = [
 ]
 
 NAMESPACE = "fm.plyr.appview"
-
-
-class XrpcError(Exception):
-    """An XRPC error: HTTP status, ATProto error name and message."""
-
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
 
 
 def decode_params(nsid: str, query: Any) -> dict[str, Any]:

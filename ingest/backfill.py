@@ -50,7 +50,7 @@ from ingest.diff import diff_repo
 from ingest.discovery import DiscoveredRepo
 from ingest.errors import BackfillError, VerifyError
 from ingest.handles import HandleVerifier
-from ingest.progress import Progress
+from ingest.progress import BackfillProgress
 from ingest.publisher import Publisher
 from ingest.repo_car import RepoCommit, RepoError, read_repo
 from ingest.repo_record import known_records
@@ -69,7 +69,7 @@ from kernel.log import Log
 
 __all__ = ["MAX_REPO_BYTES", "Backfill", "BackfillOptions", "BackfillResult"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 MAX_REPO_BYTES = 512 * 1024 * 1024
 _NOT_RETRYABLE = frozenset(
@@ -270,7 +270,7 @@ class Backfill:
                     delay = min(
                         self.options.backoff_cap, self.options.backoff_base * 2 ** (attempt - 1)
                     ) * random.uniform(0.5, 1.0)
-                    log.warning(
+                    logger.warning(
                         "backfill retry",
                         extra={
                             "did": target.did,
@@ -282,7 +282,7 @@ class Backfill:
                     await asyncio.sleep(delay)
                     continue
                 result.errors[exc.reason] += 1
-                log.warning(
+                logger.warning(
                     "backfill gave up",
                     extra={"did": target.did, "attempts": attempt, "error": str(exc)},
                 )
@@ -325,12 +325,12 @@ class Backfill:
         targets: Sequence[DiscoveredRepo],
         *,
         run_source: str | None = None,
-        progress: Progress | None = None,
+        progress: BackfillProgress | None = None,
         stop: asyncio.Event | None = None,
     ) -> BackfillResult:
         """Backfill ``targets`` in parallel workers; record the run under ``run_source``."""
         result = BackfillResult(repos=len(targets))
-        progress = progress or Progress(len(targets))
+        progress = progress or BackfillProgress(len(targets))
         if run_source is not None:
             await self._begin_run(run_source, len(targets))
         queue: asyncio.Queue[DiscoveredRepo] = asyncio.Queue()
@@ -358,7 +358,7 @@ class Backfill:
         progress.show(force=True)
         if run_source is not None and not (stop is not None and stop.is_set()):
             await self._finish_run(run_source, result)
-        log.info(
+        logger.info(
             "backfill finished",
             extra={
                 "repos": result.repos,
@@ -422,12 +422,12 @@ class Backfill:
         try:
             count = await self.read_earlier(did)
         except BackfillError as exc:
-            log.warning("reading earlier records failed", extra={"did": did, "error": str(exc)})
+            logger.warning("reading earlier records failed", extra={"did": did, "error": str(exc)})
             if exc.retry:
                 return False
             count = 0  # gone, taken down, refused: nothing to read, now or later
         await self._states.clear_first_sight(did)
-        log.info("earlier records read", extra={"did": did, "records": count})
+        logger.info("earlier records read", extra={"did": did, "records": count})
         return True
 
     async def _begin_run(self, source: str, repos: int) -> None:
@@ -462,7 +462,7 @@ class Backfill:
                 first = False
             due = self._due(dids)
             if due:
-                log.info("resync", extra={"repos": len(due)})
+                logger.info("resync", extra={"repos": len(due)})
                 result = BackfillResult()
                 for did in due:
                     if stop.is_set():

@@ -100,4 +100,8 @@ def read_car(
     """:func:`read_blocks` with the CIDs as base32 strings (what ops and commits name)."""
     roots, blocks = read_blocks(raw, max_block_size=max_block_size)
     encode = libipld.encode_cid
-    return [encode(r) for r in roots], {encode(cid): body for cid, body in blocks.items()}
+    try:  # block CIDs were checked above; a root is only a tag-42 link until encoded
+        root_strings = [encode(r) for r in roots]
+    except ValueError as exc:
+        raise CarError(f"CAR root is not a valid CID: {exc}") from None
+    return root_strings, {encode(cid): body for cid, body in blocks.items()}

@@ -19,7 +19,7 @@ from kernel.fetch import UpstreamError, UpstreamFetcher, UpstreamStatus
 
 __all__ = ["DiscoveredRepo", "discover_repos", "http_base"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 _MAX_PAGE = 16 * 1024 * 1024
 
@@ -82,13 +82,13 @@ async def discover_repos(
             ):
                 found.setdefault(repo["did"], DiscoveredRepo(repo["did"]))
         if exact:
-            log.info(
+            logger.info(
                 "repos discovered",
                 extra={"host": base, "method": "listReposByCollection", "repos": len(found)},
             )
             return list(found.values())
     except (BackfillError, UpstreamError, TimeoutError, ValueError) as exc:
-        log.info("listReposByCollection unavailable", extra={"host": base, "error": str(exc)})
+        logger.info("listReposByCollection unavailable", extra={"host": base, "error": str(exc)})
     try:
         repos = await _xrpc_pages(fetcher, base, "com.atproto.sync.listRepos", {"limit": "1000"})
     except (UpstreamError, TimeoutError, ValueError) as exc:
@@ -96,5 +96,5 @@ async def discover_repos(
     out = [
         DiscoveredRepo(r["did"], probe=True) for r in repos if r.get("active", True) is not False
     ]
-    log.info("repos discovered", extra={"host": base, "method": "listRepos", "repos": len(out)})
+    logger.info("repos discovered", extra={"host": base, "method": "listRepos", "repos": len(out)})
     return out

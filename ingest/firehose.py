@@ -91,7 +91,7 @@ from kernel.log import Log, LogError
 
 __all__ = ["FirehoseIngest", "IngestStats", "SourceError", "save_counters"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 _TIME_SAMPLE_INTERVAL = 1.0
 _WARN_INTERVAL = 10.0
@@ -192,7 +192,7 @@ class FirehoseIngest:
         cursor = self._cursor.position
         url = self.url if cursor is None else f"{self.url}?cursor={cursor}"
         async with connect(url, max_size=_RECV_LIMIT, open_timeout=15) as ws:
-            log.info("firehose connected", extra={"source": self.source, "cursor": cursor})
+            logger.info("firehose connected", extra={"source": self.source, "cursor": cursor})
             self.connected.set()
 
             async def close_on_stop() -> None:
@@ -378,7 +378,7 @@ class FirehoseIngest:
         try:
             doc = await self.resolver.resolve(did)
         except ResolveError as exc:
-            log.warning("did resolution failed", extra={"did": did, "error": str(exc)})
+            logger.warning("did resolution failed", extra={"did": did, "error": str(exc)})
             return None, None
         return await self.handles.verify(did, doc.handle, fresh=fresh), doc.pds_url
 
@@ -412,14 +412,14 @@ class FirehoseIngest:
         await self._desynchronize(event.did, f"#sync at rev {event.rev}")
 
     async def _on_info(self, event: InfoEvent) -> None:
-        log.warning(
+        logger.warning(
             "firehose info",
             extra={"source": self.source, "info": event.name, "detail": event.message},
         )
         if event.name == "OutdatedCursor":
             marked = await self.states.desynchronize_all("OutdatedCursor")
             self.stats.desynchronized += marked
-            log.warning(
+            logger.warning(
                 "cursor outdated: every indexed repo marked for resync",
                 extra={"source": self.source, "repos": marked},
             )
@@ -432,7 +432,7 @@ class FirehoseIngest:
 
     async def _desynchronize(self, did: str, reason: str) -> None:
         self.stats.desynchronized += 1
-        log.warning(
+        logger.warning(
             "repo desynchronized", extra={"source": self.source, "did": did, "reason": reason}
         )
         await self.states.set_status(did, "desynchronized", reason)
@@ -496,7 +496,7 @@ class FirehoseIngest:
             self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
             return
         self._warned_at[reason] = now
-        log.warning(
+        logger.warning(
             "firehose input refused",
             extra={
                 "source": self.source,

@@ -130,14 +130,15 @@ def _str(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str):
         raise FrameError(f"{name}: expected a string")
+    if "\x00" in value:  # PostgreSQL text cannot hold it (DIDs, handles, revs are stored)
+        raise FrameError(f"{name}: holds a NUL character")
     return value
 
 
 def _opt_str(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise FrameError(f"{name}: expected a string or null")
-    return value
+    if body.get(name) is None:
+        return None
+    return _str(body, name)
 
 
 def _int(body: dict[str, Any], name: str) -> int:
@@ -147,11 +148,26 @@ def _int(body: dict[str, Any], name: str) -> int:
     return value
 
 
+MAX_SEQ = 2**63 - 1
+"""Largest sequence number we take: cursors are stored as PostgreSQL ``bigint``."""
+
+
+def _seq(body: dict[str, Any]) -> int:
+    """The frame's ``seq``: a non-negative integer that fits a stored cursor."""
+    value = _int(body, "seq")
+    if not 0 <= value <= MAX_SEQ:
+        raise FrameError(f"seq: {value} is outside 0..{MAX_SEQ}")
+    return value
+
+
 def _cid(value: object, name: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, cbrrr.CID):
-        return cid_string(value)
+        try:
+            return cid_string(value)
+        except ValueError as exc:  # a tag-42 link whose bytes are no valid CID
+            raise FrameError(f"{name}: {exc}") from None
     raise FrameError(f"{name}: expected a CID link")
 
 
@@ -201,7 +217,7 @@ def decode_frame(frame: bytes) -> Event:
         if commit is None:
             raise FrameError("commit: missing")
         return CommitEvent(
-            seq=_int(body, "seq"),
+            seq=_seq(body),
             repo=_str(body, "repo"),
             rev=_str(body, "rev"),
             since=_opt_str(body, "since"),
@@ -214,14 +230,14 @@ def decode_frame(frame: bytes) -> Event:
         )
     if kind == "#identity":
         return IdentityEvent(
-            _int(body, "seq"), _str(body, "did"), _opt_str(body, "handle"), _str(body, "time")
+            _seq(body), _str(body, "did"), _opt_str(body, "handle"), _str(body, "time")
         )
     if kind == "#account":
         active = body.get("active")
         if not isinstance(active, bool):
             raise FrameError("active: expected a boolean")
         return AccountEvent(
-            _int(body, "seq"),
+            _seq(body),
             _str(body, "did"),
             active,
             _opt_str(body, "status"),
@@ -232,7 +248,7 @@ def decode_frame(frame: bytes) -> Event:
         if not isinstance(blocks, bytes):
             raise FrameError("blocks: expected bytes")
         return SyncEvent(
-            _int(body, "seq"), _str(body, "did"), _str(body, "rev"), blocks, _str(body, "time")
+            _seq(body), _str(body, "did"), _str(body, "rev"), blocks, _str(body, "time")
         )
     if kind == "#info":
         return InfoEvent(_str(body, "name"), _opt_str(body, "message"))
@@ -308,6 +324,8 @@ def commit_peek(needles: tuple[bytes, ...] = ()) -> Callable[[bytes], tuple[int,
             return None
         raw_seq, plc, head = found.groups()
         seq = from_bytes(raw_seq) & masks[len(raw_seq)] if len(raw_seq) > 1 else raw_seq[0]
+        if seq > MAX_SEQ:  # no cursor can hold it: the full decode refuses the frame
+            return None
         if plc is None:  # not a 32-character DID: read the length from the text header
             end = found.end()
             size = head[1] if len(head) == 2 else head[0] - 0x60

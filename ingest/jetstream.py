@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ from kernel.account import account_status
 from kernel.envelope import Envelope, Kind
 from kernel.identity import DidResolver, ResolveError
 from kernel.log import Log, LogError
+from lexicons import ValidationError, normalize_json_record
 
 __all__ = [
     "JetstreamAccount",
@@ -64,7 +66,7 @@ __all__ = [
     "subscribe_url",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_SIZE = 2 * 1024 * 1024
 CURSOR_REWIND_US = 2_000_000
@@ -105,10 +107,21 @@ class JetstreamAccount:
 JetstreamEvent = JetstreamCommit | JetstreamIdentity | JetstreamAccount
 
 
+_MAX_TIME_US = 253_402_300_800_000_000
+"""Year 10000 in microseconds: past it no datetime (nor bigint cursor past 2^63) holds it."""
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A JSON escape of a surrogate; only then can the decoded message hold a lone one."""
+
+
 def _str(obj: dict[str, Any], name: str) -> str:
     value = obj.get(name)
     if not isinstance(value, str) or not value:
         raise JetstreamError(f"{name}: expected a non-empty string")
+    if "\x00" in value or not value.isprintable():
+        # NUL (PostgreSQL text cannot hold it), lone surrogates, controls: no DID, rev,
+        # collection or rkey holds them; storing one would crash the consumer.
+        raise JetstreamError(f"{name}: holds a NUL, control or invalid character")
     return value
 
 
@@ -116,14 +129,21 @@ def parse_event(raw: str | bytes) -> JetstreamEvent:
     """A typed event from one Jetstream message; raises :class:`JetstreamError`."""
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the interpreter's stack (a hostile message)
         raise JetstreamError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise JetstreamError("event must be an object")
+    text = raw if isinstance(raw, str) else raw.decode(errors="replace")
+    if _SURROGATE_ESCAPE.search(text):
+        try:  # a lone surrogate cannot be encoded (envelope, log, database): refuse it here
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise JetstreamError("holds a lone surrogate (invalid Unicode)") from None
     did = _str(data, "did")
     time_us = data.get("time_us")
-    if not isinstance(time_us, int) or isinstance(time_us, bool) or time_us <= 0:
-        raise JetstreamError("time_us: expected a positive integer")
+    if not isinstance(time_us, int) or isinstance(time_us, bool) or not 0 < time_us < _MAX_TIME_US:
+        raise JetstreamError("time_us: expected microseconds between 1970 and 9999")
     kind = data.get("kind")
     body = data.get(kind) if isinstance(kind, str) else None
     if not isinstance(body, dict):
@@ -137,6 +157,10 @@ def parse_event(raw: str | bytes) -> JetstreamEvent:
         if operation != "delete":
             if not isinstance(record, dict):
                 raise JetstreamError(f"{operation} without a record object")
+            try:  # JSON can hold what the data model cannot (floats, a null $type)
+                record = normalize_json_record(record)
+            except ValidationError as exc:
+                raise JetstreamError(str(exc)) from None
             if not isinstance(cid, str):
                 raise JetstreamError(f"{operation} without a cid")
         rkey = _str(body, "rkey")
@@ -155,12 +179,16 @@ def parse_event(raw: str | bytes) -> JetstreamEvent:
         )
     if kind == "identity":
         handle = body.get("handle")
+        if isinstance(handle, str) and "\x00" in handle:
+            raise JetstreamError("identity.handle: holds a NUL character")
         return JetstreamIdentity(did, time_us, handle if isinstance(handle, str) else None)
     if kind == "account":
         active = body.get("active")
         if not isinstance(active, bool):
             raise JetstreamError("account.active: expected a boolean")
         status = body.get("status")
+        if isinstance(status, str) and "\x00" in status:
+            raise JetstreamError("account.status: holds a NUL character")
         return JetstreamAccount(did, time_us, active, status if isinstance(status, str) else None)
     raise JetstreamError(f"unknown kind {kind!r}")
 
@@ -279,7 +307,7 @@ class JetstreamIngest:
         cursor = None if last is None else max(0, last - CURSOR_REWIND_US)
         url = subscribe_url(self.url, self._collections, cursor)
         async with connect(url, max_size=MAX_MESSAGE_SIZE, open_timeout=15) as ws:
-            log.info("jetstream connected", extra={"source": self.source, "cursor": cursor})
+            logger.info("jetstream connected", extra={"source": self.source, "cursor": cursor})
             self.connected.set()
             try:
                 await receive_until_stopped(ws, stop, self.handle_message)
@@ -294,7 +322,7 @@ class JetstreamIngest:
             event = parse_event(raw)
         except JetstreamError as exc:
             self.stats.skipped["undecodable"] += 1
-            log.warning("bad jetstream event", extra={"source": self.source, "error": str(exc)})
+            logger.warning("bad jetstream event", extra={"source": self.source, "error": str(exc)})
             return
         self.stats.last_time_us = event.time_us
         envelopes = await self._envelopes(event)
@@ -352,6 +380,6 @@ class JetstreamIngest:
         try:
             doc = await self._resolver.resolve(did)
         except ResolveError as exc:
-            log.warning("did resolution failed", extra={"did": did, "error": str(exc)})
+            logger.warning("did resolution failed", extra={"did": did, "error": str(exc)})
             return None
         return await self._handles.verify(did, doc.handle, fresh=fresh)

@@ -59,7 +59,7 @@ __all__ = [
     "verify_label",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 MAX_FRAME_SIZE = 5 * 1024 * 1024
 _MAX_VAL_BYTES = 128
@@ -156,8 +156,9 @@ def _labels_body(body: Any) -> LabelsFrame:
         raise LabelError("undecodable", "body is not a map")
     seq = body.get("seq")
     labels = body.get("labels")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise LabelError("undecodable", "seq: expected a non-negative integer")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
+        # The cursor is a PostgreSQL bigint: a larger seq would crash saving it.
+        raise LabelError("undecodable", "seq: expected an integer in 0..2^63-1")
     if not isinstance(labels, list):
         raise LabelError("undecodable", "labels: expected a list")
     return LabelsFrame(seq, labels)
@@ -168,7 +169,7 @@ def decode_labels_frame(raw: str | bytes) -> LabelsFrame | InfoFrame | ErrorFram
     if isinstance(raw, str) or raw[:1] == b"{":
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise LabelError("undecodable", f"not JSON: {exc}") from None
         return _labels_body(data)
     if len(raw) > MAX_FRAME_SIZE:
@@ -312,7 +313,7 @@ class LabelIngest:
         assert self._url is not None
         url = f"{self._url}?cursor={self._cursor.position or 0}"
         async with connect(url, max_size=MAX_FRAME_SIZE, open_timeout=15) as ws:
-            log.info(
+            logger.info(
                 "labeler connected",
                 extra={"source": self.source, "cursor": self._cursor.position},
             )
@@ -330,10 +331,10 @@ class LabelIngest:
             frame = decode_labels_frame(raw)
         except LabelError as exc:
             self.stats.rejected[exc.reason] += 1
-            log.warning("bad label frame", extra={"source": self.source, "error": str(exc)})
+            logger.warning("bad label frame", extra={"source": self.source, "error": str(exc)})
             return
         if isinstance(frame, InfoFrame):
-            log.warning("labeler info", extra={"source": self.source, "info": frame.name})
+            logger.warning("labeler info", extra={"source": self.source, "info": frame.name})
             return
         if isinstance(frame, ErrorFrame):
             raise websockets.WebSocketException(f"error frame {frame.error}: {frame.message}")
@@ -344,7 +345,7 @@ class LabelIngest:
                 label = await self._checked(raw_label)
             except LabelError as exc:
                 self.stats.rejected[exc.reason] += 1
-                log.warning(
+                logger.warning(
                     "label rejected",
                     extra={"source": self.source, "seq": frame.seq, "error": str(exc)},
                 )

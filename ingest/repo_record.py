@@ -15,6 +15,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from kernel.envelope import Envelope
+from kernel.revs import rev_sql
 
 __all__ = ["known_records", "remember_records"]
 
@@ -56,7 +57,7 @@ async def remember_records(
                 " SELECT r->>0, r->>1, r->>2, r->>3, r->>4 FROM jsonb_array_elements(%s::jsonb) r"
                 " ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid,"
                 " rev = excluded.rev WHERE repo_record.rev IS NULL OR excluded.rev IS NULL"
-                ' OR excluded.rev COLLATE "C" >= repo_record.rev COLLATE "C"',
+                f" OR {rev_sql('excluded.rev', '>=', 'repo_record.rev')}",
                 (orjson.dumps([(*k, *v) for k, v in upserts]).decode(),),
             )
         if deletes:
@@ -64,7 +65,7 @@ async def remember_records(
                 "DELETE FROM repo_record r USING (SELECT d->>0 AS did, d->>1 AS collection,"
                 " d->>2 AS rkey, d->>3 AS rev FROM jsonb_array_elements(%s::jsonb) d) AS d"
                 " WHERE r.did = d.did AND r.collection = d.collection AND r.rkey = d.rkey"
-                ' AND (r.rev IS NULL OR d.rev IS NULL OR d.rev COLLATE "C" >= r.rev COLLATE "C")',
+                f" AND (r.rev IS NULL OR d.rev IS NULL OR {rev_sql('d.rev', '>=', 'r.rev')})",
                 (orjson.dumps([(*k, v[1]) for k, v in deletes]).decode(),),
             )
 

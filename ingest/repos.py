@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from psycopg_pool import AsyncConnectionPool
 
 from kernel.envelope import Envelope
+from kernel.revs import rev_sql
 
 __all__ = [
     "ACTIVE",
@@ -58,16 +59,16 @@ Publish = Callable[[list[Envelope]], Awaitable[None]]
 _COLUMNS = "did, rev, data_cid, status, handle, pds_url, account_status"
 
 # TIDs sort bytewise; never let a locale collation decide which rev is newer.
-_UPSERT_ADVANCE = """
+_UPSERT_ADVANCE = f"""
 INSERT INTO repo_state (did, rev, data_cid, status, updated_at)
 VALUES (%(did)s, %(rev)s, %(data)s, 'active', now())
 ON CONFLICT (did) DO UPDATE SET
     data_cid = CASE WHEN repo_state.rev IS NULL
-                      OR excluded.rev COLLATE "C" >= repo_state.rev COLLATE "C"
+                      OR {rev_sql("excluded.rev", ">=", "repo_state.rev")}
                     THEN coalesce(excluded.data_cid, repo_state.data_cid)
                     ELSE repo_state.data_cid END,
     rev = CASE WHEN repo_state.rev IS NULL
-                 OR excluded.rev COLLATE "C" > repo_state.rev COLLATE "C"
+                 OR {rev_sql("excluded.rev", ">", "repo_state.rev")}
                THEN excluded.rev ELSE repo_state.rev END,
     updated_at = now()
 """

@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection
 
 __all__ = ["backoff_delay", "keep_connected", "receive_until_stopped"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
@@ -48,7 +48,7 @@ async def keep_connected(
             on_retry()
             delay = backoff_delay(attempt)
             attempt += 1
-            log.warning(message, extra={"source": source, "error": str(exc), "retry_in": delay})
+            logger.warning(message, extra={"source": source, "error": str(exc), "retry_in": delay})
             try:
                 await asyncio.wait_for(stop.wait(), delay)
             except TimeoutError:

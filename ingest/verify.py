@@ -53,6 +53,7 @@ __all__ = [
     "check_signature",
     "check_signed",
     "decode_commit",
+    "verify_signature",
 ]
 
 _CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
@@ -179,13 +180,29 @@ def check_signature(
     """
     if not isinstance(sig, bytes) or len(sig) != 64:
         raise VerifyError("bad_signature", "sig must be 64 bytes")
+    problem = _signature_problem(did_key, unsigned, sig, keys)
+    if problem is not None:
+        raise VerifyError("bad_signature", f"{did} rev {rev}: {problem}")
+
+
+def verify_signature(did_key: str, data: bytes, sig: bytes, keys: KeyCache) -> bool:
+    """Whether ``sig`` (64 bytes, ``r || s``) signs ``data`` with ``did_key``.
+
+    High-S signatures (malleable) and any other length (a DER encoding) are refused, as
+    the spec says. Raises :class:`VerifyError` if ``did_key`` is not a usable key.
+    """
+    return _signature_problem(did_key, data, sig, keys) is None
+
+
+def _signature_problem(did_key: str, data: bytes, sig: bytes, keys: KeyCache) -> str | None:
+    if len(sig) != 64:
+        return "sig must be 64 bytes"
     key = keys.get(did_key)
     r = int.from_bytes(sig[:32], "big")
     s = int.from_bytes(sig[32:], "big")
-    if s > key.half_order:  # high-S is malleable: the spec refuses it
-        raise VerifyError("bad_signature", "high-S signature")
-    if not key.verify(r, s, unsigned):
-        raise VerifyError("bad_signature", f"{did} rev {rev}")
+    if s > key.half_order:
+        return "high-S signature"
+    return None if key.verify(r, s, data) else "does not verify"
 
 
 def check_ops(blocks: dict[str, bytes], data_cid: str, ops: Iterable[Op]) -> None:

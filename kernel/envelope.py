@@ -4,7 +4,11 @@ Kinds are past-tense facts: ``record.created``, ``record.updated``, ``record.del
 ``identity.changed``, ``account.changed`` (topic ``repo``, keyed by repo DID) and
 ``label.applied`` (topic ``labels``, keyed by the label's subject URI; ``did`` is the
 labeler, ``label`` the label as JSON: ``src, uri, cid?, val, neg?, cts, exp?``; a negation
-is a ``label.applied`` whose label has ``neg: true``). Parsing untrusted bytes raises
+is a ``label.applied`` whose label has ``neg: true``), and ``play.reported`` /
+``play.counted`` (topic ``plays``, keyed by the listener; ``did``, ``collection`` and
+``rkey`` name the track played, ``time`` is when it was played, ``play`` holds
+``id, listener, duration?, ref?`` and, once counted, ``window_end, self``; built by
+:mod:`kernel.plays`). Parsing untrusted bytes raises
 :class:`EnvelopeError`; a consumer dead-letters such a message.
 """
 
@@ -27,9 +31,12 @@ Kind = Literal[
     "identity.changed",
     "account.changed",
     "label.applied",
+    "play.reported",
+    "play.counted",
 ]
 KINDS: frozenset[str] = frozenset(Kind.__args__)  # type: ignore[attr-defined]
 RECORD_KINDS = frozenset({"record.created", "record.updated", "record.deleted"})
+PLAY_KINDS = frozenset({"play.reported", "play.counted"})
 
 
 class EnvelopeError(ValueError):
@@ -54,6 +61,7 @@ class Envelope:
     active: bool | None = None
     status: str | None = None
     label: dict[str, Any] | None = None
+    play: dict[str, Any] | None = None
     backfill: bool = False
     v: int = field(default=ENVELOPE_VERSION)
 
@@ -65,9 +73,12 @@ class Envelope:
 
     @property
     def key(self) -> bytes:
-        """The log key: the repo DID (one repo's events stay in order); for labels, the subject."""
+        """The log key: the repo DID (one repo's events stay in order); for labels, the
+        subject; for plays, the listener (one listener's reports stay in order)."""
         if self.kind == "label.applied" and self.label is not None:
             return str(self.label.get("uri", self.did)).encode()
+        if self.kind in PLAY_KINDS and self.play is not None:
+            return str(self.play.get("listener", self.did)).encode()
         return self.did.encode()
 
     def to_bytes(self) -> bytes:
@@ -117,6 +128,16 @@ class Envelope:
             for name in ("src", "uri", "val", "cts"):
                 if not isinstance(label.get(name), str):
                     raise EnvelopeError(f"label.{name}: expected a string")
+        if kind in PLAY_KINDS:
+            play = data.get("play")
+            if not isinstance(play, dict):
+                raise EnvelopeError(f"play: required object for {kind}")
+            for name in ("id", "listener"):
+                if not isinstance(play.get(name), str) or not play[name]:
+                    raise EnvelopeError(f"play.{name}: expected a non-empty string")
+            for name in ("collection", "rkey"):
+                if not isinstance(data.get(name), str):
+                    raise EnvelopeError(f"{name}: required for {kind}")
         data.pop("uri", None)
         if not data.keys() <= _FIELDS:  # written by a newer producer: ignore what we don't know
             data = {k: v for k, v in data.items() if k in _FIELDS}

@@ -11,6 +11,10 @@ and the `com.atproto.*` definitions they refer to. `default_registry()` loads th
     except RecordInvalid as exc:
         dead_letter(reason=str(exc))  # e.g. "title: must be at most 256 bytes, got 300"
 
+Records that arrive as JSON (Jetstream) first go through `normalize_json_record`, the
+data-model rules no lexicon states (no floats, a `$type` is a non-empty string, well-formed
+bytes, links and blobs); it raises `ValidationError`.
+
 Exceptions, all from `lexicons.errors`:
 
     LexiconError                 base class of everything raised here
@@ -20,6 +24,7 @@ Exceptions, all from `lexicons.errors`:
         └── RecordInvalid        a record does not match its collection's lexicon (.nsid)
 """
 
+from lexicons.datamodel import normalize_json_record
 from lexicons.errors import (
     LexiconError,
     LexiconSchemaError,
@@ -72,6 +77,7 @@ __all__ = [
     "is_record_key",
     "is_tid",
     "is_uri",
+    "normalize_json_record",
     "parse_lexicon",
     "record_nsids",
     "validate_query_output",

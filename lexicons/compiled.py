@@ -42,6 +42,7 @@ from lexicons.validate import (
     GRAPHEME,
     INT64_MAX,
     INT64_MIN,
+    is_special_object,
     mime_accepted,
     validate_record,
 )
@@ -155,7 +156,7 @@ class _Compiler:
         if isinstance(schema, CidLinkType):
             return _cid_link
         if isinstance(schema, UnknownType):
-            return _is_mapping
+            return _plain_object
         raise TypeError(f"unknown schema node {schema!r}")
 
     def _object(self, schema: ObjectType) -> Check:
@@ -217,8 +218,8 @@ def _never(value: object) -> bool:
     return False
 
 
-def _is_mapping(value: object) -> bool:
-    return type(value) is dict or isinstance(value, Mapping)
+def _plain_object(value: object) -> bool:
+    return (type(value) is dict or isinstance(value, Mapping)) and not is_special_object(value)
 
 
 def _string(schema: StringType) -> Check:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import calendar
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta, timezone
 from types import MappingProxyType
 
 __all__ = [
@@ -65,15 +65,27 @@ _DATETIME = re.compile(
 )
 _DATETIME_MAX = 64
 
-# BCP 47, loosely: a 2-3 letter primary language (or longer registered ones, `i-` and
-# `x-` prefixes), then subtags of 1-8 letters or digits.
-_LANGUAGE = re.compile(r"(?:[a-zA-Z]{2,8}|[iIxX])(?:-[a-zA-Z0-9]{1,8})*")
+# BCP 47 (RFC 5646 section 2.1) as ATProto uses it: the primary language subtag in lower
+# case, 2-3 letters (4 letters are reserved; 5-8 are for registered languages); then the
+# optional subtags in their order, any case. A tag may be private use only (`x-...`, any
+# case) or an `i-` grandfathered one; the irregular grandfathered tags that do not parse
+# are listed.
+_LANGUAGE = re.compile(
+    r"(?:[a-z]{2,3}(?:-[a-zA-Z]{3}){0,3}|[a-z]{5,8})"  # language, extlangs
+    r"(?:-[a-zA-Z]{4})?"  # script
+    r"(?:-(?:[a-zA-Z]{2}|[0-9]{3}))?"  # region
+    r"(?P<variants>(?:-(?:[a-zA-Z0-9]{5,8}|[0-9][a-zA-Z0-9]{3}))*)"
+    r"(?P<extensions>(?:-[a-wyzA-WYZ0-9](?:-[a-zA-Z0-9]{2,8})+)*)"
+    r"(?:-[xX](?:-[a-zA-Z0-9]{1,8})+)?"  # private use
+    r"|[xX](?:-[a-zA-Z0-9]{1,8})+"
+    r"|i(?:-[a-zA-Z0-9]{1,8})+"
+)
+_IRREGULAR_LANGUAGES = frozenset({"en-GB-oed", "sgn-BE-FR", "sgn-BE-NL", "sgn-CH-DE"})
 
-_BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_BASE58_INDEX = MappingProxyType({c: i for i, c in enumerate(_BASE58_ALPHABET)})
 _BASE32_LOWER = re.compile(r"[a-z2-7]+")
+_CID_MIN = 8
 _CID_MAX = 256
-_SHA2_256 = 0x12
+_CID_SYNTAX = re.compile(r"[a-zA-Z0-9+=]+")
 
 
 def is_did(value: str) -> bool:
@@ -140,44 +152,49 @@ def is_datetime(value: str) -> bool:
 
     That is RFC 3339 in the subset shared with ISO 8601: uppercase `T`, seconds
     required, optional fractional seconds, and a required timezone (`Z` or `+hh:mm`;
-    `-00:00` is not allowed). The date and time must exist and stay in year 1 or later
-    once converted to UTC.
+    `-00:00` is not allowed). The date and time must exist, and the moment must not fall
+    before `0000-01-01T00:00:00Z` once converted to UTC (year 0 is valid: ISO 8601 counts
+    1 BC as year 0000, and the interop vectors accept it).
     """
     if len(value) > _DATETIME_MAX:
         return False
     match = _DATETIME.fullmatch(value)
     if match is None:
         return False
-    year, month, day, hour, minute, second, sign, tz_hour, tz_minute = match.groups()
-    offset = timedelta(0)
-    if sign is not None:
-        if sign == "-" and tz_hour == "00" and tz_minute == "00":
-            return False
-        hours, minutes = int(tz_hour), int(tz_minute)
-        if hours > 23 or minutes > 59:
-            return False
-        offset = timedelta(hours=hours, minutes=minutes)
-        if sign == "-":
-            offset = -offset
-    try:
-        moment = datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            tzinfo=timezone(offset),
-        )
-        moment.astimezone(UTC)
-    except (ValueError, OverflowError):
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    sign, tz_hour, tz_minute = match.groups()[6:]
+    if not (1 <= month <= 12 and hour <= 23 and minute <= 59 and second <= 59):
         return False
-    return True
+    # Python's datetime starts at year 1; the Gregorian calendar repeats every 400 years.
+    if not 1 <= day <= calendar.monthrange(year + 400, month)[1]:
+        return False
+    offset_minutes = 0
+    if sign is not None:
+        hours, minutes = int(tz_hour), int(tz_minute)
+        if (sign == "-" and hours == minutes == 0) or hours > 23 or minutes > 59:
+            return False
+        offset_minutes = (hours * 60 + minutes) * (-1 if sign == "-" else 1)
+    # Only the first hours of year 0 can fall before year 0 in UTC (ahead-of-UTC offsets).
+    return not (year == 0 and month == 1 and day == 1 and hour * 60 + minute < offset_minutes)
 
 
 def is_language(value: str) -> bool:
-    """Whether `value` looks like a BCP 47 language tag (`en`, `pt-BR`, `zh-Hant`)."""
-    return _LANGUAGE.fullmatch(value) is not None
+    """Whether `value` is a BCP 47 language tag (`en`, `pt-BR`, `zh-Hant`, `x-klingon`).
+
+    Beyond the syntax, a variant subtag or an extension singleton may not appear twice
+    (compared without case: RFC 5646 section 2.2.9 calls such tags invalid).
+    """
+    if value in _IRREGULAR_LANGUAGES:
+        return True
+    match = _LANGUAGE.fullmatch(value)
+    if match is None:
+        return False
+    variants = (match.group("variants") or "").lower().split("-")[1:]
+    if len(set(variants)) != len(variants):
+        return False
+    extensions = (match.group("extensions") or "").lower().split("-")
+    singletons = [subtag for subtag in extensions if len(subtag) == 1]
+    return len(set(singletons)) == len(singletons)
 
 
 # The CIDs ATProto uses almost always: CIDv1, dag-cbor or raw, sha2-256, in base32. Their
@@ -189,24 +206,22 @@ _COMMON_CID = re.compile(r"baf(?:yrei|krei)[a-h][a-z2-7]{50}[aeimquy4]")
 def is_cid(value: str) -> bool:
     """Whether `value` is the string form of a CID.
 
-    Accepts CIDv1 in base32 (`b...`, the ATProto default) or base58btc (`z...`), and
-    legacy CIDv0 (`Qm...`). The bytes must decode to a version, a codec and a complete
-    multihash.
+    The syntax is the spec's (and the interop vectors'): 8 to 256 characters from
+    `[a-zA-Z0-9+=]` (any multibase encoding), legacy CIDv0 (`Qm...`, 46 characters)
+    refused. A CID in atproto's own form, multibase `b` (lowercase base32), must also
+    decode to a CIDv1 with a complete multihash: that is the form records carry and the
+    one we decode and compare (blob digests, strong refs).
     """
     if _COMMON_CID.fullmatch(value) is not None:
         return True
-    if len(value) > _CID_MAX:
+    if not _CID_MIN <= len(value) <= _CID_MAX or _CID_SYNTAX.fullmatch(value) is None:
         return False
     if len(value) == 46 and value.startswith("Qm"):
-        raw = _base58_decode(value)
-        return raw is not None and len(raw) == 34 and raw[:2] == bytes((_SHA2_256, 32))
+        return False
     if value.startswith("b"):
         raw = _base32_decode(value[1:])
-    elif value.startswith("z"):
-        raw = _base58_decode(value[1:])
-    else:
-        return False
-    return raw is not None and _is_cid_v1(raw)
+        return raw is not None and _is_cid_v1(raw)
+    return True
 
 
 def _is_cid_v1(raw: bytes) -> bool:
@@ -245,20 +260,6 @@ def _base32_decode(text: str) -> bytes | None:
         return base64.b32decode(padded)
     except binascii.Error:
         return None
-
-
-def _base58_decode(text: str) -> bytes | None:
-    if not text:
-        return None
-    number = 0
-    for char in text:
-        digit = _BASE58_INDEX.get(char)
-        if digit is None:
-            return None
-        number = number * 58 + digit
-    leading_zeros = len(text) - len(text.lstrip("1"))
-    body = number.to_bytes((number.bit_length() + 7) // 8, "big")
-    return b"\x00" * leading_zeros + body
 
 
 FORMAT_CHECKS: Mapping[str, Callable[[str], bool]] = MappingProxyType(

@@ -188,6 +188,9 @@ class Lexicon:
 
 _ENDPOINT_KINDS = frozenset({"query", "procedure", "subscription", "permission-set"})
 _RECORD_KEY_TYPES = frozenset({"tid", "any", "nsid"})
+# Types that only describe a field, never a named definition (Lexicon spec, "Overview of
+# Types": refs and unions name other definitions, and `unknown` says nothing by itself).
+_FIELD_ONLY_KINDS = frozenset({"ref", "union", "unknown"})
 
 
 def qualify_ref(ref: str, lexicon_id: str) -> str:
@@ -253,6 +256,8 @@ class _Parser:
             return TokenDef()
         if isinstance(kind, str) and kind in _ENDPOINT_KINDS:
             return self.endpoint(kind, spec)
+        if kind in _FIELD_ONLY_KINDS:
+            raise self.fail(f"a named definition cannot be of type {kind!r}")
         return self.field(spec)
 
     def field(self, raw: object) -> FieldType:

@@ -226,6 +226,8 @@ class _Validator:
         elif isinstance(schema, UnknownType):
             if not isinstance(value, Mapping):
                 raise self.fail(path, f"must be an object, got {_kind(value)}")
+            if is_special_object(value):
+                raise self.fail(path, "must be an object, not bytes, a CID link or a blob")
 
     def check_object(self, schema: ObjectType, value: object, path: _Path) -> None:
         if not isinstance(value, Mapping):
@@ -383,6 +385,14 @@ class _Validator:
             raise self.fail(path, f'must be a CID link ({{"$link": cid}}), got {_kind(value)}')
         if not is_cid(link):
             raise self.fail((*path, "$link"), f"must be a valid CID, got {_show(link)}")
+
+
+def is_special_object(value: Mapping[str, object]) -> bool:
+    """Whether a JSON object stands for bytes, a CID link or a blob rather than an object.
+
+    An ``unknown`` field holds an object; these are other data-model types in JSON form.
+    """
+    return "$bytes" in value or "$link" in value or value.get("$type") == "blob"
 
 
 def mime_accepted(patterns: Sequence[str], mime_type: str) -> bool:

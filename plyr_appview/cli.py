@@ -10,14 +10,31 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
 from psycopg_pool import AsyncConnectionPool
 
+from api.app import create_app
+from ingest.backfill import Backfill, BackfillOptions
+from ingest.commits import CollectionFilter
+from ingest.errors import BackfillError
+from ingest.firehose import FirehoseIngest
+from ingest.first_start import backfill_needed, initial_targets
+from ingest.handles import HandleVerifier
+from ingest.jetstream import JetstreamIngest
+from ingest.labels import LabelIngest
+from ingest.metrics import IngestMetrics, IngestStats, ingest_status, serve_from_env
+from ingest.repos import RepoStates
 from kernel.config import ConfigError, Settings, load_settings
 from kernel.db import apply_migrations, database_url, open_pool
+from kernel.fetch import UpstreamFetcher
+from kernel.identity import DidResolver
 from kernel.log import Log
+from kernel.progress import ProgressBar
+from plyr_appview import archive_commands
+from plyr_appview.archive_commands import archived_log
 from plyr_appview.runtime import (
     ApiWorkers,
     bind_api_sockets,
@@ -25,10 +42,22 @@ from plyr_appview.runtime import (
     open_log,
     uvicorn_config,
 )
+from projectors import registry
+from projectors.kafka_group import GroupWorker
+from projectors.moderation import operator_label
+from projectors.rebuild import (
+    REBUILD_BATCH,
+    RebuildGap,
+    RebuildProgress,
+    list_dead_letters,
+    rebuild,
+    replay_dead_letters,
+)
+from projectors.runner import run_projector
 
 __all__ = ["main"]
 
-log = logging.getLogger("plyr_appview")
+logger = logging.getLogger("plyr_appview")
 
 
 @dataclass
@@ -65,19 +94,6 @@ def _stop_event() -> asyncio.Event:
 
 async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
     """The live source (firehose or Jetstream), resync, labelers, and a first-start backfill."""
-    from ingest.backfill import Backfill, BackfillOptions
-    from ingest.commits import CollectionFilter
-    from ingest.errors import BackfillError
-    from ingest.firehose import FirehoseIngest
-    from ingest.first_start import backfill_needed, initial_targets
-    from ingest.handles import HandleVerifier
-    from ingest.jetstream import JetstreamIngest
-    from ingest.labels import LabelIngest
-    from ingest.metrics import IngestMetrics, IngestStats, serve_from_env
-    from ingest.repos import RepoStates
-    from kernel.fetch import UpstreamFetcher
-    from kernel.identity import DidResolver
-
     settings = ctx.settings
     keep = CollectionFilter.of(settings.collections)
     keep_known = CollectionFilter.of(settings.collections + settings.known_did_collections)
@@ -146,7 +162,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
                     fetcher, settings.firehose_url, settings.collections, settings.backfill_dids
                 )
             except BackfillError as exc:  # the next start tries again (the run is unfinished)
-                log.warning("backfill discovery failed", extra={"error": str(exc)})
+                logger.warning("backfill discovery failed", extra={"error": str(exc)})
                 return
             await backfill.run(targets, run_source=run, stop=stop)
 
@@ -174,21 +190,11 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
 
 
 def _discovery_run(settings: Settings) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(settings.firehose_url).netloc
 
 
 async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
     """``plyr-appview backfill``: discover (or take ``dids``), sync every repo, report."""
-    from ingest.backfill import Backfill, BackfillOptions
-    from ingest.commits import CollectionFilter
-    from ingest.first_start import initial_targets
-    from ingest.handles import HandleVerifier
-    from ingest.repos import RepoStates
-    from kernel.fetch import UpstreamFetcher
-    from kernel.identity import DidResolver
-
     async with _context(settings) as ctx, httpx.AsyncClient() as client:
         fetcher = UpstreamFetcher(client=client, trusted_hosts=frozenset(settings.trusted_hosts))
         stop = _stop_event()
@@ -223,23 +229,17 @@ async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
 
 
 async def _project(ctx: Context, stop: asyncio.Event) -> None:
-    from projectors.catalog import CatalogProjector
-    from projectors.moderation import ModerationProjector, trusted_sources
-    from projectors.runner import run_projector
-    from projectors.search import SearchProjector
-
-    repo, labels = ctx.settings.topic("repo"), ctx.settings.topic("labels")
-    moderation = ModerationProjector(trusted_sources(ctx.settings))
+    """Every registered projector on each of its topics (one instance per projector)."""
     async with asyncio.TaskGroup() as group:
-        group.create_task(run_projector(ctx.pool, ctx.log, CatalogProjector(), repo, stop))
-        group.create_task(run_projector(ctx.pool, ctx.log, SearchProjector(), repo, stop))
-        group.create_task(run_projector(ctx.pool, ctx.log, moderation, repo, stop))
-        group.create_task(run_projector(ctx.pool, ctx.log, moderation, labels, stop))
+        for spec in registry.PROJECTORS:
+            projector = spec.build(ctx.settings)
+            for topic in spec.topics:
+                group.create_task(
+                    run_projector(ctx.pool, ctx.log, projector, ctx.settings.topic(topic), stop)
+                )
 
 
 async def _takedown(settings: Settings, subject: str, reason: str | None, negate: bool) -> int:
-    from projectors.moderation import operator_label
-
     if settings.operator_did is None:
         print("takedown needs PLYR_OPERATOR_DID (the operator's DID)", file=sys.stderr)
         return 2
@@ -258,60 +258,59 @@ async def _takedown(settings: Settings, subject: str, reason: str | None, negate
 
 
 async def _project_group(ctx: Context, stop: asyncio.Event) -> None:
-    from projectors.catalog import CatalogProjector
-    from projectors.kafka_group import GroupWorker
-
+    """Every registered projector as a worker of its consumer group, on all its topics."""
     if ctx.settings.log_backend != "kafka":
         raise SystemExit("project --group needs the Kafka log (PLYR_LOG_BACKEND=kafka)")
-    worker = GroupWorker(
-        ctx.pool, ctx.settings.kafka_bootstrap, CatalogProjector(), ctx.settings.topic("repo")
-    )
-    await worker.run(stop)
+    async with asyncio.TaskGroup() as group:
+        for spec in registry.PROJECTORS:
+            worker = GroupWorker(
+                ctx.pool,
+                ctx.settings.kafka_bootstrap,
+                spec.build(ctx.settings),
+                [ctx.settings.topic(t) for t in spec.topics],
+            )
+            group.create_task(worker.run(stop))
 
 
-async def _rebuild(settings: Settings, name: str, batch_size: int | None) -> None:
-    from projectors.moderation import ModerationProjector, trusted_sources
-    from projectors.rebuild import (
-        REBUILD_BATCH,
-        Progress,
-        projector_for,
-        projector_topics,
-        rebuild,
-    )
+async def _rebuild(
+    settings: Settings, name: str, batch_size: int | None, from_archive: bool = False
+) -> int:
+    try:
+        spec = registry.spec(name)
+    except LookupError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    projector = spec.build(settings)
 
-    # Moderation needs the configured labelers: which sources' labels count.
-    projector = (
-        ModerationProjector(trusted_sources(settings))
-        if name == "moderation"
-        else projector_for(name)
-    )
+    bar = ProgressBar(f"rebuild {name}", None, "events")
 
-    def show(progress: Progress) -> None:
-        width = 30
-        filled = width * progress.done // max(1, progress.total)
-        sys.stderr.write(
-            f"\r{name} [{'#' * filled}{'.' * (width - filled)}]"
-            f" {progress.done}/{progress.total} events  {progress.rate:,.0f} events/s"
-        )
-        sys.stderr.flush()
+    def show(progress: RebuildProgress) -> None:
+        bar.total = progress.total
+        bar.update(progress.done, detail=f"{progress.rate:,.0f} events/s")
 
     async with _context(settings) as ctx:
-        topics = [ctx.settings.topic(t) for t in projector_topics(projector)]
-        done = await rebuild(
-            ctx.pool,
-            ctx.log,
-            projector,
-            topics,
-            batch_size=batch_size or REBUILD_BATCH,
-            on_progress=show,
-        )
-    show(done)
-    sys.stderr.write(f"\nrebuilt {name}: {done.done} events in {done.elapsed:.1f} s\n")
+        topics = [ctx.settings.topic(t) for t in spec.topics]
+        source = ctx.log
+        if from_archive:
+            source = archived_log(settings, ctx.log)
+        try:
+            done = await rebuild(
+                ctx.pool,
+                source,
+                projector,
+                topics,
+                batch_size=batch_size or REBUILD_BATCH,
+                on_progress=show,
+            )
+        except RebuildGap as exc:
+            sys.stderr.write(f"\nrebuild {name} stopped: {exc}\n")
+            return 1
+    bar.finish(done.done, detail=f"{done.rate:,.0f} events/s")
+    sys.stderr.write(f"rebuilt {name}: {done.done} events in {done.elapsed:.1f} s\n")
+    return 0
 
 
 async def _dead_letters(settings: Settings, action: str, id_: int | None, name: str | None) -> int:
-    from projectors.rebuild import list_dead_letters, replay_dead_letters
-
     async with _context(settings, with_log=action == "replay") as ctx:
         letters = await list_dead_letters(ctx.pool, projector=name, id=id_)
         if action == "list":
@@ -322,7 +321,9 @@ async def _dead_letters(settings: Settings, action: str, id_: int | None, name: 
                 )
             print(f"{len(letters)} dead letter(s)", file=sys.stderr)
             return 0
-        applied, failing = await replay_dead_letters(ctx.pool, ctx.log, letters)
+        applied, failing = await replay_dead_letters(
+            ctx.pool, ctx.log, letters, lambda n: registry.spec(n).build(settings)
+        )
         print(f"replayed {applied}, still failing {failing}")
         return 1 if failing else 0
 
@@ -336,8 +337,6 @@ class _Server(uvicorn.Server):
 
 
 async def _serve(ctx: Context, stop: asyncio.Event) -> None:
-    from api.app import create_app
-
     settings = ctx.settings
     url = settings.api_database_url or ctx.url
     if settings.api_workers > 1:
@@ -345,7 +344,7 @@ async def _serve(ctx: Context, stop: asyncio.Event) -> None:
         return
     # One worker: in this process, as each worker process runs it (api_worker_main): the
     # app opens its own pool acting as the read-only role (migration 0009) in its lifespan.
-    app = create_app(settings, database_url=url)
+    app = create_app(settings, database_url=url, log=ctx.log)
     server = _Server(uvicorn_config(app, host=settings.api_host, port=settings.api_port))
     serving = asyncio.create_task(server.serve())
     await stop.wait()
@@ -359,7 +358,7 @@ async def _serve_workers(settings: Settings, url: str, stop: asyncio.Event) -> N
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     workers = ApiWorkers(socks, url, settings.api_workers, str(level))
     workers.start()
-    log.info("api workers started", extra={"workers": settings.api_workers})
+    logger.info("api workers started", extra={"workers": settings.api_workers})
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -382,13 +381,13 @@ async def _run_parts(settings: Settings, parts: Sequence[str]) -> None:
         async with asyncio.TaskGroup() as group:
             for part in parts:
                 group.create_task(jobs[part](ctx, stop))
-            log.info("started", extra={"parts": list(parts), "log_backend": settings.log_backend})
+            logger.info(
+                "started", extra={"parts": list(parts), "log_backend": settings.log_backend}
+            )
 
 
 async def _status(settings: Settings) -> None:
     async with _context(settings) as ctx, ctx.pool.connection() as conn:
-        from ingest.metrics import ingest_status
-
         print("ingest sources (cursor, lag = now - latest event time, counters):")
         for line in await ingest_status(ctx.pool):
             print(line)
@@ -415,6 +414,19 @@ def _migrate(settings: Settings) -> None:
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
 
 
+def _archive_command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "query":
+        return archive_commands.query(settings, args.sql)
+
+    async def with_context() -> int:
+        async with _context(settings) as ctx:
+            if args.command == "archive":
+                return await archive_commands.archive(settings, ctx.log)
+            return await archive_commands.trim(settings, ctx.pool, args.topic)
+
+    return asyncio.run(with_context())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="plyr-appview", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -430,11 +442,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("serve", help="serve the API")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("status", help="cursors, offsets, lag and row counts")
-    rebuild = sub.add_parser("rebuild", help="drop a read model and replay it from offset 0")
-    rebuild.add_argument("name", help="projector name, e.g. catalog")
-    rebuild.add_argument(
+    rebuild_cmd = sub.add_parser("rebuild", help="drop a read model and replay it from offset 0")
+    rebuild_cmd.add_argument("name", help=f"projector name: {', '.join(registry.names())}")
+    rebuild_cmd.add_argument(
         "--batch-size", type=int, default=None, help="events per batch (default: rebuild's, 10000)"
     )
+    rebuild_cmd.add_argument(
+        "--from-archive", action="store_true", help="read the archive first, then the live log"
+    )
+    sub.add_parser("archive", help="write what the log holds beyond the archive to Parquet")
+    trim = sub.add_parser("trim", help="delete archived events from the PostgreSQL log")
+    trim.add_argument("--topic", required=True, help="repo, labels or plays (or a full name)")
+    trim.add_argument(
+        "--before-archived", action="store_true", required=True, help="what the archive holds"
+    )
+    query = sub.add_parser("query", help="DuckDB SQL over the archive (views repo, labels, plays)")
+    query.add_argument("sql")
     dead = sub.add_parser("dead-letters", help="list or replay dead-lettered events")
     dead.add_argument("action", nargs="?", choices=["list", "replay"], default="list")
     dead.add_argument("--id", type=int, default=None, help="only this dead letter")
@@ -459,7 +482,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "takedown":
         return asyncio.run(_takedown(settings, args.subject, args.reason, args.negate))
     elif args.command == "rebuild":
-        asyncio.run(_rebuild(settings, args.name, args.batch_size))
+        return asyncio.run(_rebuild(settings, args.name, args.batch_size, args.from_archive))
+    elif args.command in ("archive", "trim", "query"):
+        return _archive_command(settings, args)
     elif args.command == "dead-letters":
         return asyncio.run(_dead_letters(settings, args.action, args.id, args.projector))
     else:

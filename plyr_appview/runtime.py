@@ -13,10 +13,14 @@ import time
 from typing import Any
 
 import uvicorn
+import uvloop
 from psycopg_pool import AsyncConnectionPool
 
+from api.app import create_app
 from kernel.config import Settings, load_settings
+from kernel.db import open_pool
 from kernel.log import Log
+from kernel.log.kafka import KafkaLog
 from kernel.log.postgres import PostgresLog
 
 __all__ = [
@@ -65,8 +69,6 @@ async def open_log(settings: Settings, pool: AsyncConnectionPool) -> Log:
     topics = [settings.topic(t) for t in TOPICS]
     log: Log
     if settings.log_backend == "kafka":
-        from kernel.log.kafka import KafkaLog
-
         log = KafkaLog(settings.kafka_bootstrap, partitions=settings.partitions, topics=topics)
     else:
         log = PostgresLog(pool, partitions=settings.partitions, topics=topics)
@@ -182,7 +184,6 @@ class ApiWorkers:
 
 def api_worker_main() -> int:
     """Entry point of one API worker process (see :class:`ApiWorkers`)."""
-    import uvloop
 
     configure_logging(os.environ.get(_WORKER_LOG_LEVEL, "INFO"))
     sock = socket.socket(fileno=int(os.environ[_WORKER_FD]))
@@ -191,9 +192,11 @@ def api_worker_main() -> int:
     parent = os.getppid()
 
     async def serve() -> None:
-        from api.app import create_app
-
-        server = uvicorn.Server(uvicorn_config(create_app(settings, database_url=url)))
+        # Play reports go onto the log, which needs a writing pool (the API's acts read-only).
+        log_pool = await open_pool(settings.database_url or url, max_size=4)
+        play_log = await open_log(settings, log_pool)
+        app = create_app(settings, database_url=url, log=play_log)
+        server = uvicorn.Server(uvicorn_config(app))
 
         async def orphaned() -> None:
             # The supervisor died without stopping us (SIGKILL): stop serving its socket.
@@ -208,6 +211,8 @@ def api_worker_main() -> int:
             await server.serve(sockets=[sock])
         finally:
             watch.cancel()
+            await play_log.close()
+            await log_pool.close()
 
     uvloop.install()
     asyncio.run(serve())

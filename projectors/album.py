@@ -14,14 +14,13 @@ digits of the title's SHA-256. Collisions: titles with the same slug for the sam
 the smallest AT-URI if several), else the album title of its earliest track (by
 ``created_at``, then AT-URI). A track belongs to the album of its ``album`` title; a track
 without one belongs to the album of the first album list (smallest AT-URI) of the same
-artist that lists it. ``album.id`` is uuid5 (URL namespace) of ``at://{did}/album/{slug}``.
+artist that lists it. ``album.id`` is :func:`kernel.ids.album_id`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import unicodedata
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,12 +28,12 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from kernel.ids import album_id
 from projectors.records import to_json
 
 __all__ = [
     "AlbumList",
     "AlbumTrack",
-    "album_id",
     "delete_by_did",
     "derive",
     "refresh_albums",
@@ -65,11 +64,6 @@ def slugify(title: str) -> str:
     if not slug:
         slug = "album-" + hashlib.sha256(title.encode()).hexdigest()[:8]
     return slug
-
-
-def album_id(did: str, slug: str) -> uuid.UUID:
-    """The public id of an album, stable across rebuilds."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"at://{did}/album/{slug}")
 
 
 @dataclass(frozen=True, slots=True)

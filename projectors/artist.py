@@ -16,27 +16,24 @@ from datetime import datetime
 
 from psycopg import AsyncConnection
 
+from kernel.ids import BSKY_AVATAR_PARTS
 from projectors.records import Rows
 
 __all__ = [
-    "BSKY_AVATAR_URL",
+    "AVATAR_URL_SQL",
     "apply_handles",
     "apply_statuses",
     "delete_by_did",
     "refresh_effective",
-    "status_of",
     "tombstone_account",
     "touch_artists",
 ]
 
-BSKY_AVATAR_URL = "https://cdn.bsky.app/img/avatar/plain/{did}/{cid}@jpeg"
+# The avatar an artist shows, over a row with ``did``, ``plyr_avatar_url`` and
+# ``bsky_avatar_cid`` (``artist``, ``search_artist``); parameters: BSKY_AVATAR_PARTS.
+AVATAR_URL_SQL = "coalesce(plyr_avatar_url, %s || did || %s || bsky_avatar_cid || %s)"
 
 _NOT_DELETED = "NOT EXISTS (SELECT 1 FROM catalog_tombstone d WHERE d.key = x.did AND d.rev = '')"
-
-
-def status_of(status: str | None, active: bool | None) -> str:
-    """The account status an ``account.changed`` event states."""
-    return status or ("active" if active or active is None else "deactivated")
 
 
 async def touch_artists(conn: AsyncConnection, seen: Rows) -> None:
@@ -101,17 +98,15 @@ async def refresh_effective(conn: AsyncConnection, dids: Sequence[str]) -> None:
     """Derive ``display_name``, ``avatar_url`` (plyr avatar, else the Bluesky CDN URL)."""
     if not dids:
         return
-    prefix, _, rest = BSKY_AVATAR_URL.partition("{did}")
-    middle, _, suffix = rest.partition("{cid}")
     await conn.execute(
         "UPDATE artist SET display_name = e.display_name, avatar_url = e.avatar_url FROM ("
         " SELECT did, bsky_display_name AS display_name,"
-        "  coalesce(plyr_avatar_url, %s || did || %s || bsky_avatar_cid || %s) AS avatar_url"
+        f"  {AVATAR_URL_SQL} AS avatar_url"
         " FROM artist WHERE did = ANY(%b::text[])) AS e"
         " WHERE artist.did = e.did"
         " AND (artist.display_name, artist.avatar_url)"
         "  IS DISTINCT FROM (e.display_name, e.avatar_url)",
-        (prefix, middle, suffix, sorted(dids)),
+        (*BSKY_AVATAR_PARTS, sorted(dids)),
     )
 
 

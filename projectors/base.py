@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Protocol
 
 from psycopg import AsyncConnection
 
 from kernel.envelope import Envelope
+from kernel.ids import track_id  # re-exported for tests and benches that build rows
 
 __all__ = ["InvalidEvent", "OffsetConflict", "Projector", "parse_datetime", "track_id"]
 
@@ -30,14 +30,6 @@ class Projector(Protocol):
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope) -> None:
         """Apply one event inside the caller's transaction; raise :class:`InvalidEvent`."""
-
-
-def track_id(uri: str) -> int:
-    """The public integer id of a track: 53 bits of sha-256 of its AT-URI.
-
-    Deterministic, so rebuilds and replicas agree; 53 bits stay exact in JavaScript.
-    """
-    return int.from_bytes(hashlib.sha256(uri.encode()).digest()[:8], "big") >> 11
 
 
 def parse_datetime(value: object, field: str) -> datetime:

@@ -4,9 +4,11 @@
 set-based statements per table: the reduction validates every event (invalid ones are
 reported back to the runner for the dead-letter table), keeps per record the event with the
 highest rev (a delete wins a tie), per account the last identity/account event, then writes
-each table once, recomputes the albums of the artists whose tracks or lists changed and
-recounts likes and comments of the tracks whose likes, comments or rows changed. Because the
-result of the record rules depends only on the set of events (see
+each table once: artists and profiles, then each record module of :data:`RECORD_MODULES`
+in order (the plugin surface :class:`~projectors.records.RecordModule`), then recomputes
+what the modules touched: the albums of the artists whose tracks or lists changed and the
+aggregates (like and comment counts) of the tracks whose likes, comments or rows changed.
+Because the result of the record rules depends only on the set of events (see
 :mod:`projectors.records`), the batch gives what applying the events one by one gives.
 
 A deleted account splits the batch: what came before is written, then the repo is purged
@@ -22,15 +24,20 @@ from typing import Any, TypeAlias
 
 from psycopg import AsyncConnection
 
+from kernel.account import DELETED, account_status
 from kernel.envelope import Envelope
 from projectors import album, artist, comment, like, lists, profile, track
 from projectors.base import InvalidEvent
-from projectors.records import Deletion, Rows, deletion, event_time
+from projectors.records import Deletion, RecordModule, Rows, Touched, deletion, event_time
 
-__all__ = ["COLLECTIONS", "CatalogProjector", "Steps"]
+__all__ = ["COLLECTIONS", "RECORD_MODULES", "CatalogProjector", "Steps"]
 
-_RECORD_COLLECTIONS = (track.COLLECTION, like.COLLECTION, comment.COLLECTION, lists.COLLECTION)
-COLLECTIONS = (*_RECORD_COLLECTIONS, *profile.COLLECTIONS)
+RECORD_MODULES: tuple[RecordModule, ...] = (like, comment, lists, track)
+"""The record collections of the catalog, in write order: a module's rows are written
+before those of the modules after it (tracks last: a track row counts the likes and
+comments already written)."""
+_MODULES: dict[str, RecordModule] = {m.COLLECTION: m for m in RECORD_MODULES}
+COLLECTIONS = (*_MODULES, *profile.COLLECTIONS)
 
 
 # pg_advisory_xact_lock key of the catalog's write phase (any constant; "plyrcat" in ASCII).
@@ -77,20 +84,16 @@ class _Writes:
     profiles: tuple[tuple[str, Rows], ...]
     """Per profile collection, its written and deleted (fields NULL) rows."""
     profile_dids: list[str]
-    upserts: dict[str, Rows]
-    deletes: dict[str, Rows]
-    list_items: dict[str, str]
-    """:func:`projectors.lists.encode_items` of the lists written."""
-    subjects: list[str]
-    """Subjects of the likes and comments written: their counts are recomputed."""
-    album_dids: list[str]
-    """Artists whose tracks or lists changed: their albums are recomputed."""
+    records: tuple[tuple[str, Rows, Rows], ...]
+    """Per record module (:data:`RECORD_MODULES` order): collection, upserts, deletes."""
+    touched: Touched
+    """What the rows touch, known before writing (each module's ``touches``)."""
 
 
 def _plan(segment: _Segment) -> _Writes:
     """Sort and encode a segment's rows (see :class:`_Writes`)."""
-    upserts: dict[str, list[Any]] = {c: [] for c in _RECORD_COLLECTIONS}
-    deletes: dict[str, list[Deletion]] = {c: [] for c in _RECORD_COLLECTIONS}
+    upserts: dict[str, list[Any]] = {c: [] for c in _MODULES}
+    deletes: dict[str, list[Deletion]] = {c: [] for c in _MODULES}
     for _, collection, value in segment.records.values():
         (deletes if isinstance(value, Deletion) else upserts)[collection].append(value)
     profiles = tuple(
@@ -107,13 +110,9 @@ def _plan(segment: _Segment) -> _Writes:
         )
         for collection in profile.COLLECTIONS
     )
-    list_rows: list[lists.ListRow] = upserts.pop(lists.COLLECTION)
-    subjects = {
-        row["subject_uri"] for c in (like.COLLECTION, comment.COLLECTION) for row in upserts[c]
-    }
-    album_dids = {r["did"] for r in upserts[track.COLLECTION]}
-    album_dids |= {d.did for c in (track.COLLECTION, lists.COLLECTION) for d in deletes[c]}
-    album_dids |= {entry.row["did"] for entry in list_rows}
+    touched = Touched()
+    for collection, module in _MODULES.items():
+        touched |= module.touches(upserts[collection], deletes[collection])
     seen = ({"did": did, "at": at.isoformat()} for did, at in segment.seen.items())
     return _Writes(
         statuses=Rows.of(segment.statuses.values(), key="did"),
@@ -121,14 +120,10 @@ def _plan(segment: _Segment) -> _Writes:
         handles=Rows.of(segment.handles.values(), key="did"),
         profiles=profiles,
         profile_dids=sorted({did for (_, did) in segment.profiles}),
-        upserts={
-            lists.COLLECTION: Rows.of(entry.row for entry in list_rows),
-            **{c: Rows.of(rows) for c, rows in upserts.items()},
-        },
-        deletes={c: Rows.of(d.as_json() for d in rows) for c, rows in deletes.items()},
-        list_items=lists.encode_items(list_rows),
-        subjects=sorted(subjects),
-        album_dids=sorted(album_dids),
+        records=tuple(
+            (c, Rows.of(upserts[c]), Rows.of(d.as_json() for d in deletes[c])) for c in _MODULES
+        ),
+        touched=touched,
     )
 
 
@@ -153,7 +148,7 @@ def _reduce(segment: _Segment, envelope: Envelope) -> None:
     if kind == "account.changed":
         segment.statuses[did] = {
             "did": did,
-            "status": artist.status_of(envelope.status, envelope.active),
+            "status": account_status(envelope.status, envelope.active),
             "at": at.isoformat(),
         }
         return
@@ -173,16 +168,7 @@ def _reduce(segment: _Segment, envelope: Envelope) -> None:
         value: Any = deletion(envelope) if deleted else profile.to_row(envelope)
         segment.keep_profile((collection, did), order, value)
     else:
-        if deleted:
-            value = deletion(envelope)
-        elif collection == track.COLLECTION:
-            value = track.to_row(envelope)
-        elif collection == like.COLLECTION:
-            value = like.to_row(envelope)
-        elif collection == comment.COLLECTION:
-            value = comment.to_row(envelope)
-        else:
-            value = lists.to_row(envelope)
+        value = deletion(envelope) if deleted else _MODULES[collection].to_row(envelope)
         segment.keep_record(envelope.uri, order, collection, value)
     if did not in segment.seen or at < segment.seen[did]:
         segment.seen[did] = at
@@ -216,42 +202,35 @@ async def _write(conn: AsyncConnection, writes: _Writes, turn: _Turn) -> None:
     await artist.apply_handles(conn, writes.handles)
     for collection, rows in writes.profiles:
         await profile.insert_profiles(conn, collection, rows)
-    upserts, deletes = writes.upserts, writes.deletes
-    recount = set(writes.subjects)
-    recount |= await like.delete_likes(conn, deletes[like.COLLECTION])
-    recount |= await like.insert_likes(conn, upserts[like.COLLECTION])
-    recount |= await comment.delete_comments(conn, deletes[comment.COLLECTION])
-    recount |= await comment.insert_comments(conn, upserts[comment.COLLECTION])
-    await lists.delete_lists(conn, deletes[lists.COLLECTION])
-    await lists.insert_lists(conn, upserts[lists.COLLECTION], writes.list_items)
     await artist.refresh_effective(conn, writes.profile_dids)
-    await turn.take(conn)
-    # Tracks after likes and comments: a track row written here is counted as it is
-    # written; a deleted one has nothing to count.
-    await track.delete_tracks(conn, deletes[track.COLLECTION])
-    recount -= await track.insert_tracks(conn, upserts[track.COLLECTION])
-    await album.refresh_albums(conn, writes.album_dids)
-    await track.recount(conn, sorted(recount))
+    touched = writes.touched
+    for collection, upserts, deletes in writes.records:
+        module = _MODULES[collection]
+        if module.SHARED:
+            await turn.take(conn)
+        touched |= await module.delete(conn, deletes)
+        touched |= await module.insert(conn, upserts)
+    await turn.take(conn)  # albums and recounts write track rows
+    await album.refresh_albums(conn, sorted(touched.artists))
+    await track.recount(conn, touched.recount)
 
 
 async def purge_account(conn: AsyncConnection, did: str, at: datetime) -> None:
     """Remove a deleted account from every catalog read model and tombstone its DID."""
-    subjects = await like.delete_by_did(conn, did)
-    subjects |= await comment.delete_by_did(conn, did)
-    await lists.delete_by_did(conn, did)
+    touched = Touched()
+    for module in RECORD_MODULES:
+        touched |= await module.delete_by_did(conn, did)
     await album.delete_by_did(conn, did)
-    await track.delete_by_did(conn, did)
     await profile.delete_by_did(conn, did)
     await artist.delete_by_did(conn, did)
     await artist.tombstone_account(conn, did, at)
-    await track.recount(conn, sorted(subjects))
+    await track.recount(conn, touched.recount)
 
 
 class CatalogProjector:
     """Dispatches repo events to the catalog read-model modules, a batch at a time."""
 
     name = "catalog"
-    topic = "repo"
     tables: tuple[str, ...] = (
         "track",
         "artist",
@@ -280,7 +259,7 @@ class CatalogProjector:
         segment = _Segment()
         for index, envelope in enumerate(envelopes):
             if envelope.kind == "account.changed" and (
-                artist.status_of(envelope.status, envelope.active) == "deleted"
+                account_status(envelope.status, envelope.active) == DELETED
             ):
                 if segment:
                     steps.append(_plan(segment))

@@ -1,20 +1,26 @@
 """The ``comment`` read model, from ``fm.plyr.comment`` records (timed comments).
 
-Indexed by subject URI with no foreign key, so a comment may arrive before its track;
-``track.comment_count`` is recounted from these rows by the catalog.
+Indexed by subject URI with no foreign key, so a comment may arrive before its track.
+Comments own ``track.comment_count`` (:data:`AGGREGATE`), recounted for the subjects
+their writes touch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
 
 from kernel.envelope import Envelope
-from projectors.base import parse_datetime, track_id
+from kernel.ids import comment_id
+from projectors.aggregates import Aggregate
+from projectors.base import parse_datetime
 from projectors.records import (
+    Deletion,
     RecordTable,
     Rows,
+    Touched,
     event_time,
     int64,
     require_record,
@@ -22,15 +28,20 @@ from projectors.records import (
 )
 
 __all__ = [
+    "AGGREGATE",
     "COLLECTION",
+    "SHARED",
     "TABLE",
+    "delete",
     "delete_by_did",
-    "delete_comments",
-    "insert_comments",
+    "insert",
     "to_row",
+    "touches",
 ]
 
 COLLECTION = "fm.plyr.comment"
+SHARED = False
+AGGREGATE = Aggregate("comment_count", "comment", "count(*)", "cc")
 
 _COLUMNS = (
     ("uri", "text"), ("id", "bigint"), ("did", "text"), ("rkey", "text"), ("cid", "text"),
@@ -48,7 +59,7 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
     updated = record.get("updatedAt")
     return {
         "uri": uri,
-        "id": track_id(uri),
+        "id": comment_id(uri),
         "did": envelope.did,
         "rkey": envelope.rkey,
         "cid": cid,
@@ -64,17 +75,23 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
     }
 
 
-async def insert_comments(conn: AsyncConnection, rows: Rows) -> set[str]:
-    """Write comments (newest rev wins); the subject URIs whose counts changed."""
+def touches(rows: Sequence[Mapping[str, Any]], deletions: Sequence[Deletion]) -> Touched:
+    """The subjects of the comments written (their counts change)."""
+    del deletions  # a delete's subject is known once the row is read
+    return Touched(subjects=frozenset(str(row["subject_uri"]) for row in rows))
+
+
+async def insert(conn: AsyncConnection, rows: Rows) -> Touched:
+    """Write comments (newest rev wins); the subjects whose counts changed (old and new)."""
     _, subjects = await TABLE.upsert(conn, rows)
-    return {str(s) for s in subjects}
+    return Touched(subjects=frozenset(str(s) for s in subjects))
 
 
-async def delete_comments(conn: AsyncConnection, deletions: Rows) -> set[str]:
-    """Delete comments (leaving tombstones); the subject URIs whose counts changed."""
-    return {str(s) for s in await TABLE.delete(conn, deletions)}
+async def delete(conn: AsyncConnection, deletions: Rows) -> Touched:
+    """Delete comments (leaving tombstones); the subjects whose counts changed."""
+    return Touched(subjects=frozenset(str(s) for s in await TABLE.delete(conn, deletions)))
 
 
-async def delete_by_did(conn: AsyncConnection, did: str) -> set[str]:
-    """Remove every comment of a repo; the subject URIs whose counts changed."""
-    return {str(s) for s in await TABLE.delete_by_did(conn, did)}
+async def delete_by_did(conn: AsyncConnection, did: str) -> Touched:
+    """Remove every comment of a repo; the subjects whose counts changed."""
+    return Touched(subjects=frozenset(str(s) for s in await TABLE.delete_by_did(conn, did)))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -28,7 +28,7 @@ from projectors.runner import apply_batch, load_offset
 
 __all__ = ["GroupWorker", "group_id"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def group_id(projector: Projector) -> str:
@@ -51,14 +51,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class GroupWorker:
-    """One projector worker in the projector's consumer group."""
+    """One projector worker in the projector's consumer group.
+
+    ``topics``: the full names of the topics the projector reads (its registry entry's,
+    :mod:`projectors.registry`); the group shares out their partitions.
+    """
 
     def __init__(
         self,
         pool: AsyncConnectionPool,
         bootstrap: str,
         projector: Projector,
-        topic: str,
+        topics: str | Sequence[str],
         *,
         batch_size: int = 1000,
         session_timeout_ms: int = 6000,
@@ -66,7 +70,7 @@ class GroupWorker:
     ) -> None:
         self.pool = pool
         self.projector = projector
-        self.topic = topic
+        self.topics = [topics] if isinstance(topics, str) else list(topics)
         self.batch_size = batch_size
         self.positions: dict[Any, int] = {}
         self._on_assign = on_assign
@@ -88,11 +92,11 @@ class GroupWorker:
             offset = await load_offset(self.pool, self.projector.name, tp.topic, tp.partition)
             self.consumer.seek(tp, offset)
             self.positions[tp] = offset
-        log.info(
+        logger.info(
             "partitions assigned",
             extra={
                 "projector": self.projector.name,
-                "topic": self.topic,
+                "topics": self.topics,
                 "partitions": sorted(tp.partition for tp in assigned),
             },
         )
@@ -103,14 +107,14 @@ class GroupWorker:
         """Join the group and project the assigned partitions until ``stop`` is set."""
         await self.consumer.start()
         try:
-            self.consumer.subscribe([self.topic], listener=_Listener(self))
+            self.consumer.subscribe(self.topics, listener=_Listener(self))
             while not stop.is_set():
                 try:
                     batches = await self.consumer.getmany(
                         timeout_ms=500, max_records=self.batch_size
                     )
                 except KafkaError as exc:
-                    log.warning("group fetch failed", extra={"error": repr(exc)})
+                    logger.warning("group fetch failed", extra={"error": repr(exc)})
                     await asyncio.sleep(0.5)
                     continue
                 for tp, records in batches.items():
@@ -144,6 +148,6 @@ class GroupWorker:
             self.positions[tp] = offset
             self.consumer.seek(tp, offset)
         except psycopg.OperationalError as exc:
-            log.warning("group batch failed, retrying", extra={"error": str(exc)})
+            logger.warning("group batch failed, retrying", extra={"error": str(exc)})
             self.consumer.seek(tp, expected)
             await asyncio.sleep(0.5)

@@ -7,37 +7,37 @@ is ``lists`` so it does not shadow the builtin ``list``.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
 
 from kernel.envelope import Envelope
+from kernel.ids import list_id
 from projectors.base import parse_datetime
 from projectors.records import (
+    Deletion,
     RecordTable,
     Rows,
+    Touched,
     event_time,
     require_record,
-    to_json,
     valid_record,
 )
 
 __all__ = [
     "COLLECTION",
+    "SHARED",
     "TABLE",
-    "ListRow",
+    "delete",
     "delete_by_did",
-    "delete_lists",
-    "encode_items",
-    "insert_lists",
-    "list_id",
+    "insert",
     "to_row",
+    "touches",
 ]
 
 COLLECTION = "fm.plyr.list"
+SHARED = False
 
 _COLUMNS = (
     ("uri", "text"), ("id", "uuid"), ("did", "text"), ("rkey", "text"), ("cid", "text"),
@@ -48,86 +48,73 @@ _COLUMNS = (
 TABLE = RecordTable("list", _COLUMNS, touched="did")
 
 
-@dataclass(frozen=True, slots=True)
-class ListRow:
-    """A ``list`` row and its ``list_item`` rows (JSON-ready)."""
-
-    row: dict[str, Any]
-    items: list[dict[str, Any]]
-
-
-def list_id(uri: str) -> uuid.UUID:
-    """The public id of a list: uuid5 (URL namespace) of its AT-URI, stable across rebuilds."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, uri)
-
-
-def to_row(envelope: Envelope) -> ListRow:
-    """The rows for a created/updated list record; :class:`InvalidEvent` if invalid."""
+def to_row(envelope: Envelope) -> dict[str, Any]:
+    """The ``list`` row of a created/updated record, its ``list_item`` rows under ``items``
+    (JSON-ready); :class:`InvalidEvent` if invalid."""
     uri, rev, cid, record = require_record(envelope)
     valid_record(COLLECTION, record)
     items = record["items"]
     updated = record.get("updatedAt")
-    return ListRow(
-        row={
-            "uri": uri,
-            "id": str(list_id(uri)),
-            "did": envelope.did,
-            "rkey": envelope.rkey,
-            "cid": cid,
-            "rev": rev,
-            "name": record.get("name"),
-            "list_type": record.get("listType"),
-            "item_count": len(items),
-            "created_at": parse_datetime(record["createdAt"], "createdAt").isoformat(),
-            "updated_at": (
-                parse_datetime(updated, "updatedAt").isoformat() if updated is not None else None
-            ),
-            "indexed_at": event_time(envelope).isoformat(),
-        },
-        items=[
+    return {
+        "uri": uri,
+        "id": str(list_id(uri)),
+        "did": envelope.did,
+        "rkey": envelope.rkey,
+        "cid": cid,
+        "rev": rev,
+        "name": record.get("name"),
+        "list_type": record.get("listType"),
+        "item_count": len(items),
+        "created_at": parse_datetime(record["createdAt"], "createdAt").isoformat(),
+        "updated_at": (
+            parse_datetime(updated, "updatedAt").isoformat() if updated is not None else None
+        ),
+        "indexed_at": event_time(envelope).isoformat(),
+        "items": [
             {
-                "list_uri": uri,
                 "position": position,
                 "subject_uri": item["subject"]["uri"],
                 "subject_cid": item["subject"].get("cid"),
             }
             for position, item in enumerate(items)
         ],
-    )
+    }
 
 
-def encode_items(lists: Sequence[ListRow]) -> dict[str, str]:
-    """Each list's items as the inside of a JSON array (no brackets), for
-    :func:`insert_lists`; lists without items are left out."""
-    return {entry.row["uri"]: to_json(entry.items)[1:-1] for entry in lists if entry.items}
+def touches(rows: Sequence[Mapping[str, Any]], deletions: Sequence[Deletion]) -> Touched:
+    """The artists whose lists change: album lists make albums, so those are derived again."""
+    return Touched(artists=frozenset({str(r["did"]) for r in rows} | {d.did for d in deletions}))
 
 
-async def insert_lists(conn: AsyncConnection, rows: Rows, items: Mapping[str, str]) -> set[str]:
-    """Write lists and replace their items (newest rev wins); the URIs written.
+async def insert(conn: AsyncConnection, rows: Rows) -> Touched:
+    """Write lists and replace their items (newest rev wins).
 
-    ``items`` is :func:`encode_items` of the lists: the items of the lists written are
-    joined into one array.
+    The items travel inside each row (``items``, which the ``list`` table does not read)
+    and are unpacked in SQL for the lists written.
     """
     written, _ = await TABLE.upsert(conn, rows)
     if not written:
-        return written
-    await conn.execute("DELETE FROM list_item WHERE list_uri = ANY(%b::text[])", (sorted(written),))
-    kept = [items[uri] for uri in sorted(written) if uri in items]
-    if kept:
-        await conn.execute(
-            "INSERT INTO list_item (list_uri, position, subject_uri, subject_cid)"
-            " SELECT list_uri, position, subject_uri, subject_cid FROM jsonb_to_recordset("
-            "%s::jsonb) AS x(list_uri text, position integer, subject_uri text, subject_cid text)",
-            ("[" + ",".join(kept) + "]",),
-        )
-    return written
+        return Touched()
+    uris = sorted(written)
+    await conn.execute("DELETE FROM list_item WHERE list_uri = ANY(%b::text[])", (uris,))
+    await conn.execute(
+        "INSERT INTO list_item (list_uri, position, subject_uri, subject_cid)"
+        " SELECT x.uri, i.position, i.subject_uri, i.subject_cid"
+        " FROM jsonb_to_recordset(%s::jsonb) AS x(uri text, items jsonb),"
+        " jsonb_to_recordset(x.items) AS i(position integer, subject_uri text, subject_cid text)"
+        " WHERE x.uri = ANY(%b::text[])",
+        (rows.json, uris),
+    )
+    return Touched()
 
 
-async def delete_lists(conn: AsyncConnection, deletions: Rows) -> None:
+async def delete(conn: AsyncConnection, deletions: Rows) -> Touched:
     """Delete lists and their items (leaving tombstones)."""
     await TABLE.delete(conn, deletions)
+    return Touched()
 
 
-async def delete_by_did(conn: AsyncConnection, did: str) -> None:
+async def delete_by_did(conn: AsyncConnection, did: str) -> Touched:
     """Remove every list of a repo (items go with them)."""
     await TABLE.delete_by_did(conn, did)
+    return Touched()

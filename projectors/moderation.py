@@ -13,7 +13,7 @@ Schema and the visibility decision (``plyr_hidden``, ``plyr_visible``) are in
   come back. A negation from one labeler never cancels another's label. ``exp`` is stored
   and compared with ``now()`` at query time.
 - Self-labels: the ``labels`` (``com.atproto.label.defs#selfLabels``) of each track record,
-  ordered by commit rev like the catalog (a delete beats a write of the same rev).
+  ordered by commit rev by the catalog's rule (:data:`RECORDS`, :mod:`projectors.records`).
 - Accounts: the latest ``account.changed`` status per DID in log order; ``deleted`` also
   purges the DID's records and self-labels (the status row stays, so nothing of it shows).
 """
@@ -27,10 +27,12 @@ from datetime import UTC, datetime
 
 from psycopg import AsyncConnection
 
-from kernel.config import Settings, load_settings
+from kernel.account import DELETED, account_status
+from kernel.config import Settings
 from kernel.envelope import Envelope
 from lexicons import ValidationError, validate_record
 from projectors.base import InvalidEvent, parse_datetime
+from projectors.records import RecordTable, Rows, deletion
 
 __all__ = [
     "LabelRow",
@@ -42,7 +44,7 @@ __all__ = [
     "trusted_sources",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 TRACK = "fm.plyr.track"
 _MAX_VAL = 128
@@ -136,26 +138,22 @@ def operator_label(
     )
 
 
-async def _claim(
-    conn: AsyncConnection, uri: str, did: str, rev: str, deleted: bool, image_url: str | None
-) -> bool:
-    cur = await conn.execute(
-        "INSERT INTO moderation_record (uri, did, rev, deleted, image_url)"
-        " VALUES (%s, %s, %s, %s, %s)"
-        " ON CONFLICT (uri) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,"
-        " image_url = excluded.image_url"
-        " WHERE moderation_record.rev < excluded.rev OR (moderation_record.rev = excluded.rev"
-        " AND excluded.deleted AND NOT moderation_record.deleted)",
-        (uri, did, rev, deleted, image_url),
-    )
-    return cur.rowcount == 1
+# The track records moderation has seen (with their artwork URL, for the sensitive-images
+# list): the rule of :mod:`projectors.records`, with moderation's own tombstones.
+RECORDS = RecordTable(
+    "moderation_record",
+    (("uri", "text"), ("did", "text"), ("rev", "text"), ("image_url", "text")),
+    touched="uri",
+    tombstones="moderation_tombstone",
+)
 
 
 async def _apply_track(conn: AsyncConnection, envelope: Envelope) -> None:
     uri, rev = envelope.uri, envelope.rev
     assert uri is not None and rev is not None  # checked when the envelope was parsed
     if envelope.kind == "record.deleted":
-        if await _claim(conn, uri, envelope.did, rev, True, None):
+        removed = await RECORDS.delete(conn, Rows.of([deletion(envelope).as_json()]))
+        if removed:
             await conn.execute("DELETE FROM moderation_self_label WHERE uri = %s", (uri,))
         return
     record = envelope.record
@@ -167,9 +165,14 @@ async def _apply_track(conn: AsyncConnection, envelope: Envelope) -> None:
         raise InvalidEvent(str(exc)) from None
     image = record.get("imageUrl")
     values = self_labels(record)
-    if not await _claim(
-        conn, uri, envelope.did, rev, False, image if isinstance(image, str) else None
-    ):
+    row = {
+        "uri": uri,
+        "did": envelope.did,
+        "rev": rev,
+        "image_url": image if isinstance(image, str) else None,
+    }
+    written, _ = await RECORDS.upsert(conn, Rows.of([row]))
+    if not written:
         return
     await conn.execute("DELETE FROM moderation_self_label WHERE uri = %s", (uri,))
     if values:
@@ -194,27 +197,24 @@ async def delete_by_did(conn: AsyncConnection, did: str) -> None:
     """Purge a deleted repo's records and self-labels (labels about it are kept)."""
     await conn.execute("DELETE FROM moderation_self_label WHERE did = %s", (did,))
     await conn.execute("DELETE FROM moderation_record WHERE did = %s", (did,))
+    await conn.execute("DELETE FROM moderation_tombstone WHERE did = %s", (did,))
 
 
 class ModerationProjector:
     """Projects the ``labels`` and ``repo`` topics into the moderation tables."""
 
     name = "moderation"
-    topic = "labels"
-    topics: tuple[str, ...] = ("labels", "repo")
-    """Logical topics it reads; a rebuild must replay both."""
     tables: tuple[str, ...] = (
         "moderation_label",
         "moderation_record",
         "moderation_self_label",
         "moderation_account",
+        "moderation_tombstone",
     )
 
-    def __init__(self, trusted: Iterable[str] | None = None) -> None:
-        """``trusted``: the DIDs whose labels count (default: from the settings)."""
-        self.trusted = (
-            frozenset(trusted) if trusted is not None else trusted_sources(load_settings())
-        )
+    def __init__(self, trusted: Iterable[str]) -> None:
+        """``trusted``: the DIDs whose labels count (:func:`trusted_sources` of the settings)."""
+        self.trusted = frozenset(trusted)
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope) -> None:
         """Apply one labels-topic or repo-topic event."""
@@ -222,17 +222,17 @@ class ModerationProjector:
         if kind == "label.applied":
             row = label_row(envelope)
             if row.src not in self.trusted:
-                log.debug("label from untrusted source", extra={"src": row.src, "uri": row.uri})
+                logger.debug("label from untrusted source", extra={"src": row.src, "uri": row.uri})
                 return
             await _apply_label(conn, row)
         elif kind == "account.changed":
-            status = envelope.status or ("active" if envelope.active else "deactivated")
+            status = account_status(envelope.status, envelope.active)
             await conn.execute(
                 "INSERT INTO moderation_account (did, status) VALUES (%s, %s)"
                 " ON CONFLICT (did) DO UPDATE SET status = excluded.status",
                 (envelope.did, status),
             )
-            if status == "deleted":
+            if status == DELETED:
                 await delete_by_did(conn, envelope.did)
         elif envelope.collection == TRACK:
             await _apply_track(conn, envelope)

@@ -13,6 +13,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from kernel.envelope import Envelope
+from kernel.revs import rev_sql
 from projectors.records import (
     Deletion,
     Rows,
@@ -84,7 +85,8 @@ async def insert_profiles(conn: AsyncConnection, collection: str, rows: Rows) ->
         + ", ".join(f"{c} = excluded.{c}" for c in fields.values())
         + ", first_seen_at = LEAST(artist.first_seen_at, excluded.first_seen_at),"
         " updated_at = GREATEST(artist.updated_at, excluded.updated_at)"
-        f" WHERE artist.{rev_column} IS NULL OR artist.{rev_column} <= excluded.{rev_column}",
+        f" WHERE artist.{rev_column} IS NULL OR "
+        + rev_sql(f"artist.{rev_column}", "<=", f"excluded.{rev_column}"),
         (rows.json,),
     )
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -41,11 +40,9 @@ from projectors.runner import (
 __all__ = [
     "REBUILD_BATCH",
     "DeadLetter",
-    "Progress",
+    "RebuildGap",
+    "RebuildProgress",
     "list_dead_letters",
-    "projector_for",
-    "projector_topic",
-    "projector_topics",
     "rebuild",
     "replay_dead_letters",
 ]
@@ -55,10 +52,17 @@ __all__ = [
 # recounts, statement overheads) is paid once per batch, so large batches cost much less
 # per event (60k-event rebuild: PostgreSQL 58 us/event at 2,000, 40 at 10,000).
 REBUILD_BATCH = 10_000
+# How long reads may come back empty below a partition's end offset before the rebuild
+# says the events are gone (trimmed from the PostgreSQL log, or past Kafka's retention).
+STALL_SECONDS = 10.0
+
+
+class RebuildGap(RuntimeError):
+    """Events a rebuild needs are no longer in the log; rebuild from the archive."""
 
 
 @dataclass(frozen=True, slots=True)
-class Progress:
+class RebuildProgress:
     """How far a rebuild is: events applied, events to apply, elapsed seconds."""
 
     done: int
@@ -69,34 +73,6 @@ class Progress:
     def rate(self) -> float:
         """Events per second so far."""
         return self.done / self.elapsed if self.elapsed > 0 else 0.0
-
-
-def projector_for(name: str) -> Projector:
-    """The projector called ``name``: the class in ``projectors.<name>`` with that name."""
-    try:
-        module = importlib.import_module(f"projectors.{name}")
-    except ModuleNotFoundError:
-        raise LookupError(f"no projector module projectors.{name}") from None
-    for value in vars(module).values():
-        if (
-            isinstance(value, type)
-            and getattr(value, "name", None) == name
-            and callable(getattr(value, "apply", None))
-        ):
-            projector: Projector = value()
-            return projector
-    raise LookupError(f"projectors.{name} has no projector named {name!r}")
-
-
-def projector_topic(projector: Projector) -> str:
-    """The logical topic a projector reads (``topic`` attribute, default ``repo``)."""
-    return str(getattr(projector, "topic", "repo"))
-
-
-def projector_topics(projector: Projector) -> tuple[str, ...]:
-    """Every logical topic a projector reads (``topics``, else its one ``topic``)."""
-    topics = getattr(projector, "topics", None)
-    return tuple(str(t) for t in topics) if topics else (projector_topic(projector),)
 
 
 async def reset(pool: AsyncConnectionPool, projector: Projector) -> None:
@@ -119,14 +95,17 @@ async def rebuild(
     *,
     batch_size: int = REBUILD_BATCH,
     concurrency: int = 2,
-    on_progress: Callable[[Progress], None] | None = None,
-) -> Progress:
+    on_progress: Callable[[RebuildProgress], None] | None = None,
+    stall_seconds: float = STALL_SECONDS,
+) -> RebuildProgress:
     """Drop and replay ``projector`` from offset 0 of every partition of ``topics``.
 
     The tables are emptied once, then every topic is replayed (a projector reading
     several topics, like moderation, keeps independent state per topic, so the order
     across topics does not matter). Each partition is replayed up to at least the end
-    offset it had when the rebuild started (and on until a read comes back empty).
+    offset it had when the rebuild started (and on until a read comes back empty). Reads
+    that stay empty below that end offset for ``stall_seconds`` raise :class:`RebuildGap`:
+    the events were trimmed or expired, and only ``--from-archive`` can replay them.
 
     The partitions are shared out among ``concurrency`` lanes. A lane is a pipeline: it
     reads and prepares (:func:`~projectors.runner.prepare`, in the helper process) the
@@ -143,8 +122,8 @@ async def rebuild(
     started = time.perf_counter()
     done = 0
 
-    def report() -> Progress:
-        progress = Progress(done, max(total, done), time.perf_counter() - started)
+    def report() -> RebuildProgress:
+        progress = RebuildProgress(done, max(total, done), time.perf_counter() - started)
         if on_progress is not None:
             on_progress(progress)
         return progress
@@ -155,12 +134,27 @@ async def rebuild(
         size = max(1, batch_size // 8)
         for topic, partition in lane:
             offset = await load_offset(pool, projector.name, topic, partition)
+            stalled_since: float | None = None
             while True:
                 messages = await log.read(topic, partition, offset, max_messages=size, timeout=0.2)
                 if not messages:
                     if offset >= targets[topic, partition]:
                         break
+                    now = time.monotonic()
+                    stalled_since = stalled_since or now
+                    if now - stalled_since > stall_seconds:
+                        raise RebuildGap(
+                            f"{topic}[{partition}]: nothing to read at offset {offset} below"
+                            f" end offset {targets[topic, partition]}: the events were trimmed"
+                            " from the log or expired; rebuild with --from-archive"
+                        )
                     continue
+                stalled_since = None
+                if messages[0].offset > offset:
+                    raise RebuildGap(
+                        f"{topic}[{partition}]: offsets {offset}..{messages[0].offset - 1} are"
+                        " no longer in the log (trimmed or expired); rebuild with --from-archive"
+                    )
                 size = min(size * 2, batch_size)
                 prepared = None
                 if helper is not None and isinstance(projector, ReducingProjector):
@@ -183,12 +177,15 @@ async def rebuild(
     count = max(1, concurrency)
     lanes = [parts[i::count] for i in range(count)]
     with _fewer_collections(), _helper_process(projector) as helper:
-        async with asyncio.TaskGroup() as group:
-            for lane in lanes:
-                if lane:
-                    ready: asyncio.Queue[_Batch] = asyncio.Queue(maxsize=1)
-                    group.create_task(produce(lane, helper, ready))
-                    group.create_task(write(ready))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for lane in lanes:
+                    if lane:
+                        ready: asyncio.Queue[_Batch] = asyncio.Queue(maxsize=1)
+                        group.create_task(produce(lane, helper, ready))
+                        group.create_task(write(ready))
+        except* RebuildGap as gaps:
+            raise gaps.exceptions[0] from None
     return report()
 
 
@@ -267,8 +264,11 @@ async def replay_dead_letters(
     pool: AsyncConnectionPool,
     log: Log,
     letters: Sequence[DeadLetter],
+    projector_of: Callable[[str], Projector],
 ) -> tuple[int, int]:
     """Apply each dead-lettered message again; ``(applied, still failing)``.
+
+    ``projector_of`` builds the projector of a name (the wiring's registry lookup).
 
     An applied message loses its dead-letter row; one that fails again keeps it with the
     new reason. Raises :class:`LookupError` if a message is no longer on the log.
@@ -278,7 +278,7 @@ async def replay_dead_letters(
     for letter in letters:
         projector = projectors.get(letter.projector)
         if projector is None:
-            projector = projectors[letter.projector] = projector_for(letter.projector)
+            projector = projectors[letter.projector] = projector_of(letter.projector)
         messages = await log.read(
             letter.topic, letter.partition, letter.offset, max_messages=1, timeout=5.0
         )

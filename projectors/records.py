@@ -6,7 +6,14 @@ write of the same rev. Deletes leave a tombstone (``catalog_tombstone``), so a r
 late create with an older rev cannot bring a deleted record back; a deleted account leaves
 a tombstone keyed by its DID (rev ``''``) that hides every later event of that repo.
 Because the outcome only depends on the set of events, not their order, a rebuild gives
-the same rows as the live run.
+the same rows as the live run. Revs compare in byte order (:func:`kernel.revs.rev_sql`),
+as Python compares the reduction's revs.
+
+Each record collection is one module with the surface :class:`RecordModule` (as the
+indexing plugins of Bluesky's appview): its collection and table, the pure ``to_row`` and
+``touches``, and ``insert``/``delete``/``delete_by_did``, each saying what it touched
+(:class:`Touched`: the subjects whose aggregates to recount, the artists whose albums to
+re-derive); the catalog iterates its registry of modules.
 
 Rows travel to PostgreSQL as one JSON array per statement (``jsonb_to_recordset``), so a
 batch of any size costs one round trip per table; :class:`Rows` is such an array, encoded
@@ -19,12 +26,13 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from psycopg import AsyncConnection
 
 from kernel.envelope import Envelope
+from kernel.revs import rev_sql
 from lexicons import ValidationError
 from lexicons.compiled import record_validator
 from projectors.base import InvalidEvent
@@ -32,8 +40,10 @@ from projectors.base import InvalidEvent
 __all__ = [
     "EPOCH",
     "Deletion",
+    "RecordModule",
     "RecordTable",
     "Rows",
+    "Touched",
     "deletion",
     "event_time",
     "int32",
@@ -164,7 +174,9 @@ class RecordTable:
     old and new values a write reports (the subject whose aggregates must be recounted).
     ``derived`` columns are computed in SQL as the rows are written: ``(column,
     expression)`` over the row ``x`` and the relations ``joins`` adds (which may use the
-    ``%(uris)s`` array of the batch's URIs).
+    ``%(uris)s`` array of the batch's URIs). ``tombstones`` is the table of the read
+    model's deletes (``key, did, rev, deleted_at``): each projector has its own, so it
+    rebuilds alone.
     """
 
     table: str
@@ -172,6 +184,7 @@ class RecordTable:
     touched: str
     derived: tuple[tuple[str, str], ...] = ()
     joins: str = ""
+    tombstones: str = "catalog_tombstone"
 
     @property
     def _recordset(self) -> str:
@@ -191,12 +204,12 @@ class RecordTable:
             " WHERE t.uri = ANY(%(uris)b::text[])),"
             f" new AS (INSERT INTO {self.table} ({', '.join(names)})"
             f" SELECT {', '.join(values)} FROM x{self.joins}"
-            " WHERE NOT EXISTS (SELECT 1 FROM catalog_tombstone d"
-            "  WHERE d.key = x.uri AND d.rev >= x.rev)"
-            " AND NOT EXISTS (SELECT 1 FROM catalog_tombstone d"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {self.tombstones} d"
+            f"  WHERE d.key = x.uri AND {rev_sql('d.rev', '>=', 'x.rev')})"
+            f" AND NOT EXISTS (SELECT 1 FROM {self.tombstones} d"
             "  WHERE d.key = x.did AND d.rev = '')"
             f" ON CONFLICT (uri) DO UPDATE SET {updates}"
-            f" WHERE {self.table}.rev <= excluded.rev"
+            f" WHERE {rev_sql(self.table + '.rev', '<=', 'excluded.rev')}"
             f" RETURNING uri, {self.touched} AS touched)"
             " SELECT 'new', uri, touched FROM new UNION ALL SELECT 'old', NULL, touched FROM old"
         )
@@ -207,11 +220,12 @@ class RecordTable:
             "WITH x AS (SELECT * FROM"
             " jsonb_to_recordset(%s::jsonb) AS x(uri text, did text, rev text, at timestamptz)),"
             f" gone AS (DELETE FROM {self.table} t USING x"
-            f"  WHERE t.uri = x.uri AND t.rev <= x.rev RETURNING t.{self.touched} AS touched),"
-            " tomb AS (INSERT INTO catalog_tombstone (key, did, rev, deleted_at)"
+            f"  WHERE t.uri = x.uri AND {rev_sql('t.rev', '<=', 'x.rev')}"
+            f"  RETURNING t.{self.touched} AS touched),"
+            f" tomb AS (INSERT INTO {self.tombstones} (key, did, rev, deleted_at)"
             "  SELECT uri, did, rev, at FROM x ON CONFLICT (key) DO UPDATE"
             "  SET rev = excluded.rev, deleted_at = excluded.deleted_at"
-            "  WHERE catalog_tombstone.rev < excluded.rev)"
+            f"  WHERE {rev_sql(self.tombstones + '.rev', '<', 'excluded.rev')})"
             " SELECT touched FROM gone"
         )
 
@@ -253,3 +267,61 @@ class RecordTable:
             f"DELETE FROM {self.table} WHERE did = %s RETURNING {self.touched}", (did,)
         )
         return {row[0] for row in await cur.fetchall() if row[0] is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Touched:
+    """What a module's rows touched outside their own table.
+
+    ``subjects``: AT-URIs whose aggregates (:mod:`projectors.aggregates`) must be
+    recounted; ``counted``: subjects written with fresh counts (no recount needed);
+    ``artists``: DIDs whose albums must be derived again.
+    """
+
+    subjects: frozenset[str] = frozenset()
+    counted: frozenset[str] = frozenset()
+    artists: frozenset[str] = frozenset()
+
+    def __or__(self, other: Touched) -> Touched:
+        return Touched(
+            self.subjects | other.subjects,
+            self.counted | other.counted,
+            self.artists | other.artists,
+        )
+
+    @property
+    def recount(self) -> list[str]:
+        """The subjects to recount, in key order."""
+        return sorted(self.subjects - self.counted)
+
+
+class RecordModule(Protocol):
+    """One record collection of the catalog: a module of :mod:`projectors`.
+
+    ``SHARED``: its rows are also written by other partitions' workers (tracks are
+    recounted by every partition's likes), so it writes in the catalog's write turn.
+    """
+
+    COLLECTION: str
+    TABLE: RecordTable
+    SHARED: bool
+
+    def to_row(self, envelope: Envelope) -> dict[str, Any]:
+        """The row (JSON-ready) of a created/updated record; :class:`InvalidEvent`."""
+        ...
+
+    def touches(self, rows: Sequence[Mapping[str, Any]], deletions: Sequence[Deletion]) -> Touched:
+        """What writing ``rows`` and ``deletions`` touches, known before writing (pure)."""
+        ...
+
+    async def insert(self, conn: AsyncConnection, rows: Rows) -> Touched:
+        """Write rows (newest rev wins); what the write touched."""
+        ...
+
+    async def delete(self, conn: AsyncConnection, deletions: Rows) -> Touched:
+        """Delete records, leaving tombstones; what the delete touched."""
+        ...
+
+    async def delete_by_did(self, conn: AsyncConnection, did: str) -> Touched:
+        """Remove every row of a repo; what that touched."""
+        ...

@@ -36,7 +36,7 @@ __all__ = [
     "run_projector",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 async def load_offset(pool: AsyncConnectionPool, projector: str, topic: str, partition: int) -> int:
@@ -79,7 +79,7 @@ async def _dead_letter(
             Jsonb(payload),
         ),
     )
-    log.warning(
+    logger.warning(
         "dead letter",
         extra={
             "projector": projector,
@@ -294,12 +294,12 @@ async def run_partition(
             if on_batch is not None:
                 on_batch(partition, offset)
         except OffsetConflict as exc:
-            log.warning("offset conflict, reloading", extra={"error": str(exc)})
+            logger.warning("offset conflict, reloading", extra={"error": str(exc)})
             offset = await load_offset(pool, projector.name, topic, partition)
         except (LogError, psycopg.OperationalError) as exc:
             failures += 1
             delay = min(30.0, 0.2 * 2.0**failures)
-            log.warning(
+            logger.warning(
                 "projector batch failed, retrying",
                 extra={
                     "projector": projector.name,

@@ -4,18 +4,20 @@ Fed from the ``repo`` topic by its own runner offsets (projector name ``search``
 can be rebuilt without touching the catalog. Schema: ``migrations/0006_search.sql``; the
 query side is ``api/search.py``.
 
-- Tracks: title (``fm.plyr.track``); a ``tags`` array of strings on the record, if any,
-  feeds ``search_tag`` (plyr's own tags never reach the network, so this is empty today).
+- Tracks: title (``fm.plyr.track``); the record's tags (:mod:`kernel.tags`, the rule the
+  catalog's ``track.tags`` follows too) feed ``search_tag`` (plyr's own tags never reach
+  the network, so this is empty today).
 - Artists: the display name (``app.bsky.actor.profile`` ``displayName``, else the
   ``artist`` string of the newest track, else the handle) and the handle (identity events).
-- Albums: one per (artist, album slug) — the same slug rule as the catalog
-  (:func:`projectors.album.slugify`), so ids agree — from track ``album`` titles and
-  ``fm.plyr.list`` records of type ``album``; it exists while it has members.
+- Albums: the catalog's rule (:func:`projectors.album.derive`: slugs, titles, members,
+  ``track_count`` = the tracks on the album), over what search keeps of the artist's
+  tracks and ``fm.plyr.list`` records of type ``album``, recomputed per artist.
 - Playlists: ``fm.plyr.list`` records of type ``playlist`` with a name.
 
-Every record event is guarded by ``search_record``: the highest commit rev wins, a delete
-beats a write of the same rev and leaves a tombstone, duplicates are no-ops, so replays,
-duplicates and out-of-order delivery give the same documents. An account deletion purges
+Every record event is guarded by :data:`RECORDS` (``search_record``, ``search_tombstone``;
+the rule of :mod:`projectors.records`): the highest commit rev wins, a delete beats a
+write of the same rev and leaves a tombstone, so replays, duplicates and out-of-order
+delivery give the same documents. An account deletion purges
 the DID (:func:`delete_by_did`). Moderation is not applied here: visibility is decided at
 query time, so labels and account changes take effect without re-projecting.
 """
@@ -28,10 +30,17 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from kernel.account import DELETED, account_status
 from kernel.envelope import Envelope
+from kernel.ids import BSKY_AVATAR_PARTS, track_id
+from kernel.revs import rev_sql
+from kernel.tags import record_tags
 from lexicons import ValidationError, validate_record
-from projectors.album import slugify
-from projectors.base import InvalidEvent, parse_datetime, track_id
+from projectors import album
+from projectors.album import AlbumList, AlbumTrack, slugify
+from projectors.artist import AVATAR_URL_SQL
+from projectors.base import InvalidEvent, parse_datetime
+from projectors.records import RecordTable, Rows, deletion
 
 __all__ = [
     "ListDoc",
@@ -39,7 +48,6 @@ __all__ = [
     "TrackDoc",
     "delete_by_did",
     "list_doc",
-    "record_tags",
     "track_doc",
 ]
 
@@ -47,10 +55,6 @@ TRACK = "fm.plyr.track"
 LIST = "fm.plyr.list"
 BSKY_PROFILE = "app.bsky.actor.profile"
 PLYR_PROFILE = "fm.plyr.actor.profile"
-
-_MAX_TAGS = 10
-_MAX_TAG_LENGTH = 64
-_BSKY_AVATAR = "https://cdn.bsky.app/img/avatar/plain/{did}/{cid}@jpeg"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,8 @@ class ListDoc:
     list_type: str | None
     item_count: int
     created_at: datetime
+    items: list[str]
+    """The AT-URIs the list names, in order."""
 
 
 def _validated(envelope: Envelope, nsid: str) -> tuple[str, str, dict[str, Any]]:
@@ -90,20 +96,6 @@ def _validated(envelope: Envelope, nsid: str) -> tuple[str, str, dict[str, Any]]
     except ValidationError as exc:
         raise InvalidEvent(str(exc)) from None
     return uri, rev, record
-
-
-def record_tags(record: dict[str, Any]) -> tuple[str, ...]:
-    """Tags a record carries (a non-lexicon ``tags`` array of strings), cleaned and capped."""
-    raw = record.get("tags")
-    if not isinstance(raw, list):
-        return ()
-    tags: list[str] = []
-    for item in raw:
-        if isinstance(item, str):
-            tag = " ".join(item.split()).lower()[:_MAX_TAG_LENGTH]
-            if tag and tag not in tags:
-                tags.append(tag)
-    return tuple(tags[:_MAX_TAGS])
 
 
 def track_doc(envelope: Envelope) -> TrackDoc:
@@ -137,6 +129,7 @@ def list_doc(envelope: Envelope) -> ListDoc:
         name=name if isinstance(name, str) and name.strip() else None,
         list_type=list_type if isinstance(list_type, str) else None,
         item_count=len(items) if isinstance(items, list) else 0,
+        items=[item["subject"]["uri"] for item in items] if isinstance(items, list) else [],
         created_at=parse_datetime(record["createdAt"], "createdAt"),
     )
 
@@ -167,79 +160,122 @@ def _album_key(did: str, slug: str) -> str:
     return f"{did} {slug}"
 
 
-async def _claim(conn: AsyncConnection, uri: str, did: str, rev: str, deleted: bool) -> bool:
-    """Record ``rev`` for ``uri``; False if an equal or newer event was already applied."""
-    cur = await conn.execute(
-        "INSERT INTO search_record (uri, did, rev, deleted) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT (uri) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted"
-        " WHERE search_record.rev < excluded.rev OR (search_record.rev = excluded.rev"
-        " AND excluded.deleted AND NOT search_record.deleted)",
-        (uri, did, rev, deleted),
-    )
-    return cur.rowcount == 1
+# The records search has seen: a row per live record at its newest rev, a tombstone per
+# deleted one (the rule of :mod:`projectors.records`).
+RECORDS = RecordTable(
+    "search_record",
+    (("uri", "text"), ("did", "text"), ("rev", "text")),
+    touched="uri",
+    tombstones="search_tombstone",
+)
 
 
-async def _drop_memberships(conn: AsyncConnection, source_uri: str) -> set[str]:
-    cur = await conn.execute(
-        "DELETE FROM search_album_member WHERE source_uri = %s RETURNING album_key", (source_uri,)
-    )
-    return {row[0] for row in await cur.fetchall()}
+async def _claim(conn: AsyncConnection, uri: str, did: str, rev: str) -> bool:
+    """Record a write of ``uri`` at ``rev``; False if a newer write or a delete won."""
+    written, _ = await RECORDS.upsert(conn, Rows.of([{"uri": uri, "did": did, "rev": rev}]))
+    return bool(written)
 
 
-async def _add_membership(
+async def _claim_delete(conn: AsyncConnection, envelope: Envelope) -> bool:
+    """Record a delete (tombstone); False if the record is stored at a newer rev."""
+    await RECORDS.delete(conn, Rows.of([deletion(envelope).as_json()]))
+    cur = await conn.execute("SELECT 1 FROM search_record WHERE uri = %s", (envelope.uri,))
+    return await cur.fetchone() is None
+
+
+async def _set_membership(
     conn: AsyncConnection,
-    did: str,
-    title: str,
     source_uri: str,
-    kind: str,
-    item_count: int,
-    created_at: datetime,
-    image_url: str | None,
-) -> str:
-    key = _album_key(did, slugify(title))
+    member: tuple[str, str, str, int, datetime, str | None, list[str]] | None,
+) -> bool:
+    """Replace what ``source_uri`` contributes to its artist's albums (``None``: nothing).
+
+    ``member``: DID, title, kind (``track`` or ``list``), item count, created_at, image
+    URL, list items. Returns whether it contributes or contributed anything.
+    """
+    cur = await conn.execute("DELETE FROM search_album_member WHERE source_uri = %s", (source_uri,))
+    if member is None:
+        return cur.rowcount > 0
+    did, title, kind, item_count, created_at, image_url, items = member
     await conn.execute(
         "INSERT INTO search_album_member (album_key, source_uri, did, kind, title, item_count,"
-        " created_at, image_url) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (album_key, source_uri) DO UPDATE SET title = excluded.title,"
-        " kind = excluded.kind, item_count = excluded.item_count,"
-        " created_at = excluded.created_at, image_url = excluded.image_url",
-        (key, source_uri, did, kind, title, item_count, created_at, image_url),
+        " created_at, image_url, items) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            _album_key(did, slugify(title)),
+            source_uri,
+            did,
+            kind,
+            title,
+            item_count,
+            created_at,
+            image_url,
+            items,
+        ),
     )
-    return key
+    return True
 
 
-# The album document is a function of its members only (never of arrival order): the
-# title of its album list with the smallest AT-URI, else of its earliest track.
-_REFRESH_ALBUM = """
-WITH m AS (SELECT * FROM search_album_member WHERE album_key = %(key)s)
-INSERT INTO search_doc (doc_type, doc_key, did, uri, title, slug, image_url, track_count,
-                        created_at)
-SELECT 'album', %(key)s, min(m.did),
-       min(m.source_uri) FILTER (WHERE m.kind = 'list'),
-       (array_agg(m.title ORDER BY m.kind <> 'list', m.created_at, m.source_uri))[1],
-       %(slug)s,
-       (array_agg(m.image_url ORDER BY m.created_at, m.source_uri)
-            FILTER (WHERE m.image_url IS NOT NULL))[1],
-       greatest(count(*) FILTER (WHERE m.kind = 'track'),
-                coalesce(max(m.item_count) FILTER (WHERE m.kind = 'list'), 0)),
-       min(m.created_at)
-  FROM m
-HAVING count(*) > 0
-ON CONFLICT (doc_type, doc_key) DO UPDATE SET
-    uri = excluded.uri, title = excluded.title, slug = excluded.slug,
-    image_url = excluded.image_url, track_count = excluded.track_count,
-    created_at = excluded.created_at
-"""
+async def _listed(conn: AsyncConnection, did: str, uri: str) -> bool:
+    """Whether an album list of ``did`` names the track ``uri`` (it may be on the album)."""
+    cur = await conn.execute(
+        "SELECT 1 FROM search_album_member WHERE did = %s AND kind = 'list' AND %s = ANY(items)"
+        " LIMIT 1",
+        (did, uri),
+    )
+    return await cur.fetchone() is not None
 
 
-async def _refresh_albums(conn: AsyncConnection, keys: set[str]) -> None:
-    for key in sorted(keys):
-        await conn.execute(
-            "DELETE FROM search_doc WHERE doc_type = 'album' AND doc_key = %s AND NOT EXISTS"
-            " (SELECT 1 FROM search_album_member WHERE album_key = %s)",
-            (key, key),
+async def _refresh_albums(conn: AsyncConnection, did: str) -> None:
+    """Recompute the artist's album documents by the catalog's rule (:func:`album.derive`).
+
+    Inputs: the artist's album lists and titled tracks (``search_album_member``), and the
+    track documents of the untitled tracks those lists name.
+    """
+    cur = await conn.execute(
+        "SELECT source_uri, kind, title, created_at, image_url, items FROM search_album_member"
+        " WHERE did = %s",
+        (did,),
+    )
+    tracks: dict[str, AlbumTrack] = {}
+    lists: list[AlbumList] = []
+    for uri, kind, title, created_at, image_url, items in await cur.fetchall():
+        if kind == "track":
+            tracks[uri] = AlbumTrack(uri, title, created_at, image_url)
+        else:
+            lists.append(AlbumList(uri, title, created_at, None, tuple(items)))
+    listed = sorted({item for entry in lists for item in entry.items} - tracks.keys())
+    if listed:
+        cur = await conn.execute(
+            "SELECT doc_key, created_at, image_url FROM search_doc"
+            " WHERE doc_type = 'track' AND doc_key = ANY(%s) AND did = %s",
+            (listed, did),
         )
-        await conn.execute(_REFRESH_ALBUM, {"key": key, "slug": key.split(" ", 1)[1]})
+        for uri, created_at, image_url in await cur.fetchall():
+            tracks[uri] = AlbumTrack(uri, None, created_at, image_url)
+    albums, _ = album.derive(did, list(tracks.values()), lists)
+    keys = [_album_key(did, row["slug"]) for row in albums]
+    await conn.execute(
+        "DELETE FROM search_doc WHERE doc_type = 'album' AND did = %s AND doc_key <> ALL(%s)",
+        (did, keys),
+    )
+    for key, row in zip(keys, albums, strict=True):
+        await conn.execute(
+            "INSERT INTO search_doc (doc_type, doc_key, did, uri, title, slug, image_url,"
+            " track_count, created_at) VALUES ('album', %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (doc_type, doc_key) DO UPDATE SET uri = excluded.uri,"
+            " title = excluded.title, slug = excluded.slug, image_url = excluded.image_url,"
+            " track_count = excluded.track_count, created_at = excluded.created_at",
+            (
+                key,
+                did,
+                row["list_uri"],
+                row["title"],
+                row["slug"],
+                row["image_url"],
+                row["track_count"],
+                row["created_at"],
+            ),
+        )
 
 
 async def _refresh_artist(conn: AsyncConnection, did: str) -> None:
@@ -247,12 +283,11 @@ async def _refresh_artist(conn: AsyncConnection, did: str) -> None:
         "INSERT INTO search_doc (doc_type, doc_key, did, uri, title, alt, image_url)"
         " SELECT 'artist', did, did, did,"
         "  coalesce(bsky_display_name, track_artist, handle, did), handle,"
-        "  coalesce(plyr_avatar_url, CASE WHEN bsky_avatar_cid IS NOT NULL THEN"
-        "   replace(replace(%s, '{did}', did), '{cid}', bsky_avatar_cid) END)"
+        f"  {AVATAR_URL_SQL}"
         " FROM search_artist WHERE did = %s"
         " ON CONFLICT (doc_type, doc_key) DO UPDATE SET title = excluded.title,"
         "  alt = excluded.alt, image_url = excluded.image_url",
-        (_BSKY_AVATAR, did),
+        (*BSKY_AVATAR_PARTS, did),
     )
 
 
@@ -261,9 +296,8 @@ async def _ensure_artist(conn: AsyncConnection, did: str) -> None:
 
 
 async def _upsert_track(conn: AsyncConnection, doc: TrackDoc) -> None:
-    if not await _claim(conn, doc.uri, doc.did, doc.rev, False):
+    if not await _claim(conn, doc.uri, doc.did, doc.rev):
         return
-    keys = await _drop_memberships(conn, doc.uri)
     await conn.execute(
         "INSERT INTO search_doc (doc_type, doc_key, did, uri, item_id, title, image_url,"
         " created_at) VALUES ('track', %s, %s, %s, %s, %s, %s, %s)"
@@ -271,12 +305,15 @@ async def _upsert_track(conn: AsyncConnection, doc: TrackDoc) -> None:
         " image_url = excluded.image_url, created_at = excluded.created_at",
         (doc.uri, doc.did, doc.uri, track_id(doc.uri), doc.title, doc.image_url, doc.created_at),
     )
-    if doc.album is not None:
-        keys.add(
-            await _add_membership(
-                conn, doc.did, doc.album, doc.uri, "track", 0, doc.created_at, doc.image_url
-            )
-        )
+    # Albums change only for a track on one (by its title or an album list) or leaving one.
+    albums = await _set_membership(
+        conn,
+        doc.uri,
+        None
+        if doc.album is None
+        else (doc.did, doc.album, "track", 0, doc.created_at, doc.image_url, []),
+    )
+    albums = albums or await _listed(conn, doc.did, doc.uri)
     await conn.execute("DELETE FROM search_tag WHERE track_uri = %s", (doc.uri,))
     for tag in doc.tags:
         await conn.execute(
@@ -286,20 +323,21 @@ async def _upsert_track(conn: AsyncConnection, doc: TrackDoc) -> None:
     await _ensure_artist(conn, doc.did)
     await conn.execute(
         "UPDATE search_artist SET track_artist = %s, track_rev = %s"
-        " WHERE did = %s AND (track_rev IS NULL OR track_rev <= %s)",
+        f" WHERE did = %s AND (track_rev IS NULL OR {rev_sql('track_rev', '<=', '%s')})",
         (doc.artist, doc.rev, doc.did, doc.rev),
     )
     await _refresh_artist(conn, doc.did)
-    await _refresh_albums(conn, keys)
+    if albums:
+        await _refresh_albums(conn, doc.did)
 
 
 async def _upsert_list(conn: AsyncConnection, doc: ListDoc) -> None:
-    if not await _claim(conn, doc.uri, doc.did, doc.rev, False):
+    if not await _claim(conn, doc.uri, doc.did, doc.rev):
         return
-    keys = await _drop_memberships(conn, doc.uri)
     await conn.execute(
         "DELETE FROM search_doc WHERE doc_type = 'playlist' AND doc_key = %s", (doc.uri,)
     )
+    member = None
     if doc.name is not None and doc.list_type == "playlist":
         await conn.execute(
             "INSERT INTO search_doc (doc_type, doc_key, did, uri, title, track_count, created_at)"
@@ -307,23 +345,23 @@ async def _upsert_list(conn: AsyncConnection, doc: ListDoc) -> None:
             (doc.uri, doc.did, doc.uri, doc.name, doc.item_count, doc.created_at),
         )
     elif doc.name is not None and doc.list_type == "album":
-        keys.add(
-            await _add_membership(
-                conn, doc.did, doc.name, doc.uri, "list", doc.item_count, doc.created_at, None
-            )
-        )
-    await _refresh_albums(conn, keys)
+        member = (doc.did, doc.name, "list", doc.item_count, doc.created_at, None, doc.items)
+    if await _set_membership(conn, doc.uri, member):
+        await _refresh_albums(conn, doc.did)
 
 
-async def _delete_record(conn: AsyncConnection, uri: str, did: str, rev: str) -> None:
-    if not await _claim(conn, uri, did, rev, True):
+async def _delete_record(conn: AsyncConnection, envelope: Envelope) -> None:
+    uri = envelope.uri
+    assert uri is not None  # checked when the envelope was parsed
+    if not await _claim_delete(conn, envelope):
         return
-    keys = await _drop_memberships(conn, uri)
+    albums = await _set_membership(conn, uri, None) or await _listed(conn, envelope.did, uri)
     await conn.execute(
         "DELETE FROM search_doc WHERE doc_type IN ('track', 'playlist') AND doc_key = %s", (uri,)
     )
     await conn.execute("DELETE FROM search_tag WHERE track_uri = %s", (uri,))
-    await _refresh_albums(conn, keys)
+    if albums:
+        await _refresh_albums(conn, envelope.did)
 
 
 async def _apply_profile(conn: AsyncConnection, envelope: Envelope) -> None:
@@ -338,7 +376,9 @@ async def _apply_profile(conn: AsyncConnection, envelope: Envelope) -> None:
         )
     else:
         fields = _profile_fields(envelope)
-    if not await _claim(conn, uri, envelope.did, rev, deleted):
+    if not await (
+        _claim_delete(conn, envelope) if deleted else _claim(conn, uri, envelope.did, rev)
+    ):
         return
     await _ensure_artist(conn, envelope.did)
     # Column names come from the fixed dicts above, never from the record.
@@ -352,7 +392,13 @@ async def _apply_profile(conn: AsyncConnection, envelope: Envelope) -> None:
 
 async def delete_by_did(conn: AsyncConnection, did: str) -> None:
     """Purge everything search holds about a repo (account deleted)."""
-    for table in ("search_doc", "search_album_member", "search_tag", "search_record"):
+    for table in (
+        "search_doc",
+        "search_album_member",
+        "search_tag",
+        "search_record",
+        "search_tombstone",
+    ):
         await conn.execute(f"DELETE FROM {table} WHERE did = %s", (did,))
     await conn.execute("DELETE FROM search_artist WHERE did = %s", (did,))
 
@@ -367,6 +413,7 @@ class SearchProjector:
         "search_tag",
         "search_artist",
         "search_record",
+        "search_tombstone",
     )
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope) -> None:
@@ -380,14 +427,13 @@ class SearchProjector:
             )
             await _refresh_artist(conn, envelope.did)
         elif kind == "account.changed":
-            if envelope.status == "deleted":
+            if account_status(envelope.status, envelope.active) == DELETED:
                 await delete_by_did(conn, envelope.did)
         elif envelope.collection in (BSKY_PROFILE, PLYR_PROFILE):
             await _apply_profile(conn, envelope)
         elif envelope.collection in (TRACK, LIST):
             if kind == "record.deleted":
-                assert envelope.uri is not None and envelope.rev is not None
-                await _delete_record(conn, envelope.uri, envelope.did, envelope.rev)
+                await _delete_record(conn, envelope)
             elif envelope.collection == TRACK:
                 await _upsert_track(conn, track_doc(envelope))
             else:

@@ -2,25 +2,32 @@
 
 Updates are ordered by commit ``rev`` (an older rev never overwrites a newer one) and
 deletes leave tombstones (see :mod:`projectors.records`), so replays, duplicates and
-out-of-order delivery are harmless. ``like_count``, ``comment_count`` and ``album_slug``
-are derived columns: computed as a row is written, and recomputed by
-:mod:`projectors.catalog` after every batch for the tracks whose likes, comments or
-albums changed.
+out-of-order delivery are harmless. ``tags`` are the record's tags by the one rule of
+:mod:`kernel.tags` (search indexes the same). ``like_count``, ``comment_count`` and
+``album_slug`` are derived columns: computed as a row is written, and recomputed after
+every batch for the tracks whose likes or comments (the aggregates those modules own) or
+albums (:mod:`projectors.album`) changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
 
 from kernel.envelope import Envelope
+from kernel.ids import track_id
+from kernel.tags import record_tags
+from projectors import aggregates, comment, like
+from projectors.aggregates import count_joins, derived_counts
 from projectors.album import slugify
-from projectors.base import parse_datetime, track_id
+from projectors.base import parse_datetime
 from projectors.records import (
+    Deletion,
     RecordTable,
     Rows,
+    Touched,
     event_time,
     int32,
     int64,
@@ -29,16 +36,21 @@ from projectors.records import (
 )
 
 __all__ = [
+    "AGGREGATES",
     "COLLECTION",
+    "SHARED",
     "TABLE",
+    "delete",
     "delete_by_did",
-    "delete_tracks",
-    "insert_tracks",
+    "insert",
     "recount",
     "to_row",
+    "touches",
 ]
 
 COLLECTION = "fm.plyr.track"
+# Likes and comments of every partition recount tracks: written in the catalog's turn.
+SHARED = True
 
 _COLUMNS = (
     ("uri", "text"), ("id", "bigint"), ("did", "text"), ("rkey", "text"), ("cid", "text"),
@@ -48,30 +60,20 @@ _COLUMNS = (
     ("image_url", "text"), ("description", "text"), ("features", "jsonb"),
     ("self_labels", "jsonb"), ("support_gate", "jsonb"), ("created_at", "timestamptz"),
     ("indexed_at", "timestamptz"), ("record", "jsonb"), ("album_slug", "text"),
+    ("tags", "text[]"),
 )  # fmt: skip
 
-# Likes (distinct likers) and comments per subject, for the URIs in %(uris)s: one
-# aggregate per table over all of them (a bitmap scan each), not a count per URI. The
-# array goes through ARRAY(SELECT unnest(...)) so the planner does not estimate each of
-# its thousands of URIs against the column's most common values: that took 20-40 ms of
-# planning per 10,000-event batch, as long as running the statement.
-_URIS = "ARRAY(SELECT unnest(%(uris)b::text[]))"
-_COUNTS = (
-    ' LEFT JOIN (SELECT subject_uri, count(DISTINCT did) AS n FROM "like"'
-    f"  WHERE subject_uri = ANY({_URIS}) GROUP BY subject_uri) lc ON lc.subject_uri = {{uri}}"
-    " LEFT JOIN (SELECT subject_uri, count(*) AS n FROM comment"
-    f"  WHERE subject_uri = ANY({_URIS}) GROUP BY subject_uri) cc ON cc.subject_uri = {{uri}}"
-)
-
-# A track is written with its counts (likes and comments of the batch are written first),
-# so a new track row is not rewritten by the recount; likewise its album slug, when it
-# names an album (the album derivation gives such a track the slug of its title).
+# The counts of the modules whose rows count towards a track (likes, comments): computed
+# as a track is written (likes and comments of the batch are written first), so a new
+# track row is not rewritten by the recount; likewise its album slug, when it names an
+# album (the album derivation gives such a track the slug of its title).
+AGGREGATES = (like.AGGREGATE, comment.AGGREGATE)
 TABLE = RecordTable(
     "track",
     _COLUMNS,
     touched="uri",
-    derived=(("like_count", "coalesce(lc.n, 0)"), ("comment_count", "coalesce(cc.n, 0)")),
-    joins=_COUNTS.format(uri="x.uri"),
+    derived=derived_counts(AGGREGATES),
+    joins=count_joins(AGGREGATES, "x.uri"),
 )
 
 
@@ -119,39 +121,37 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
         "indexed_at": event_time(envelope).isoformat(),
         "record": record,
         "album_slug": slugify(album) if album else None,
+        "tags": list(record_tags(record)),
     }
 
 
-async def insert_tracks(conn: AsyncConnection, rows: Rows) -> set[str]:
-    """Insert or update tracks unless stored or deleted at a newer rev; the URIs written.
+def touches(rows: Sequence[Mapping[str, Any]], deletions: Sequence[Deletion]) -> Touched:
+    """The artists whose tracks change: their albums are derived again."""
+    return Touched(artists=frozenset({str(r["did"]) for r in rows} | {d.did for d in deletions}))
 
-    Written rows get ``like_count`` and ``comment_count`` recounted from the stored likes
-    and comments: write those first.
+
+async def insert(conn: AsyncConnection, rows: Rows) -> Touched:
+    """Insert or update tracks unless stored or deleted at a newer rev.
+
+    Written rows get their counts from the stored likes and comments (write those first),
+    so they need no recount.
     """
     written, _ = await TABLE.upsert(conn, rows)
-    return written
+    return Touched(counted=frozenset(written))
 
 
-async def delete_tracks(conn: AsyncConnection, deletions: Rows) -> set[str]:
-    """Delete tracks (unless re-created at a newer rev); the URIs removed."""
-    return {str(uri) for uri in await TABLE.delete(conn, deletions)}
+async def delete(conn: AsyncConnection, deletions: Rows) -> Touched:
+    """Delete tracks (unless re-created at a newer rev); a deleted track has nothing to count."""
+    await TABLE.delete(conn, deletions)
+    return Touched()
 
 
-async def delete_by_did(conn: AsyncConnection, did: str) -> None:
+async def delete_by_did(conn: AsyncConnection, did: str) -> Touched:
     """Remove every track of a repo (account deleted)."""
     await TABLE.delete_by_did(conn, did)
+    return Touched()
 
 
 async def recount(conn: AsyncConnection, uris: Sequence[str]) -> None:
-    """Recompute ``like_count`` (distinct likers) and ``comment_count`` from the rows."""
-    if not uris:
-        return
-    uris = sorted(uris)
-    await conn.execute(
-        "UPDATE track SET like_count = c.likes, comment_count = c.comments FROM ("
-        " SELECT u.uri, coalesce(lc.n, 0) AS likes, coalesce(cc.n, 0) AS comments"
-        " FROM unnest(%(uris)b::text[]) AS u(uri)" + _COUNTS.format(uri="u.uri") + ") AS c"
-        " WHERE track.uri = c.uri AND track.uri = ANY(%(uris)b::text[])"
-        " AND (track.like_count, track.comment_count) IS DISTINCT FROM (c.likes, c.comments)",
-        {"uris": uris},
-    )
+    """Recompute the counts (:data:`AGGREGATES`) of the tracks ``uris``."""
+    await aggregates.recount(conn, "track", AGGREGATES, uris)

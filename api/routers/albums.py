@@ -10,7 +10,7 @@ from api import catalog
 from api.deps import ApiBase, Pool, Vis
 from api.errors import ApiError
 
-__all__ = ["album_detail", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/albums", tags=["albums"])
 
@@ -90,53 +90,7 @@ async def get_album(
         artist = await catalog.artist_by_handle(conn, vis, handle)
         if artist is None:
             raise ApiError(404, "not_found", "album not found")
-        found = await album_detail(conn, vis, artist, slug, api_base=api_base)
+        found = await catalog.album_detail(conn, vis, artist, slug, api_base=api_base)
     if found is None:
         raise ApiError(404, "not_found", "album not found")
     return found
-
-
-async def album_detail(
-    conn: Any, vis: Any, artist: dict[str, Any], slug: str, *, api_base: str
-) -> dict[str, Any] | None:
-    """The album page body for an artist row and slug (shared with XRPC ``getAlbum``)."""
-    album = await catalog.row(
-        conn, "SELECT * FROM album WHERE did = %s AND slug = %s", (artist["did"], slug)
-    )
-    if album is None:
-        return None
-    ordered: list[dict[str, Any]] = []
-    if album["list_uri"]:
-        items = await catalog.rows(
-            conn,
-            "SELECT subject_uri FROM list_item WHERE list_uri = %s ORDER BY position",
-            (album["list_uri"],),
-        )
-        ordered = await catalog.tracks_by_uris(conn, vis, "view", [i["subject_uri"] for i in items])
-    seen = {r["uri"] for r in ordered}
-    by_title = await catalog.select_tracks(
-        conn,
-        vis,
-        "view",
-        where=["t.did = %s", "t.album_slug = %s"],
-        params=[artist["did"], slug],
-        order="t.created_at, t.id",
-    )
-    ordered += [r for r in by_title if r["uri"] not in seen]
-    tracks = await catalog.present_tracks(conn, ordered, api_base=api_base)
-    return {
-        "metadata": {
-            "id": str(album["id"]),
-            "title": album["title"],
-            "slug": album["slug"],
-            "description": album["description"],
-            "artist": artist["display_name"] or artist["handle"] or artist["did"],
-            "artist_handle": artist["handle"] or artist["did"],
-            "artist_did": artist["did"],
-            "track_count": len(tracks),
-            "total_plays": 0,
-            "image_url": album["image_url"] or artist["avatar_url"],
-            "list_uri": album["list_uri"],
-        },
-        "tracks": tracks,
-    }

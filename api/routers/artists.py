@@ -7,9 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path
 
 from api import catalog
-from api.deps import ApiBase, Pool, Vis
+from api.deps import DID, ApiBase, Pool, Vis
 from api.errors import ApiError
-from api.routers.tracks import DID
 from api.views import TRACK_COLUMNS, TRACK_FROM, present_artist, present_user
 
 __all__ = ["router", "users_router"]
@@ -112,7 +111,7 @@ async def user_likes(pool: Pool, vis: Vis, api_base: ApiBase, handle: str) -> di
 
 
 async def liked_track_rows(conn: Any, vis: Any, did: str, *, limit: int) -> list[dict[str, Any]]:
-    """Tracks liked by ``did`` (shared with XRPC ``getLikes``)."""
+    """Visible tracks liked by ``did``, newest like first."""
     return await catalog.rows(
         conn,
         f'SELECT {TRACK_COLUMNS}, l.created_at AS liked_at FROM "like" l'

@@ -25,7 +25,6 @@ from api.audio import (
 )
 from api.deps import ApiBase, Pool, Vis
 from api.errors import ApiError
-from api.routers.tracks import visible_track
 
 __all__ = ["IMMUTABLE", "router"]
 
@@ -42,7 +41,7 @@ def _file_id(file_id: str) -> int:
 
 async def _track(pool: Any, vis: Any, file_id: str) -> dict[str, Any]:
     async with pool.connection() as conn:
-        found = await visible_track(conn, vis, "audio", track_id=_file_id(file_id))
+        found = await catalog.visible_track(conn, vis, "audio", track_id=_file_id(file_id))
         pds = await catalog.row(
             conn,
             "SELECT coalesce(a.pds_url, r.pds_url) AS pds_url FROM (SELECT %s::text AS did) d"

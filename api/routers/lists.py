@@ -8,9 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from api import catalog
-from api.deps import ApiBase, Pool, Vis
+from api.deps import AT_URI, DID, ApiBase, Pool, Vis
 from api.errors import ApiError
-from api.routers.tracks import AT_URI, DID
 from api.views import present_playlist
 
 __all__ = ["playlist_body", "router"]
@@ -31,7 +30,7 @@ async def _playlist(conn: Any, vis: Any, where: str, value: Any) -> dict[str, An
     found = await catalog.row(
         conn,
         f"SELECT {_LIST_COLUMNS}{_LIST_FROM} WHERE {where} = %s AND "
-        + vis.record("view", uri="l.uri", did="l.did", artist="a"),
+        + vis.record("view", uri="l.uri", did="l.did"),
         (value,),
     )
     if found is None:
@@ -42,13 +41,8 @@ async def _playlist(conn: Any, vis: Any, where: str, value: Any) -> dict[str, An
 async def playlist_body(
     conn: Any, vis: Any, found: dict[str, Any], *, api_base: str, with_tracks: bool
 ) -> dict[str, Any]:
-    """``PlaylistResponse`` (+ ``tracks``) for a list row (shared with XRPC ``getPlaylist``)."""
-    items = await catalog.rows(
-        conn,
-        "SELECT subject_uri FROM list_item WHERE list_uri = %s ORDER BY position",
-        (found["uri"],),
-    )
-    track_rows = await catalog.tracks_by_uris(conn, vis, "view", [i["subject_uri"] for i in items])
+    """``PlaylistResponse`` (+ ``tracks``) for a list row."""
+    track_rows = await catalog.list_tracks(conn, vis, found["uri"])
     previews: list[str] = []
     for r in track_rows:
         if r["image_url"] and r["image_url"] not in previews and len(previews) < 4:
@@ -97,7 +91,7 @@ async def playlists_by_artist(
         found = await catalog.rows(
             conn,
             f"SELECT {_LIST_COLUMNS}{_LIST_FROM} WHERE l.did = %s AND l.list_type = 'playlist'"
-            f" AND {vis.record('list', uri='l.uri', did='l.did', artist='a')}"
+            f" AND {vis.record('list', uri='l.uri', did='l.did')}"
             " ORDER BY l.created_at DESC, l.uri LIMIT 200",
             (artist_did,),
         )

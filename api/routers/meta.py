@@ -108,7 +108,7 @@ async def oembed(
                 conn,
                 "SELECT l.id, l.name, a.handle, a.display_name FROM list l"
                 " LEFT JOIN artist a ON a.did = l.did WHERE l.id::text = %s AND "
-                + vis.record("view", uri="l.uri", did="l.did", artist="a"),
+                + vis.record("view", uri="l.uri", did="l.did"),
                 (m.group(1),),
             )
             if p is None:
@@ -185,7 +185,7 @@ async def public_config(request: Request) -> dict[str, Any]:
         "max_upload_size_mb": 0,
         "max_image_size_mb": 0,
         "browser_observability": False,
-        "default_hidden_tags": ["ai", "ai-slop", "suno"],
+        "default_hidden_tags": list(catalog.DEFAULT_HIDDEN_TAGS),
         "bufo_exclude_patterns": [],
         "bufo_include_patterns": [],
         "contact_email": contact,

@@ -5,26 +5,23 @@ Static paths are declared before ``/{track_id}`` so they win the match, as in pl
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
 from api import catalog
-from api.deps import Pool, Read, Reader, Vis
+from api.deps import AT_URI, DID, ApiBase, Pool, Read, Vis
 from api.errors import ApiError
 from api.pagination import decode_cursor, encode_cursor
 from api.responses import encode, json_doc, json_response
-from api.views import UNKNOWN_TRACK_FIELDS, iso, present_track
+from api.views import UNKNOWN_TRACK_FIELDS, iso, present_comment
 from api.visibility import Context
+from kernel.tags import normalise_tag
 
-__all__ = ["AT_URI", "DID", "get_track", "router", "track_detail_json"]
+__all__ = ["get_track", "router"]
 
 router = APIRouter(prefix="/tracks", tags=["tracks"])
-
-DID = r"^did:[a-z]+:[a-zA-Z0-9._:%-]+$"
-AT_URI = r"^at://[^/\s]+/[a-zA-Z0-9.-]+/[^/\s]+$"
 
 _UNKNOWN = "; ".join(f"`{k}`: {v}" for k, v in UNKNOWN_TRACK_FIELDS.items())
 _TRACK_DOC = f"A plyr ``TrackResponse``. Fields the network cannot tell us: {_UNKNOWN}."
@@ -38,18 +35,33 @@ async def list_tracks(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     artist_did: Annotated[str | None, Query(pattern=DID)] = None,
     tags: Annotated[
-        list[str] | None, Query(description="any-of; records carry no tags, so none match")
+        list[str] | None, Query(description="repeatable; tracks carrying any of these tags")
     ] = None,
-    filter_hidden_tags: Annotated[bool | None, Query(description="accepted, no effect")] = None,
+    filter_hidden_tags: Annotated[
+        bool | None,
+        Query(
+            description="leave out tracks tagged with a default hidden tag "
+            f"({', '.join(catalog.DEFAULT_HIDDEN_TAGS)}); default: on for discovery, off "
+            "when artist_did is given"
+        ),
+    ] = None,
 ) -> Response:
     """Tracks, newest first: ``{tracks, next_cursor, has_more}``."""
-    if tags:
-        return json_response(encode({"tracks": [], "next_cursor": None, "has_more": False}))
     where: list[str] = []
     params: list[Any] = []
     if artist_did is not None:
         where.append("t.did = %s")
         params.append(artist_did)
+    wanted = sorted({tag for tag in map(normalise_tag, tags or ()) if tag})
+    if tags and not wanted:
+        return json_response(encode({"tracks": [], "next_cursor": None, "has_more": False}))
+    if wanted:
+        where.append("t.tags && %s::text[]")
+        params.append(wanted)
+    hide = artist_did is None if filter_hidden_tags is None else filter_hidden_tags
+    if hide:  # plyr: on for discovery, off on an artist's own page, unless asked
+        where.append("NOT (t.tags && %s::text[])")
+        params.append(list(catalog.DEFAULT_HIDDEN_TAGS))
     if cursor is not None:
         created, item_id = decode_cursor(cursor)
         where.append("(t.created_at, t.id) < (%s, %s)")
@@ -82,47 +94,49 @@ async def top_tracks(
 ) -> Response:
     """The most liked tracks (plyr ranks by likes, not plays); like_count is all-time."""
     async with read.pool.connection() as conn:
-        rows = await top_track_rows(conn, read.vis, period=period, limit=limit)
+        rows = await catalog.top_track_rows(conn, read.vis, period=period, limit=limit)
         tracks = await catalog.present_tracks(conn, rows, api_base=read.api_base)
     return json_response(encode(tracks))
 
 
-async def top_track_rows(conn: Any, vis: Any, *, period: str, limit: int) -> list[dict[str, Any]]:
-    """Rows of the top tracks for a period (shared with XRPC ``getTopTracks``)."""
-    start = catalog.since(period, datetime.now(UTC))
-    if start is None:
-        return await catalog.select_tracks(
-            conn,
-            vis,
-            "list",
-            where=["t.like_count > 0"],
-            order="t.like_count DESC, t.id DESC",
-            limit=limit,
-        )
-    # Likes in the period, counted per subject, then joined; the LIMIT applies after visibility.
-    ranked = await catalog.rows(
-        conn,
-        'SELECT subject_uri, count(*) AS n FROM "like" WHERE created_at >= %s'
-        " GROUP BY subject_uri ORDER BY n DESC, subject_uri LIMIT %s",
-        (start, limit * 4 + 20),
-    )
-    found = await catalog.tracks_by_uris(conn, vis, "list", [r["subject_uri"] for r in ranked])
-    return found[:limit]
-
-
-@router.get("/tags", description="Tags are plyr.fm-database-only; records carry none.")
+@router.get(
+    "/tags",
+    description="Tags of visible tracks (from the records' ``tags`` arrays). "
+    "``total_plays`` is 0 until the plays read model counts plays, so the order is by "
+    "track count, then name.",
+)
 async def list_tags(
-    q: Annotated[str | None, Query(max_length=50)] = None,
+    pool: Pool,
+    vis: Vis,
+    q: Annotated[str | None, Query(max_length=50, description="tag prefix")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[dict[str, Any]]:
-    """``[{name, track_count, total_plays}]``: always empty here."""
-    return []
+    """``[{name, track_count, total_plays}]``, most played (then most used) first."""
+    async with pool.connection() as conn:
+        found = await catalog.tag_counts(
+            conn, vis, prefix=normalise_tag(q) if q else None, limit=limit
+        )
+    return [{**r, "total_plays": 0} for r in found]
 
 
-@router.get("/tags/{tag_name:path}")
-async def get_tag(tag_name: str) -> dict[str, Any]:
-    """A tag page; 404 because no record carries tags."""
-    raise ApiError(404, "not_found", "tag not found")
+@router.get(
+    "/tags/{tag_name:path}",
+    description="``created_by_handle``: the artist of the oldest visible track with the tag "
+    "(the network does not say who created a tag). Up to 1,000 tracks, newest first.",
+)
+async def get_tag(
+    pool: Pool, vis: Vis, api_base: ApiBase, tag_name: Annotated[str, Path(max_length=200)]
+) -> dict[str, Any]:
+    """``{tag: {name, track_count}, tracks: TrackResponse[], created_by_handle}``;
+    404 when no visible track carries the tag."""
+    tag = normalise_tag(tag_name)
+    found = None
+    if tag:
+        async with pool.connection() as conn:
+            found = await catalog.tag_page(conn, vis, tag, api_base=api_base)
+    if found is None:
+        raise ApiError(404, "not_found", "tag not found")
+    return found
 
 
 @router.get("/by-uri", description=_TRACK_DOC)
@@ -140,54 +154,29 @@ async def get_track(read: Read, track_id: Annotated[int, Path(ge=0)]) -> Respons
     """One track by its integer id; 404 if unknown, 410 if taken down or hidden.
 
     :class:`api.fastpath.TrackDetailFastPath` answers most of these requests before the
-    router sees them, with :func:`track_detail_json` as well; this route stays for the
+    router sees them, with :func:`api.catalog.track_detail_json` as well; this route stays for the
     docs and for whatever the fast path leaves alone (ids it does not parse).
     """
-    return json_response(await track_detail_json(read, track_id))
-
-
-async def track_detail_json(read: Reader, track_id: int) -> bytes:
-    """The encoded ``TrackResponse`` of ``GET /tracks/{track_id}``; raises :class:`ApiError`
-    404 (unknown) or 410 (hidden). The lookup is batched with the others in flight."""
-    found = await read.tracks.load(track_id)
-    row = shown_row(found.row, found.visible)
-    return encode(present_track(row, api_base=read.api_base, people=found.people))
+    return json_response(await catalog.track_detail_json(read, track_id))
 
 
 async def _detail(
     conn: Any, vis: Any, api_base: str, *, track_id: int | None = None, uri: str | None = None
 ) -> dict[str, Any]:
-    found = await visible_track(conn, vis, "detail", track_id=track_id, uri=uri)
+    found = await catalog.visible_track(conn, vis, "detail", track_id=track_id, uri=uri)
     return (await catalog.present_tracks(conn, [found], api_base=api_base))[0]
-
-
-async def visible_track(
-    conn: Any, vis: Any, context: Any, *, track_id: int | None = None, uri: str | None = None
-) -> dict[str, Any]:
-    """The joined row of a track visible in ``context``: 404 unknown, 410 hidden."""
-    found, shown = await catalog.track_row_visible(conn, vis, context, track_id=track_id, uri=uri)
-    return shown_row(found, shown)
-
-
-def shown_row(found: dict[str, Any] | None, shown: bool) -> dict[str, Any]:
-    """``found`` if it may be shown; else the API's answer: 404 unknown, 410 hidden."""
-    if found is None:
-        raise ApiError(404, "not_found", "track not found")
-    if not shown:
-        raise ApiError(410, "gone", "track is not available")
-    return found
 
 
 @router.get("/{track_id}/likes")
 async def track_likes(pool: Pool, vis: Vis, track_id: Annotated[int, Path(ge=0)]) -> dict[str, Any]:
     """``{users: [{did, handle, display_name, avatar_url, liked_at}], count}``, newest first."""
     async with pool.connection() as conn:
-        found = await visible_track(conn, vis, "detail", track_id=track_id)
+        found = await catalog.visible_track(conn, vis, "detail", track_id=track_id)
         likers = await catalog.rows(
             conn,
             'SELECT l.did, l.created_at, a.handle, a.display_name, a.avatar_url FROM "like" l'
             " LEFT JOIN artist a ON a.did = l.did WHERE l.subject_uri = %s AND "
-            + vis.record("view", uri="l.uri", did="l.did", artist="a")
+            + vis.record("view", uri="l.uri", did="l.did")
             + " ORDER BY l.created_at DESC, l.uri LIMIT 1000",
             (found["uri"],),
         )
@@ -215,35 +204,7 @@ async def track_comments(
 ) -> dict[str, Any]:
     """``{comments: [...], count, comments_enabled}``."""
     async with pool.connection() as conn:
-        found = await visible_track(conn, vis, "detail", track_id=track_id)
-        found_rows = await comment_rows(conn, vis, found["uri"])
+        found = await catalog.visible_track(conn, vis, "detail", track_id=track_id)
+        found_rows = await catalog.comment_rows(conn, vis, found["uri"])
     comments = [present_comment(r) for r in found_rows]
     return {"comments": comments, "count": len(comments), "comments_enabled": True}
-
-
-async def comment_rows(conn: Any, vis: Any, subject_uri: str) -> list[dict[str, Any]]:
-    """Visible comments on a track, by timestamp (shared with XRPC ``getComments``)."""
-    return await catalog.rows(
-        conn,
-        "SELECT c.id, c.uri, c.did, c.text, c.timestamp_ms, c.created_at, c.updated_at,"
-        " a.handle, a.display_name, a.avatar_url FROM comment c"
-        " LEFT JOIN artist a ON a.did = c.did WHERE c.subject_uri = %s AND "
-        + vis.record("view", uri="c.uri", did="c.did", artist="a")
-        + " ORDER BY c.timestamp_ms, c.created_at, c.uri LIMIT 1000",
-        (subject_uri,),
-    )
-
-
-def present_comment(r: dict[str, Any]) -> dict[str, Any]:
-    """plyr's comment shape."""
-    return {
-        "id": r["id"],
-        "user_did": r["did"],
-        "user_handle": r["handle"] or r["did"],
-        "user_display_name": r["display_name"] or r["handle"] or r["did"],
-        "user_avatar_url": r["avatar_url"],
-        "text": r["text"],
-        "timestamp_ms": r["timestamp_ms"],
-        "created_at": iso(r["created_at"]),
-        "updated_at": iso(r["updated_at"]) if r["updated_at"] else None,
-    }

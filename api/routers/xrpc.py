@@ -10,11 +10,15 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from api import catalog
+from api.catalog import album_tracks, comment_rows, top_track_rows, visible_track
 from api.deps import ApiBase, Pool, Vis
-from api.errors import ApiError
+from api.errors import (
+    ApiError,
+    xrpc_error_response,
+    xrpc_from_api,
+    xrpc_pool_timeout_response,
+)
 from api.pagination import decode_cursor, decode_key_cursor, encode_cursor, encode_key_cursor
-from api.routers.albums import album_detail
-from api.routers.tracks import comment_rows, top_track_rows, visible_track
 from api.search import search
 from api.views import iso
 from api.xrpc import (
@@ -34,8 +38,7 @@ Handler = Callable[[Any, Any, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 async def _views(conn: Any, rows: list[dict[str, Any]], api_base: str) -> list[dict[str, Any]]:
-    dids = {f["did"] for r in rows for f in r.get("features") or [] if isinstance(f, dict)}
-    known = await catalog.people(conn, dids)
+    known = await catalog.featured_people(conn, rows)
     return [present_track_view(r, known, api_base=api_base) for r in rows]
 
 
@@ -108,24 +111,22 @@ async def get_artist(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> d
 
 async def get_album(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
     artist = await _actor(conn, vis, p["actor"])
-    found = await album_detail(conn, vis, artist, p["slug"], api_base=api_base)
+    found = await album_tracks(conn, vis, artist["did"], p["slug"])
     if found is None:
         raise XrpcError(400, "NotFound", "album not found")
-    meta = found["metadata"]
-    uris = [t["atproto_record_uri"] for t in found["tracks"]]
-    rows = await catalog.tracks_by_uris(conn, vis, "view", uris)
-    album = {
-        "id": meta["id"],
-        "slug": meta["slug"],
-        "title": meta["title"],
+    album, rows = found
+    view = {
+        "id": str(album["id"]),
+        "slug": album["slug"],
+        "title": album["title"],
         "artist": present_actor(artist),
-        "trackCount": meta["track_count"],
-        "imageUrl": meta["image_url"],
-        "description": meta["description"],
-        "listUri": meta["list_uri"],
+        "trackCount": len(rows),
+        "imageUrl": album["image_url"] or artist["avatar_url"],
+        "description": album["description"],
+        "listUri": album["list_uri"],
     }
     return {
-        "album": {k: v for k, v in album.items() if v is not None},
+        "album": {k: v for k, v in view.items() if v is not None},
         "tracks": await _views(conn, rows, api_base),
     }
 
@@ -135,15 +136,12 @@ async def get_playlist(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) ->
         conn,
         "SELECT l.uri, l.id, l.did, l.name, l.list_type, l.item_count, l.created_at, a.handle,"
         " a.display_name, a.avatar_url FROM list l LEFT JOIN artist a ON a.did = l.did"
-        " WHERE l.uri = %s AND " + vis.record("view", uri="l.uri", did="l.did", artist="a"),
+        " WHERE l.uri = %s AND " + vis.record("view", uri="l.uri", did="l.did"),
         (p["uri"],),
     )
     if found is None:
         raise XrpcError(400, "NotFound", "playlist not found")
-    items = await catalog.rows(
-        conn, "SELECT subject_uri FROM list_item WHERE list_uri = %s ORDER BY position", (p["uri"],)
-    )
-    rows = await catalog.tracks_by_uris(conn, vis, "view", [i["subject_uri"] for i in items])
+    rows = await catalog.list_tracks(conn, vis, p["uri"])
     playlist = {
         "uri": found["uri"],
         "id": str(found["id"]),
@@ -171,7 +169,7 @@ async def get_likes(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> di
         conn,
         'SELECT l.uri, l.did, l.created_at, a.handle, a.display_name, a.avatar_url FROM "like" l'
         f" LEFT JOIN artist a ON a.did = l.did WHERE {' AND '.join(where)} AND "
-        + vis.record("view", uri="l.uri", did="l.did", artist="a")
+        + vis.record("view", uri="l.uri", did="l.did")
         + " ORDER BY l.created_at DESC, l.uri DESC LIMIT %s",
         [*params, limit + 1],
     )
@@ -229,8 +227,6 @@ HANDLERS: dict[str, Handler] = {
     f"{NAMESPACE}.getPlayCounts": get_play_counts,
 }
 
-_API_ERRORS = {400: "InvalidRequest", 404: "NotFound", 410: "Gone"}
-
 
 @router.get(
     "/{nsid}",
@@ -248,15 +244,9 @@ async def xrpc_query(
         async with pool.connection() as conn:
             body = await handler(conn, vis, api_base, params)
     except XrpcError as exc:
-        return JSONResponse({"error": exc.error, "message": exc.message}, status_code=exc.status)
-    except PoolTimeout:
-        return JSONResponse(
-            {"error": "ServiceUnavailable", "message": "the database is busy; retry shortly"},
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
+        return xrpc_error_response(exc)
     except ApiError as exc:
-        name = _API_ERRORS.get(exc.status, "InternalServerError")
-        status = 400 if exc.status in (400, 404) else exc.status
-        return JSONResponse({"error": name, "message": exc.detail}, status_code=status)
+        return xrpc_error_response(xrpc_from_api(exc))
+    except PoolTimeout:
+        return xrpc_pool_timeout_response()
     return JSONResponse(body)

@@ -29,7 +29,7 @@ from kernel.log.base import LogClosed, LogError, Message, Position, partition_fo
 
 __all__ = ["KafkaLog"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # Small: appends are awaited whole, so the batch fills while the items are handed over.
 _LINGER_MS = 5
@@ -136,7 +136,7 @@ class KafkaLog:
                 raise LogError(f"kafka log could not start on {self._bootstrap}: {exc!r}") from exc
             raise
         self._clients = clients
-        log.info(
+        logger.info(
             "kafka log started",
             extra={"bootstrap": self._bootstrap, "topics": list(self._topics)},
         )
@@ -161,7 +161,7 @@ class KafkaLog:
         clients, self._clients = self._clients, None
         if clients is not None:
             await clients.stop()
-        log.info("kafka log closed", extra={"bootstrap": self._bootstrap})
+        logger.info("kafka log closed", extra={"bootstrap": self._bootstrap})
 
     def partitions(self, topic: str) -> int:
         """Partition count of ``topic`` as the broker reported it, else the configured one."""
@@ -197,7 +197,7 @@ class KafkaLog:
             for result in response.to_object()["topic_errors"]:
                 code = result["error_code"]
                 if code == 0:
-                    log.info(
+                    logger.info(
                         "topic created",
                         extra={"topic": result["topic"], "partitions": self._partitions},
                     )
@@ -214,7 +214,7 @@ class KafkaLog:
                     )
                 count = len(described["partitions"])
                 if count != self._partitions:
-                    log.warning(
+                    logger.warning(
                         "topic partition count differs from configuration",
                         extra={
                             "topic": topic,
@@ -315,14 +315,14 @@ class KafkaLog:
             reader.assign(list(self._positions))
             for known, known_offset in self._positions.items():
                 reader.seek(known, known_offset)
-            log.debug(
+            logger.debug(
                 "partition assigned",
                 extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
             )
             return
         reader.seek(tp, offset)
         self._positions[tp] = offset
-        log.debug(
+        logger.debug(
             "reader seek",
             extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
         )
@@ -342,5 +342,5 @@ class KafkaLog:
         """``LogClosed`` if the failure came from a concurrent close, else ``LogError``."""
         if self._closed:
             return LogClosed(f"{what}: the log was closed")
-        log.warning("kafka log operation failed", extra={"operation": what, "error": repr(exc)})
+        logger.warning("kafka log operation failed", extra={"operation": what, "error": repr(exc)})
         return LogError(f"{what}: {exc!r}")

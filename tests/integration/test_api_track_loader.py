@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from api import catalog
 from api.app import create_app
 from api.track_loader import MAX_TRACK_ID, TrackLoader
-from api.visibility import detect_visibility
+from api.visibility import Visibility
 from kernel.config import Settings
 from kernel.db import open_pool
 from projectors.base import track_id
@@ -56,8 +56,7 @@ async def one_by_one(pool: AsyncConnectionPool, vis: Any, ids: list[int]) -> dic
 
 
 async def test_concurrent_loads_share_one_statement_and_match_single_lookups(projected):
-    async with projected.connection() as conn:
-        vis = await detect_visibility(conn)
+    vis = Visibility()
     counting = CountingPool(projected)
     loader = TrackLoader(counting, vis)  # type: ignore[arg-type]
     asked = IDS + IDS[:3]  # repeats share a slot
@@ -74,8 +73,7 @@ async def test_concurrent_loads_share_one_statement_and_match_single_lookups(pro
 
 
 async def test_batches_are_bounded_and_later_arrivals_wait_for_a_slot(projected):
-    async with projected.connection() as conn:
-        vis = await detect_visibility(conn)
+    vis = Visibility()
     counting = CountingPool(projected)
     loader = TrackLoader(counting, vis, max_batch=3, max_in_flight=1)  # type: ignore[arg-type]
     found = await asyncio.gather(*(loader.load(i) for i in IDS))
@@ -85,8 +83,7 @@ async def test_batches_are_bounded_and_later_arrivals_wait_for_a_slot(projected)
 
 
 async def test_a_cancelled_request_leaves_the_others_of_its_batch_answered(projected):
-    async with projected.connection() as conn:
-        vis = await detect_visibility(conn)
+    vis = Visibility()
     loader = TrackLoader(projected, vis)
     doomed = asyncio.create_task(loader.load(track_id(A1)))
     kept = asyncio.create_task(loader.load(track_id(A1)))
@@ -99,8 +96,7 @@ async def test_a_cancelled_request_leaves_the_others_of_its_batch_answered(proje
 
 
 async def test_a_failed_statement_fails_every_request_of_its_batch(projected):
-    async with projected.connection() as conn:
-        vis = await detect_visibility(conn)
+    vis = Visibility()
     pool = AsyncConnectionPool(projected.conninfo, min_size=1, max_size=1, timeout=0.2, open=False)
     await pool.open(wait=True)
     try:
@@ -142,9 +138,7 @@ async def test_one_id_at_a_time_settles_on_the_generic_plan(projected):
     pool = AsyncConnectionPool(projected.conninfo, min_size=1, max_size=1, open=False)
     await pool.open(wait=True)
     try:
-        async with pool.connection() as conn:
-            vis = await detect_visibility(conn)
-        loader = TrackLoader(pool, vis)
+        loader = TrackLoader(pool, Visibility())
         for _ in range(12):
             assert (await loader.load(track_id(A1))).visible
         async with pool.connection() as conn:

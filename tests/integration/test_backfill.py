@@ -25,7 +25,7 @@ from ingest.commits import CollectionFilter
 from ingest.discovery import DiscoveredRepo, discover_repos
 from ingest.errors import BackfillError
 from ingest.handles import HandleVerifier
-from ingest.progress import Progress
+from ingest.progress import BackfillProgress
 from ingest.repos import RepoStates
 from kernel.db import open_pool
 from kernel.envelope import Envelope
@@ -186,7 +186,9 @@ async def test_discover_backfill_retry_give_up_and_skip(env: dict[str, Any]) -> 
     assert all(r.probe for r in found)  # listRepos: probe before holding
 
     stream = io.StringIO()
-    result = await env["backfill"].run(found, run_source="pds.test", progress=Progress(5, stream))
+    result = await env["backfill"].run(
+        found, run_source="pds.test", progress=BackfillProgress(5, stream)
+    )
     assert (result.done, result.failed, result.skipped, result.records) == (3, 2, 1, 3)
     assert result.errors == {"bad_signature": 1, "http_500": 1}
     log = await published(env["log"])

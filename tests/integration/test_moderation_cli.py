@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
+from kernel.config import load_settings
 from kernel.db import open_pool
 from kernel.envelope import Envelope
 from kernel.log.postgres import PostgresLog
 from plyr_appview.cli import main
-from projectors.moderation import ModerationProjector
+from projectors import registry
 from projectors.runner import apply_batch, load_offset
 
 OPERATOR = "did:plc:operatoroperatoroperator"
@@ -33,7 +34,8 @@ async def test_takedown_and_negate(pg_url, monkeypatch, capsys):
         [envelope] = [Envelope.from_bytes(m.value) for m in messages]
         assert envelope.label is not None
         assert (envelope.label["src"], envelope.label["val"]) == (OPERATOR, "!takedown")
-        projector = ModerationProjector()  # trusted set from the environment
+        # the trusted set from the settings, as the CLI wiring builds it
+        projector = registry.spec("moderation").build(load_settings())
         await load_offset(pool, "moderation", "plyr.labels", 0)
         await apply_batch(pool, projector, messages, 0)
         async with pool.connection() as conn:

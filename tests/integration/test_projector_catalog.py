@@ -214,3 +214,24 @@ async def test_nul_characters_are_dead_lettered_not_a_crash(pool):
         cur = await conn.execute("SELECT reason FROM dead_letter")
         (reason,) = await cur.fetchone()
     assert "NUL" in reason
+
+
+async def test_tags_are_kept_by_the_rule_search_uses(pool):
+    from projectors.search import SearchProjector
+
+    raw = ["Lo-Fi", "lo-fi", "  Night   Drive ", 7, ""]
+    created = env("record.created", rev="3l1", record=track_record("One", tags=raw))
+    updated = env("record.updated", rev="3l2", record=track_record("One", tags=["Ambient"]))
+    await project(pool, [created])
+    search = SearchProjector()
+    offset = await load_offset(pool, search.name, TOPIC, 0)
+    await apply_batch(pool, search, messages([created]), offset)
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT tags FROM track")
+        assert await cur.fetchall() == [(["lo-fi", "night drive"],)]
+        cur = await conn.execute("SELECT tag FROM search_tag ORDER BY tag")
+        assert [r[0] for r in await cur.fetchall()] == ["lo-fi", "night drive"]
+    await project(pool, [updated], start=1)
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT tags FROM track WHERE tags @> ARRAY['ambient']")
+        assert await cur.fetchall() == [(["ambient"],)]

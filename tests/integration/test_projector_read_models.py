@@ -374,7 +374,8 @@ async def test_rebuild_is_byte_identical_and_dead_letters_replay(pool):
     assert [(d.uri, "title" in d.reason) for d in letters] == [
         (f"at://{A}/fm.plyr.track/bad", True)
     ]
-    assert await replay_dead_letters(pool, log, letters) == (0, 1)  # still invalid
+    by_name = {"catalog": projector}.__getitem__  # the wiring passes the registry's lookup
+    assert await replay_dead_letters(pool, log, letters, by_name) == (0, 1)  # still invalid
     assert len(await list_dead_letters(pool)) == 1
 
 

@@ -277,3 +277,47 @@ async def test_deleted_account_is_purged(pool):
     assert titles(rows, "track") == ["Other"]
     assert titles(rows, "album") == [] and [r for r in rows if len(r) == 2] == []
     assert titles(rows, "artist") == ["Some Artist"]  # OTHER's
+
+
+async def test_albums_follow_the_catalog_rule(pool):
+    """Search's album documents are the catalog's albums: same title, image, track_count.
+
+    Search used to count max(titled tracks, list items): a list naming three tracks of
+    which one exists counted 3; the catalog counts the tracks on the album (here t0,
+    untitled but listed first, and t9 titled "Night"), which the album page shows.
+    """
+    from projectors.catalog import CatalogProjector
+
+    events = [
+        track("record.created", "t0", "3l1", title="Listed", imageUrl="https://img.test/0"),
+        track("record.created", "t9", "3l2", title="Titled", album="night!"),
+        lst("record.created", "l2", "3l3", "Night", "album", items=3),
+        lst("record.created", "l1", "3l4", "NIGHT", "album", items=1),
+    ]
+    await project(pool, events)
+    catalog = CatalogProjector()
+    offset = await load_offset(pool, catalog.name, TOPIC, 0)
+    await apply_batch(pool, catalog, messages(events, offset), offset)
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT slug, title, image_url, track_count, list_uri FROM album ORDER BY slug"
+        )
+        albums = await cur.fetchall()
+        cur = await conn.execute(
+            "SELECT slug, title, image_url, track_count, uri FROM search_doc"
+            " WHERE doc_type = 'album' ORDER BY slug"
+        )
+        docs_ = await cur.fetchall()
+    assert albums == docs_
+    assert [(r[0], r[1], r[3]) for r in docs_] == [("night", "NIGHT", 2)]
+
+
+async def test_an_untitled_track_joins_the_album_list_that_names_it_whenever_it_arrives(pool):
+    await project(pool, [lst("record.created", "l1", "3l1", "Dawn", "album", items=1)])
+    assert [r[5] for r in await docs(pool) if r[0] == "album"] == [0]
+    await project(pool, [track("record.created", "t0", "3l2", imageUrl="https://img.test/0")])
+    assert [(r[5], r[6]) for r in await docs(pool) if r[0] == "album"] == [
+        (1, "https://img.test/0")
+    ]
+    await project(pool, [track("record.deleted", "t0", "3l3")])
+    assert [(r[5], r[6]) for r in await docs(pool) if r[0] == "album"] == [(0, None)]

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from api.audio import RangeNotSatisfiable, blob_digest, content_type, parse_range, raw_cid
-from api.fetch import UpstreamFetcher, UpstreamRefused, is_public_address
+from kernel.fetch import UpstreamFetcher, UpstreamRefused, is_public_address
 
 
 @pytest.mark.parametrize(

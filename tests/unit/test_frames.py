@@ -191,7 +191,7 @@ def op(path: str, action: str = "create", *, prev: object = "absent") -> dict[st
     return item
 
 
-@pytest.mark.parametrize("seq", [0, 5, 23, 24, 255, 256, 70_000, 2**32 + 5, 2**40, 2**64 - 1])
+@pytest.mark.parametrize("seq", [0, 5, 23, 24, 255, 256, 70_000, 2**32 + 5, 2**40, 2**63 - 1])
 def test_peek_reads_seq_and_repo_like_the_full_decode(seq):
     repo = SignedRepo(plc_did(seq % 7))
     raw = repo.commit_frame(seq, [("create", f"app.bsky.feed.post/{tid(seq)}", post_record(1))])
@@ -327,3 +327,13 @@ def test_triage_agrees_with_the_full_decode_on_random_commits():
             assert verdict == (event.seq, event.repo)
             assert not KEEP.wanted(event.ops)
     assert skipped > 300  # the fast path is taken for the common shapes
+
+
+@pytest.mark.parametrize("seq", [2**63, 2**64 - 1])
+def test_a_seq_no_cursor_can_hold_is_refused_by_peek_and_decode(seq):
+    """ingest_cursor.cursor is a bigint: such a frame must not be skipped and saved."""
+    repo = SignedRepo(plc_did(3))
+    raw = repo.commit_frame(seq, [("create", f"app.bsky.feed.post/{tid(1)}", post_record(1))])
+    assert peek_commit(raw) is None and Triage(KEEP).skip(raw) is None
+    with pytest.raises(FrameError):
+        decode_frame(raw)

@@ -93,7 +93,6 @@ def test_trusted_sources_from_settings():
     assert trusted_sources(settings) == {"did:plc:a", "did:plc:b", "did:plc:op"}
     assert trusted_sources(load_settings({})) == frozenset()
     assert ModerationProjector(["did:plc:a"]).trusted == {"did:plc:a"}
-    assert ModerationProjector.topics == ("labels", "repo")
 
 
 def test_visible_clause_forms():

@@ -18,7 +18,7 @@ from api.search import (
 )
 from kernel.envelope import Envelope
 from projectors.base import InvalidEvent
-from projectors.search import list_doc, record_tags, track_doc
+from projectors.search import list_doc, track_doc
 from testkit.records import track_record
 
 DID = "did:plc:abcdefghijklmnopqrstuvwx"
@@ -69,20 +69,6 @@ def test_list_doc():
     }
     doc = list_doc(envelope("fm.plyr.list", record))
     assert (doc.name, doc.list_type, doc.item_count) == ("Mix", "playlist", 0)
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        (None, ()),
-        ("rock", ()),
-        (["Rock", "rock", "  Hip   Hop ", 3, ""], ("rock", "hip hop")),
-        ([f"t{i}" for i in range(20)], tuple(f"t{i}" for i in range(10))),
-        (["x" * 100], ("x" * 64,)),
-    ],
-)
-def test_record_tags(raw, expected):
-    assert record_tags({"tags": raw} if raw is not None else {}) == expected
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""Conformance with the AT Protocol interop test vectors (vendored in ``vectors/``)."""

@@ -40,7 +40,7 @@ __all__ = [
     "normalize_handle",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 INVALID_HANDLE = "handle.invalid"
 RESERVED_TLDS = frozenset(
@@ -89,6 +89,7 @@ class HandleVerifier:
         ttl: float = 3600.0,
         failure_ttl: float = 300.0,
         timeout_s: float = 5.0,
+        min_refresh: float = 5.0,
         max_entries: int = 100_000,
     ) -> None:
         self._fetcher = fetcher
@@ -96,8 +97,10 @@ class HandleVerifier:
         self._ttl = ttl
         self._failure_ttl = failure_ttl
         self._timeout = timeout_s
+        self._min_refresh = min_refresh
         self._max = max_entries
-        self._cache: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+        # handle -> (expires, looked up at, DID or None)
+        self._cache: OrderedDict[str, tuple[float, float, str | None]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[str | None]] = {}
         self.lookups = 0
 
@@ -106,11 +109,11 @@ class HandleVerifier:
         normal = normalize_handle(handle)
         if normal is None:
             if handle:
-                log.info("handle refused", extra={"did": did, "handle": handle[:300]})
+                logger.info("handle refused", extra={"did": did, "handle": handle[:300]})
             return INVALID_HANDLE
         resolved = await self.resolve(normal, fresh=fresh)
         if resolved != did:
-            log.info(
+            logger.info(
                 "handle not verified",
                 extra={"did": did, "handle": normal, "resolves_to": resolved},
             )
@@ -118,12 +121,20 @@ class HandleVerifier:
         return normal
 
     async def resolve(self, handle: str, *, fresh: bool = False) -> str | None:
-        """The DID ``handle`` (normalized) resolves to, or ``None``: cached unless ``fresh``."""
+        """The DID ``handle`` (normalized) resolves to, or ``None``: cached unless ``fresh``.
+
+        ``fresh`` still reuses an answer younger than ``min_refresh`` seconds, so a burst of
+        ``#identity`` events for one DID costs one lookup, not one each.
+        """
         now = time.monotonic()
         entry = self._cache.get(handle)
-        if entry is not None and not fresh and entry[0] > now:
+        if (
+            entry is not None
+            and entry[0] > now
+            and (not fresh or now - entry[1] < self._min_refresh)
+        ):
             self._cache.move_to_end(handle)
-            return entry[1]
+            return entry[2]
         pending = self._inflight.get(handle)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -132,7 +143,7 @@ class HandleVerifier:
         try:
             self.lookups += 1
             did = await self._lookup(handle)
-            self._cache[handle] = (now + (self._ttl if did else self._failure_ttl), did)
+            self._cache[handle] = (now + (self._ttl if did else self._failure_ttl), now, did)
             self._cache.move_to_end(handle)
             while len(self._cache) > self._max:
                 self._cache.popitem(last=False)
@@ -152,7 +163,7 @@ class HandleVerifier:
                 await self._fetcher.txt(f"_atproto.{handle}", timeout_s=self._timeout)
             )
         except UpstreamError as exc:
-            log.info("handle dns lookup failed", extra={"handle": handle, "error": str(exc)})
+            logger.info("handle dns lookup failed", extra={"handle": handle, "error": str(exc)})
             did = None
         if did is not None:
             return did
@@ -168,6 +179,6 @@ class HandleVerifier:
                 host=host,
             )
         except (UpstreamError, TimeoutError) as exc:
-            log.info("handle well-known failed", extra={"url": url, "error": str(exc)[:300]})
+            logger.info("handle well-known failed", extra={"url": url, "error": str(exc)[:300]})
             return None
         return did_from_well_known(body)

@@ -127,7 +127,7 @@ async def test_dns_first_then_https_and_mismatch_is_invalid() -> None:
 async def test_results_are_cached_for_their_ttl_and_fresh_asks_again() -> None:
     net = Net()
     net.web["web.test"] = ALICE
-    v = net.verifier(ttl=3600, failure_ttl=3600)
+    v = net.verifier(ttl=3600, failure_ttl=3600, min_refresh=0)
     for _ in range(3):
         assert await v.verify(ALICE, "web.test") == "web.test"
         assert await v.verify(ALICE, "nobody.test") == INVALID_HANDLE  # failures cached too
@@ -136,6 +136,10 @@ async def test_results_are_cached_for_their_ttl_and_fresh_asks_again() -> None:
     assert await v.verify(ALICE, "web.test") == "web.test"  # cached
     assert await v.verify(ALICE, "web.test", fresh=True) == INVALID_HANDLE  # an #identity
     assert net.asked["https://web.test"] == 2
+    burst = net.verifier(min_refresh=3600)  # a burst of #identity events: one lookup
+    for _ in range(3):
+        await burst.verify(ALICE, "web.test", fresh=True)
+    assert burst.lookups == 1
     expired = net.verifier(ttl=0, failure_ttl=0)
     await expired.verify(ALICE, "nobody.test")
     await expired.verify(ALICE, "nobody.test")

@@ -34,10 +34,12 @@ from atproto_core.cid import CID
 
 from ingest.backfill import Backfill
 from ingest.commits import CollectionFilter
+from ingest.handles import HandleVerifier
 from ingest.repo_record import remember_records
 from ingest.repos import RepoStates
 from kernel.db import open_pool
 from kernel.envelope import Envelope
+from kernel.fetch import UpstreamFetcher
 from kernel.identity import DidDocument, DidResolver
 from kernel.log.postgres import PostgresLog
 from testkit.brokers import create_database, drop_database
@@ -146,6 +148,12 @@ async def main() -> None:
             print(
                 f"generated {REPOS} repos in {time.perf_counter() - started:.1f}s", file=sys.stderr
             )
+            # Every handle verifies through its DNS TXT record (answered in-process).
+            txt = {f"_atproto.{doc.handle}": [f"did={did}"] for did, _, doc in repos}
+
+            async def answer(name: str) -> list[str]:
+                return txt.get(name, [])
+
             backfill = Backfill(
                 pool=pool,
                 log=log,
@@ -154,6 +162,7 @@ async def main() -> None:
                 states=states,
                 resolver=DidResolver(None, "http://unused"),  # type: ignore[arg-type]
                 fetcher=None,  # type: ignore[arg-type]
+                handles=HandleVerifier(UpstreamFetcher(client=None, txt_lookup=answer)),  # type: ignore[arg-type]
             )
             gate = asyncio.Semaphore(4)
 

@@ -4,6 +4,7 @@ trusted sources, and the required projector cases."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,7 +64,7 @@ def account(status: str) -> Envelope:
     )
 
 
-async def project(pool, envelopes: list[Envelope | bytes], topic: str = "plyr.labels") -> None:
+async def project(pool, envelopes: Sequence[Envelope | bytes], topic: str = "plyr.labels") -> None:
     projector = ModerationProjector(TRUSTED)
     offset = await load_offset(pool, projector.name, topic, 0)
     batch = [

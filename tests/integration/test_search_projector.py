@@ -20,10 +20,12 @@ TOPIC = "plyr.repo"
 CID = "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"
 
 
-def track(kind: str, rkey: str = "t1", rev: str = "3l1", did: str = DID, **record: Any) -> Envelope:
+def track(
+    kind: Kind, rkey: str = "t1", rev: str = "3l1", did: str = DID, **record: Any
+) -> Envelope:
     title = record.pop("title", "Song")
     return Envelope(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         did=did,
         source="test",
         time="t",

@@ -49,6 +49,6 @@ def test_dates_parse_strictly():
 
 def test_count_cursor_round_trips_and_refuses_foreign_ones():
     assert decode_count_cursor(encode_count_cursor(12, 987654321)) == (12, 987654321)
-    for foreign in ("bm9wZQ", encode_count_cursor(True, 1), "WzEsIngiXQ"):  # type: ignore[arg-type]
+    for foreign in ("bm9wZQ", encode_count_cursor(True, 1), "WzEsIngiXQ"):
         with pytest.raises(ApiError):
             decode_count_cursor(foreign)

@@ -73,8 +73,9 @@ class LogReader(Protocol):
         """Whatever is ready in the given partitions, each read from its position.
 
         Returns as soon as any partition has messages (up to ``max_messages`` in all),
-        else after ``timeout`` seconds with ``[]``. The messages of each partition come in offset order, starting
-        at its position; partitions follow each other (dispatch by partition).
+        else after ``timeout`` seconds with ``[]``. The messages of each partition come in
+        offset order, starting at its position; partitions follow each other (dispatch by
+        partition).
         """
 
     async def close(self) -> None:

@@ -55,8 +55,9 @@ class PostgresLog:
         self._topics = tuple(topics)
         self._known: set[str] = set()
         self._closed = False
-        # Set by the listener on every notification; one per waiting reader.
-        self._wakeups: set[asyncio.Event] = set()
+        # Each waiting reader's event and topics: the listener sets the events of the
+        # readers of the topic a notification names.
+        self._wakeups: dict[asyncio.Event, frozenset[str]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
 
@@ -71,8 +72,7 @@ class PostgresLog:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-        for wakeup in self._wakeups:
-            wakeup.set()
+        self._wake(None)
 
     def reader(self) -> LogReader:
         """A reader of many partitions: one query for all, woken by ``NOTIFY``."""
@@ -96,9 +96,9 @@ class PostgresLog:
                     await conn.execute(f"LISTEN {_CHANNEL}")
                     self._listening.set()
                     # A reconnect may have missed notifications: wake everyone to look.
-                    self._wake()
-                    async for _ in conn.notifies():
-                        self._wake()
+                    self._wake(None)
+                    async for notify in conn.notifies():
+                        self._wake(notify.payload)
             except psycopg.OperationalError as exc:
                 self._listening.clear()
                 logger.warning("log listener failed, reconnecting", extra={"error": str(exc)})
@@ -112,9 +112,11 @@ class PostgresLog:
         made = conninfo()
         return made if isinstance(made, str) else await made
 
-    def _wake(self) -> None:
-        for wakeup in self._wakeups:
-            wakeup.set()
+    def _wake(self, topic: str | None) -> None:
+        """Wake the readers waiting on ``topic`` (all of them if None)."""
+        for wakeup, topics in self._wakeups.items():
+            if topic is None or topic in topics:
+                wakeup.set()
 
     def partitions(self, topic: str) -> int:
         return self._partitions
@@ -246,7 +248,7 @@ class _PostgresReader:
             raise ValueError("offsets must not be negative")
         log = self._log
         deadline = time.monotonic() + timeout
-        log._wakeups.add(self._wakeup)
+        log._wakeups[self._wakeup] = frozenset(topic for topic, _ in positions)
         try:
             await log._ensure_listener()
             while True:
@@ -263,7 +265,7 @@ class _PostgresReader:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), min(remaining, _SAFETY_POLL))
         finally:
-            log._wakeups.discard(self._wakeup)
+            log._wakeups.pop(self._wakeup, None)
 
     async def _query(
         self, positions: Mapping[TopicPartition, int], max_messages: int

@@ -25,7 +25,7 @@ DIDS = [f"did:plc:runner{i:019d}" for i in range(6)]
 class Recorder:
     """Records every event it applies, in apply order (``seen.id``)."""
 
-    tables = ("seen",)
+    tables: tuple[str, ...] = ("seen",)
 
     def __init__(self, name: str, delay: float = 0.0) -> None:
         self.name = name

@@ -86,6 +86,7 @@ async def _dead_letter(
             "topic": message.topic,
             "partition": message.partition,
             "offset": message.offset,
+            "key": message.key.decode("utf-8", "replace"),
             "reason": reason,
         },
     )
@@ -283,6 +284,7 @@ async def run_partition(
     offset = await load_offset(pool, projector.name, topic, partition)
     failures = 0
     while not stop.is_set():
+        messages: Sequence[Message] = ()
         try:
             messages = await log_.read(
                 topic, partition, offset, max_messages=batch_size, timeout=0.5
@@ -294,7 +296,17 @@ async def run_partition(
             if on_batch is not None:
                 on_batch(partition, offset)
         except OffsetConflict as exc:
-            logger.warning("offset conflict, reloading", extra={"error": str(exc)})
+            logger.warning(
+                "offset conflict, reloading",
+                extra={
+                    "projector": projector.name,
+                    "topic": topic,
+                    "partition": partition,
+                    "offset": offset,
+                    "key": _first_key(messages),
+                    "error": str(exc),
+                },
+            )
             offset = await load_offset(pool, projector.name, topic, partition)
         except (LogError, psycopg.OperationalError) as exc:
             failures += 1
@@ -306,6 +318,7 @@ async def run_partition(
                     "topic": topic,
                     "partition": partition,
                     "offset": offset,
+                    "key": _first_key(messages),
                     "error": str(exc),
                     "retry_in": delay,
                 },
@@ -314,6 +327,11 @@ async def run_partition(
                 await asyncio.wait_for(stop.wait(), delay)
             except TimeoutError:
                 pass
+
+
+def _first_key(messages: Sequence[Message]) -> str | None:
+    """The key of the batch's first event (the one at ``offset``), for log lines."""
+    return messages[0].key.decode("utf-8", "replace") if messages else None
 
 
 async def run_projector(

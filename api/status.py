@@ -217,7 +217,8 @@ Buckets = Mapping[str, list[tuple[float, float]]]
 
 def p95_by_route(before: Buckets, after: Buckets) -> dict[str, float]:
     """The 95th percentile latency (seconds, a bucket's upper bound) of each route over
-    the requests between two readings of the cumulative histogram."""
+    the requests between two readings of the cumulative histogram. Past the last finite
+    bucket it is that bucket's bound (JSON has no infinity)."""
     out: dict[str, float] = {}
     for route, buckets in after.items():
         earlier = dict(before.get(route, []))
@@ -225,9 +226,10 @@ def p95_by_route(before: Buckets, after: Buckets) -> dict[str, float]:
         total = window[-1][1] if window else 0.0
         if total <= 0:
             continue
+        finite = [bound for bound, _ in window if bound != float("inf")]
         for bound, count in window:
             if count >= 0.95 * total:
-                out[route] = bound
+                out[route] = bound if bound != float("inf") or not finite else finite[-1]
                 break
     return out
 

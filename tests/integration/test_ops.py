@@ -61,9 +61,11 @@ def test_one_scrape_counts_every_workers_requests_and_logs_carry_request_ids(tmp
                 return [e for e in found if e.get("msg") == "request"]
 
             lines = wait_for(
-                lambda: [e for e in logged() if str(e.get("request_id", "")).startswith("test-")]
-                if len(logged()) >= requests
-                else None,
+                lambda: (
+                    [e for e in logged() if str(e.get("request_id", "")).startswith("test-")]
+                    if len(logged()) >= requests
+                    else None
+                ),
                 what="access log lines",
             )
             assert {e["request_id"] for e in lines} == {f"test-{i}" for i in range(requests)}
@@ -155,14 +157,16 @@ def test_sigterm_mid_stream_exits_0_and_loses_nothing(tmp_path: Path, relay: tup
         try:
             project.wait_for_output('"msg": "started"')
             wait_for(
-                lambda: _scalar(
-                    url,
-                    "SELECT count(*) FROM projector_offset o JOIN log_partition p"
-                    " USING (topic, partition) WHERE o.projector = 'catalog'"
-                    " AND o.next_offset < p.next_offset",
-                )
-                == 0
-                and _scalar(url, "SELECT count(*) FROM projector_offset") > 0,
+                lambda: (
+                    _scalar(
+                        url,
+                        "SELECT count(*) FROM projector_offset o JOIN log_partition p"
+                        " USING (topic, partition) WHERE o.projector = 'catalog'"
+                        " AND o.next_offset < p.next_offset",
+                    )
+                    == 0
+                    and _scalar(url, "SELECT count(*) FROM projector_offset") > 0
+                ),
                 timeout=90,
                 what="catalog caught up",
             )
@@ -194,7 +198,7 @@ def test_ready_is_not_health(tmp_path: Path):
                     " ON CONFLICT DO NOTHING"
                 )
                 conn.execute(
-                    "INSERT INTO log_message (topic, partition, \"offset\", key, value)"
+                    'INSERT INTO log_message (topic, partition, "offset", key, value)'
                     " VALUES ('plyr.repo', 0, 0, 'k', '{}')"
                 )
                 conn.execute(

@@ -38,7 +38,17 @@ __all__ = [
     "status_lines",
 ]
 
-ROW_TABLES = ("track", "artist", "album", "list", "like", "comment", "label", "repo_state")
+ROW_TABLES = (
+    "track",
+    "artist",
+    "album",
+    "list",
+    "like",
+    "comment",
+    "play",
+    "moderation_label",
+    "repo_state",
+)
 """Read-model tables whose row counts the status shows."""
 
 

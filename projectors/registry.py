@@ -50,8 +50,10 @@ def _search(settings: Settings) -> Projector:
 
 
 def _plays(settings: Settings) -> Projector:
-    del settings
-    return PlaysProjector()
+    # Kafka mode: the faust stream worker (projectors.plays_stream) qualifies the reports
+    # and this projector only stores its play.counted events; qualifying here as well would
+    # do the work twice. Embedded mode: this projector qualifies (state in PostgreSQL).
+    return PlaysProjector(qualify_reports=settings.log_backend != "kafka")
 
 
 def _moderation(settings: Settings) -> Projector:

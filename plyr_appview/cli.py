@@ -34,6 +34,7 @@ from kernel.log import Log
 from kernel.progress import ProgressBar
 from plyr_appview import archive_commands
 from plyr_appview.archive_commands import archived_log
+from plyr_appview.plays_worker import exec_worker, run_plays_worker
 from plyr_appview.runtime import (
     ApiWorkers,
     bind_api_sockets,
@@ -370,6 +371,7 @@ async def _run_parts(settings: Settings, parts: Sequence[str]) -> None:
             "project": _project,
             "project-group": _project_group,
             "serve": _serve,
+            "plays-worker": _plays_worker,
         }
         async with asyncio.TaskGroup() as group:
             for part in parts:
@@ -377,6 +379,11 @@ async def _run_parts(settings: Settings, parts: Sequence[str]) -> None:
             logger.info(
                 "started", extra={"parts": list(parts), "log_backend": settings.log_backend}
             )
+
+
+async def _plays_worker(ctx: Context, stop: asyncio.Event) -> None:
+    """Kafka mode: the faust play qualifier as a child process (see plays_worker)."""
+    await run_plays_worker(ctx.settings, stop)
 
 
 async def _status(settings: Settings) -> None:
@@ -424,7 +431,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="plyr-appview", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="ingest + projectors + API in one process")
+    sub.add_parser(
+        "run", help="ingest + projectors + API (+ the plays worker in Kafka mode) in one process"
+    )
     sub.add_parser("ingest", help="follow the firehose into the log")
     backfill = sub.add_parser("backfill", help="sync whole repos (getRepo) into the log")
     backfill.add_argument("--did", action="append", default=[], help="only this repo (repeatable)")
@@ -433,6 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--group", action="store_true", help="join the projector's Kafka consumer group"
     )
     sub.add_parser("serve", help="serve the API")
+    sub.add_parser("plays-worker", help="Kafka mode: the faust worker that qualifies play reports")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("status", help="cursors, offsets, lag and row counts")
     rebuild_cmd = sub.add_parser("rebuild", help="drop a read model and replay it from offset 0")
@@ -480,8 +490,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _archive_command(settings, args)
     elif args.command == "dead-letters":
         return asyncio.run(_dead_letters(settings, args.action, args.id, args.projector))
+    elif args.command == "plays-worker":
+        exec_worker(settings)
     else:
         parts = ["ingest", "project", "serve"] if args.command == "run" else [args.command]
+        if args.command == "run" and settings.log_backend == "kafka":
+            parts.append("plays-worker")  # Kafka mode: plays are qualified by faust
         if args.command == "project" and args.group:
             parts = ["project-group"]
         asyncio.run(_run_parts(settings, parts))

@@ -29,6 +29,7 @@ from ingest.repos import RepoStates
 from kernel.config import ConfigError, Settings, load_settings
 from kernel.db import apply_migrations, database_url, open_pool
 from kernel.fetch import UpstreamFetcher
+from kernel.group_commit import GroupCommitLog
 from kernel.identity import DidResolver
 from kernel.log import Log
 from kernel.progress import ProgressBar
@@ -338,7 +339,7 @@ async def _serve(ctx: Context, stop: asyncio.Event) -> None:
         return
     # One worker: in this process, as each worker process runs it (api_worker_main): the
     # app opens its own pool acting as the read-only role (migration 0009) in its lifespan.
-    app = create_app(settings, database_url=url, log=ctx.log)
+    app = create_app(settings, database_url=url, log=GroupCommitLog(ctx.log))
     server = _Server(uvicorn_config(app, host=settings.api_host, port=settings.api_port))
     serving = asyncio.create_task(server.serve())
     await stop.wait()

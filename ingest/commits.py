@@ -23,14 +23,17 @@ from ingest.errors import RecordError
 from ingest.frames import AccountEvent, CommitEvent, IdentityEvent, Op, commit_peek
 from kernel.account import account_status
 from kernel.envelope import Envelope, Kind
+from kernel.plays import SCROBBLE_COLLECTIONS, ScrobbleError, parse_scrobble, scrobble_envelope
 
 __all__ = [
+    "SCROBBLES",
     "CollectionFilter",
     "RecordError",
     "Triage",
     "account_envelope",
     "commit_envelopes",
     "identity_envelope",
+    "scrobble_envelopes",
 ]
 
 _ACTIONS: dict[str, Kind] = {
@@ -55,8 +58,23 @@ class CollectionFilter:
             tuple(p[:-1] for p in items if p.endswith("*")),
         )
 
+    def plus(self, patterns: Iterable[str]) -> CollectionFilter:
+        """This filter widened by ``patterns`` (for the raw-bytes triage of scrobbles)."""
+        return CollectionFilter(
+            self.exact | {p for p in patterns if not p.endswith("*")},
+            self.prefixes + tuple(p[:-1] for p in patterns if p.endswith("*")),
+        )
+
     def __call__(self, collection: str) -> bool:
         return collection in self.exact or collection.startswith(self.prefixes)
+
+    def without(self, other: CollectionFilter) -> CollectionFilter:
+        """The collections kept here but not by ``other`` (exact names and prefixes; callers
+        recheck single collections against ``other`` where a prefix of ours overlaps)."""
+        return CollectionFilter(
+            frozenset(c for c in self.exact if not other(c)),
+            tuple(p for p in self.prefixes if p not in other.prefixes),
+        )
 
     def needles(self) -> tuple[bytes, ...]:
         """Byte strings one of which every kept op path starts with (for a raw-bytes check).
@@ -85,6 +103,12 @@ class CollectionFilter:
     def wanted(self, ops: tuple[Op, ...]) -> list[Op]:
         """The ops of a commit in kept collections."""
         return [op for op in ops if self(op.collection)]
+
+
+SCROBBLES = CollectionFilter.of(SCROBBLE_COLLECTIONS)
+"""Scrobble records: kept from any repo, for the ``plays`` topic only. They never make a
+repo known (no identity envelope, no repo state), and nothing else of a listener's repo is
+kept."""
 
 
 class Triage:
@@ -156,15 +180,20 @@ def commit_envelopes(
     return out
 
 
-def identity_envelope(event: IdentityEvent, source: str) -> Envelope:
-    """``identity.changed`` for an ``#identity`` event (the new handle, if given)."""
+def identity_envelope(event: IdentityEvent, source: str, handle: str | None) -> Envelope:
+    """``identity.changed`` for an ``#identity`` event, with the handle we verified.
+
+    The event's own ``handle`` is the relay's say-so; ``handle`` is the DID document's,
+    checked by :class:`ingest.handles.HandleVerifier` (``handle.invalid`` if it failed,
+    ``None`` if the document could not be read: the stored handle stays).
+    """
     return Envelope(
         kind="identity.changed",
         did=event.did,
         source=source,
         time=event.time,
         seq=event.seq,
-        handle=event.handle,
+        handle=handle,
     )
 
 
@@ -180,3 +209,50 @@ def account_envelope(event: AccountEvent, source: str) -> Envelope:
         active=event.active,
         status=account_status(event.status, event.active),
     )
+
+
+def scrobble_envelopes(
+    event: CommitEvent, ops: list[Op], source: str, blocks: dict[str, bytes]
+) -> tuple[list[Envelope], list[str]]:
+    """Plays-topic envelopes for the scrobble ops of a verified commit, and the refusals.
+
+    ``ops`` are the commit's ops in :data:`SCROBBLES`. A created or updated record that is
+    not a well-formed scrobble (:func:`kernel.plays.parse_scrobble`) is left out and its
+    reason returned (the caller counts it); a delete always passes (it may take back a play).
+    """
+    out: list[Envelope] = []
+    refused: list[str] = []
+    for op in ops:
+        kind = _ACTIONS.get(op.action)
+        if kind is None:
+            refused.append(f"unknown op action {op.action!r} at {op.path}")
+            continue
+        record = None
+        if kind != "record.deleted":
+            raw = blocks.get(op.cid) if op.cid is not None else None
+            try:
+                if raw is None:
+                    raise ScrobbleError("record block is not in the commit")
+                decoded = cbrrr.decode_dag_cbor(raw, atjson_mode=True)
+                if not isinstance(decoded, dict):
+                    raise ScrobbleError("record is not a map")
+                parse_scrobble(decoded)
+                record = decoded
+            except (ValueError, cbrrr.CbrrrDecodeError) as exc:  # ScrobbleError is one
+                refused.append(f"{op.path}: {exc}")
+                continue
+        out.append(
+            scrobble_envelope(
+                kind=kind,
+                listener=event.repo,
+                collection=op.collection,
+                rkey=op.rkey,
+                source=source,
+                time=event.time,
+                seq=event.seq,
+                rev=event.rev,
+                cid=op.cid,
+                record=record,
+            )
+        )
+    return out, refused

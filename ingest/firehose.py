@@ -21,8 +21,20 @@ Per frame, in order:
    and still published. ``#sync`` events with another data CID do the same, and
    ``#info OutdatedCursor`` marks every active repo.
 4. ``#identity``/``#account`` events of repos we index become envelopes keyed by the DID,
-   so they reach the log in order with its records.
-5. While a repo is backfilling its envelopes are held by ``RepoStates`` instead of
+   so they reach the log in order with its records. The handle they carry is the DID
+   document's, verified both ways (:class:`~ingest.handles.HandleVerifier`), else
+   ``handle.invalid``.
+5. A repo seen for the first time gets an identity envelope (verified handle) before its
+   records, and is marked for a resync (:meth:`~ingest.repos.RepoStates.mark_first_sight`):
+   what we keep only of known repos (``keep_known``: profiles) was written before, and the
+   resync worker reads it from the signed repo (``getRepo``,
+   :meth:`~ingest.backfill.Backfill.read_earlier`), never unverified.
+6. Scrobbles (``fm.teal.feed.play`` and its alpha twin, :data:`~ingest.commits.SCROBBLES`)
+   from ANY repo, when ``plays_topic`` is set: their commit is verified like any other,
+   well-formed ones go to the ``plays`` topic keyed by the listener, malformed ones are
+   counted (``bad_scrobble``). They never make a repo known: no identity envelope, no repo
+   state, and nothing else of the listener's repo is kept.
+7. While a repo is backfilling its envelopes are held by ``RepoStates`` instead of
    published; the cursor still moves (the persisted ``backfilling`` status re-runs that
    backfill after a crash).
 
@@ -48,12 +60,14 @@ from websockets.asyncio.client import connect
 
 from ingest.car import CarError, cid_string, read_car
 from ingest.commits import (
+    SCROBBLES,
     CollectionFilter,
     RecordError,
     Triage,
     account_envelope,
     commit_envelopes,
     identity_envelope,
+    scrobble_envelopes,
 )
 from ingest.cursor import CursorKeeper
 from ingest.errors import SourceError
@@ -65,11 +79,13 @@ from ingest.frames import (
     FrameError,
     IdentityEvent,
     InfoEvent,
+    Op,
     SyncEvent,
     UnknownEvent,
     decode_frame,
     peek_commit,
 )
+from ingest.handles import HandleVerifier
 from ingest.metrics import IngestStats
 from ingest.publisher import Publisher
 from ingest.repos import ACTIVE, RepoStates
@@ -126,8 +142,10 @@ class FirehoseIngest:
         fetcher: UpstreamFetcher,
         states: RepoStates | None = None,
         resolver: DidResolver | None = None,
+        handles: HandleVerifier | None = None,
         stats: IngestStats | None = None,
         max_frame_size: int = MAX_FRAME_SIZE,
+        plays_topic: str | None = None,
     ) -> None:
         self.url = url
         parts = urlsplit(url)
@@ -136,10 +154,13 @@ class FirehoseIngest:
         # Repos we already index also keep these (profiles); frames of known repos are
         # decoded in full anyway, so this costs nothing on the skip path.
         self._keep_known = keep_known or keep
-        self._triage = Triage(keep)
+        # Scrobbles of any repo are followed only when there is a plays topic for them.
+        self._scrobbles = SCROBBLES if plays_topic is not None else None
+        self._triage = Triage(keep if self._scrobbles is None else keep.plus(SCROBBLES.exact))
         self._pool = pool
         self.states = states if states is not None else RepoStates(pool)
         self.resolver = resolver if resolver is not None else DidResolver(fetcher, plc_url)
+        self.handles = handles if handles is not None else HandleVerifier(fetcher)
         self._verifier = CommitVerifier(self.resolver)
         self._max_frame = max_frame_size
         # Relay seqs only grow; one that goes back (a relay reset) is followed, not ignored.
@@ -153,6 +174,11 @@ class FirehoseIngest:
         self._counters_saved: dict[str, int] = {}
         self.stats = stats if stats is not None else IngestStats(self.source)
         self._publisher = Publisher(log, topic, pool, counts=self.stats)
+        self._plays_publisher = (
+            None
+            if plays_topic is None
+            else Publisher(log, plays_topic, pool, counts=self.stats, remember=False)
+        )
         self.connected = asyncio.Event()
         """Set once the first connection is open (backfill starts after live is running)."""
 
@@ -280,9 +306,13 @@ class FirehoseIngest:
         state = self.states.cached(did)
         keep = self._keep if state is None else self._keep_known
         wanted = keep.wanted(event.ops)
+        scrobbles = self._scrobbles.wanted(event.ops) if self._scrobbles is not None else []
         if state is not None and state.rev is not None and event.rev <= state.rev:
-            if wanted:
+            if wanted or scrobbles:
                 self._reject("stale_rev", f"{did} rev {event.rev} <= {state.rev}", seq=event.seq)
+            return []
+        if not wanted and scrobbles:
+            await self._on_scrobbles(event, scrobbles, state is not None)
             return []
         if not wanted:
             unknown = self._keep.unknown(event.ops)
@@ -302,7 +332,7 @@ class FirehoseIngest:
             return []
         try:
             verified = await self._verifier.verify(event, blocks)
-            check_ops(blocks, verified.data_cid, wanted)
+            check_ops(blocks, verified.data_cid, wanted + scrobbles)
         except VerifyError as exc:
             self._reject(exc.reason, str(exc), seq=event.seq)
             return []
@@ -321,12 +351,55 @@ class FirehoseIngest:
             await self._desynchronize(did, f"prevData {event.prev_data} != {state.data_cid}")
         if state is None:
             envelopes.insert(0, await self._first_sight(did, event.time, event.seq))
+            if self._keep_known != self._keep:
+                # Records of the repo we keep only once it is known (its profile) were
+                # written before this commit: the resync reads them from the signed repo.
+                # Marked before publishing, so a crash in between still resyncs it.
+                await self.states.mark_first_sight(did)
+        if scrobbles:
+            await self._publish_scrobbles(event, scrobbles, blocks)
         if self.states.is_backfilling(did):
             self.states.hold(did, envelopes, event.rev, verified.data_cid)
             return []
         await self._publish(envelopes)
         await self.states.advance(did, event.rev, verified.data_cid)
         return []
+
+    async def _on_scrobbles(self, event: CommitEvent, ops: list[Op], known: bool) -> None:
+        """A commit whose only kept ops are scrobbles: verify it, publish them to ``plays``.
+
+        The repo stays unknown if it was (a listener); a known repo's chain moves on.
+        """
+        if event.too_big:
+            self._reject("too_big", event.repo, seq=event.seq)
+            if known:
+                await self._desynchronize(event.repo, "tooBig commit")
+            return
+        try:
+            _, blocks = read_car(event.blocks)
+        except CarError as exc:
+            self._reject("bad_car", f"{event.repo}: {exc}", seq=event.seq)
+            return
+        try:
+            verified = await self._verifier.verify(event, blocks)
+            check_ops(blocks, verified.data_cid, ops)
+        except VerifyError as exc:
+            self._reject(exc.reason, str(exc), seq=event.seq)
+            return
+        await self._publish_scrobbles(event, ops, blocks)
+        if known:  # its chain moves on (prevData checked) as for any unkept commit
+            await self._follow(event)
+
+    async def _publish_scrobbles(
+        self, event: CommitEvent, ops: list[Op], blocks: dict[str, bytes]
+    ) -> None:
+        assert self._plays_publisher is not None  # only called when scrobbles are followed
+        envelopes, refused = scrobble_envelopes(event, ops, self.source, blocks)
+        for reason in refused:
+            self._reject("bad_scrobble", reason, seq=event.seq)
+        if envelopes:
+            await self._plays_publisher.publish(envelopes)
+            self._published_since_save = True
 
     async def _follow(self, event: CommitEvent) -> None:
         """Track rev/data of a known repo's commit that touches nothing we keep."""
@@ -351,8 +424,21 @@ class FirehoseIngest:
         self.resolver.forget(event.did)  # the document (maybe the key) changed
         if not self.states.is_known(event.did):
             return []
-        await self.states.set_identity(event.did, handle=event.handle)
-        return self._hold_or_pass(event.did, [identity_envelope(event, self.source)])
+        handle, _ = await self._identity(event.did, fresh=True)
+        await self.states.set_identity(event.did, handle=handle)
+        return self._hold_or_pass(event.did, [identity_envelope(event, self.source, handle)])
+
+    async def _identity(self, did: str, *, fresh: bool) -> tuple[str | None, str | None]:
+        """(verified handle or ``handle.invalid``, PDS URL) from ``did``'s document.
+
+        ``(None, None)`` if the document cannot be read: what we hold stays as it is.
+        """
+        try:
+            doc = await self.resolver.resolve(did)
+        except ResolveError as exc:
+            logger.warning("did resolution failed", extra={"did": did, "error": str(exc)})
+            return None, None
+        return await self.handles.verify(did, doc.handle, fresh=fresh), doc.pds_url
 
     async def _on_account(self, event: AccountEvent) -> list[Envelope]:
         if not self.states.is_known(event.did):
@@ -410,13 +496,8 @@ class FirehoseIngest:
         await self.states.set_status(did, "desynchronized", reason)
 
     async def _first_sight(self, did: str, when: str, seq: int) -> Envelope:
-        """An identity envelope for a repo we have not indexed before (handle from its DID doc)."""
-        handle = pds_url = None
-        try:
-            doc = await self.resolver.resolve(did)
-            handle, pds_url = doc.handle, doc.pds_url
-        except ResolveError as exc:
-            logger.warning("did resolution failed", extra={"did": did, "error": str(exc)})
+        """An identity envelope for a repo we have not indexed before (its verified handle)."""
+        handle, pds_url = await self._identity(did, fresh=False)
         await self.states.set_identity(did, handle=handle, pds_url=pds_url)
         return Envelope(
             kind="identity.changed", did=did, source=self.source, time=when, seq=seq, handle=handle

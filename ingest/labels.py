@@ -31,8 +31,8 @@ from urllib.parse import urlsplit
 
 import cbrrr
 import websockets
-from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyped]
-from atproto_crypto.verify import verify_signature  # type: ignore[import-untyped]
+from atproto_core.exceptions import AtProtocolError
+from atproto_crypto.verify import verify_signature
 from cryptography.exceptions import InvalidSignature
 from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect

@@ -30,8 +30,8 @@ from typing import TypeVar
 
 import cbrrr
 import coincurve
-from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyped]
-from atproto_crypto.did import parse_did_key  # type: ignore[import-untyped]
+from atproto_core.exceptions import AtProtocolError
+from atproto_crypto.did import parse_did_key
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec

@@ -9,7 +9,8 @@ The document is parsed by the atproto SDK's ``DidDocument`` (structure; the exac
 ``#atproto`` and ``#atproto_pds`` ids; the ``AtprotoPersonalDataServer`` type; http(s)
 endpoints), plus the checks it lacks: the document's ``id`` must be the DID asked for, it
 must be a JSON object of at most :data:`MAX_DOCUMENT_SIZE` bytes, and the handle is
-lowercased. An unusable key (bad multibase, unknown type) reads as no key.
+lowercased. The handle is only the document's claim: :mod:`ingest.handles` verifies it
+before anything shows it. An unusable key (bad multibase, unknown type) reads as no key.
 
 Failures raise :class:`ResolveError`. :class:`DidResolver` caches documents for a TTL (and
 failures for a shorter one); callers ask it for a fresh document once when a signature
@@ -26,14 +27,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from atproto_core.did_doc import DidDocument as SdkDidDocument  # type: ignore[import-untyped]
-from atproto_core.exceptions import AtProtocolError  # type: ignore[import-untyped]
-from atproto_crypto.did import get_did_key  # type: ignore[import-untyped]
+from atproto_core.did_doc import DidDocument as SdkDidDocument
+from atproto_core.exceptions import AtProtocolError
+from atproto_crypto.did import get_did_key
 from pydantic import ValidationError
 
 from kernel.fetch import UpstreamError, UpstreamFetcher
 
 __all__ = [
+    "INVALID_HANDLE",
     "MAX_DOCUMENT_SIZE",
     "DidDocument",
     "DidResolver",
@@ -42,6 +44,10 @@ __all__ = [
     "parse_did_document",
     "resolve_did",
 ]
+
+INVALID_HANDLE = "handle.invalid"
+"""What a DID's handle is shown as when it does not verify both ways (the AT Protocol's
+reserved name): never a real handle, so it never wins a by-handle lookup."""
 
 _DID_PLC = re.compile(r"^did:plc:[a-z2-7]{24}$")
 _DID_WEB = re.compile(r"^did:web:[a-zA-Z0-9.-]+(%3A[0-9]+)?$")
@@ -158,6 +164,11 @@ class DidResolver:
         self._cache: OrderedDict[str, tuple[float, DidDocument | ResolveError]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[DidDocument]] = {}
         self.resolutions = 0
+
+    @property
+    def fetcher(self) -> UpstreamFetcher:
+        """The guarded fetcher documents are read with (handle checks share it)."""
+        return self._fetcher
 
     async def resolve(self, did: str, *, fresh: bool = False) -> DidDocument:
         """The document of ``did``: cached unless expired or ``fresh`` is asked for."""

@@ -22,6 +22,7 @@ from ingest.commits import CollectionFilter
 from ingest.errors import BackfillError
 from ingest.firehose import FirehoseIngest
 from ingest.first_start import backfill_needed, initial_targets
+from ingest.handles import HandleVerifier
 from ingest.jetstream import JetstreamIngest
 from ingest.labels import LabelIngest
 from ingest.metrics import IngestMetrics, IngestStats, ingest_status, serve_from_env
@@ -46,6 +47,7 @@ from plyr_appview.runtime import (
 from projectors import registry
 from projectors.kafka_group import GroupWorker
 from projectors.moderation import operator_label
+from projectors.plays_scrobble import scrobble_status
 from projectors.rebuild import (
     REBUILD_BATCH,
     RebuildGap,
@@ -104,6 +106,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
         states = RepoStates(ctx.pool)
         await states.load()
         resolver = DidResolver(fetcher, settings.plc_url)
+        handles = HandleVerifier(fetcher, hosts=settings.handle_hosts)
         live: FirehoseIngest | JetstreamIngest
         if settings.source == "jetstream":
             live = JetstreamIngest(
@@ -114,6 +117,9 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
                 pool=ctx.pool,
                 states=states,
                 resolver=resolver,
+                plays_topic=settings.topic("plays"),
+                handles=handles,
+                read_earlier=bool(settings.known_did_collections),
             )
         else:
             live = FirehoseIngest(
@@ -127,6 +133,8 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
                 fetcher=fetcher,
                 states=states,
                 resolver=resolver,
+                plays_topic=settings.topic("plays"),
+                handles=handles,
             )
         backfill = Backfill(
             pool=ctx.pool,
@@ -137,6 +145,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
             states=states,
             resolver=resolver,
             fetcher=fetcher,
+            handles=handles,
             options=BackfillOptions(per_host=settings.backfill_concurrency),
         )
         first_start = await backfill_needed(
@@ -205,6 +214,7 @@ async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
             states=states,
             resolver=DidResolver(fetcher, settings.plc_url),
             fetcher=fetcher,
+            handles=HandleVerifier(fetcher, hosts=settings.handle_hosts),
             options=BackfillOptions(per_host=settings.backfill_concurrency),
         )
         run, targets = await initial_targets(
@@ -403,6 +413,8 @@ async def _status(settings: Settings) -> None:
                 f"  {projector} {topic}/{partition}: {next_offset} / {end}"
                 f"  lag={max(0, end - next_offset)}"
             )
+        print("network scrobbles (plays projector; events):")
+        print(await scrobble_status(conn))
         print("rows:")
         for table in ("track", "artist", "repo_state", "dead_letter", "log_message"):
             cur = await conn.execute(f"SELECT count(*) FROM {table}")

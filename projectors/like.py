@@ -7,19 +7,14 @@ recounted for the subjects their writes touch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
-
-from psycopg import AsyncConnection
 
 from kernel.envelope import Envelope
 from projectors.aggregates import Aggregate
 from projectors.base import parse_datetime
 from projectors.records import (
-    Deletion,
     RecordTable,
-    Rows,
-    Touched,
+    SubjectWrites,
     event_time,
     require_record,
     valid_record,
@@ -67,23 +62,8 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
     }
 
 
-def touches(rows: Sequence[Mapping[str, Any]], deletions: Sequence[Deletion]) -> Touched:
-    """The subjects of the likes written (their counts change)."""
-    del deletions  # a delete's subject is known once the row is read
-    return Touched(subjects=frozenset(str(row["subject_uri"]) for row in rows))
-
-
-async def insert(conn: AsyncConnection, rows: Rows) -> Touched:
-    """Write likes (newest rev wins); the subjects whose counts changed (old and new)."""
-    _, subjects = await TABLE.upsert(conn, rows)
-    return Touched(subjects=frozenset(str(s) for s in subjects))
-
-
-async def delete(conn: AsyncConnection, deletions: Rows) -> Touched:
-    """Delete likes (leaving tombstones); the subjects whose counts changed."""
-    return Touched(subjects=frozenset(str(s) for s in await TABLE.delete(conn, deletions)))
-
-
-async def delete_by_did(conn: AsyncConnection, did: str) -> Touched:
-    """Remove every like of a repo; the subjects whose counts changed."""
-    return Touched(subjects=frozenset(str(s) for s in await TABLE.delete_by_did(conn, did)))
+_WRITES = SubjectWrites(TABLE)
+touches = _WRITES.touches
+insert = _WRITES.insert
+delete = _WRITES.delete
+delete_by_did = _WRITES.delete_by_did

@@ -43,6 +43,7 @@ __all__ = [
     "RecordModule",
     "RecordTable",
     "Rows",
+    "SubjectWrites",
     "Touched",
     "deletion",
     "event_time",
@@ -293,6 +294,40 @@ class Touched:
     def recount(self) -> list[str]:
         """The subjects to recount, in key order."""
         return sorted(self.subjects - self.counted)
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectWrites:
+    """The writes of records indexed by the subject they point at (likes, comments).
+
+    Their rows touch their subjects' aggregates: the subjects of the rows written are
+    known before writing, and every write returns the subjects whose counts changed (old
+    and new). A module binds its ``touches``/``insert``/``delete``/``delete_by_did`` to
+    one of these instead of writing the four functions again.
+    """
+
+    table: RecordTable
+
+    def touches(self, rows: Sequence[Mapping[str, Any]], deletions: Sequence[Deletion]) -> Touched:
+        """The subjects of the rows written (a delete's subject is known once read)."""
+        del deletions
+        return Touched(subjects=frozenset(str(row[self.table.touched]) for row in rows))
+
+    async def insert(self, conn: AsyncConnection, rows: Rows) -> Touched:
+        """Write rows (newest rev wins); the subjects whose counts changed."""
+        _, subjects = await self.table.upsert(conn, rows)
+        return Touched(subjects=frozenset(str(s) for s in subjects))
+
+    async def delete(self, conn: AsyncConnection, deletions: Rows) -> Touched:
+        """Delete records (leaving tombstones); the subjects whose counts changed."""
+        subjects = await self.table.delete(conn, deletions)
+        return Touched(subjects=frozenset(str(s) for s in subjects))
+
+    async def delete_by_did(self, conn: AsyncConnection, did: str) -> Touched:
+        """Remove every row of a repo; the subjects whose counts changed."""
+        return Touched(
+            subjects=frozenset(str(s) for s in await self.table.delete_by_did(conn, did))
+        )
 
 
 class RecordModule(Protocol):

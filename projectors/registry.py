@@ -53,7 +53,9 @@ def _plays(settings: Settings) -> Projector:
     # Kafka mode: the faust stream worker (projectors.plays_stream) qualifies the reports
     # and this projector only stores its play.counted events; qualifying here as well would
     # do the work twice. Embedded mode: this projector qualifies (state in PostgreSQL).
-    return PlaysProjector(qualify_reports=settings.log_backend != "kafka")
+    return PlaysProjector(
+        qualify_reports=settings.log_backend != "kafka", frontend_url=settings.frontend_url
+    )
 
 
 def _moderation(settings: Settings) -> Projector:
@@ -65,7 +67,7 @@ PROJECTORS: tuple[ProjectorSpec, ...] = (
     ProjectorSpec("catalog", ("repo",), _catalog),
     ProjectorSpec("search", ("repo",), _search),
     ProjectorSpec("moderation", ("labels", "repo"), _moderation),
-    ProjectorSpec("plays", ("plays",), _plays),
+    ProjectorSpec("plays", ("plays", "repo"), _plays),  # repo: account deletions
 )
 
 

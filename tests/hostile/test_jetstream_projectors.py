@@ -110,7 +110,7 @@ async def setup(pg_url: str) -> AsyncIterator[tuple[Any, PostgresLog, JetstreamI
             await pool.close()
 
 
-async def test_hostile_jetstream_messages_and_records(setup, tally: Tally) -> None:  # type: ignore[no-untyped-def]
+async def test_hostile_jetstream_messages_and_records(setup, tally: Tally) -> None:
     pool, log, ingest = setup
     seq = itertools.count()
 

@@ -46,7 +46,7 @@ async def setup(pg_url: str) -> AsyncIterator[tuple[Any, PostgresLog]]:
 
 
 @pytest.mark.parametrize("json_frames", [False, True], ids=["cbor", "plyr-json"])
-async def test_signed_labels_are_published_and_forged_ones_rejected(setup, json_frames: bool):  # type: ignore[no-untyped-def]
+async def test_signed_labels_are_published_and_forged_ones_rejected(setup, json_frames: bool):
     pool, log = setup
     key = SigningKey()
     async with (
@@ -127,7 +127,7 @@ async def _ready(value: bool) -> bool:
     return value
 
 
-async def test_a_labeler_document_cannot_aim_us_at_our_network(setup):  # type: ignore[no-untyped-def]
+async def test_a_labeler_document_cannot_aim_us_at_our_network(setup):
     pool, log = setup
 
     async def directory(host: str, port: int) -> list[str]:

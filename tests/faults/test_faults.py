@@ -72,11 +72,14 @@ full_only = pytest.mark.skipif(not FULL, reason="full fault suite only (make fau
 
 
 def revive(stack: Stack, row: Row) -> None:
-    """A process that exited by itself is restarted (a supervisor's job) and noted."""
+    """A process that exited by itself is restarted (a service manager's job) and noted."""
     for command, proc in list(stack.procs.items()):
         if proc.proc.poll() is not None:
+            lines = proc.output.splitlines()
+            errors = [line for line in lines if "Error" in line or "Exception" in line]
+            logger.warning("%s exited:\n%s", command, "\n".join(lines[-60:]))
             row.failures.append(
-                f"{command} exited with {proc.proc.returncode}: {proc.output[-300:]!r}"
+                f"{command} exited with {proc.proc.returncode}: {(errors or lines or ['?'])[-1][:300]}"
             )
             stack.launch(command)
 
@@ -104,8 +107,7 @@ async def run_scenario(
             )
             workload.tracks[marker_owner.did].append(uri)
             workload.born[uri] = started
-            seconds = await visible(stack, uri)
-            await asyncio.to_thread(revive, stack, row)
+            seconds = await visible(stack, uri, supervise=lambda: revive(stack, row))
             if seconds is None:
                 row.failures.append(f"a write after the fault was not served within 120 s: {uri}")
             else:

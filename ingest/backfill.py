@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
 import orjson
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.commits import CollectionFilter
@@ -385,25 +386,34 @@ class Backfill:
         """
         first = True
         while not stop.is_set():
-            dids = await self._states.desynchronized()
-            if first:  # interrupted backfills of an earlier process
-                dids = [*await self._states.backfilling(), *dids]
+            try:
+                await self._resync_due(stop, first=first)
                 first = False
-            now = time.monotonic()
-            due = [d for d in dict.fromkeys(dids) if self._next_resync.get(d, (0.0, 0))[0] <= now]
-            if due:
-                logger.info("resync", extra={"repos": len(due)})
-                result = BackfillResult()
-                for did in due:
-                    if stop.is_set():
-                        break
-                    if await self.backfill_repo(DiscoveredRepo(did), result):
-                        self._next_resync.pop(did, None)
-                    else:
-                        failures = self._next_resync.get(did, (0.0, 0))[1] + 1
-                        wait = min(3600.0, self.options.resync_interval * 2**failures)
-                        self._next_resync[did] = (time.monotonic() + wait, failures)
+            except psycopg.OperationalError as exc:
+                # The database restarting is transient: try again at the next interval.
+                logger.warning("resync postponed", extra={"reason": str(exc)})
             try:
                 await asyncio.wait_for(stop.wait(), self.options.resync_interval)
             except TimeoutError:
                 pass
+
+    async def _resync_due(self, stop: asyncio.Event, *, first: bool) -> None:
+        """One resync pass over the repos that are due (``first``: also cut-short backfills)."""
+        dids = await self._states.desynchronized()
+        if first:  # interrupted backfills of an earlier process
+            dids = [*await self._states.backfilling(), *dids]
+        now = time.monotonic()
+        due = [d for d in dict.fromkeys(dids) if self._next_resync.get(d, (0.0, 0))[0] <= now]
+        if not due:
+            return
+        logger.info("resync", extra={"repos": len(due)})
+        result = BackfillResult()
+        for did in due:
+            if stop.is_set():
+                break
+            if await self.backfill_repo(DiscoveredRepo(did), result):
+                self._next_resync.pop(did, None)
+            else:
+                failures = self._next_resync.get(did, (0.0, 0))[1] + 1
+                wait = min(3600.0, self.options.resync_interval * 2**failures)
+                self._next_resync[did] = (time.monotonic() + wait, failures)

@@ -78,9 +78,8 @@ def revive(stack: Stack, row: Row) -> None:
             lines = proc.output.splitlines()
             errors = [line for line in lines if "Error" in line or "Exception" in line]
             logger.warning("%s exited:\n%s", command, "\n".join(lines[-60:]))
-            row.failures.append(
-                f"{command} exited with {proc.proc.returncode}: {(errors or lines or ['?'])[-1][:300]}"
-            )
+            last = (errors or lines or ["?"])[-1][:300]
+            row.failures.append(f"{command} exited with {proc.proc.returncode}: {last}")
             stack.launch(command)
 
 

@@ -371,13 +371,19 @@ async def checking_log(stack: Stack) -> AsyncIterator[tuple[Log, AsyncConnection
 
 
 async def read_all(log: Log, topic: str) -> list[Message]:
-    """Every message of ``topic``, partition by partition, from offset 0."""
+    """Every message of ``topic``, partition by partition, from offset 0 to its end offset
+    (an empty read alone does not mean the end: a fresh Kafka consumer may return nothing
+    on its first fetches)."""
     found: list[Message] = []
     for partition in range(PARTITIONS):
-        offset = 0
-        while batch := await log.read(topic, partition, offset, timeout=0.5):
+        end = await log.end_offset(topic, partition)
+        offset, empty = 0, 0
+        while offset < end and empty < 20:
+            batch = await log.read(topic, partition, offset, timeout=1.0)
+            empty = 0 if batch else empty + 1
             found += batch
-            offset = batch[-1].offset + 1
+            if batch:
+                offset = batch[-1].offset + 1
     return found
 
 

@@ -16,6 +16,7 @@ from tests.faults.test_faults import FULL, run_scenario
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.kafka,
+    pytest.mark.timeout(1200),
     pytest.mark.skipif(not FULL, reason="full fault suite only (make faults)"),
 ]
 

@@ -34,7 +34,7 @@ from tests.faults.harness import (
 
 logger = logging.getLogger(__name__)
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 
 def kill_and_restart(command: str) -> Callable[[Stack], None]:

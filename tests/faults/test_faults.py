@@ -109,6 +109,9 @@ async def run_scenario(
             seconds = await visible(stack, uri, supervise=lambda: revive(stack, row))
             if seconds is None:
                 row.failures.append(f"a write after the fault was not served within 120 s: {uri}")
+                for command, proc in stack.procs.items():
+                    tail = "\n".join(proc.output.splitlines()[-25:])
+                    logger.warning("%s, last lines:\n%s", command, tail)
             else:
                 row.recovery.append(time.monotonic() - started)
             row.runs += 1

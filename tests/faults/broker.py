@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,3 +115,4 @@ class PersistentTansu:
     def stop(self) -> None:
         _stop(self.broker)
         _stop(self.moto)
+        shutil.rmtree(self.workdir, ignore_errors=True)

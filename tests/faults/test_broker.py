@@ -38,7 +38,5 @@ def restart_broker(stack: Stack) -> None:
 async def test_restart_broker(
     stack: Stack, atp: AtpClient, workload: Workload, results: list[Row]
 ) -> None:
-    row = await run_scenario(
-        "broker stop/start (s3)", restart_broker, stack, atp, workload, results
-    )
+    row = await run_scenario("broker restart (s3)", restart_broker, stack, atp, workload, results)
     assert (row.lost, row.duplicated, row.extra, row.failures) == (0, 0, 0, [])

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/e2e/atp/node_modules/.installed
 
-.PHONY: venv run test hostile check bench clean
+.PHONY: venv run test hostile faults check bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: venv $(NODE_STAMP)
 # The hostile input suite in full (10,000+ generated cases); `make test` runs its short form.
 hostile: venv
 	PLYR_HOSTILE=full $(PY) -m pytest tests/hostile -q -p no:cacheprovider
+
+# The fault suite in full (every scenario, several faults each, on a real local PDS);
+# `make test` runs its short form. Prints the table RELIABILITY.md quotes.
+faults: venv $(NODE_STAMP)
+	PLYR_FAULTS=full $(PY) -m pytest tests/faults -q -p no:cacheprovider -rA
 
 check: venv
 	$(VENV)/bin/ruff check .

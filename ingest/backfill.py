@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
 import orjson
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.commits import CollectionFilter
@@ -455,24 +456,33 @@ class Backfill:
         """
         first = True
         while not stop.is_set():
-            self._states.marked.clear()  # marks from here on wake the pause below
-            dids = await self._states.desynchronized()
-            if first:  # interrupted backfills of an earlier process
-                dids = [*await self._states.backfilling(), *dids]
+            try:
+                await self._resync_due(stop, first=first)
                 first = False
-            due = self._due(dids)
-            if due:
-                logger.info("resync", extra={"repos": len(due)})
-                result = BackfillResult()
-                for did in due:
-                    if stop.is_set():
-                        break
-                    self._retry_later(did, await self.backfill_repo(DiscoveredRepo(did), result))
-            for did in self._due(await self._states.first_sighted()):
+            except psycopg.OperationalError as exc:
+                # The database restarting is transient: try again at the next interval.
+                logger.warning("resync postponed", extra={"reason": str(exc)})
+            await self._pause(stop)
+
+    async def _resync_due(self, stop: asyncio.Event, *, first: bool) -> None:
+        """One pass: the repos due a resync (``first``: also backfills cut short by an
+        earlier process), then the earlier records of repos first seen live."""
+        self._states.marked.clear()  # marks from here on wake the pause below
+        dids = await self._states.desynchronized()
+        if first:
+            dids = [*await self._states.backfilling(), *dids]
+        due = self._due(dids)
+        if due:
+            logger.info("resync", extra={"repos": len(due)})
+            result = BackfillResult()
+            for did in due:
                 if stop.is_set():
                     break
-                self._retry_later(did, await self._read_earlier_once(did))
-            await self._pause(stop)
+                self._retry_later(did, await self.backfill_repo(DiscoveredRepo(did), result))
+        for did in self._due(await self._states.first_sighted()):
+            if stop.is_set():
+                break
+            self._retry_later(did, await self._read_earlier_once(did))
 
     async def _pause(self, stop: asyncio.Event) -> None:
         """Wait ``resync_interval``, or less if stopped or a repo was first seen meanwhile."""

@@ -53,6 +53,7 @@ import time
 from datetime import datetime
 from urllib.parse import urlsplit
 
+import psycopg
 import websockets
 from cbrrr import CID
 from psycopg_pool import AsyncConnectionPool
@@ -197,7 +198,15 @@ class FirehoseIngest:
         await keep_connected(
             lambda: self._session(stop),
             stop,
-            retry_on=(OSError, websockets.WebSocketException, LogError, TimeoutError, SourceError),
+            retry_on=(
+                OSError,
+                websockets.WebSocketException,
+                LogError,
+                TimeoutError,
+                SourceError,
+                # The database (cursor, repo state, the PostgreSQL log) restarting.
+                psycopg.OperationalError,
+            ),
             on_retry=count,
             message="firehose disconnected",
             source=self.source,

@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import psycopg
 import websockets
 from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect
@@ -309,7 +310,14 @@ class JetstreamIngest:
         await keep_connected(
             lambda: self._session(stop),
             stop,
-            retry_on=(OSError, websockets.WebSocketException, LogError, TimeoutError),
+            retry_on=(
+                OSError,
+                websockets.WebSocketException,
+                LogError,
+                TimeoutError,
+                # The database (cursor, repo state, the PostgreSQL log) restarting.
+                psycopg.OperationalError,
+            ),
             on_retry=count,
             message="jetstream disconnected",
             source=self.source,

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import cbrrr
+import psycopg
 import websockets
 from atproto_core.exceptions import AtProtocolError
 from atproto_crypto.verify import verify_signature
@@ -302,7 +303,15 @@ class LabelIngest:
         await keep_connected(
             session,
             stop,
-            retry_on=(OSError, websockets.WebSocketException, LogError, TimeoutError, LabelError),
+            retry_on=(
+                OSError,
+                websockets.WebSocketException,
+                LogError,
+                TimeoutError,
+                LabelError,
+                # The database (cursor, repo state, the PostgreSQL log) restarting.
+                psycopg.OperationalError,
+            ),
             on_retry=count,
             message="labeler disconnected",
             source=self.source,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 from websockets.asyncio.client import ClientConnection
@@ -18,6 +19,10 @@ from websockets.asyncio.client import ClientConnection
 __all__ = ["backoff_delay", "keep_connected", "receive_until_stopped"]
 
 logger = logging.getLogger(__name__)
+
+
+HEALTHY_AFTER = 10.0
+"""Seconds a session must have run for its failure to count as the first in a row."""
 
 
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
@@ -33,18 +38,24 @@ async def keep_connected(
     on_retry: Callable[[], None],
     message: str,
     source: str,
+    healthy_after: float = HEALTHY_AFTER,
 ) -> None:
     """Run ``session`` until ``stop``; after an exception in ``retry_on``, back off and rerun.
 
     ``message`` is the fixed log message of a disconnect (e.g. ``firehose disconnected``);
-    ``on_retry`` counts it. Any other exception propagates.
+    ``on_retry`` counts it. Any other exception propagates. The backoff grows over failures
+    in a row only: a session that ran ``healthy_after`` seconds or more starts it over (a
+    live stream always ends in an exception, so "returned normally" never happens).
     """
     attempt = 0
     while not stop.is_set():
+        started = time.monotonic()
         try:
             await session()
             attempt = 0
         except retry_on as exc:
+            if time.monotonic() - started >= healthy_after:
+                attempt = 0
             on_retry()
             delay = backoff_delay(attempt)
             attempt += 1

@@ -53,8 +53,6 @@ import time
 from datetime import datetime
 from urllib.parse import urlsplit
 
-import psycopg
-import websockets
 from cbrrr import CID
 from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect
@@ -90,13 +88,13 @@ from ingest.handles import HandleVerifier
 from ingest.metrics import IngestStats
 from ingest.publisher import Publisher
 from ingest.repos import ACTIVE, RepoStates
-from ingest.stream import keep_connected
+from ingest.stream import TRANSIENT, keep_connected
 from ingest.verify import CommitVerifier, VerifyError, check_ops, decode_commit
 from kernel.account import account_status
 from kernel.envelope import Envelope
 from kernel.fetch import UpstreamFetcher
 from kernel.identity import DidResolver, ResolveError
-from kernel.log import Log, LogError
+from kernel.log import Log
 
 __all__ = ["FirehoseIngest", "IngestStats", "SourceError", "save_counters"]
 
@@ -198,15 +196,7 @@ class FirehoseIngest:
         await keep_connected(
             lambda: self._session(stop),
             stop,
-            retry_on=(
-                OSError,
-                websockets.WebSocketException,
-                LogError,
-                TimeoutError,
-                SourceError,
-                # The database (cursor, repo state, the PostgreSQL log) restarting.
-                psycopg.OperationalError,
-            ),
+            retry_on=(*TRANSIENT, SourceError),
             on_retry=count,
             message="firehose disconnected",
             source=self.source,

@@ -41,8 +41,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import psycopg
-import websockets
 from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.client import connect
 
@@ -52,11 +50,11 @@ from ingest.errors import JetstreamError
 from ingest.handles import HandleVerifier
 from ingest.publisher import Publisher
 from ingest.repos import RepoStates
-from ingest.stream import keep_connected, receive_until_stopped
+from ingest.stream import TRANSIENT, keep_connected, receive_until_stopped
 from kernel.account import account_status
 from kernel.envelope import Envelope, Kind
 from kernel.identity import DidResolver, ResolveError
-from kernel.log import Log, LogError
+from kernel.log import Log
 from kernel.plays import ScrobbleError, parse_scrobble, scrobble_envelope
 from lexicons import ValidationError, normalize_json_record
 
@@ -310,14 +308,7 @@ class JetstreamIngest:
         await keep_connected(
             lambda: self._session(stop),
             stop,
-            retry_on=(
-                OSError,
-                websockets.WebSocketException,
-                LogError,
-                TimeoutError,
-                # The database (cursor, repo state, the PostgreSQL log) restarting.
-                psycopg.OperationalError,
-            ),
+            retry_on=TRANSIENT,
             on_retry=count,
             message="jetstream disconnected",
             source=self.source,

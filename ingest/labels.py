@@ -30,7 +30,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import cbrrr
-import psycopg
 import websockets
 from atproto_core.exceptions import AtProtocolError
 from atproto_crypto.verify import verify_signature
@@ -41,11 +40,11 @@ from websockets.asyncio.client import connect
 from ingest.cursor import CursorKeeper
 from ingest.errors import LabelError
 from ingest.publisher import Publisher
-from ingest.stream import keep_connected, receive_until_stopped
+from ingest.stream import TRANSIENT, keep_connected, receive_until_stopped
 from kernel.envelope import Envelope
 from kernel.fetch import UpstreamError, UpstreamFetcher
 from kernel.identity import ResolveError, resolve_did
-from kernel.log import Log, LogError
+from kernel.log import Log
 
 __all__ = [
     "Label",
@@ -303,15 +302,7 @@ class LabelIngest:
         await keep_connected(
             session,
             stop,
-            retry_on=(
-                OSError,
-                websockets.WebSocketException,
-                LogError,
-                TimeoutError,
-                LabelError,
-                # The database (cursor, repo state, the PostgreSQL log) restarting.
-                psycopg.OperationalError,
-            ),
+            retry_on=(*TRANSIENT, LabelError),
             on_retry=count,
             message="labeler disconnected",
             source=self.source,

@@ -14,7 +14,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+import psycopg
+import websockets
 from websockets.asyncio.client import ClientConnection
+
+from kernel.log import LogError
 
 __all__ = ["backoff_delay", "keep_connected", "receive_until_stopped"]
 
@@ -28,6 +32,18 @@ HEALTHY_AFTER = 10.0
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
     """Capped exponential backoff, jittered over its upper half."""
     return min(cap, base * 2.0**attempt) * random.uniform(0.5, 1.0)
+
+
+# What any live source (firehose, Jetstream, a labeler) reconnects after: the network, the
+# socket, the log refusing an append, a timeout, and the database (cursor, repo state, the
+# PostgreSQL log) restarting. A source adds its own protocol errors.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    websockets.WebSocketException,
+    LogError,
+    TimeoutError,
+    psycopg.OperationalError,
+)
 
 
 async def keep_connected(

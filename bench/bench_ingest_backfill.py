@@ -29,19 +29,23 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx
+import orjson
 from atproto_core.car import CAR
 from atproto_core.cid import CID
 
 from ingest.backfill import Backfill
 from ingest.commits import CollectionFilter
+from ingest.handles import HandleVerifier
 from ingest.repo_record import remember_records
 from ingest.repos import RepoStates
 from kernel.db import open_pool
 from kernel.envelope import Envelope
+from kernel.fetch import UpstreamFetcher
 from kernel.identity import DidDocument, DidResolver
 from kernel.log.postgres import PostgresLog
 from testkit.brokers import create_database, drop_database
-from testkit.identity import SigningKey, did_for, tid
+from testkit.identity import SigningKey, did_document, did_for, tid
 from testkit.repos import repo_car
 
 REPOS = int(os.environ.get("BENCH_REPOS", "50"))
@@ -92,8 +96,10 @@ def make_records(n: int) -> dict[str, dict[str, Any]]:
     return records
 
 
-def generate(directory: Path) -> list[tuple[str, Path, DidDocument]]:
+def generate(directory: Path) -> tuple[list[tuple[str, Path, DidDocument]], dict[str, bytes]]:
+    """The repos (DID, CAR file, parsed document) and the PLC directory's answers."""
     out = []
+    plc: dict[str, bytes] = {}
     template = make_records(RECORDS)
     for n in range(REPOS):
         did = did_for(f"bench-repo-{n}")
@@ -101,7 +107,31 @@ def generate(directory: Path) -> list[tuple[str, Path, DidDocument]]:
         path = directory / f"{n}.car"
         path.write_bytes(repo_car(did, template, key, rev=tid(2_000_000_000_000_000 + n)))
         out.append((did, path, DidDocument(did, f"r{n}.test", "http://pds", None, key.did_key)))
-    return out
+        plc[f"/{did}"] = orjson.dumps(did_document(did, key, f"r{n}.test", "http://pds"))
+    return out, plc
+
+
+def plc_fetcher(plc: dict[str, bytes], txt: dict[str, list[str]]) -> UpstreamFetcher:
+    """The product's guarded fetcher over an in-process PLC directory and DNS."""
+
+    def directory(request: httpx.Request) -> httpx.Response:
+        body = plc.get(request.url.path)
+        if body is None:
+            return httpx.Response(404, stream=httpx.ByteStream(b""))
+        return httpx.Response(200, stream=httpx.ByteStream(body))
+
+    async def lan(host: str, port: int) -> list[str]:
+        return ["10.0.0.7"]
+
+    async def answer(name: str) -> list[str]:
+        return txt.get(name, [])
+
+    return UpstreamFetcher(
+        client=httpx.AsyncClient(transport=httpx.MockTransport(directory)),
+        trusted_hosts=frozenset({"plc.bench"}),
+        lookup=lan,
+        txt_lookup=answer,
+    )
 
 
 def sdk_records(car: CAR) -> list[tuple[str, str, str, dict[str, Any]]]:
@@ -142,18 +172,23 @@ async def main() -> None:
         await states.load()
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
-            repos = generate(Path(tmp))
+            repos, plc = generate(Path(tmp))
             print(
                 f"generated {REPOS} repos in {time.perf_counter() - started:.1f}s", file=sys.stderr
             )
+            # DID documents from an in-process PLC directory; every handle verifies through
+            # its DNS TXT record (answered in-process): the product's resolver and verifier.
+            txt = {f"_atproto.{doc.handle}": [f"did={did}"] for did, _, doc in repos}
+            fetcher = plc_fetcher(plc, txt)
             backfill = Backfill(
                 pool=pool,
                 log=log,
                 topic=TOPIC,
                 keep=KEEP,
                 states=states,
-                resolver=DidResolver(None, "http://unused"),  # type: ignore[arg-type]
-                fetcher=None,  # type: ignore[arg-type]
+                resolver=DidResolver(fetcher, "http://plc.bench"),
+                fetcher=fetcher,
+                handles=HandleVerifier(fetcher),
             )
             gate = asyncio.Semaphore(4)
 

@@ -7,9 +7,15 @@ commit (:meth:`~ingest.verify.CommitVerifier.verify_repo`), walk the MST
 (:mod:`ingest.repo_car`), diff the kept records against ``repo_record``
 (:mod:`ingest.diff`, :mod:`ingest.repo_record`) and publish the creates, updates and
 deletes as ordinary envelopes with ``backfill=True`` (:mod:`ingest.publisher`), after an
-``identity.changed`` with the handle. Then :meth:`~ingest.repos.RepoStates.end_backfill`
+``identity.changed`` with the handle (verified both ways by :mod:`ingest.handles`, else
+``handle.invalid``). Then :meth:`~ingest.repos.RepoStates.end_backfill`
 publishes the held live envelopes newer than the backfilled rev: the cut-over has no gap
 and no rollback.
+
+A repo that became known live (its first plyr record) has records we keep only for known
+repos (its profile) from before: :meth:`Backfill.read_earlier` reads just those from the
+same verified ``getRepo``, without holding the live stream (the resync loop does it for
+:meth:`~ingest.repos.RepoStates.first_sighted` repos).
 
 Which repos (:mod:`ingest.discovery`) and whether to backfill at all on a first start
 (:mod:`ingest.first_start`) are decided elsewhere; :mod:`ingest.progress` draws the bar.
@@ -43,6 +49,7 @@ from ingest.commits import CollectionFilter
 from ingest.diff import diff_repo
 from ingest.discovery import DiscoveredRepo
 from ingest.errors import BackfillError, VerifyError
+from ingest.handles import HandleVerifier
 from ingest.progress import BackfillProgress
 from ingest.publisher import Publisher
 from ingest.repo_car import RepoCommit, RepoError, read_repo
@@ -127,6 +134,7 @@ class Backfill:
         options: BackfillOptions | None = None,
         source: str = "backfill",
         keep_known: CollectionFilter | None = None,
+        handles: HandleVerifier | None = None,
     ) -> None:
         self._pool = pool
         self.options = options or BackfillOptions()
@@ -139,6 +147,7 @@ class Backfill:
         self._resolver = resolver
         self._verifier = CommitVerifier(resolver)
         self._fetcher = fetcher
+        self._handles = handles if handles is not None else HandleVerifier(fetcher)
         self.source = source
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._next_resync: dict[str, tuple[float, int]] = {}
@@ -162,17 +171,18 @@ class Backfill:
         known = await known_records(self._pool, did)
         when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         envelopes = diff_repo(repo, known, self._keep_known, source=self.source, time=when)
+        handle = await self._handles.verify(did, doc.handle)
         identity = Envelope(
             kind="identity.changed",
             did=did,
             source=self.source,
             time=when,
             rev=repo.commit.rev,
-            handle=doc.handle,
+            handle=handle,
             backfill=True,
         )
         await self.publish([identity, *envelopes])
-        await self._states.set_identity(did, handle=doc.handle, pds_url=doc.pds_url)
+        await self._states.set_identity(did, handle=handle, pds_url=doc.pds_url)
         await self._states.end_backfill(did, repo.commit.rev, repo.commit.data, self.publish)
         return len(envelopes)
 
@@ -361,6 +371,65 @@ class Backfill:
         )
         return result
 
+    def _due(self, dids: Sequence[str]) -> list[str]:
+        now = time.monotonic()
+        return [d for d in dict.fromkeys(dids) if self._next_resync.get(d, (0.0, 0))[0] <= now]
+
+    def _retry_later(self, did: str, done: bool) -> None:
+        if done:
+            self._next_resync.pop(did, None)
+            return
+        failures = self._next_resync.get(did, (0.0, 0))[1] + 1
+        wait = min(3600.0, self.options.resync_interval * 2**failures)
+        self._next_resync[did] = (time.monotonic() + wait, failures)
+
+    # -- records from before a repo became known -----------------------------------------
+
+    async def read_earlier(self, did: str) -> int:
+        """Publish what ``did`` held, before we knew it, of the collections kept only for known
+        repos (``keep_known`` beyond ``keep``: its profile); returns the envelopes published.
+
+        Read from ``getRepo`` and proven by its signed commit, like a backfill, but the live
+        stream is not held and the repo's rev does not move: only those collections are
+        published (with the repo's rev, ``backfill=True``), so the records the live stream
+        follows keep the revs of their own commits. A newer live write of the same record
+        carries a higher rev and wins in the projectors whichever arrives first. Raises
+        :class:`BackfillError`.
+        """
+        only = self._keep_known.without(self._keep)
+        if not only.exact and not only.prefixes:
+            return 0
+        doc = await self._resolve(did)
+        assert doc.pds_url is not None
+        car = await self.fetch_repo(did, doc.pds_url)
+        try:
+            repo = read_repo(car, only)
+        except RepoError as exc:
+            raise BackfillError(f"{did}: {exc}", reason="bad_repo") from None
+        await self._verify(did, repo.commit)
+        known = {k: c for k, c in (await known_records(self._pool, did)).items() if only(k[0])}
+        when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        envelopes = [
+            e
+            for e in diff_repo(repo, known, only, source=self.source, time=when)
+            if e.collection is not None and not self._keep(e.collection)
+        ]
+        await self.publish(envelopes)
+        return len(envelopes)
+
+    async def _read_earlier_once(self, did: str) -> bool:
+        """:meth:`read_earlier`, then clear the mark; ``False`` to try again later."""
+        try:
+            count = await self.read_earlier(did)
+        except BackfillError as exc:
+            logger.warning("reading earlier records failed", extra={"did": did, "error": str(exc)})
+            if exc.retry:
+                return False
+            count = 0  # gone, taken down, refused: nothing to read, now or later
+        await self._states.clear_first_sight(did)
+        logger.info("earlier records read", extra={"did": did, "records": count})
+        return True
+
     async def _begin_run(self, source: str, repos: int) -> None:
         async with self._pool.connection() as conn:
             await conn.execute(
@@ -379,31 +448,39 @@ class Backfill:
             )
 
     async def resync_forever(self, stop: asyncio.Event) -> None:
-        """Resync ``desynchronized`` repos (and backfills cut short by a restart) until stopped.
+        """Resync ``desynchronized`` repos and backfills cut short by a restart, and read the
+        earlier records of repos first seen live (:meth:`read_earlier`), until stopped.
 
         A repo that fails again waits longer before the next try (doubling, up to an hour).
         """
         first = True
         while not stop.is_set():
+            self._states.marked.clear()  # marks from here on wake the pause below
             dids = await self._states.desynchronized()
             if first:  # interrupted backfills of an earlier process
                 dids = [*await self._states.backfilling(), *dids]
                 first = False
-            now = time.monotonic()
-            due = [d for d in dict.fromkeys(dids) if self._next_resync.get(d, (0.0, 0))[0] <= now]
+            due = self._due(dids)
             if due:
                 logger.info("resync", extra={"repos": len(due)})
                 result = BackfillResult()
                 for did in due:
                     if stop.is_set():
                         break
-                    if await self.backfill_repo(DiscoveredRepo(did), result):
-                        self._next_resync.pop(did, None)
-                    else:
-                        failures = self._next_resync.get(did, (0.0, 0))[1] + 1
-                        wait = min(3600.0, self.options.resync_interval * 2**failures)
-                        self._next_resync[did] = (time.monotonic() + wait, failures)
-            try:
-                await asyncio.wait_for(stop.wait(), self.options.resync_interval)
-            except TimeoutError:
-                pass
+                    self._retry_later(did, await self.backfill_repo(DiscoveredRepo(did), result))
+            for did in self._due(await self._states.first_sighted()):
+                if stop.is_set():
+                    break
+                self._retry_later(did, await self._read_earlier_once(did))
+            await self._pause(stop)
+
+    async def _pause(self, stop: asyncio.Event) -> None:
+        """Wait ``resync_interval``, or less if stopped or a repo was first seen meanwhile."""
+        waits = [asyncio.ensure_future(e.wait()) for e in (stop, self._states.marked)]
+        try:
+            await asyncio.wait(
+                waits, timeout=self.options.resync_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiting in waits:
+                waiting.cancel()

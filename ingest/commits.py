@@ -68,6 +68,14 @@ class CollectionFilter:
     def __call__(self, collection: str) -> bool:
         return collection in self.exact or collection.startswith(self.prefixes)
 
+    def without(self, other: CollectionFilter) -> CollectionFilter:
+        """The collections kept here but not by ``other`` (exact names and prefixes; callers
+        recheck single collections against ``other`` where a prefix of ours overlaps)."""
+        return CollectionFilter(
+            frozenset(c for c in self.exact if not other(c)),
+            tuple(p for p in self.prefixes if p not in other.prefixes),
+        )
+
     def needles(self) -> tuple[bytes, ...]:
         """Byte strings one of which every kept op path starts with (for a raw-bytes check).
 
@@ -172,15 +180,20 @@ def commit_envelopes(
     return out
 
 
-def identity_envelope(event: IdentityEvent, source: str) -> Envelope:
-    """``identity.changed`` for an ``#identity`` event (the new handle, if given)."""
+def identity_envelope(event: IdentityEvent, source: str, handle: str | None) -> Envelope:
+    """``identity.changed`` for an ``#identity`` event, with the handle we verified.
+
+    The event's own ``handle`` is the relay's say-so; ``handle`` is the DID document's,
+    checked by :class:`ingest.handles.HandleVerifier` (``handle.invalid`` if it failed,
+    ``None`` if the document could not be read: the stored handle stays).
+    """
     return Envelope(
         kind="identity.changed",
         did=event.did,
         source=source,
         time=event.time,
         seq=event.seq,
-        handle=event.handle,
+        handle=handle,
     )
 
 

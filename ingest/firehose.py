@@ -21,13 +21,20 @@ Per frame, in order:
    and still published. ``#sync`` events with another data CID do the same, and
    ``#info OutdatedCursor`` marks every active repo.
 4. ``#identity``/``#account`` events of repos we index become envelopes keyed by the DID,
-   so they reach the log in order with its records.
-5. Scrobbles (``fm.teal.feed.play`` and its alpha twin, :data:`~ingest.commits.SCROBBLES`)
+   so they reach the log in order with its records. The handle they carry is the DID
+   document's, verified both ways (:class:`~ingest.handles.HandleVerifier`), else
+   ``handle.invalid``.
+5. A repo seen for the first time gets an identity envelope (verified handle) before its
+   records, and is marked for a resync (:meth:`~ingest.repos.RepoStates.mark_first_sight`):
+   what we keep only of known repos (``keep_known``: profiles) was written before, and the
+   resync worker reads it from the signed repo (``getRepo``,
+   :meth:`~ingest.backfill.Backfill.read_earlier`), never unverified.
+6. Scrobbles (``fm.teal.feed.play`` and its alpha twin, :data:`~ingest.commits.SCROBBLES`)
    from ANY repo, when ``plays_topic`` is set: their commit is verified like any other,
    well-formed ones go to the ``plays`` topic keyed by the listener, malformed ones are
    counted (``bad_scrobble``). They never make a repo known: no identity envelope, no repo
    state, and nothing else of the listener's repo is kept.
-6. While a repo is backfilling its envelopes are held by ``RepoStates`` instead of
+7. While a repo is backfilling its envelopes are held by ``RepoStates`` instead of
    published; the cursor still moves (the persisted ``backfilling`` status re-runs that
    backfill after a crash).
 
@@ -78,6 +85,7 @@ from ingest.frames import (
     decode_frame,
     peek_commit,
 )
+from ingest.handles import HandleVerifier
 from ingest.metrics import IngestStats
 from ingest.publisher import Publisher
 from ingest.repos import ACTIVE, RepoStates
@@ -134,6 +142,7 @@ class FirehoseIngest:
         fetcher: UpstreamFetcher,
         states: RepoStates | None = None,
         resolver: DidResolver | None = None,
+        handles: HandleVerifier | None = None,
         stats: IngestStats | None = None,
         max_frame_size: int = MAX_FRAME_SIZE,
         plays_topic: str | None = None,
@@ -151,6 +160,7 @@ class FirehoseIngest:
         self._pool = pool
         self.states = states if states is not None else RepoStates(pool)
         self.resolver = resolver if resolver is not None else DidResolver(fetcher, plc_url)
+        self.handles = handles if handles is not None else HandleVerifier(fetcher)
         self._verifier = CommitVerifier(self.resolver)
         self._max_frame = max_frame_size
         # Relay seqs only grow; one that goes back (a relay reset) is followed, not ignored.
@@ -341,6 +351,11 @@ class FirehoseIngest:
             await self._desynchronize(did, f"prevData {event.prev_data} != {state.data_cid}")
         if state is None:
             envelopes.insert(0, await self._first_sight(did, event.time, event.seq))
+            if self._keep_known != self._keep:
+                # Records of the repo we keep only once it is known (its profile) were
+                # written before this commit: the resync reads them from the signed repo.
+                # Marked before publishing, so a crash in between still resyncs it.
+                await self.states.mark_first_sight(did)
         if scrobbles:
             await self._publish_scrobbles(event, scrobbles, blocks)
         if self.states.is_backfilling(did):
@@ -409,8 +424,21 @@ class FirehoseIngest:
         self.resolver.forget(event.did)  # the document (maybe the key) changed
         if not self.states.is_known(event.did):
             return []
-        await self.states.set_identity(event.did, handle=event.handle)
-        return self._hold_or_pass(event.did, [identity_envelope(event, self.source)])
+        handle, _ = await self._identity(event.did, fresh=True)
+        await self.states.set_identity(event.did, handle=handle)
+        return self._hold_or_pass(event.did, [identity_envelope(event, self.source, handle)])
+
+    async def _identity(self, did: str, *, fresh: bool) -> tuple[str | None, str | None]:
+        """(verified handle or ``handle.invalid``, PDS URL) from ``did``'s document.
+
+        ``(None, None)`` if the document cannot be read: what we hold stays as it is.
+        """
+        try:
+            doc = await self.resolver.resolve(did)
+        except ResolveError as exc:
+            logger.warning("did resolution failed", extra={"did": did, "error": str(exc)})
+            return None, None
+        return await self.handles.verify(did, doc.handle, fresh=fresh), doc.pds_url
 
     async def _on_account(self, event: AccountEvent) -> list[Envelope]:
         if not self.states.is_known(event.did):
@@ -468,13 +496,8 @@ class FirehoseIngest:
         await self.states.set_status(did, "desynchronized", reason)
 
     async def _first_sight(self, did: str, when: str, seq: int) -> Envelope:
-        """An identity envelope for a repo we have not indexed before (handle from its DID doc)."""
-        handle = pds_url = None
-        try:
-            doc = await self.resolver.resolve(did)
-            handle, pds_url = doc.handle, doc.pds_url
-        except ResolveError as exc:
-            logger.warning("did resolution failed", extra={"did": did, "error": str(exc)})
+        """An identity envelope for a repo we have not indexed before (its verified handle)."""
+        handle, pds_url = await self._identity(did, fresh=False)
         await self.states.set_identity(did, handle=handle, pds_url=pds_url)
         return Envelope(
             kind="identity.changed", did=did, source=self.source, time=when, seq=seq, handle=handle

@@ -19,6 +19,9 @@ records are as trustworthy as the Jetstream host. Use the firehose where that ma
 One commit with several ops arrives as several events with the same ``rev``, so events
 are dropped only when their rev is *older* than the repo's last one. Events for a repo
 being backfilled are held by :class:`~ingest.repos.RepoStates` like the firehose's.
+Handles are the DID document's, verified both ways (:mod:`ingest.handles`), as in the
+firehose; with ``read_earlier`` a repo seen for the first time is marked so that the resync
+worker reads its profile from the signed repo (:meth:`ingest.backfill.Backfill.read_earlier`).
 Undecodable events are counted and skipped; they never stop the consumer.
 
 With a ``plays_topic``, scrobble records (:data:`~ingest.commits.SCROBBLES`) of any repo are
@@ -33,7 +36,7 @@ import json
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -45,6 +48,7 @@ from websockets.asyncio.client import connect
 from ingest.commits import SCROBBLES, CollectionFilter
 from ingest.cursor import CursorKeeper
 from ingest.errors import JetstreamError
+from ingest.handles import HandleVerifier
 from ingest.publisher import Publisher
 from ingest.repos import RepoStates
 from ingest.stream import keep_connected, receive_until_stopped
@@ -269,6 +273,8 @@ class JetstreamIngest:
         states: RepoStates,
         resolver: DidResolver,
         plays_topic: str | None = None,
+        handles: HandleVerifier | None = None,
+        read_earlier: bool = False,
     ) -> None:
         self.url = url
         self.source = f"jetstream:{urlsplit(url).netloc}"
@@ -279,6 +285,10 @@ class JetstreamIngest:
         self._keep = CollectionFilter.of(collections)
         self._states = states
         self._resolver = resolver
+        self._handles = handles if handles is not None else HandleVerifier(resolver.fetcher)
+        # Whether a repo seen for the first time is resynced for what we keep of known repos
+        # only (profiles; Jetstream never carries them here, the signed repo does).
+        self._read_earlier = read_earlier
         self._cursor = CursorKeeper(pool, self.source)
         self.stats = JetstreamStats()
         self._publisher = Publisher(log, topic, pool, counts=self.stats)
@@ -387,7 +397,11 @@ class JetstreamIngest:
         if not isinstance(event, JetstreamCommit):
             if not self._states.is_known(event.did):
                 return []
-            return [event_envelope(event, self.source)]
+            envelope = event_envelope(event, self.source)
+            if isinstance(event, JetstreamIdentity):
+                self._resolver.forget(event.did)
+                envelope = replace(envelope, handle=await self._handle(event.did, fresh=True))
+            return [envelope]
         if not self._keep(event.collection):
             self.stats.skipped["unwanted_collection"] += 1
             return []
@@ -397,18 +411,24 @@ class JetstreamIngest:
             return []
         out = [event_envelope(event, self.source)]
         if state is None:
-            handle = None
-            try:
-                handle = (await self._resolver.resolve(event.did)).handle
-            except ResolveError as exc:
-                logger.warning("did resolution failed", extra={"did": event.did, "error": str(exc)})
             first = Envelope(
                 kind="identity.changed",
                 did=event.did,
                 source=self.source,
                 time=time_of(event.time_us),
                 seq=event.time_us,
-                handle=handle,
+                handle=await self._handle(event.did, fresh=False),
             )
             out.insert(0, first)
+            if self._read_earlier:  # before publishing: a crash in between still resyncs
+                await self._states.mark_first_sight(event.did)
         return out
+
+    async def _handle(self, did: str, *, fresh: bool) -> str | None:
+        """The DID document's handle if verified, else ``handle.invalid`` (``None``: unreadable)."""
+        try:
+            doc = await self._resolver.resolve(did)
+        except ResolveError as exc:
+            logger.warning("did resolution failed", extra={"did": did, "error": str(exc)})
+            return None
+        return await self._handles.verify(did, doc.handle, fresh=fresh)

@@ -6,6 +6,8 @@ For every repo we index this keeps the last applied commit (``rev`` and the MST 
 - ``active``: our copy follows the live stream; commits must chain onto ``data_cid``;
 - ``backfilling``: a ``getRepo`` sync is running; live envelopes for the repo are held in
   memory (:meth:`RepoStates.hold`) and handed back by :meth:`RepoStates.end_backfill`;
+- ``active`` with reason :data:`FIRST_SIGHT`: followed live, but what was written before
+  it became known (its profile) is still to be read by a resync (:meth:`first_sighted`);
 - ``desynchronized``: a gap was seen (broken sync-1.1 chain, ``#sync`` event,
   ``OutdatedCursor``); the backfill worker polls :meth:`RepoStates.desynchronized` and
   resyncs these.
@@ -38,6 +40,7 @@ __all__ = [
     "ACTIVE",
     "BACKFILLING",
     "DESYNCHRONIZED",
+    "FIRST_SIGHT",
     "Publish",
     "RepoState",
     "RepoStates",
@@ -46,6 +49,9 @@ __all__ = [
 ACTIVE = "active"
 BACKFILLING = "backfilling"
 DESYNCHRONIZED = "desynchronized"
+FIRST_SIGHT = "first_sight"
+"""The ``status_reason`` of an ``active`` repo that became known live and whose earlier
+records (those kept only for known repos, e.g. its profile) a resync has yet to read."""
 
 Publish = Callable[[list[Envelope]], Awaitable[None]]
 """Puts envelopes on the log (and returns once the log acknowledged them)."""
@@ -102,6 +108,8 @@ class RepoStates:
         self._cache: dict[str, RepoState] = {}
         self._held: dict[str, _Held] = {}
         self._dirty: dict[str, tuple[str, str | None]] = {}
+        self.marked = asyncio.Event()
+        """Set by :meth:`mark_first_sight`: wakes the resync worker (no waiting a poll)."""
 
     async def load(self) -> None:
         """Read every row into the cache (call once at start)."""
@@ -295,6 +303,43 @@ class RepoStates:
         """
         self._held.pop(did, None)
         await self.set_status(did, DESYNCHRONIZED, reason)
+
+    async def mark_first_sight(self, did: str) -> None:
+        """Note that ``did`` became known live and its earlier records are still to be read.
+
+        The status stays ``active`` (the chain is checked as usual); the resync worker reads
+        those records (:meth:`first_sighted`, :meth:`clear_first_sight`); a full backfill
+        (:meth:`end_backfill`) clears the mark too.
+        """
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO repo_state (did, status, status_reason, updated_at)"
+                " VALUES (%s, 'active', %s, now()) ON CONFLICT (did) DO UPDATE SET"
+                " status_reason = excluded.status_reason, updated_at = now()"
+                " WHERE repo_state.status = 'active'",
+                (did, FIRST_SIGHT),
+            )
+        self._cache.setdefault(did, RepoState(did))
+        self.marked.set()
+
+    async def clear_first_sight(self, did: str) -> None:
+        """The earlier records of ``did`` were read (any other reason stays as it is)."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE repo_state SET status_reason = NULL, updated_at = now()"
+                " WHERE did = %s AND status_reason = %s",
+                (did, FIRST_SIGHT),
+            )
+
+    async def first_sighted(self) -> list[str]:
+        """Active DIDs whose records from before we knew them are still to be read."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT did FROM repo_state WHERE status = 'active' AND status_reason = %s"
+                " ORDER BY updated_at, did",
+                (FIRST_SIGHT,),
+            )
+            return [row[0] for row in await cur.fetchall()]
 
     async def desynchronized(self) -> list[str]:
         """DIDs whose copy has a gap and needs a ``getRepo`` resync (read from the table)."""

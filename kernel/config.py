@@ -87,6 +87,10 @@ class Settings:
     """Origins (scheme://host[:port]) an ``audioUrl`` record may make us fetch."""
     trusted_hosts: tuple[str, ...] = ()
     """Hosts allowed even on loopback/private addresses for PDS/PLC fetches (tests, LAN)."""
+    handle_hosts: tuple[tuple[str, str], ...] = ()
+    """``(handle suffix, base URL)``: where handles under that suffix are checked
+    (``/.well-known/atproto-did`` asked with the handle as ``Host``), e.g. a local test
+    network's PDS, whose host must be in ``trusted_hosts`` (``PLYR_HANDLE_HOSTS``)."""
     upstream_max_bytes: int = 200 * 1024 * 1024
     upstream_timeout_s: int = 60
     s3_presign_seconds: int = 3600
@@ -239,6 +243,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     if trusted := get("PLYR_TRUSTED_HOSTS"):
         values["trusted_hosts"] = tuple(h.strip().lower() for h in trusted.split(",") if h.strip())
+    if handle_hosts := get("PLYR_HANDLE_HOSTS"):
+        pairs: list[tuple[str, str]] = []
+        for entry in handle_hosts.split(","):
+            if not entry.strip():
+                continue
+            suffix, sep, base = entry.strip().partition("=")
+            if not sep or not suffix.startswith("."):
+                raise ConfigError(f"PLYR_HANDLE_HOSTS: expected .suffix=URL, got {entry!r}")
+            pairs.append((suffix.lower(), _url("PLYR_HANDLE_HOSTS", base, ("http", "https"))))
+        values["handle_hosts"] = tuple(pairs)
     if max_bytes := get("PLYR_UPSTREAM_MAX_BYTES"):
         values["upstream_max_bytes"] = _int("PLYR_UPSTREAM_MAX_BYTES", max_bytes, 1, 2**40)
     if timeout := get("PLYR_UPSTREAM_TIMEOUT"):

@@ -2,10 +2,9 @@
 
 Every outbound HTTP request of the product goes through :class:`UpstreamFetcher`: DID
 documents (:mod:`kernel.identity`), ``getRepo`` and repo discovery (ingest), labeler
-resolution, ``getBlob`` and ``audioUrl`` (the API). A DID document names a PDS, a record
-names audio: either could name ``127.0.0.1`` or a cloud metadata address.
-
-
+resolution, handle checks (``/.well-known/atproto-did`` and the ``_atproto`` DNS TXT record,
+:meth:`UpstreamFetcher.txt`), ``getBlob`` and ``audioUrl`` (the API). A DID document names a
+PDS, a record names audio: either could name ``127.0.0.1`` or a cloud metadata address.
 
 - the host is resolved first and *every* address it resolves to must be public (not
   loopback, private, link-local, CGNAT, multicast, reserved, unspecified, or the cloud
@@ -34,6 +33,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
 import httpx
 
 __all__ = [
@@ -117,6 +119,29 @@ class UpstreamFetcher:
     lookup: Callable[[str, int], Awaitable[list[str]]] | None = None
     """How host names become addresses (default: the system resolver); a test seam for
     hosts served in-process (``httpx.ASGITransport``) under made-up names."""
+    txt_lookup: Callable[[str], Awaitable[list[str]]] | None = None
+    """How DNS TXT records are read (default: dnspython with the system's resolvers); a
+    test seam, as ``lookup`` is."""
+
+    async def txt(self, name: str, *, timeout_s: float = 5.0) -> list[str]:
+        """The TXT strings of ``name`` (empty if it has none or does not exist).
+
+        A TXT query goes to the system's configured resolvers, never to an address a record
+        names, so no address check applies. Raises :class:`UpstreamError` if DNS fails.
+        """
+        if self.txt_lookup is not None:
+            return await self.txt_lookup(name)
+        try:
+            answer = await dns.asyncresolver.resolve(name, "TXT", lifetime=timeout_s)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return []
+        except dns.exception.DNSException as exc:
+            raise UpstreamError(f"TXT {name}: {exc.__class__.__name__}") from None
+        out: list[str] = []
+        for rdata in answer:
+            parts = getattr(rdata, "strings", ())
+            out.append(b"".join(parts).decode("utf-8", "replace"))
+        return out
 
     async def _addresses(self, host: str, port: int) -> list[str]:
         try:
@@ -168,10 +193,13 @@ class UpstreamFetcher:
         headers: dict[str, str] | None = None,
         max_bytes: int | None = None,
         timeout_s: float | None = None,
+        host: str | None = None,
     ) -> AsyncIterator[UpstreamResponse]:
         """GET ``url`` following checked redirects; yields the final 2xx response, streaming.
 
         ``origins``, if given, limits every hop to those ``scheme://host[:port]`` origins.
+        ``host``, if given, is sent as the first hop's ``Host`` (a handle asked of the
+        server that answers for it, e.g. a local PDS); the address check is the URL's.
         The body iterator stops with :class:`UpstreamTooLarge` past ``max_bytes``; the whole
         exchange is bounded by ``timeout_s`` (both default to the fetcher's).
         """
@@ -186,6 +214,8 @@ class UpstreamFetcher:
                 if allowed is not None and origin not in allowed:
                     raise UpstreamRefused(f"refusing {origin}: not a configured audio origin")
                 pinned, host_header = await self.pin(current, allow_trusted=allow_trusted)
+                if host is not None and current == url:
+                    host_header = host
                 request = self.client.build_request(
                     "GET",
                     pinned,
@@ -247,12 +277,18 @@ class UpstreamFetcher:
             raise UpstreamError(f"reading body: {exc.__class__.__name__}") from None
 
     async def get_bytes(
-        self, url: str, *, allow_trusted: bool, limit: int, timeout_s: float | None = None
+        self,
+        url: str,
+        *,
+        allow_trusted: bool,
+        limit: int,
+        timeout_s: float | None = None,
+        host: str | None = None,
     ) -> bytes:
         """A small body (DID documents, listings): at most ``limit`` bytes."""
         out = bytearray()
         async with self.get(
-            url, allow_trusted=allow_trusted, max_bytes=limit, timeout_s=timeout_s
+            url, allow_trusted=allow_trusted, max_bytes=limit, timeout_s=timeout_s, host=host
         ) as response:
             async for chunk in response.chunks:
                 out += chunk

@@ -9,7 +9,8 @@ The document is parsed by the atproto SDK's ``DidDocument`` (structure; the exac
 ``#atproto`` and ``#atproto_pds`` ids; the ``AtprotoPersonalDataServer`` type; http(s)
 endpoints), plus the checks it lacks: the document's ``id`` must be the DID asked for, it
 must be a JSON object of at most :data:`MAX_DOCUMENT_SIZE` bytes, and the handle is
-lowercased. An unusable key (bad multibase, unknown type) reads as no key.
+lowercased. The handle is only the document's claim: :mod:`ingest.handles` verifies it
+before anything shows it. An unusable key (bad multibase, unknown type) reads as no key.
 
 Failures raise :class:`ResolveError`. :class:`DidResolver` caches documents for a TTL (and
 failures for a shorter one); callers ask it for a fresh document once when a signature
@@ -158,6 +159,11 @@ class DidResolver:
         self._cache: OrderedDict[str, tuple[float, DidDocument | ResolveError]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[DidDocument]] = {}
         self.resolutions = 0
+
+    @property
+    def fetcher(self) -> UpstreamFetcher:
+        """The guarded fetcher documents are read with (handle checks share it)."""
+        return self._fetcher
 
     async def resolve(self, did: str, *, fresh: bool = False) -> DidDocument:
         """The document of ``did``: cached unless expired or ``fresh`` is asked for."""

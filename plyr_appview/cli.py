@@ -22,6 +22,7 @@ from ingest.commits import CollectionFilter
 from ingest.errors import BackfillError
 from ingest.firehose import FirehoseIngest
 from ingest.first_start import backfill_needed, initial_targets
+from ingest.handles import HandleVerifier
 from ingest.jetstream import JetstreamIngest
 from ingest.labels import LabelIngest
 from ingest.metrics import IngestMetrics, IngestStats, ingest_status, serve_from_env
@@ -103,6 +104,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
         states = RepoStates(ctx.pool)
         await states.load()
         resolver = DidResolver(fetcher, settings.plc_url)
+        handles = HandleVerifier(fetcher, hosts=settings.handle_hosts)
         live: FirehoseIngest | JetstreamIngest
         if settings.source == "jetstream":
             live = JetstreamIngest(
@@ -114,6 +116,8 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
                 states=states,
                 resolver=resolver,
                 plays_topic=settings.topic("plays"),
+                handles=handles,
+                read_earlier=bool(settings.known_did_collections),
             )
         else:
             live = FirehoseIngest(
@@ -128,6 +132,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
                 states=states,
                 resolver=resolver,
                 plays_topic=settings.topic("plays"),
+                handles=handles,
             )
         backfill = Backfill(
             pool=ctx.pool,
@@ -138,6 +143,7 @@ async def _ingest(ctx: Context, stop: asyncio.Event) -> None:
             states=states,
             resolver=resolver,
             fetcher=fetcher,
+            handles=handles,
             options=BackfillOptions(per_host=settings.backfill_concurrency),
         )
         first_start = await backfill_needed(
@@ -206,6 +212,7 @@ async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
             states=states,
             resolver=DidResolver(fetcher, settings.plc_url),
             fetcher=fetcher,
+            handles=HandleVerifier(fetcher, hosts=settings.handle_hosts),
             options=BackfillOptions(per_host=settings.backfill_concurrency),
         )
         run, targets = await initial_targets(

@@ -3,8 +3,10 @@
 The same loopback port answers the websocket at ``/xrpc/com.atproto.sync.subscribeRepos``
 (frames in the order added; ``?cursor=N`` replays those after the last one with
 ``seq <= N``, as a relay does) and plain HTTP ``GET /<did>`` with the DID document (a PLC
-directory stand-in), so verification runs against keys the test controls. Frames can be
-anything: forged commits, garbage, truncated or oversized bytes.
+directory stand-in), so verification runs against keys the test controls. It also answers
+``GET /.well-known/atproto-did`` for the handle in the ``Host`` header from ``handles``
+(handle -> DID), as a PDS does for its own handles. Frames can be anything: forged
+commits, garbage, truncated or oversized bytes.
 
 Run as a module it streams generated mixed traffic forever (for the memory benchmark):
 ``python -m testkit.firehose_server --stream`` prints ``READY <ws url> <plc url>``.
@@ -38,6 +40,8 @@ class FirehoseServer:
     def __init__(self) -> None:
         self.frames: list[tuple[int | None, bytes]] = []
         self.docs: dict[str, dict[str, Any]] = {}
+        self.handles: dict[str, str] = {}
+        """What ``/.well-known/atproto-did`` answers, by ``Host``: handle -> DID."""
         self.connections = 0
         self.cursors: list[int | None] = []
         self._once: set[int] = set()
@@ -96,6 +100,13 @@ class FirehoseServer:
         path = urlsplit(request.path).path
         if path == PATH:
             return None
+        if path == "/.well-known/atproto-did":
+            did = self.handles.get((request.headers.get("Host") or "").split(":")[0])
+            if did is None:
+                return conn.respond(HTTPStatus.NOT_FOUND, "no such handle\n")
+            text = did.encode()
+            plain = Headers({"Content-Type": "text/plain", "Content-Length": str(len(text))})
+            return Response(200, "OK", plain, text)
         doc = self.docs.get(path.lstrip("/"))
         if doc is None:
             return conn.respond(HTTPStatus.NOT_FOUND, "not found\n")

@@ -67,6 +67,12 @@ class LocalPds:
         return ",".join(sorted({h for u in urls if (h := urlsplit(u).hostname)}))
 
     @property
+    def handle_hosts(self) -> str:
+        """``PLYR_HANDLE_HOSTS``: the PDS answers ``/.well-known/atproto-did`` for handles
+        under its own domains when asked with the handle as ``Host``."""
+        return ",".join(f"{domain}={self.pds_url}" for domain in self.handle_domains)
+
+    @property
     def running(self) -> bool:
         return self._process.poll() is None
 

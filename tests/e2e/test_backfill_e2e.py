@@ -46,6 +46,7 @@ def env(pds: LocalPds) -> Iterator[dict[str, str]]:
             "PLYR_FIREHOSE_URL": pds.firehose_url,
             "PLYR_PLC_URL": pds.plc_url,
             "PLYR_TRUSTED_HOSTS": pds.trusted_hosts,
+            "PLYR_HANDLE_HOSTS": pds.handle_hosts,
             "PLYR_PARTITIONS": "2",
         }
 

@@ -55,6 +55,7 @@ def appview(pds: LocalPds, url: str, source: str, cursor: int) -> Iterator[dict[
         "PLYR_FIREHOSE_URL": pds.firehose_url,
         "PLYR_PLC_URL": pds.plc_url,
         "PLYR_TRUSTED_HOSTS": pds.trusted_hosts,
+        "PLYR_HANDLE_HOSTS": pds.handle_hosts,
         "PLYR_PARTITIONS": "4",
     }
 

@@ -28,6 +28,7 @@ def appview(request: pytest.FixtureRequest, pds: LocalPds) -> Iterator[AppviewPr
             "PLYR_FIREHOSE_URL": pds.firehose_url,
             "PLYR_PLC_URL": pds.plc_url,
             "PLYR_TRUSTED_HOSTS": pds.trusted_hosts,
+            "PLYR_HANDLE_HOSTS": pds.handle_hosts,
             "PLYR_PARTITIONS": "4",
         }
         if request.param == "kafka":

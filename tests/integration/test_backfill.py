@@ -7,6 +7,7 @@ failures a real PDS will not produce on demand (5xx, forged repos).
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +23,8 @@ from starlette.routing import Route
 from ingest.backfill import Backfill, BackfillOptions
 from ingest.commits import CollectionFilter
 from ingest.discovery import DiscoveredRepo, discover_repos
+from ingest.errors import BackfillError
+from ingest.handles import HandleVerifier
 from ingest.progress import BackfillProgress
 from ingest.repos import RepoStates
 from kernel.db import open_pool
@@ -32,6 +35,7 @@ from kernel.log.postgres import PostgresLog
 from testkit.identity import SigningKey, did_for, service_did_document, tid
 from testkit.records import track_record
 from testkit.repos import repo_car
+from tests.appview_process import wait_until
 
 TOPIC = "plyr.repo"
 PDS = "http://pds.test"
@@ -75,6 +79,14 @@ class FakeNetwork:
             )
             return JSONResponse(doc)
 
+        async def atproto_did(request: Request) -> Response:
+            # The PDS answers for its own handles (<last 6 of the DID>.test), by Host.
+            host = request.headers.get("host", "")
+            did = next((d for d in self.repos if f"{d[-6:]}.test" == host), None)
+            if did is None:
+                return Response("no such handle", 404)
+            return Response(did, media_type="text/plain")
+
         async def get_repo(request: Request) -> Response:
             did = request.query_params["did"]
             self.calls[did] += 1
@@ -100,6 +112,7 @@ class FakeNetwork:
                 Route("/xrpc/com.atproto.sync.getRepo", get_repo),
                 Route("/xrpc/com.atproto.sync.listRepos", list_repos),
                 Route("/xrpc/com.atproto.sync.listReposByCollection", by_collection),
+                Route("/.well-known/atproto-did", atproto_did),
                 Route("/{did}", plc),
             ]
         )
@@ -139,6 +152,7 @@ async def env(pg_url: str) -> AsyncIterator[dict[str, Any]]:
         states=states,
         resolver=DidResolver(fetcher, PDS, failure_ttl=0.0),
         fetcher=fetcher,
+        handles=HandleVerifier(fetcher, hosts=[(".test", PDS)]),
         options=BackfillOptions(attempts=3, backoff_base=0.01, backoff_cap=0.05),
     )
     try:
@@ -355,3 +369,76 @@ async def test_resync_loop_picks_up_desynchronized_repos(env: dict[str, Any]) ->
     stop.set()
     await task
     assert of(await published(env["log"]), eve)[-1] == ("record.created", "e1")
+
+
+async def test_a_repo_first_seen_live_gets_its_earlier_profile_from_the_signed_repo(
+    env: dict[str, Any],
+) -> None:
+    """The firehose marks a repo it sees for the first time; the resync worker reads the
+    profile written before (a record kept only for known repos) from ``getRepo``, verified,
+    and publishes it as an ordinary record event; the mark is cleared. The tracks are left
+    to the live stream (their revs stay their commits'), and the repo's rev does not move."""
+    net: FakeNetwork = env["net"]
+    profile = {"$type": "app.bsky.actor.profile", "displayName": "Early Bird"}
+    gil = net.add("gil", {"app.bsky.actor.profile/self": profile, **tracks("g1")}, rev=7)
+    states: RepoStates = env["states"]
+    await states.advance(gil, tid(3), None)  # the live stream published its first track
+    await states.mark_first_sight(gil)
+    assert await states.first_sighted() == [gil]
+    fetcher = guarded(env["http"], TRUSTED)
+    backfill = Backfill(
+        pool=env["pool"],
+        log=env["log"],
+        topic=TOPIC,
+        keep=CollectionFilter.of(["fm.plyr.*"]),
+        keep_known=CollectionFilter.of(["fm.plyr.*", "app.bsky.actor.profile"]),
+        states=states,
+        resolver=DidResolver(fetcher, PDS),
+        fetcher=fetcher,
+        handles=HandleVerifier(fetcher, hosts=[(".test", PDS)]),
+        options=BackfillOptions(resync_interval=0.05),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(backfill.resync_forever(stop))
+
+    async def profile_published() -> list[Envelope] | None:
+        found = [e for e in await published(env["log"]) if e.did == gil]
+        return found if any(e.collection == "app.bsky.actor.profile" for e in found) else None
+
+    try:
+        log = await wait_until(profile_published, what="the earlier profile")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    (event,) = log
+    assert (event.kind, event.collection, event.rkey) == (
+        "record.created",
+        "app.bsky.actor.profile",
+        "self",
+    )
+    assert event.backfill and event.rev == tid(7)  # proven by the signed commit at rev 7
+    assert event.record is not None and event.record["displayName"] == "Early Bird"
+    assert await states.first_sighted() == []
+    state = await states.get(gil)
+    assert state is not None and (state.rev, state.status) == (tid(3), "active")
+
+
+async def test_earlier_records_of_a_forged_repo_are_not_published(env: dict[str, Any]) -> None:
+    net: FakeNetwork = env["net"]
+    profile = {"$type": "app.bsky.actor.profile", "displayName": "Mallory"}
+    mal = net.add("mal", {"app.bsky.actor.profile/self": profile}, doc_key=SigningKey())
+    fetcher = guarded(env["http"], TRUSTED)
+    backfill = Backfill(
+        pool=env["pool"],
+        log=env["log"],
+        topic=TOPIC,
+        keep=CollectionFilter.of(["fm.plyr.*"]),
+        keep_known=CollectionFilter.of(["fm.plyr.*", "app.bsky.actor.profile"]),
+        states=env["states"],
+        resolver=DidResolver(fetcher, PDS),
+        fetcher=fetcher,
+    )
+    with pytest.raises(BackfillError) as caught:
+        await backfill.read_earlier(mal)
+    assert caught.value.reason == "bad_signature"
+    assert of(await published(env["log"]), mal) == []

@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from ingest.commits import CollectionFilter
 from ingest.firehose import FirehoseIngest
 from ingest.frames import SyncEvent, decode_frame
+from ingest.handles import INVALID_HANDLE, HandleVerifier
 from ingest.metrics import IngestMetrics, render
 from ingest.repos import RepoStates
 from kernel.config import DEFAULT_COLLECTIONS
@@ -55,11 +56,15 @@ class Harness:
         self.publish_doc(repo, handle or f"user{n}.test")
         return repo
 
-    def publish_doc(self, repo: SignedRepo, handle: str) -> None:
+    def publish_doc(self, repo: SignedRepo, handle: str, *, resolves: bool = True) -> None:
+        """The DID document claims ``handle``; with ``resolves`` the handle points back."""
         self.relay.docs[repo.did] = did_document(repo.did, repo.key, handle, "http://127.0.0.1:1")
+        if resolves:
+            self.relay.handles[handle] = repo.did
 
     async def start(self) -> FirehoseIngest:
         self.stop = asyncio.Event()
+        fetcher = UpstreamFetcher(client=self.http, trusted_hosts=frozenset({"127.0.0.1"}))
         self.ingest = FirehoseIngest(
             url=self.relay.url,
             keep=KEEP,
@@ -68,7 +73,9 @@ class Harness:
             topic=TOPIC,
             pool=self.pool,
             plc_url=self.relay.plc_url,
-            fetcher=UpstreamFetcher(client=self.http, trusted_hosts=frozenset({"127.0.0.1"})),
+            fetcher=fetcher,
+            # The relay answers /.well-known/atproto-did for .test handles, as a PDS does.
+            handles=HandleVerifier(fetcher, hosts=[(".test", self.relay.plc_url)]),
             states=RepoStates(self.pool),
             stats=self.metrics.stats_for(
                 f"firehose:127.0.0.1:{self.relay.url.split(':')[2].split('/')[0]}"
@@ -280,12 +287,14 @@ async def test_identity_and_account_events_of_known_repos_follow_their_records(
     alice = h.repo(1)
     stranger = plc_did(50)
     await h.relay.add(alice.commit_frame(1, track_ops(1)), 1)
+    ingest = await h.start()
+    await h.until_cursor(1)
+    h.publish_doc(alice, "renamed.test")  # the #identity event says: the document changed
     await h.relay.add(identity_frame(2, alice.did, "renamed.test"), 2)
     await h.relay.add(identity_frame(3, stranger, "nobody.test"), 3)
     await h.relay.add(account_frame(4, alice.did, False, "deactivated"), 4)
     await h.relay.add(account_frame(5, stranger, False, "takendown"), 5)
     await h.relay.add(account_frame(6, alice.did, True), 6)
-    ingest = await h.start()
     await h.until_cursor(6)
     mine = [e for e in await h.envelopes() if e.did == alice.did]
     assert [e.kind for e in mine] == [
@@ -301,6 +310,55 @@ async def test_identity_and_account_events_of_known_repos_follow_their_records(
     assert all(e.did == alice.did for e in await h.envelopes())
     state = await ingest.states.get(alice.did)
     assert state is not None and (state.handle, state.account_status) == ("renamed.test", "active")
+
+
+async def test_handles_are_published_only_once_they_resolve_back(h: Harness) -> None:
+    """Verify ok, mismatch (the handle names another DID), unreachable, bad syntax, and a
+    relay's ``#identity`` handle that the DID document does not claim."""
+    ok, thief, gone, bad = h.repo(1), h.repo(2), h.repo(3), h.repo(4)
+    h.relay.handles["victim.test"] = plc_did(99)  # the handle belongs to someone else
+    h.publish_doc(thief, "victim.test", resolves=False)
+    h.publish_doc(gone, "nowhere.test", resolves=False)  # the server knows no such handle
+    h.publish_doc(bad, "-john.test", resolves=False)
+    for seq, repo in enumerate((ok, thief, gone, bad), start=1):
+        await h.relay.add(repo.commit_frame(seq, track_ops(seq)), seq)
+    await h.relay.add(identity_frame(5, ok.did, "claimed-by-relay.test"), 5)
+    ingest = await h.start()
+    await h.until_cursor(5)
+    handles = [(e.did, e.handle) for e in await h.envelopes() if e.kind == "identity.changed"]
+    assert sorted(handles) == sorted(
+        [
+            (ok.did, "user1.test"),
+            (thief.did, INVALID_HANDLE),
+            (gone.did, INVALID_HANDLE),
+            (bad.did, INVALID_HANDLE),
+            (ok.did, "user1.test"),  # the document's handle, not the relay's say-so
+        ]
+    )
+    state = await ingest.states.get(thief.did)
+    assert state is not None and state.handle == INVALID_HANDLE
+
+
+async def test_an_unreachable_handle_host_reads_as_invalid(h: Harness) -> None:
+    """The handle's server does not answer at all (nothing listens): ``handle.invalid``."""
+    alice = h.repo(1)
+    await h.relay.add(alice.commit_frame(1, track_ops(1)), 1)
+    h.stop = asyncio.Event()
+    fetcher = UpstreamFetcher(client=h.http, trusted_hosts=frozenset({"127.0.0.1"}))
+    h.ingest = FirehoseIngest(
+        url=h.relay.url,
+        keep=KEEP,
+        log=h.log,
+        topic=TOPIC,
+        pool=h.pool,
+        plc_url=h.relay.plc_url,
+        fetcher=fetcher,
+        handles=HandleVerifier(fetcher, hosts=[(".test", "http://127.0.0.1:9")], timeout_s=2),
+    )
+    h.task = asyncio.create_task(h.ingest.run(h.stop))
+    await h.until_cursor(1)
+    (identity,) = [e for e in await h.envelopes() if e.kind == "identity.changed"]
+    assert identity.handle == INVALID_HANDLE
 
 
 async def test_outdated_cursor_marks_every_repo_for_resync(h: Harness) -> None:

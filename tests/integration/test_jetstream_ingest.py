@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ingest.handles import HandleVerifier
 from ingest.jetstream import JetstreamIngest
 from ingest.repos import RepoStates
 from kernel.db import open_pool
@@ -17,7 +18,8 @@ from kernel.envelope import Envelope
 from kernel.fetch import UpstreamFetcher
 from kernel.identity import DidResolver
 from kernel.log.postgres import PostgresLog
-from testkit.identity import did_for
+from testkit.firehose_server import FirehoseServer
+from testkit.identity import SigningKey, did_document, did_for
 from testkit.records import track_record
 from tests.appview_process import wait_until
 from tests.jetstream_server import JetstreamServer
@@ -58,7 +60,11 @@ async def setup(pg_url: str) -> AsyncIterator[tuple[Any, PostgresLog, RepoStates
 
 async def test_jetstream_events_reach_the_log_and_resume_from_the_cursor(setup) -> None:
     pool, log, states = setup
-    async with JetstreamServer() as js, httpx.AsyncClient() as http:
+    async with JetstreamServer() as js, FirehoseServer() as plc, httpx.AsyncClient() as http:
+        # The PLC stand-in serves alice's document, and answers for her handle as a PDS does.
+        plc.docs[ALICE] = did_document(ALICE, SigningKey(), "alice2.test", "http://127.0.0.1:1")
+        plc.handles["alice2.test"] = ALICE
+        fetcher = UpstreamFetcher(client=http, trusted_hosts=frozenset({"127.0.0.1"}))
         js.add(commit(ALICE, 1_000_000, "create", "t1", "3aaa"))
         js.add(commit(ALICE, 1_000_001, "create", "p1", "3aab", collection="app.bsky.feed.post"))
         js.add(commit(ALICE, 1_000_002, "update", "t1", "3aac"))
@@ -85,7 +91,8 @@ async def test_jetstream_events_reach_the_log_and_resume_from_the_cursor(setup) 
             topic=TOPIC,
             pool=pool,
             states=states,
-            resolver=DidResolver(UpstreamFetcher(client=http), "http://127.0.0.1:9"),
+            resolver=DidResolver(fetcher, plc.plc_url),
+            handles=HandleVerifier(fetcher, hosts=[(".test", plc.plc_url)]),
         )
         # A first connection without cursor gets live events only: seed a cursor of 1.
         async with pool.connection() as conn:
@@ -108,7 +115,7 @@ async def test_jetstream_events_reach_the_log_and_resume_from_the_cursor(setup) 
                 "identity.changed",
             ]
             assert got[1].record == track_record("t1@3aaa") and got[1].seq == 1_000_000
-            assert got[3].handle == "alice2.test"
+            assert got[0].handle == got[3].handle == "alice2.test"  # verified both times
             assert "wantedCollections=fm.plyr.%2A" in js.requests[0]
             assert ingest.stats.skipped["unwanted_collection"] == 0  # filtered by the server
 

@@ -21,6 +21,7 @@ from api.errors import ApiError
 from api.responses import encode
 from api.views import TRACK_COLUMNS, TRACK_FROM, present_track
 from api.visibility import Context, Visibility
+from kernel.identity import INVALID_HANDLE
 
 if TYPE_CHECKING:  # api.deps imports the track loader, which imports this module
     from api.deps import Reader
@@ -218,7 +219,10 @@ async def artist_by_did(
 async def artist_by_handle(
     conn: AsyncConnection, vis: Visibility, handle: str, context: Context = "detail"
 ) -> dict[str, Any] | None:
-    """The visible artist row for ``handle`` (case-insensitive; handles are)."""
+    """The visible artist row for ``handle`` (case-insensitive; handles are); never for
+    :data:`~kernel.identity.INVALID_HANDLE`, which many unverified artists share."""
+    if handle.lower() == INVALID_HANDLE:
+        return None
     return await row(
         conn,
         f"SELECT {ARTIST_COLUMNS} FROM artist a WHERE lower(a.handle) = lower(%s)"

@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 from kernel.fetch import UpstreamError, UpstreamFetcher
+from kernel.identity import INVALID_HANDLE
 from lexicons.formats import is_did, is_handle
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INVALID_HANDLE = "handle.invalid"
 RESERVED_TLDS = frozenset(
     {"alt", "arpa", "example", "internal", "invalid", "local", "localhost", "onion"}
 )

@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from kernel.fetch import UpstreamError, UpstreamFetcher
 
 __all__ = [
+    "INVALID_HANDLE",
     "MAX_DOCUMENT_SIZE",
     "DidDocument",
     "DidResolver",
@@ -43,6 +44,10 @@ __all__ = [
     "parse_did_document",
     "resolve_did",
 ]
+
+INVALID_HANDLE = "handle.invalid"
+"""What a DID's handle is shown as when it does not verify both ways (the AT Protocol's
+reserved name): never a real handle, so it never wins a by-handle lookup."""
 
 _DID_PLC = re.compile(r"^did:plc:[a-z2-7]{24}$")
 _DID_WEB = re.compile(r"^did:web:[a-zA-Z0-9.-]+(%3A[0-9]+)?$")

@@ -32,6 +32,7 @@ from psycopg import AsyncConnection
 
 from kernel.account import DELETED, account_status
 from kernel.envelope import Envelope
+from kernel.identity import INVALID_HANDLE
 from kernel.ids import BSKY_AVATAR_PARTS, track_id
 from kernel.revs import rev_sql
 from kernel.tags import record_tags
@@ -422,8 +423,10 @@ class SearchProjector:
         if kind == "identity.changed":
             await _ensure_artist(conn, envelope.did)
             await conn.execute(
-                "UPDATE search_artist SET handle = coalesce(%s, handle) WHERE did = %s",
-                (envelope.handle, envelope.did),
+                # An unverified handle is no handle to search by (nor a name to show).
+                "UPDATE search_artist SET handle = CASE WHEN %s = %s THEN NULL"
+                " ELSE coalesce(%s, handle) END WHERE did = %s",
+                (envelope.handle, INVALID_HANDLE, envelope.handle, envelope.did),
             )
             await _refresh_artist(conn, envelope.did)
         elif kind == "account.changed":

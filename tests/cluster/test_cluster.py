@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -63,7 +64,7 @@ class RunningCluster:
                 "--data-dir",
                 str(data_dir),
                 "--api-port",
-                str(free_port()),
+                str(two_free_ports()),
                 "--partitions",
                 str(PARTITIONS),
             ],
@@ -109,6 +110,18 @@ class RunningCluster:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def two_free_ports() -> int:
+    """A port ``p`` with ``p`` and ``p + 1`` free on 127.0.0.1 (the two API processes)."""
+    while True:
+        port = free_port()
+        try:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
 
 
 def _alive(pid: int) -> bool:

@@ -7,6 +7,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from plyr_appview import cluster
 from plyr_appview.cluster import (
     Child,
     ClusterOptions,
@@ -110,3 +113,12 @@ def test_banner_says_where_everything_is_and_ends_with_the_json() -> None:
     assert "api-1" in text and "pid 12" in text and "http://127.0.0.1:8000" in text
     assert "plays-worker" in text  # says the faust worker is not there
     assert text.splitlines()[-1].startswith("CLUSTER {")
+
+
+def test_picked_ports_never_take_an_api_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    offered = iter([9001, 9000, 9001, 7000, 7000, 7001])
+    monkeypatch.setattr(cluster, "free_port", lambda: next(offered))
+    supervisor = Supervisor(ClusterOptions(api_port=9000, apis=2), env={})
+    assert supervisor.port() == 7000  # 9001 and 9000 are the APIs'
+    assert supervisor.port() == 7001  # 7000 is taken now
+    assert supervisor.port(8123) == 8123

@@ -32,6 +32,7 @@ from api.routers import (
     albums,
     artists,
     audio,
+    charts,
     lists,
     meta,
     moderation,
@@ -217,7 +218,9 @@ def create_app(
         """Prometheus metrics of this API process."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    for module in (tracks, plays, artists, albums, lists, activity, meta, audio, stubs, xrpc):
+    for module in (
+        tracks, plays, artists, albums, lists, activity, meta, audio, charts, stubs, xrpc
+    ):  # fmt: skip
         app.include_router(module.router)
     app.include_router(artists.users_router)
     app.include_router(search.router)

@@ -238,10 +238,33 @@ def since(period: str, now: datetime) -> datetime | None:
 
 
 async def top_track_rows(
-    conn: AsyncConnection, vis: Visibility, *, period: str, limit: int
+    conn: AsyncConnection, vis: Visibility, *, period: str, limit: int, by: str = "likes"
 ) -> list[dict[str, Any]]:
-    """Rows of the top tracks for a period (REST ``/tracks/top``, XRPC ``getTopTracks``)."""
+    """Rows of the top tracks for a period (REST ``/tracks/top``, XRPC ``getTopTracks``).
+
+    ``by="likes"`` (plyr's ranking): likes created within the period, ≥ 1. ``by="plays"``:
+    plays within the period (``play_hourly`` buckets from the hour the period starts in,
+    so up to an hour more than the rolling window), ≥ 1; all-time from the totals. Ties go
+    to the newer id; only tracks visible in lists are ranked.
+    """
     start = since(period, datetime.now(UTC))
+    if by == "plays":
+        if start is None:
+            counts = "SELECT track_uri, plays AS n FROM play_track_total WHERE plays > 0"
+            params: list[Any] = []
+        else:
+            counts = (
+                "SELECT track_uri, sum(plays) AS n FROM play_hourly"
+                " WHERE hour >= date_trunc('hour', %s::timestamptz) GROUP BY track_uri"
+            )
+            params = [start]
+        return await rows(
+            conn,
+            f"WITH counts AS ({counts}) SELECT {TRACK_COLUMNS} FROM {TRACK_FROM}"
+            f" JOIN counts c ON c.track_uri = t.uri WHERE {vis.track('list')}"
+            f" ORDER BY c.n DESC, t.id DESC LIMIT {int(limit)}",
+            params,
+        )
     if start is None:
         return await select_tracks(
             conn,
@@ -342,7 +365,7 @@ async def album_detail(
             "artist_handle": artist["handle"] or artist["did"],
             "artist_did": artist["did"],
             "track_count": len(tracks),
-            "total_plays": 0,
+            "total_plays": sum(int(r["play_count"] or 0) for r in ordered),
             "image_url": album["image_url"] or artist["avatar_url"],
             "list_uri": album["list_uri"],
         },
@@ -370,8 +393,10 @@ def _escape_like(text: str) -> str:
 async def tag_counts(
     conn: AsyncConnection, vis: Visibility, *, prefix: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    """``{name, track_count}`` of the tags on tracks visible in lists, most used first
-    (then by name); ``prefix``: only tags starting with it (already normalised)."""
+    """``{name, track_count, total_plays}`` of the tags on tracks visible in lists, most
+    played first, then most used, then by name (plyr orders by plays); ``prefix``: only
+    tags starting with it (already normalised). Hidden tracks add neither tracks nor plays.
+    """
     where = [vis.track("list")]
     params: list[Any] = []
     if prefix:
@@ -379,10 +404,11 @@ async def tag_counts(
         params.append(_escape_like(prefix) + "%")
     return await rows(
         conn,
-        "SELECT tag AS name, count(*)::integer AS track_count"
-        " FROM track t LEFT JOIN artist a ON a.did = t.did CROSS JOIN unnest(t.tags) AS tag"
-        f" WHERE {' AND '.join(where)} GROUP BY tag ORDER BY track_count DESC, tag"
-        f" LIMIT {int(limit)}",
+        "SELECT tag AS name, count(*)::integer AS track_count,"
+        " coalesce(sum(pt.plays), 0)::bigint AS total_plays FROM track t"
+        " LEFT JOIN play_track_total pt ON pt.track_uri = t.uri CROSS JOIN unnest(t.tags) AS tag"
+        f" WHERE {' AND '.join(where)} GROUP BY tag"
+        f" ORDER BY total_plays DESC, track_count DESC, tag LIMIT {int(limit)}",
         params,
     )
 

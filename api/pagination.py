@@ -8,7 +8,14 @@ from datetime import datetime
 
 from api.errors import ApiError
 
-__all__ = ["decode_cursor", "decode_key_cursor", "encode_cursor", "encode_key_cursor"]
+__all__ = [
+    "decode_count_cursor",
+    "decode_cursor",
+    "decode_key_cursor",
+    "encode_count_cursor",
+    "encode_cursor",
+    "encode_key_cursor",
+]
 
 
 def encode_cursor(created_at: datetime, item_id: int) -> str:
@@ -46,3 +53,21 @@ def decode_key_cursor(cursor: str) -> tuple[datetime, str]:
     except (ValueError, TypeError):
         raise ApiError(400, "invalid_cursor", "cursor is not one this API issued") from None
     return when, key
+
+
+def encode_count_cursor(count: int, item_id: int) -> str:
+    """A cursor after (count, id) for lists ranked by a count (charts)."""
+    raw = json.dumps([count, item_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_count_cursor(cursor: str) -> tuple[int, int]:
+    """The (count, id) a count cursor points after; 400 if foreign."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        count, item_id = json.loads(raw)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (count, item_id)):
+            raise ValueError
+    except (ValueError, TypeError):
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API issued") from None
+    return count, item_id

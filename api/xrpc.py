@@ -131,7 +131,7 @@ def present_track_view(
             "gated": t.get("support_gate") is not None,
             "likeCount": int(t.get("like_count") or 0),
             "commentCount": int(t.get("comment_count") or 0),
-            "playCount": 0,
+            "playCount": int(t.get("play_count") or 0),
             "createdAt": iso(t["created_at"]),
         }
     )

@@ -24,7 +24,9 @@ import sys
 import time
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -153,7 +155,9 @@ def queries(rng: random.Random, titles: list[str], artists: list[str]) -> list[t
     return out
 
 
-def copy_rows(conn: psycopg.Connection, table: str, columns: list[str], rows: list[tuple]) -> None:
+def copy_rows(
+    conn: psycopg.Connection, table: str, columns: list[str], rows: Sequence[tuple[object, ...]]
+) -> None:
     stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
@@ -232,9 +236,14 @@ PLYR_QUERIES = [
 
 
 def plyr_params(q: str) -> dict[str, str]:
-    nq = q.translate(str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"'})).lower().strip()
+    quotes: dict[str, str | int | None] = {"’": "'", "‘": "'", "“": '"', "”": '"'}
+    nq = q.translate(str.maketrans(quotes)).lower().strip()
     esc = nq.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return {"q": q, "nq": nq, "prefix": esc + "%", "infix": "%" + esc + "%"}
+
+
+# A search_doc row, in the order of doc_cols in load().
+DocRow = tuple[str, str, str, str | None, int | None, str, str | None, str | None, int, str | None]
 
 
 def load(url: str, rng: random.Random) -> tuple[list[str], list[str]]:
@@ -247,10 +256,10 @@ def load(url: str, rng: random.Random) -> tuple[list[str], list[str]]:
     handles = [f"{h}{i}.bsky.social" for i, h in enumerate(handles)]
     doc_cols = ["doc_type", "doc_key", "did", "uri", "item_id", "title", "alt", "slug",
                 "track_count", "created_at"]  # fmt: skip
-    docs: list[tuple] = []
-    members: list[tuple] = []
-    plyr_tracks: list[tuple] = []
-    plyr_albums: dict[str, tuple] = {}
+    docs: list[DocRow] = []
+    members: list[tuple[str, str, str, str, str, int, str]] = []
+    plyr_tracks: list[tuple[object, ...]] = []
+    plyr_albums: dict[str, tuple[object, ...]] = {}
     titles: list[str] = []
     for did, name, handle in zip(dids, names, handles, strict=True):
         docs.append(("artist", did, did, did, None, name, handle, None, 0, None))
@@ -277,7 +286,7 @@ def load(url: str, rng: random.Random) -> tuple[list[str], list[str]]:
             album_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"at://{did}/album/{slug}"))
             plyr_albums[album_id] = (album_id, did, album, slug, None)
         plyr_tracks.append((tid, t, did, album_id, None))
-    album_docs = {}
+    album_docs: dict[str, list[Any]] = {}  # key -> [did, album, track count]
     for key, _uri, did, _k, album, _n, _c in members:
         entry = album_docs.setdefault(key, [did, album, 0])
         entry[2] += 1
@@ -408,7 +417,9 @@ async def explain(url: str) -> None:
         await conn.execute("SET max_parallel_workers_per_gather = 0")
         for i, (kind, q) in enumerate(EXPLAIN_QUERIES):
             cur = await conn.execute("SELECT plyr_search_norm(%s)", (q,))
-            terms = _Terms((await cur.fetchone())[0])
+            row = await cur.fetchone()
+            assert row is not None
+            terms = _Terms(row[0])
             params = terms.params(20)
             text, names = _compiled((kind,), terms.shape, False)
             types = ", ".join("int" if n == "limit" else "text" for n in names)

@@ -232,14 +232,13 @@ async def _backfill(settings: Settings, dids: Sequence[str]) -> int:
 
 
 async def _project(ctx: Context, stop: asyncio.Event) -> None:
-    """Every registered projector on each of its topics (one instance per projector)."""
+    """Every registered projector, each with one reader over all its topics' partitions."""
     async with asyncio.TaskGroup() as group:
         for spec in registry.PROJECTORS:
-            projector = spec.build(ctx.settings)
-            for topic in spec.topics:
-                group.create_task(
-                    run_projector(ctx.pool, ctx.log, projector, ctx.settings.topic(topic), stop)
-                )
+            topics = [ctx.settings.topic(topic) for topic in spec.topics]
+            group.create_task(
+                run_projector(ctx.pool, ctx.log, spec.build(ctx.settings), topics, stop)
+            )
 
 
 async def _takedown(settings: Settings, subject: str, reason: str | None, negate: bool) -> int:

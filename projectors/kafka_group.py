@@ -2,8 +2,10 @@
 
 Each worker joins the group ``plyr-appview.<projector>`` (aiokafka ``group_id``) and, on
 every assignment, seeks each new partition to the offset stored in PostgreSQL
-(``projector_offset``), never to a broker-committed one. Batches then go through
-:func:`projectors.runner.apply_batch`, whose compare-and-set on the stored offset makes a
+(``projector_offset``), never to a broker-committed one. Like the runner's own loop, one
+consumer per projector fetches whatever is ready over all the assigned partitions and
+hands it to :func:`projectors.runner.dispatch`: each partition's batch goes through
+:func:`~projectors.runner.apply_batch`, whose compare-and-set on the stored offset makes a
 batch take effect once even when a rebalance briefly hands a partition to two workers;
 the loser reloads the stored offset and seeks there. Nothing is committed to the broker.
 
@@ -17,14 +19,14 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import psycopg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
 
 from kernel.log import Message
-from projectors.base import OffsetConflict, Projector
-from projectors.runner import apply_batch, load_offset
+from kernel.log import TopicPartition as LogPartition
+from projectors.base import Projector
+from projectors.runner import dispatch, load_offset
 
 __all__ = ["GroupWorker", "group_id"]
 
@@ -44,7 +46,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         for tp in revoked:
-            self._worker.positions.pop(tp, None)
+            self._worker.positions.pop((tp.topic, tp.partition), None)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self._worker.seek_stored(list(assigned))
@@ -72,7 +74,7 @@ class GroupWorker:
         self.projector = projector
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         self.batch_size = batch_size
-        self.positions: dict[Any, int] = {}
+        self.positions: dict[LogPartition, int] = {}
         self._on_assign = on_assign
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -84,6 +86,8 @@ class GroupWorker:
             heartbeat_interval_ms=max(500, session_timeout_ms // 4),
             rebalance_timeout_ms=session_timeout_ms * 2,
             max_poll_interval_ms=60_000,
+            # Tansu holds an empty fetch this long even when data arrives (see kernel.log.kafka).
+            fetch_max_wait_ms=50,
         )
 
     async def seek_stored(self, assigned: list[Any]) -> None:
@@ -91,7 +95,7 @@ class GroupWorker:
         for tp in assigned:
             offset = await load_offset(self.pool, self.projector.name, tp.topic, tp.partition)
             self.consumer.seek(tp, offset)
-            self.positions[tp] = offset
+            self.positions[(tp.topic, tp.partition)] = offset
         logger.info(
             "partitions assigned",
             extra={
@@ -117,37 +121,30 @@ class GroupWorker:
                     logger.warning("group fetch failed", extra={"error": repr(exc)})
                     await asyncio.sleep(0.5)
                     continue
+                messages = [
+                    _message(tp, record) for tp, records in batches.items() for record in records
+                ]
+                if not messages:
+                    continue
+                if not await dispatch(self.pool, self.projector, messages, self.positions):
+                    await asyncio.sleep(0.5)  # database trouble: read the batch again
                 for tp, records in batches.items():
-                    await self._apply(tp, records)
+                    # Where a batch was not applied (a conflict, a failure), go back to the
+                    # position the runner holds; the consumer has moved past it.
+                    position = self.positions.get((tp.topic, tp.partition))
+                    if records and position not in (None, int(records[-1].offset) + 1):
+                        self.consumer.seek(tp, position)
         finally:
             await self.consumer.stop()
 
-    async def _apply(self, tp: TopicPartition, records: list[Any]) -> None:
-        expected = self.positions.get(tp)
-        if expected is None:
-            return  # revoked meanwhile
-        messages = [
-            Message(
-                topic=tp.topic,
-                partition=tp.partition,
-                offset=int(r.offset),
-                key=bytes(r.key or b""),
-                value=bytes(r.value or b""),
-                timestamp_ms=int(r.timestamp),
-            )
-            for r in records
-            if int(r.offset) >= expected
-        ]
-        if not messages:
-            return
-        try:
-            self.positions[tp] = await apply_batch(self.pool, self.projector, messages, expected)
-        except OffsetConflict:
-            # Another worker applied it (a rebalance overlap): continue from the stored offset.
-            offset = await load_offset(self.pool, self.projector.name, tp.topic, tp.partition)
-            self.positions[tp] = offset
-            self.consumer.seek(tp, offset)
-        except psycopg.OperationalError as exc:
-            logger.warning("group batch failed, retrying", extra={"error": str(exc)})
-            self.consumer.seek(tp, expected)
-            await asyncio.sleep(0.5)
+
+def _message(tp: TopicPartition, record: Any) -> Message:
+    """A :class:`~kernel.log.Message` of an aiokafka record of ``tp``."""
+    return Message(
+        topic=tp.topic,
+        partition=tp.partition,
+        offset=int(record.offset),
+        key=bytes(record.key or b""),
+        value=bytes(record.value or b""),
+        timestamp_ms=int(record.timestamp),
+    )

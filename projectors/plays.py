@@ -10,6 +10,21 @@ of one listener and track are in one partition and decided in log order.
 ``play.counted`` events (written by the stream worker in Kafka mode) are stored as they
 are; with ``qualify_reports=False`` (Kafka mode) reports are left to the stream worker.
 
+Repo topic (its registry entry reads ``plays`` and ``repo``): only ``account.changed``
+with status ``deleted`` matters; every other repo event is skipped. A deleted account's
+plays are purged (:func:`purge_account`): as the artist of the tracks played and as a
+listener (a DID listener), every play up to the deletion's time, with the counts derived
+from them; the DID is kept in ``play_purge`` and later plays of it up to that time are
+refused (:func:`refuse_purged`). Both rules look only at play and deletion *times*, never
+at which topic was read first, so a rebuild (which interleaves the two topics its own
+way) ends where the live run ended. One edge is left: a report inside the dedupe window
+of a purged play, less than an hour after the deletion, may count in one order and not in
+the other; the API answers 404 for a deleted artist's tracks and a deleted DID cannot
+report, so only such a listener's own late reports could meet it. A purge and the plays
+writers take an advisory lock (exclusive and shared) so a play being written while a
+purge runs is not left behind by it. Takedowns hide, not purge: the API leaves hidden
+tracks and accounts out of every plays-derived number.
+
 Every count follows the insert of the ``play`` row (keyed by play id): only plays whose
 row is new in this transaction add to the hourly buckets, the daily listener sets and the
 totals, so a replayed or duplicated event changes nothing. Totals are incremented rather
@@ -27,11 +42,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from psycopg import AsyncConnection
 
+from kernel.account import DELETED, account_status
 from kernel.envelope import Envelope
 from projectors.base import InvalidEvent, parse_datetime
 from projectors.plays_qualify import (
@@ -53,13 +70,18 @@ from projectors.plays_scrobble import (
 )
 
 __all__ = [
+    "AccountPurge",
     "PlayItem",
     "PlaysProjector",
     "counted_play",
     "decide_batch",
     "insert_plays",
+    "load_purges",
     "load_states",
     "play_report",
+    "purge_account",
+    "purge_time",
+    "refuse_purged",
 ]
 
 logger = logging.getLogger(__name__)
@@ -131,6 +153,47 @@ def counted_play(envelope: Envelope) -> CountedPlay:
 
 PlayItem = PlayReport | CountedPlay
 """A parsed plays-topic event: a report to qualify, or a play already counted."""
+
+_END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPurge:
+    """A deleted account: its plays up to ``before`` go (see the module docstring)."""
+
+    did: str
+    before: datetime
+
+
+def purge_time(envelope: Envelope) -> datetime:
+    """When an account was deleted: the event's time; the end of time if unreadable
+    (then every play of the account goes, whichever topic is read first)."""
+    try:
+        return parse_datetime(envelope.time, "time")
+    except InvalidEvent:
+        return _END_OF_TIME
+
+
+async def load_purges(conn: AsyncConnection, dids: Sequence[str]) -> dict[str, datetime]:
+    """``{did: before}`` of the deleted accounts among ``dids``."""
+    if not dids:
+        return {}
+    cur = await conn.execute(
+        "SELECT did, before FROM play_purge WHERE did = ANY(%s)", (sorted(set(dids)),)
+    )
+    return {did: before for did, before in await cur.fetchall()}
+
+
+def refuse_purged(items: Sequence[PlayItem], purges: dict[str, datetime]) -> list[PlayItem]:
+    """Pure: ``items`` without the plays of deleted accounts (as artist or listener)
+    played up to their deletion."""
+    if not purges:
+        return list(items)
+    return [
+        i
+        for i in items
+        if not any(who in purges and i.at <= purges[who] for who in (i.artist_did, i.listener))
+    ]
 
 
 async def load_states(
@@ -278,6 +341,85 @@ async def insert_plays(conn: AsyncConnection, plays: Sequence[CountedPlay]) -> i
     return len(new)
 
 
+_PURGE_LOCK = 0x706C617973  # "plays": purges exclusive, plays writers shared
+
+
+async def purge_account(conn: AsyncConnection, purge: AccountPurge) -> int:
+    """Remove a deleted account's plays (as artist and as listener) played up to
+    ``purge.before``, take them out of every count, and remember the deletion.
+
+    Counts go down by exactly what was deleted, through the same ordered upserts as
+    :func:`insert_plays` (negative amounts), and rows left at zero are deleted, so the
+    tables equal those of a run that never counted these plays. Returns plays removed.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PURGE_LOCK,))
+    await conn.execute(
+        "INSERT INTO play_purge (did, before) VALUES (%s, %s) ON CONFLICT (did) DO UPDATE"
+        " SET before = GREATEST(play_purge.before, excluded.before)",
+        (purge.did, purge.before),
+    )
+    cur = await conn.execute(
+        "DELETE FROM play WHERE (did = %s OR listener = %s) AND played_at <= %s"
+        " RETURNING track_uri, did, listener, played_at, self_play",
+        (purge.did, purge.did, purge.before),
+    )
+    gone = await cur.fetchall()
+    if not gone:
+        return 0
+    hourly: dict[tuple[str, datetime, str], list[int]] = {}
+    track_total: dict[tuple[str, str], list[int]] = {}
+    artist_total: dict[str, list[int]] = {}
+    for uri, did, _, at, self_play in gone:
+        for counts in (
+            hourly.setdefault((uri, _hour(at), did), [0, 0]),
+            track_total.setdefault((uri, did), [0, 0]),
+            artist_total.setdefault(did, [0, 0]),
+        ):
+            counts[0] -= 1
+            counts[1] -= int(self_play)
+    await conn.execute(_UPSERT_HOURLY, _columns([(*k, *v) for k, v in hourly.items()], 5))
+    await conn.execute(_UPSERT_TRACK_TOTAL, _columns([(*k, *v) for k, v in track_total.items()], 4))
+    await conn.execute(
+        _UPSERT_ARTIST_TOTAL, _columns([(k, *v) for k, v in artist_total.items()], 3)
+    )
+    await conn.execute(
+        "DELETE FROM play_hourly WHERE plays <= 0 AND (track_uri, hour) IN"
+        " (SELECT * FROM unnest(%s::text[], %s::timestamptz[]))",
+        _columns([k[:2] for k in hourly], 2),
+    )
+    await conn.execute(
+        "DELETE FROM play_track_total WHERE plays <= 0 AND track_uri = ANY(%s)",
+        (sorted({k[0] for k in track_total}),),
+    )
+    await conn.execute(
+        "DELETE FROM play_artist_total WHERE plays <= 0 AND did = ANY(%s)",
+        (sorted(artist_total),),
+    )
+    # A listener stays in a day's set while any play of theirs that day remains.
+    track_days = sorted({(uri, _day(at), listener) for uri, _, listener, at, _ in gone})
+    artist_days = sorted({(did, _day(at), listener) for _, did, listener, at, _ in gone})
+    await conn.execute(
+        "DELETE FROM play_track_listener_day d USING unnest(%s::text[], %s::date[], %s::text[])"
+        " AS g(track_uri, day, listener) WHERE d.track_uri = g.track_uri AND d.day = g.day"
+        " AND d.listener = g.listener AND NOT EXISTS (SELECT 1 FROM play p"
+        "  WHERE p.listener = g.listener AND p.track_uri = g.track_uri"
+        "  AND p.played_at >= g.day::timestamp AT TIME ZONE 'UTC'"
+        "  AND p.played_at < (g.day + 1)::timestamp AT TIME ZONE 'UTC')",
+        _columns(track_days, 3),
+    )
+    await conn.execute(
+        "DELETE FROM play_artist_listener_day d USING unnest(%s::text[], %s::date[], %s::text[])"
+        " AS g(did, day, listener) WHERE d.did = g.did AND d.day = g.day"
+        " AND d.listener = g.listener AND NOT EXISTS (SELECT 1 FROM play p"
+        "  WHERE p.did = g.did AND p.listener = g.listener"
+        "  AND p.played_at >= g.day::timestamp AT TIME ZONE 'UTC'"
+        "  AND p.played_at < (g.day + 1)::timestamp AT TIME ZONE 'UTC')",
+        _columns(artist_days, 3),
+    )
+    logger.info("plays purged", extra={"did": purge.did, "plays": len(gone)})
+    return len(gone)
+
+
 class PlaysProjector:
     """Qualifies play reports and projects counted plays into the plays tables.
 
@@ -289,6 +431,7 @@ class PlaysProjector:
     name = "plays"
     topic = "plays"
     tables: tuple[str, ...] = (
+        "play_purge",
         "play",
         "play_hourly",
         "play_track_listener_day",
@@ -307,12 +450,16 @@ class PlaysProjector:
         self.frontend_url = frontend_url
 
     def reduce(self, envelopes: Sequence[Envelope]) -> tuple[Any, list[tuple[int, str]]]:
-        """The batch's reports and counted plays in log order, and the invalid events."""
-        items: list[PlayItem | ScrobbleItem] = []
+        """The batch's reports, counted plays, scrobbles and account purges in log order,
+        and the invalid events."""
+        items: list[PlayItem | ScrobbleItem | AccountPurge] = []
         rejected: list[tuple[int, str]] = []
         for index, envelope in enumerate(envelopes):
             try:
-                if is_scrobble(envelope):
+                if envelope.kind == "account.changed":
+                    if account_status(envelope.status, envelope.active) == DELETED:
+                        items.append(AccountPurge(envelope.did, purge_time(envelope)))
+                elif is_scrobble(envelope):
                     items.append(scrobble_item(envelope))
                 elif envelope.kind == "play.counted":
                     items.append(counted_play(envelope))
@@ -323,17 +470,31 @@ class PlaysProjector:
         return items, rejected
 
     async def write(self, conn: AsyncConnection, reduced: Any) -> None:
-        """Decide the batch's reports against the stored state and store what counts.
+        """Purge deleted accounts, then decide the batch's reports against the stored state
+        and store what counts (plays of purged accounts refused).
 
         Scrobbles are matched first; a scrobble update or delete removes its play before
         the rest of the batch is decided, so the batch is cut there (log order is kept).
         """
         if not reduced:
             return
-        # Removing plays touches the shared rows (buckets, totals) out of the one lock order
-        # insert_plays keeps, and a batch may cut in and out of it: such a batch runs alone
-        # (exclusive), every other batch shares the lock, so no two writers can deadlock.
-        removes = any(isinstance(i, ScrobbleItem) and i.replaces for i in reduced)
+        purges = [s for s in reduced if isinstance(s, AccountPurge)]
+        steps = [s for s in reduced if not isinstance(s, AccountPurge)]
+        # Two advisory locks, always taken in this order by every batch (so no two writers
+        # wait on each other crosswise): a purge runs alone among plays writers; removing
+        # plays touches the shared rows (buckets, totals) out of the one lock order
+        # insert_plays keeps, so such a batch runs alone too; every other batch shares both.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(%s)"
+            if purges
+            else "SELECT pg_advisory_xact_lock_shared(%s)",
+            (_PURGE_LOCK,),
+        )
+        for purge in purges:
+            await purge_account(conn, purge)
+        if not steps:
+            return
+        removes = any(isinstance(i, ScrobbleItem) and i.replaces for i in steps)
         await conn.execute(
             "SELECT pg_advisory_xact_lock(%s)"
             if removes
@@ -342,7 +503,7 @@ class PlaysProjector:
         )
         pending: list[PlayItem] = []
         counts = {"matched": 0, "unmatched": 0, "removed": 0}
-        for item in reduced:
+        for item in steps:
             if not isinstance(item, ScrobbleItem):
                 pending.append(item)
                 continue
@@ -365,6 +526,9 @@ class PlaysProjector:
     async def _decide(self, conn: AsyncConnection, items: list[PlayItem]) -> None:
         if not items:
             return
+        people = {i.artist_did for i in items} | {i.listener for i in items}
+        purges = await load_purges(conn, [d for d in people if d.startswith("did:")])
+        items = refuse_purged(items, purges)
         pairs = sorted({(i.listener, i.track_uri) for i in items if isinstance(i, PlayReport)})
         states = await load_states(conn, pairs)
         plays = decide_batch(items, states)
@@ -373,7 +537,7 @@ class PlaysProjector:
             logger.debug("plays not counted", extra={"reports": len(items) - len(plays)})
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope) -> None:
-        """Apply one plays-topic event (the runner's one-at-a-time path)."""
+        """Apply one plays- or repo-topic event (the runner's one-at-a-time path)."""
         items, rejected = self.reduce([envelope])
         if rejected:
             raise InvalidEvent(rejected[0][1])

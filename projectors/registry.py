@@ -62,7 +62,7 @@ PROJECTORS: tuple[ProjectorSpec, ...] = (
     ProjectorSpec("catalog", ("repo",), _catalog),
     ProjectorSpec("search", ("repo",), _search),
     ProjectorSpec("moderation", ("labels", "repo"), _moderation),
-    ProjectorSpec("plays", ("plays",), _plays),
+    ProjectorSpec("plays", ("plays", "repo"), _plays),  # repo: account deletions
 )
 
 

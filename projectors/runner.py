@@ -1,4 +1,5 @@
-"""The generic projector runner: read a partition, apply a batch, commit it with its offset.
+"""The generic projector runner: fetch what is ready, apply each partition's batch, commit
+it with its offset.
 
 The read-model writes and the partition's next offset are committed in one transaction,
 with a compare-and-set on the stored offset, so every event takes effect exactly once even
@@ -12,7 +13,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -22,7 +23,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from kernel.envelope import Envelope, EnvelopeError
-from kernel.log import Log, LogError, Message
+from kernel.log import Log, LogError, Message, TopicPartition
 from projectors.base import InvalidEvent, OffsetConflict, Projector
 
 __all__ = [
@@ -30,9 +31,10 @@ __all__ = [
     "ReducingProjector",
     "apply_batch",
     "apply_message",
+    "dispatch",
     "load_offset",
+    "load_positions",
     "prepare",
-    "run_partition",
     "run_projector",
 ]
 
@@ -268,64 +270,126 @@ async def apply_batch(
     return next_offset
 
 
-async def run_partition(
+async def load_positions(
     pool: AsyncConnectionPool,
-    log_: Log,
+    projector: str,
+    partitions: Sequence[TopicPartition],
+) -> dict[TopicPartition, int]:
+    """The stored next offset of each of ``partitions`` (see :func:`load_offset`)."""
+    return {tp: await load_offset(pool, projector, tp[0], tp[1]) for tp in partitions}
+
+
+async def _apply_partition(
+    pool: AsyncConnectionPool,
     projector: Projector,
-    topic: str,
-    partition: int,
-    stop: asyncio.Event,
-    *,
-    batch_size: int = 500,
-    on_batch: Callable[[int, int], None] | None = None,
-) -> None:
-    """Project one partition until ``stop`` is set."""
-    offset = await load_offset(pool, projector.name, topic, partition)
-    failures = 0
-    while not stop.is_set():
-        try:
-            messages = await log_.read(
-                topic, partition, offset, max_messages=batch_size, timeout=0.5
-            )
-            if not messages:
-                continue
-            offset = await apply_batch(pool, projector, messages, offset)
-            failures = 0
-            if on_batch is not None:
-                on_batch(partition, offset)
-        except OffsetConflict as exc:
-            logger.warning("offset conflict, reloading", extra={"error": str(exc)})
-            offset = await load_offset(pool, projector.name, topic, partition)
-        except (LogError, psycopg.OperationalError) as exc:
-            failures += 1
-            delay = min(30.0, 0.2 * 2.0**failures)
-            logger.warning(
-                "projector batch failed, retrying",
-                extra={
-                    "projector": projector.name,
-                    "topic": topic,
-                    "partition": partition,
-                    "offset": offset,
-                    "error": str(exc),
-                    "retry_in": delay,
-                },
-            )
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                pass
+    tp: TopicPartition,
+    messages: Sequence[Message],
+    positions: dict[TopicPartition, int],
+) -> bool:
+    """Apply one partition's share of a fetch; move its position. False if it must retry."""
+    expected = positions.get(tp)
+    if expected is None:
+        return True  # no longer ours (a group revoked it meanwhile)
+    fresh = [m for m in messages if m.offset >= expected]
+    if not fresh:
+        return True
+    try:
+        positions[tp] = await apply_batch(pool, projector, fresh, expected)
+    except OffsetConflict as exc:
+        # Another worker applied it: continue from the stored offset.
+        logger.warning(
+            "offset conflict, reloading",
+            extra={
+                "projector": projector.name,
+                "topic": tp[0],
+                "partition": tp[1],
+                "error": str(exc),
+            },
+        )
+        positions[tp] = await load_offset(pool, projector.name, tp[0], tp[1])
+    except psycopg.OperationalError as exc:
+        logger.warning(
+            "projector batch failed, retrying",
+            extra={
+                "projector": projector.name,
+                "topic": tp[0],
+                "partition": tp[1],
+                "offset": expected,
+                "error": str(exc),
+            },
+        )
+        return False
+    return True
+
+
+async def dispatch(
+    pool: AsyncConnectionPool,
+    projector: Projector,
+    messages: Sequence[Message],
+    positions: dict[TopicPartition, int],
+) -> bool:
+    """Apply what one fetch returned, each partition's batch concurrently; update ``positions``.
+
+    Each partition's batch commits with its offset (:func:`apply_batch`); a partition whose
+    batch lost the compare-and-set continues from the stored offset, one whose database
+    work failed keeps its position (the next fetch reads the batch again). Returns False if
+    any batch must be retried; unknown errors propagate.
+    """
+    by_partition: dict[TopicPartition, list[Message]] = {}
+    for message in messages:
+        by_partition.setdefault((message.topic, message.partition), []).append(message)
+    async with asyncio.TaskGroup() as group:
+        tasks = [
+            group.create_task(_apply_partition(pool, projector, tp, batch, positions))
+            for tp, batch in by_partition.items()
+        ]
+    return all(task.result() for task in tasks)
 
 
 async def run_projector(
     pool: AsyncConnectionPool,
     log_: Log,
     projector: Projector,
-    topic: str,
+    topics: str | Sequence[str],
     stop: asyncio.Event,
     partitions: Sequence[int] | None = None,
+    *,
+    batch_size: int = 500,
 ) -> None:
-    """Project every (or the given) partition of ``topic`` concurrently until ``stop``."""
-    chosen = list(partitions) if partitions is not None else list(range(log_.partitions(topic)))
-    async with asyncio.TaskGroup() as group:
-        for partition in chosen:
-            group.create_task(run_partition(pool, log_, projector, topic, partition, stop))
+    """Project every (or the given) partition of ``topics`` until ``stop`` is set.
+
+    One reader (in Kafka, one consumer) over all the partitions, fetching whatever is
+    ready and dispatching it by partition (:func:`dispatch`); offsets stay in PostgreSQL.
+    """
+    names = [topics] if isinstance(topics, str) else list(topics)
+    chosen = [
+        (topic, partition)
+        for topic in names
+        for partition in (partitions if partitions is not None else range(log_.partitions(topic)))
+    ]
+    positions = await load_positions(pool, projector.name, chosen)
+    reader = log_.reader()
+    failures = 0
+    try:
+        while not stop.is_set():
+            try:
+                messages = await reader.fetch(positions, max_messages=batch_size, timeout=0.5)
+                ok = await dispatch(pool, projector, messages, positions) if messages else True
+                error = "" if ok else "a batch failed"
+            except (LogError, psycopg.OperationalError) as exc:
+                ok, error = False, str(exc)
+            if ok:
+                failures = 0
+                continue
+            failures += 1
+            delay = min(30.0, 0.2 * 2.0**failures)
+            logger.warning(
+                "projector fetch failed, retrying",
+                extra={"projector": projector.name, "error": error, "retry_in": delay},
+            )
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
+    finally:
+        await reader.close()

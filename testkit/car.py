@@ -26,7 +26,8 @@ def block(obj: Any) -> tuple[cbrrr.CID, bytes]:
 
 
 def make_car(roots: list[cbrrr.CID], blocks: list[tuple[cbrrr.CID, bytes]]) -> bytes:
-    header = cbrrr.encode_dag_cbor({"version": 1, "roots": roots})
+    root_list: list[cbrrr.DagCborTypes] = list(roots)
+    header = cbrrr.encode_dag_cbor({"version": 1, "roots": root_list})
     out = bytearray(encode_varint(len(header)) + header)
     for cid, data in blocks:
         raw = bytes(cid)

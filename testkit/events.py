@@ -25,7 +25,7 @@ def catalog_event_mix(count: int, *, seed: int = 7, artists: int | None = None) 
     """
     import random
 
-    from kernel.envelope import Envelope
+    from kernel.envelope import Envelope, Kind
 
     rng = random.Random(seed)
     n_artists = artists or max(4, count // 40)
@@ -42,10 +42,10 @@ def catalog_event_mix(count: int, *, seed: int = 7, artists: int | None = None) 
         time = f"2026-11-01T{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
         return f"3l{counter:011d}", f"{time}.{counter % 1000:03d}Z"
 
-    def record(kind: str, did: str, collection: str, rkey: str, rec: Any) -> Any:
+    def record(kind: Kind, did: str, collection: str, rkey: str, rec: Any) -> Envelope:
         rev, time = next_rev()
         return Envelope(
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             did=did,
             source="bench",
             time=time,

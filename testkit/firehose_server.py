@@ -129,8 +129,8 @@ class FirehoseServer:
                 return
         position = 0
         if cursor is not None:
-            for i, (seq, _) in enumerate(self.frames):
-                if seq is not None and seq <= cursor:
+            for i, (frame_seq, _) in enumerate(self.frames):
+                if frame_seq is not None and frame_seq <= cursor:
                     position = i + 1
         while True:
             async with self._added:

@@ -117,7 +117,8 @@ class SigningKey:
         raw = self._private.public_key().public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
-        return format_did_key("ES256K" if self.curve == "secp256k1" else "ES256", raw)
+        did_key: str = format_did_key("ES256K" if self.curve == "secp256k1" else "ES256", raw)
+        return did_key
 
     @property
     def multibase(self) -> str:

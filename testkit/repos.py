@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import cbrrr
@@ -40,7 +41,7 @@ def build_mst(entries: dict[str, cbrrr.CID], out: list[tuple[cbrrr.CID, bytes]])
                 chunks[-1][1].append(key)
             else:
                 left.append(key)
-        e: list[dict[str, Any]] = []
+        e: list[cbrrr.DagCborTypes] = []
         previous = b""
         for key, below in chunks:
             raw = key.encode()
@@ -66,7 +67,13 @@ def build_mst(entries: dict[str, cbrrr.CID], out: list[tuple[cbrrr.CID, bytes]])
 
 def signed_commit(did: str, data: cbrrr.CID, rev: str, key: SigningKey) -> tuple[cbrrr.CID, bytes]:
     """A version-3 commit block for MST root ``data``, signed with ``key``."""
-    unsigned = {"did": did, "version": 3, "data": data, "rev": rev, "prev": None}
+    unsigned: dict[str, cbrrr.DagCborTypes] = {
+        "did": did,
+        "version": 3,
+        "data": data,
+        "rev": rev,
+        "prev": None,
+    }
     signature = key.sign(cbrrr.encode_dag_cbor(unsigned))
     data_bytes = cbrrr.encode_dag_cbor({**unsigned, "sig": signature})
     return cbrrr.CID.cidv1_dag_cbor_sha256_32_from(data_bytes), data_bytes
@@ -126,7 +133,7 @@ class SignedRepo:
     def commit_frame(
         self,
         seq: int,
-        ops: list[tuple[str, str, dict[str, Any] | None]],
+        ops: Sequence[tuple[str, str, dict[str, Any] | None]],
         *,
         time: str = FIXED_TIME,
         sign_with: SigningKey | None = None,

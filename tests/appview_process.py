@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 import httpx
@@ -51,9 +51,11 @@ async def wait_until(
 
 
 class AppviewProcess:
-    """``python -m plyr_appview <command>`` with a clean environment plus ``env``."""
+    """``python -m plyr_appview <command> [args]`` with a clean environment plus ``env``."""
 
-    def __init__(self, env: Mapping[str, str], command: str = "run") -> None:
+    def __init__(
+        self, env: Mapping[str, str], command: str = "run", args: Sequence[str] = ()
+    ) -> None:
         self.port = free_port()
         base = {
             k: v
@@ -63,7 +65,7 @@ class AppviewProcess:
         base.update({"PLYR_API_BIND": f"127.0.0.1:{self.port}", **env})
         self._lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "plyr_appview", command],
+            [sys.executable, "-m", "plyr_appview", command, *args],
             env=base,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -14,16 +14,29 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/albums", tags=["albums"])
 
-_PLAYS = "``total_plays`` is 0 until the plays read model counts plays."
+_PLAYS = "``total_plays``: counted plays of the album's visible tracks."
 
 
 def _count_visible(vis: Any) -> str:
     """SQL: visible tracks of album ``al`` (by slug; list-record albums count their items)."""
     return (
         "(SELECT count(*) FROM track t LEFT JOIN artist a ON a.did = t.did"
-        " WHERE t.did = al.did AND (t.album_slug = al.slug OR t.uri IN"
-        " (SELECT li.subject_uri FROM list_item li WHERE li.list_uri = al.list_uri))"
-        f" AND {vis.track('view')})"
+        f" WHERE {_ALBUM_TRACK} AND {vis.track('view')})"
+    )
+
+
+_ALBUM_TRACK = (
+    "t.did = al.did AND (t.album_slug = al.slug OR t.uri IN"
+    " (SELECT li.subject_uri FROM list_item li WHERE li.list_uri = al.list_uri))"
+)
+
+
+def _plays_visible(vis: Any) -> str:
+    """SQL: counted plays of the visible tracks of album ``al`` (hidden ones add none)."""
+    return (
+        "(SELECT coalesce(sum(pt.plays), 0) FROM track t"
+        " JOIN play_track_total pt ON pt.track_uri = t.uri"
+        f" WHERE {_ALBUM_TRACK} AND {vis.track('view')})"
     )
 
 
@@ -61,8 +74,9 @@ async def artist_albums(pool: Pool, vis: Vis, handle: str) -> dict[str, Any]:
             raise ApiError(404, "not_found", "artist not found")
         found = await catalog.rows(
             conn,
-            f"SELECT al.id, al.title, al.slug, al.image_url, {_count_visible(vis)} AS n"
-            " FROM album al WHERE al.did = %s ORDER BY al.created_at DESC, al.slug",
+            f"SELECT al.id, al.title, al.slug, al.image_url, {_count_visible(vis)} AS n,"
+            f" {_plays_visible(vis)} AS plays FROM album al WHERE al.did = %s"
+            " ORDER BY al.created_at DESC, al.slug",
             (artist["did"],),
         )
     return {
@@ -72,7 +86,7 @@ async def artist_albums(pool: Pool, vis: Vis, handle: str) -> dict[str, Any]:
                 "title": r["title"],
                 "slug": r["slug"],
                 "track_count": r["n"],
-                "total_plays": 0,
+                "total_plays": int(r["plays"]),
                 "image_url": r["image_url"] or artist["avatar_url"],
             }
             for r in found

@@ -61,40 +61,68 @@ async def artist_by_did(
     return present_artist(found)
 
 
+LEADERBOARD = 10
+"""Artists ranked in the play leaderboard (plyr's top 10)."""
+
+
 @router.get(
     "/{artist_did}/analytics",
-    description="``total_plays`` and play ``rank`` need the plays read model (0 / null "
-    "until it exists); ``top_liked.play_count`` carries the like count, as in plyr.",
+    description="Plays of the artist's tracks visible on their page (taken-down or hidden "
+    "tracks count for nothing). ``top_item``: the most played track (ties: newer id); "
+    f"``rank``: 1-{LEADERBOARD} in the leaderboard of artists by those plays (ties: by "
+    "DID), else null; ``top_liked.play_count`` carries the like count, as in plyr.",
 )
 async def artist_analytics(
     pool: Pool, vis: Vis, artist_did: Annotated[str, Path(pattern=DID)]
 ) -> dict[str, Any]:
     """``{total_plays, total_items, total_duration_seconds, top_item, top_liked, rank}``."""
+    shown = vis.track("view")
     async with pool.connection() as conn:
         totals = await catalog.row(
             conn,
-            "SELECT count(*) AS n, coalesce(sum(t.duration), 0) AS secs FROM track t"
-            f" LEFT JOIN artist a ON a.did = t.did WHERE t.did = %s AND {vis.track('view')}",
+            "SELECT count(*) AS n, coalesce(sum(t.duration), 0) AS secs,"
+            " coalesce(sum(pt.plays), 0) AS plays FROM track t"
+            " LEFT JOIN play_track_total pt ON pt.track_uri = t.uri"
+            f" WHERE t.did = %s AND {shown}",
+            (artist_did,),
+        )
+        played = await catalog.row(
+            conn,
+            "SELECT t.id, t.title, pt.plays FROM track t"
+            " JOIN play_track_total pt ON pt.track_uri = t.uri"
+            f" WHERE t.did = %s AND pt.plays > 0 AND {shown}"
+            " ORDER BY pt.plays DESC, t.id DESC LIMIT 1",
             (artist_did,),
         )
         liked = await catalog.row(
             conn,
-            "SELECT t.id, t.title, t.like_count FROM track t LEFT JOIN artist a ON a.did = t.did"
-            f" WHERE t.did = %s AND t.like_count > 0 AND {vis.track('view')}"
+            "SELECT t.id, t.title, t.like_count FROM track t"
+            f" WHERE t.did = %s AND t.like_count > 0 AND {shown}"
             " ORDER BY t.like_count DESC, t.id DESC LIMIT 1",
             (artist_did,),
         )
+        board = await catalog.rows(
+            conn,
+            "SELECT t.did, sum(pt.plays) AS plays FROM play_track_total pt"
+            f" JOIN track t ON t.uri = pt.track_uri WHERE pt.plays > 0 AND {shown}"
+            f" GROUP BY t.did ORDER BY plays DESC, t.did LIMIT {LEADERBOARD}",
+        )
+    ranks = {r["did"]: place for place, r in enumerate(board, start=1)}
     return {
-        "total_plays": 0,
+        "total_plays": int(totals["plays"]) if totals else 0,
         "total_items": int(totals["n"]) if totals else 0,
         "total_duration_seconds": int(totals["secs"]) if totals else 0,
-        "top_item": None,
+        "top_item": (
+            {"id": played["id"], "title": played["title"], "play_count": int(played["plays"])}
+            if played
+            else None
+        ),
         "top_liked": (
             {"id": liked["id"], "title": liked["title"], "play_count": liked["like_count"]}
             if liked
             else None
         ),
-        "rank": None,
+        "rank": ranks.get(artist_did),
     }
 
 

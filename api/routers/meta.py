@@ -26,19 +26,24 @@ def _frontend(request: Request) -> str:
     return url
 
 
-@router.get("/stats", description="``total_plays`` is 0 until the plays read model counts plays.")
+@router.get(
+    "/stats",
+    description="Totals over the tracks a permalink may show (taken-down and hidden tracks "
+    "and accounts left out); ``total_plays``: their counted plays.",
+)
 async def stats(pool: Pool, vis: Vis) -> dict[str, int]:
     """``{total_plays, total_tracks, total_artists, total_duration_seconds}``."""
     async with pool.connection() as conn:
         found = await catalog.row(
             conn,
             "SELECT count(*) AS tracks, count(DISTINCT t.did) AS artists,"
-            " coalesce(sum(t.duration), 0) AS secs FROM track t"
-            f" LEFT JOIN artist a ON a.did = t.did WHERE {vis.track('detail')}",
+            " coalesce(sum(t.duration), 0) AS secs, coalesce(sum(pt.plays), 0) AS plays"
+            " FROM track t LEFT JOIN play_track_total pt ON pt.track_uri = t.uri"
+            f" WHERE {vis.track('detail')}",
         )
     assert found is not None
     return {
-        "total_plays": 0,
+        "total_plays": int(found["plays"]),
         "total_tracks": int(found["tracks"]),
         "total_artists": int(found["artists"]),
         "total_duration_seconds": int(found["secs"]),

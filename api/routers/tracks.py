@@ -83,7 +83,10 @@ async def list_tracks(
 
 @router.get(
     "/top",
-    description="Ranked by likes created within the period (≥ 1 like).",
+    description="Ranked by likes created within the period (≥ 1 like; plyr's ranking), or "
+    "with ``by=plays`` by plays counted within it (≥ 1 play). Periods are rolling windows "
+    "ending now (day = 24 h, week = 7 days, month = 30 days; plays from the hour the "
+    "window starts in); ``like_count`` and ``play_count`` stay all-time.",
     response_model=None,
     responses=json_doc({"type": "array", "items": _OBJECT}),
 )
@@ -91,19 +94,20 @@ async def top_tracks(
     read: Read,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
     period: Literal["all_time", "month", "week", "day"] = "all_time",
+    by: Literal["likes", "plays"] = "likes",
 ) -> Response:
-    """The most liked tracks (plyr ranks by likes, not plays); like_count is all-time."""
+    """The most liked (default, as plyr) or most played tracks of the period."""
     async with read.pool.connection() as conn:
-        rows = await catalog.top_track_rows(conn, read.vis, period=period, limit=limit)
+        rows = await catalog.top_track_rows(conn, read.vis, period=period, limit=limit, by=by)
         tracks = await catalog.present_tracks(conn, rows, api_base=read.api_base)
     return json_response(encode(tracks))
 
 
 @router.get(
     "/tags",
-    description="Tags of visible tracks (from the records' ``tags`` arrays). "
-    "``total_plays`` is 0 until the plays read model counts plays, so the order is by "
-    "track count, then name.",
+    description="Tags of visible tracks (from the records' ``tags`` arrays), ordered as "
+    "plyr orders them: by ``total_plays`` (counted plays of those tracks), then by track "
+    "count, then name. Hidden tracks add neither tracks nor plays.",
 )
 async def list_tags(
     pool: Pool,
@@ -116,7 +120,7 @@ async def list_tags(
         found = await catalog.tag_counts(
             conn, vis, prefix=normalise_tag(q) if q else None, limit=limit
         )
-    return [{**r, "total_plays": 0} for r in found]
+    return [{**r, "total_plays": int(r["total_plays"])} for r in found]
 
 
 @router.get(

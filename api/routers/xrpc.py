@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,6 +12,7 @@ from psycopg_pool import PoolTimeout
 
 from api import catalog
 from api.catalog import album_tracks, comment_rows, top_track_rows, visible_track
+from api.charts import BY, PERIODS, chart_rows, chart_window, parse_chart_date
 from api.deps import ApiBase, Pool, Vis
 from api.errors import (
     ApiError,
@@ -18,7 +20,14 @@ from api.errors import (
     xrpc_from_api,
     xrpc_pool_timeout_response,
 )
-from api.pagination import decode_cursor, decode_key_cursor, encode_cursor, encode_key_cursor
+from api.pagination import (
+    decode_count_cursor,
+    decode_cursor,
+    decode_key_cursor,
+    encode_count_cursor,
+    encode_cursor,
+    encode_key_cursor,
+)
 from api.search import search
 from api.views import iso
 from api.xrpc import (
@@ -83,8 +92,39 @@ async def get_top_tracks(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) 
     period = p.get("period", "all_time")
     if period not in ("all_time", "month", "week", "day"):
         raise XrpcError(400, "InvalidRequest", "period: must be all_time, month, week or day")
-    found = await top_track_rows(conn, vis, period=period, limit=p.get("limit", 10))
+    by = p.get("by", "likes")
+    if by not in ("likes", "plays"):
+        raise XrpcError(400, "InvalidRequest", "by: must be likes or plays")
+    found = await top_track_rows(conn, vis, period=period, limit=p.get("limit", 10), by=by)
     return {"tracks": await _views(conn, found, api_base)}
+
+
+async def get_track_chart(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
+    """``GET /charts/tracks`` for XRPC: a calendar period's tracks by plays or likes."""
+    period, by = p.get("period", "week"), p.get("by", "plays")
+    if period not in PERIODS:
+        raise XrpcError(400, "InvalidRequest", "period: must be day, week or month")
+    if by not in BY:
+        raise XrpcError(400, "InvalidRequest", "by: must be plays or likes")
+    window = chart_window(period, parse_chart_date(p.get("date"), datetime.now(UTC).date()))
+    after = decode_count_cursor(p["cursor"]) if "cursor" in p else None
+    limit = p.get("limit", 50)
+    found = await chart_rows(conn, vis, window, by, limit=limit + 1, after=after)
+    page = found[:limit]
+    views = await _views(conn, page, api_base)
+    body: dict[str, Any] = {
+        "period": period,
+        "by": by,
+        "start": iso(window.start),
+        "end": iso(window.end),
+        "entries": [
+            {"rank": int(r["chart_rank"]), "count": int(r["chart_count"]), "track": view}
+            for r, view in zip(page, views, strict=True)
+        ],
+    }
+    if len(found) > limit:
+        body["cursor"] = encode_count_cursor(int(page[-1]["chart_count"]), page[-1]["id"])
+    return body
 
 
 async def search_tracks(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -206,18 +246,20 @@ async def get_comments(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) ->
 async def get_play_counts(conn: Any, vis: Any, api_base: str, p: dict[str, Any]) -> dict[str, Any]:
     found = await catalog.rows(
         conn,
-        "SELECT t.uri FROM track t LEFT JOIN artist a ON a.did = t.did"
+        "SELECT t.uri, coalesce(pt.plays, 0) AS plays FROM track t"
+        " LEFT JOIN play_track_total pt ON pt.track_uri = t.uri"
         f" WHERE t.uri = ANY(%s) AND {vis.track('detail')}",
         (list(p["uris"]),),
     )
-    known = {r["uri"] for r in found}
-    return {"counts": [{"uri": u, "playCount": 0} for u in p["uris"] if u in known]}
+    known = {r["uri"]: int(r["plays"]) for r in found}
+    return {"counts": [{"uri": u, "playCount": known[u]} for u in p["uris"] if u in known]}
 
 
 HANDLERS: dict[str, Handler] = {
     f"{NAMESPACE}.getTrack": get_track,
     f"{NAMESPACE}.getTracksByArtist": get_tracks_by_artist,
     f"{NAMESPACE}.getTopTracks": get_top_tracks,
+    f"{NAMESPACE}.getTrackChart": get_track_chart,
     f"{NAMESPACE}.searchTracks": search_tracks,
     f"{NAMESPACE}.getArtist": get_artist,
     f"{NAMESPACE}.getAlbum": get_album,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from kernel.archive.duck import connect, parquet_list
 from kernel.archive.manifest import Manifest
 from kernel.archive.store import SegmentStore
 from kernel.archive.writer import load_manifest
-from kernel.log import Log, Message, Position
+from kernel.log import Log, LogReader, Message, Position, TopicPartition
 
 __all__ = ["ArchiveReader", "ArchivedLog"]
 
@@ -151,6 +151,39 @@ class ArchivedLog:
             topic, partition, offset, max_messages=max_messages, timeout=timeout
         )
 
+    def reader(self) -> LogReader:
+        """A reader that serves archived positions from the archive, the rest live."""
+        return _ArchivedReader(self, self.live.reader())
+
     async def end_offset(self, topic: str, partition: int) -> int:
         live = await self.live.end_offset(topic, partition)
         return max(live, self.archive.end_offset(topic, partition))
+
+
+class _ArchivedReader:
+    """:class:`~kernel.log.LogReader` of an :class:`ArchivedLog`."""
+
+    def __init__(self, log: ArchivedLog, live: LogReader) -> None:
+        self._log = log
+        self._live = live
+
+    async def fetch(
+        self,
+        positions: Mapping[TopicPartition, int],
+        *,
+        max_messages: int = 500,
+        timeout: float = 1.0,
+    ) -> list[Message]:
+        """Archived partitions first (no waiting), then the live reader for the others."""
+        archived: list[Message] = []
+        for (topic, partition), offset in positions.items():
+            if offset < self._log.archive.end_offset(topic, partition):
+                archived += await asyncio.to_thread(
+                    self._log.archive.read, topic, partition, offset, max_messages
+                )
+        if archived:
+            return archived
+        return await self._live.fetch(positions, max_messages=max_messages, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._live.close()

@@ -5,6 +5,24 @@ PostgreSQL (embedded mode) and Kafka (scaled mode). Errors raised by a backend a
 :class:`LogError` (transient: retry) or :class:`LogClosed`.
 """
 
-from kernel.log.base import Log, LogClosed, LogError, Message, Position, partition_for
+from kernel.log.base import (
+    Log,
+    LogClosed,
+    LogError,
+    LogReader,
+    Message,
+    Position,
+    TopicPartition,
+    partition_for,
+)
 
-__all__ = ["Log", "LogClosed", "LogError", "Message", "Position", "partition_for"]
+__all__ = [
+    "Log",
+    "LogClosed",
+    "LogError",
+    "LogReader",
+    "Message",
+    "Position",
+    "TopicPartition",
+    "partition_for",
+]

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Log", "LogClosed", "LogError", "Message", "Position", "partition_for"]
+__all__ = [
+    "Log",
+    "LogClosed",
+    "LogError",
+    "LogReader",
+    "Message",
+    "Position",
+    "TopicPartition",
+    "partition_for",
+]
+
+TopicPartition = tuple[str, int]
+"""A partition of a topic: ``(topic, partition)``."""
 
 
 class LogError(RuntimeError):
@@ -43,8 +55,36 @@ def partition_for(key: bytes, partitions: int) -> int:
     return zlib.crc32(key) % partitions
 
 
+class LogReader(Protocol):
+    """Reads many partitions at once, from positions its owner keeps (see :meth:`Log.reader`).
+
+    The owner (a projector runner) stores its offsets elsewhere and passes them to every
+    :meth:`fetch`; a reader only remembers where its fetches left off, so asking for the
+    same position again (after a failed batch, or another worker's commit) just works.
+    """
+
+    async def fetch(
+        self,
+        positions: Mapping[TopicPartition, int],
+        *,
+        max_messages: int = 500,
+        timeout: float = 1.0,
+    ) -> list[Message]:
+        """Whatever is ready in the given partitions, each read from its position.
+
+        Returns as soon as any partition has messages (up to ``max_messages`` in all),
+        else after ``timeout`` seconds with ``[]``. The messages of each partition come in
+        offset order, starting at its position; partitions follow each other (dispatch by
+        partition).
+        """
+
+    async def close(self) -> None:
+        """Release the reader's connections. Idempotent."""
+
+
 class Log(Protocol):
-    """Append keyed messages; read one topic-partition from an offset, in order.
+    """Append keyed messages; read one topic-partition from an offset, in order, or many
+    partitions at once through a :class:`LogReader`.
 
     Messages with the same key land in the same partition (see :func:`partition_for`),
     so their order is kept. Offsets within a partition start at 0 and grow by one.
@@ -77,6 +117,13 @@ class Log(Protocol):
         """Messages of one partition starting at ``offset``, in offset order.
 
         Waits up to ``timeout`` seconds for at least one message; returns ``[]`` if none came.
+        """
+
+    def reader(self) -> LogReader:
+        """A new reader over many partitions (Kafka: a consumer of its own).
+
+        Give each projector its own, so a slow one does not hold back another. Readers
+        connect on their first fetch and are closed with the log.
         """
 
     async def end_offset(self, topic: str, partition: int) -> int:

@@ -3,11 +3,13 @@
 Each message is sent to the partition :func:`~kernel.log.base.partition_for` picks,
 never to aiokafka's partitioner, so a key lands in the same partition in both backends.
 
-Reading uses one consumer per :class:`KafkaLog`, without a consumer group: partitions are
-assigned by hand and sought to the asked offset (projectors keep their offsets in
-PostgreSQL, so there is nothing to commit to the broker, and no group join to wait for).
-One read runs at a time per :class:`KafkaLog`; give each worker its own log to read
-partitions in parallel. End offsets are asked through a second, never-assigned consumer.
+Reading is without a consumer group: partitions are assigned by hand and sought to the
+asked offset (projectors keep their offsets in PostgreSQL, so there is nothing to commit
+to the broker, and no group join to wait for). :meth:`KafkaLog.read` (one partition, for
+rebuilds and tools) uses one consumer per log, one read at a time. Live projectors use
+:meth:`KafkaLog.reader`: a consumer of their own over all their partitions, whose
+fetcher keeps every partition's next batch in flight, so a fetch returns whatever is
+ready as soon as it is. End offsets are asked through a never-assigned consumer.
 
 Errors: aiokafka's errors become :class:`~kernel.log.base.LogError`, use after
 :meth:`KafkaLog.close` raises :class:`~kernel.log.base.LogClosed`.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import ConsumerStoppedError, KafkaError, TopicAlreadyExistsError
 
-from kernel.log.base import LogClosed, LogError, Message, Position, partition_for
+from kernel.log.base import (
+    LogClosed,
+    LogError,
+    LogReader,
+    Message,
+    Position,
+    partition_for,
+)
+from kernel.log.base import (
+    TopicPartition as LogPartition,
+)
 
 __all__ = ["KafkaLog"]
 
@@ -37,6 +49,10 @@ _LINGER_MS = 5
 # to about 1 MB and a 1 MB value plus its record header would not fit.
 _MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 _REQUEST_TIMEOUT_MS = 30_000
+# How long the broker may hold a fetch that has nothing to return. A broker answers as
+# soon as data arrives, but Tansu holds a fetch for this long anyway: short, so a write
+# waits at most this for a reader whose partitions were idle.
+_FETCH_MAX_WAIT_MS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +108,7 @@ class KafkaLog:
         self._positions: dict[Any, int] = {}
         self._read_lock = asyncio.Lock()
         self._topic_lock = asyncio.Lock()
+        self._readers: set[_KafkaReader] = set()
         self._closed = False
 
     async def start(self) -> None:
@@ -141,7 +158,7 @@ class KafkaLog:
             extra={"bootstrap": self._bootstrap, "topics": list(self._topics)},
         )
 
-    def _consumer(self) -> Any:
+    def _consumer(self, **options: Any) -> Any:
         return AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             client_id=self._client_id,
@@ -151,13 +168,23 @@ class KafkaLog:
             # have must surface as an error, not as a silent jump to the start or the end.
             auto_offset_reset="none",
             request_timeout_ms=_REQUEST_TIMEOUT_MS,
+            **options,
         )
+
+    def reader(self) -> LogReader:
+        """A reader with a consumer of its own over many partitions; closed with the log."""
+        self._running("reader")
+        reader = _KafkaReader(self)
+        self._readers.add(reader)
+        return reader
 
     async def close(self) -> None:
         """Flush pending sends and disconnect. Idempotent; a waiting read raises LogClosed."""
         if self._closed:
             return
         self._closed = True
+        for reader in list(self._readers):
+            await reader.close()
         clients, self._clients = self._clients, None
         if clients is not None:
             await clients.stop()
@@ -292,17 +319,7 @@ class KafkaLog:
             elif self._closed:
                 # A consumer stopped during getmany() returns nothing rather than raising.
                 raise LogClosed(f"read from {topic}/{partition}: the log was closed")
-        return [
-            Message(
-                topic=topic,
-                partition=partition,
-                offset=int(record.offset),
-                key=bytes(record.key or b""),
-                value=bytes(record.value or b""),
-                timestamp_ms=int(record.timestamp),
-            )
-            for record in records
-        ]
+        return [_message(topic, partition, record) for record in records]
 
     def _seek(self, reader: Any, tp: Any, offset: int) -> None:
         """Point the reader at ``offset`` of ``tp``, assigning the partition if needed."""
@@ -344,3 +361,118 @@ class KafkaLog:
             return LogClosed(f"{what}: the log was closed")
         logger.warning("kafka log operation failed", extra={"operation": what, "error": repr(exc)})
         return LogError(f"{what}: {exc!r}")
+
+
+def _message(topic: str, partition: int, record: Any) -> Message:
+    """A :class:`~kernel.log.base.Message` of an aiokafka ``ConsumerRecord``."""
+    return Message(
+        topic=topic,
+        partition=partition,
+        offset=int(record.offset),
+        key=bytes(record.key or b""),
+        value=bytes(record.value or b""),
+        timestamp_ms=int(record.timestamp),
+    )
+
+
+class _KafkaReader:
+    """:class:`~kernel.log.base.LogReader` of a :class:`KafkaLog`: one consumer, no group.
+
+    The consumer is assigned exactly the asked partitions and sought only where a fetch
+    asks for another position than where the last one left off, so its fetcher keeps
+    prefetching every partition between fetches.
+    """
+
+    def __init__(self, log: KafkaLog) -> None:
+        self._log = log
+        self._consumer: Any = None
+        # Where the consumer stands in each assigned partition: the next offset it returns.
+        self._positions: dict[Any, int] = {}
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def fetch(
+        self,
+        positions: Mapping[LogPartition, int],
+        *,
+        max_messages: int = 500,
+        timeout: float = 1.0,
+    ) -> list[Message]:
+        """Whatever is ready in ``positions``; waits up to ``timeout`` s for any of it."""
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be at least 1, got {max_messages}")
+        if any(offset < 0 for offset in positions.values()):
+            raise ValueError("offsets must not be negative")
+        async with self._lock:
+            consumer = await self._started()
+            try:
+                wanted = await self._checked(positions)
+                if not wanted:
+                    await asyncio.sleep(timeout)
+                    return []
+                self._point(consumer, wanted)
+                batches = await consumer.getmany(
+                    *wanted, timeout_ms=max(0, round(timeout * 1000)), max_records=max_messages
+                )
+            except (KafkaError, ConsumerStoppedError) as exc:
+                raise self._log._error(f"fetch of {len(positions)} partitions failed", exc) from exc
+            if self._closed or self._log._closed:
+                # A consumer stopped during getmany() returns nothing rather than raising.
+                raise LogClosed("fetch: the log was closed")
+            messages: list[Message] = []
+            for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition)):
+                # A fetch answered from before a seek may hold offsets below the position.
+                records = [r for r in batches[tp] if int(r.offset) >= wanted[tp]]
+                if records:
+                    self._positions[tp] = int(records[-1].offset) + 1
+                    messages.extend(_message(tp.topic, tp.partition, r) for r in records)
+            return messages
+
+    async def _started(self) -> Any:
+        """The reader's consumer, started on first use."""
+        if self._closed:
+            raise LogClosed("fetch on a closed reader")
+        self._log._running("fetch")
+        if self._consumer is None:
+            consumer = self._log._consumer(fetch_max_wait_ms=_FETCH_MAX_WAIT_MS)
+            try:
+                await consumer.start()
+                await asyncio.sleep(0)  # see KafkaLog.start: let the coordinator task run once
+            except KafkaError as exc:
+                await consumer.stop()
+                raise self._log._error("reader could not start", exc) from exc
+            self._consumer = consumer
+        return self._consumer
+
+    async def _checked(self, positions: Mapping[LogPartition, int]) -> dict[Any, int]:
+        """``positions`` keyed by aiokafka partitions, after checking that they exist."""
+        clients = self._log._running("fetch")
+        await self._log._ensure_topics(clients.admin, sorted({t for t, _ in positions}))
+        wanted: dict[Any, int] = {}
+        for (topic, partition), offset in positions.items():
+            count = self._log.partitions(topic)
+            if not 0 <= partition < count:
+                raise ValueError(f"{topic} has {count} partitions, asked for {partition}")
+            wanted[TopicPartition(topic, partition)] = offset
+        return wanted
+
+    def _point(self, consumer: Any, wanted: dict[Any, int]) -> None:
+        """Assign ``wanted``'s partitions and seek those not where the last fetch left off."""
+        if set(wanted) != set(self._positions):
+            # assign() forgets every position: seek all of them.
+            consumer.assign(list(wanted))
+            self._positions = {}
+        for tp, offset in wanted.items():
+            if self._positions.get(tp) != offset:
+                consumer.seek(tp, offset)
+                self._positions[tp] = offset
+
+    async def close(self) -> None:
+        """Stop the consumer. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._log._readers.discard(self)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()

@@ -102,5 +102,5 @@ async def test_a_listeners_scrobble_counts_and_its_delete_uncounts(
     await api.aclose()
 
 
-async def _is(read, value: int) -> bool | None:  # type: ignore[no-untyped-def]
+async def _is(read, value: int) -> bool | None:
     return True if await read() == value else None

@@ -245,8 +245,9 @@ async def test_forged_commits_and_syncs(fh: Firehose, tally: Tally) -> None:
         elif how == "invalid CAR root":
             raw = repo.commit_frame(seq, ops)
             car = make_car([cbrrr.CID(b"\x00\x01\x70\x12")], [])
-            body = list(cbrrr.decode_multi_dag_cbor_in_violation_of_the_spec(raw))[1]
-            raw = frame("#commit", {**body, "blocks": car})
+            decoded = list(cbrrr.decode_multi_dag_cbor_in_violation_of_the_spec(raw))[1]
+            assert isinstance(decoded, dict)
+            raw = frame("#commit", {**decoded, "blocks": car})
         else:  # the record block swapped for another with the op's CID kept
             raw = repo.commit_frame(seq, ops)
             good = cbrrr.encode_dag_cbor(track_record(f"forged {title}"), atjson_mode=True)

@@ -14,7 +14,7 @@ from kernel.config import Settings
 from kernel.db import open_pool
 from kernel.envelope import Envelope
 from kernel.log import Message
-from projectors.base import track_id
+from projectors.base import Projector, track_id
 from projectors.catalog import CatalogProjector
 from projectors.moderation import ModerationProjector
 from projectors.runner import apply_batch, load_offset
@@ -55,7 +55,7 @@ class Projection:
             Message(topic, 0, first + i, e.key, e.to_bytes(), 0) for i, e in enumerate(envelopes)
         ]
         self.offsets[topic] += len(envelopes)
-        projectors = [ModerationProjector([OPERATOR])]
+        projectors: list[Projector] = [ModerationProjector([OPERATOR])]
         if topic == "plyr.repo":
             projectors.insert(0, CatalogProjector())
         for projector in projectors:

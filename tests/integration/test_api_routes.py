@@ -120,7 +120,8 @@ async def project(pool: AsyncConnectionPool, *, search: bool = True) -> None:
     catalog = CatalogProjector()
     moderation = ModerationProjector([OPERATOR])
     repo = [Message("plyr.repo", 0, i, e.key, e.to_bytes(), 0) for i, e in enumerate(REPO_EVENTS)]
-    labels = [Message("plyr.labels", 0, 0, B2, label(B2, "!takedown").to_bytes(), 0)]
+    takedown = label(B2, "!takedown")
+    labels = [Message("plyr.labels", 0, 0, takedown.key, takedown.to_bytes(), 0)]
     runs: list[tuple[Any, str, list[Message]]] = [
         (catalog, "plyr.repo", repo),
         (moderation, "plyr.repo", repo),
@@ -146,10 +147,10 @@ async def client(pg_url):
     await pool.close()
 
 
-async def xrpc(client: httpx.AsyncClient, name: str, **params: object) -> dict:
+async def xrpc(client: httpx.AsyncClient, name: str, **params: str | int) -> dict:
     r = await client.get(f"/xrpc/{NS}.{name}", params=params)
     assert r.status_code == 200, r.text
-    body = r.json()
+    body: dict = r.json()
     validate_query_output(f"{NS}.{name}", body)
     return body
 

@@ -60,7 +60,8 @@ async def project(pool: AsyncConnectionPool) -> None:
     )  # fmt: skip
     events = [*EVENTS, deactivated]
     repo = [Message("plyr.repo", 0, i, e.key, e.to_bytes(), 0) for i, e in enumerate(events)]
-    labels = [Message("plyr.labels", 0, 0, T4, label(T4, "!takedown").to_bytes(), 0)]
+    takedown = label(T4, "!takedown")
+    labels = [Message("plyr.labels", 0, 0, takedown.key, takedown.to_bytes(), 0)]
     moderation = ModerationProjector([OPERATOR])
     runs: list[tuple[Any, str, list[Message]]] = [
         (CatalogProjector(), "plyr.repo", repo),

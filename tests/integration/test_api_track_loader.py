@@ -69,6 +69,7 @@ async def test_concurrent_loads_share_one_statement_and_match_single_lookups(pro
     assert shown == {track_id(u) for u in (A1, A2, A3, B1, B3)}
     # The featured artist of A2 comes with the batch (present_track resolves it).
     a2 = found[asked.index(track_id(A2))]
+    assert a2.row is not None
     assert set(a2.people) == {f["did"] for f in a2.row["features"]}
 
 
@@ -90,7 +91,9 @@ async def test_a_cancelled_request_leaves_the_others_of_its_batch_answered(proje
     other = asyncio.create_task(loader.load(track_id(A2)))
     await asyncio.sleep(0)
     doomed.cancel()
-    assert (await kept).row["uri"] == A1 and (await other).row["uri"] == A2
+    kept_row, other_row = (await kept).row, (await other).row
+    assert kept_row is not None and other_row is not None
+    assert kept_row["uri"] == A1 and other_row["uri"] == A2
     with pytest.raises(asyncio.CancelledError):
         await doomed
 

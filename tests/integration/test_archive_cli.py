@@ -26,7 +26,9 @@ async def test_archive_trim_query_and_rebuild_from_archive(pg_url, monkeypatch, 
         async def count(query: str) -> int:
             async with pool.connection() as conn:
                 cur = await conn.execute(query)
-                return int((await cur.fetchone())[0])
+                row = await cur.fetchone()
+                assert row is not None
+                return int(row[0])
 
         assert await asyncio.to_thread(main, ["rebuild", "catalog"]) == 0
         tracks = await count("SELECT count(*) FROM track")

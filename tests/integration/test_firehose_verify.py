@@ -8,7 +8,7 @@ documents, so every commit here is signature-checked against a key the test cont
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import cbrrr
@@ -380,7 +380,7 @@ async def test_outdated_cursor_marks_every_repo_for_resync(h: Harness) -> None:
         cur = await conn.execute(
             "SELECT did, status_reason FROM repo_state WHERE status = 'desynchronized'"
         )
-        reasons = dict(await cur.fetchall())
+        reasons: dict[str, str] = dict(await cur.fetchall())
     assert reasons[alice.did] == "OutdatedCursor" and reasons[carol.did].startswith("#sync")
     assert ingest.stats.rejected["unknown_collection"] == 1
     assert ingest.stats.events["info"] == 1
@@ -497,12 +497,12 @@ async def test_status_lines_and_metrics_endpoint_show_cursor_lag_and_counters(h:
 async def test_cursor_never_passes_an_event_the_log_did_not_acknowledge(h: Harness) -> None:
     """The log refuses one append (fault injected around the real log): the cursor stays
     before that frame, the consumer reconnects from it, and the event is published."""
-    from kernel.log import LogError
+    from kernel.log import LogError, Position
 
     real_append = h.log.append
     failures: list[int] = []
 
-    async def flaky_append(topic: str, items: list[tuple[bytes, bytes]]) -> object:
+    async def flaky_append(topic: str, items: Sequence[tuple[bytes, bytes]]) -> list[Position]:
         if any(b'"title":"two"' in value for _, value in items) and not failures:
             failures.append(await h.cursor() or 0)
             raise LogError("injected: broker unavailable")

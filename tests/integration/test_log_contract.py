@@ -15,7 +15,16 @@ from collections import defaultdict
 
 import pytest
 
-from kernel.log.base import Log, LogClosed, LogError, Message, Position, partition_for
+from kernel.log.base import (
+    Log,
+    LogClosed,
+    LogError,
+    LogReader,
+    Message,
+    Position,
+    TopicPartition,
+    partition_for,
+)
 from kernel.log.kafka import KafkaLog
 from testkit.brokers import Tansu
 
@@ -320,3 +329,145 @@ async def test_kafka_log_without_a_broker_raises_log_error() -> None:
         await log.start()
     assert not isinstance(raised.value, LogClosed)
     await log.close()
+
+
+# Readers: many partitions at once, from positions the caller keeps.
+
+
+async def fetch_all(
+    reader: LogReader, positions: dict[TopicPartition, int], count: int
+) -> list[Message]:
+    """Fetch until ``count`` messages came, moving ``positions`` as a projector would."""
+    messages: list[Message] = []
+    while len(messages) < count:
+        batch = await reader.fetch(positions, max_messages=50, timeout=READ_TIMEOUT)
+        assert batch, f"only {len(messages)} of {count} messages"
+        for message in batch:
+            tp = (message.topic, message.partition)
+            assert message.offset == positions[tp], "not from the asked position, or reordered"
+            positions[tp] = message.offset + 1
+        messages.extend(batch)
+    assert await reader.fetch(positions, timeout=0.2) == [], "unexpected messages"
+    return messages
+
+
+async def test_reader_fetches_every_partition_in_order(
+    log: Log, topic: str, log_partitions: int
+) -> None:
+    items = keyed(90)
+    positions = await log.append(topic, items)
+    expected: dict[TopicPartition, list[tuple[int, bytes]]] = {
+        (topic, p): [] for p in range(log_partitions)
+    }
+    for (_, value), position in zip(items, positions, strict=True):
+        expected[(topic, position.partition)].append((position.offset, value))
+
+    reader = log.reader()
+    at = {(topic, p): 0 for p in range(log_partitions)}
+    messages = await fetch_all(reader, at, len(items))
+    got: dict[TopicPartition, list[tuple[int, bytes]]] = defaultdict(list)
+    for message in messages:
+        got[(message.topic, message.partition)].append((message.offset, message.value))
+    assert got == expected
+    await reader.close()
+    await reader.close()  # idempotent
+
+
+async def test_reader_reads_from_the_asked_positions_and_goes_back(
+    log: Log, topic: str, log_partitions: int
+) -> None:
+    by_partition = {partition_for(k, log_partitions): k for k, _ in keyed(40)}
+    pa, pb = 0, 1
+    await log.append(topic, [(by_partition[pa], b"a%d" % i) for i in range(6)])
+    await log.append(topic, [(by_partition[pb], b"b%d" % i) for i in range(6)])
+    reader = log.reader()
+
+    at = {(topic, pa): 4, (topic, pb): 1}
+    first = await fetch_all(reader, at, 2 + 5)
+    assert sorted((m.partition, m.value) for m in first) == sorted(
+        [(pa, b"a4"), (pa, b"a5")] + [(pb, b"b%d" % i) for i in range(1, 6)]
+    )
+    # A batch that failed is asked for again: the reader goes back.
+    again = await reader.fetch({(topic, pa): 2}, max_messages=10, timeout=READ_TIMEOUT)
+    assert [(m.partition, m.offset, m.value) for m in again] == [
+        (pa, 2, b"a2"),
+        (pa, 3, b"a3"),
+        (pa, 4, b"a4"),
+        (pa, 5, b"a5"),
+    ]
+    await reader.close()
+
+
+async def test_reader_caps_a_fetch_at_max_messages(
+    log: Log, topic: str, log_partitions: int
+) -> None:
+    await log.append(topic, keyed(60))
+    reader = log.reader()
+    at = {(topic, p): 0 for p in range(log_partitions)}
+    batch: list[Message] = []
+    deadline = time.monotonic() + READ_TIMEOUT
+    while not batch and time.monotonic() < deadline:
+        batch = await reader.fetch(at, max_messages=7, timeout=READ_TIMEOUT)
+    assert 1 <= len(batch) <= 7
+    await reader.close()
+
+
+async def test_reader_wakes_on_an_append_to_any_partition_within_a_fraction_of_a_second(
+    log: Log, topic: str, log_partitions: int
+) -> None:
+    reader = log.reader()
+    at = {(topic, p): 0 for p in range(log_partitions)}
+    # Warm up: the reader connects (and, on Kafka, assigns and seeks) on its first fetch.
+    assert await reader.fetch(at, timeout=0.3) == []
+    lags: list[float] = []
+    for i in range(5):
+        key = f"did:plc:wake-{i}".encode()
+        waiting = asyncio.create_task(reader.fetch(at, timeout=10.0))
+        await asyncio.sleep(0.3)  # the reader is idle, waiting
+        assert not waiting.done()
+        appended = time.monotonic()
+        [position] = await log.append(topic, [(key, b"w")])
+        [message] = await asyncio.wait_for(waiting, 10.0)
+        lags.append(time.monotonic() - appended)
+        assert (message.partition, message.offset) == (position.partition, position.offset)
+        at[(topic, position.partition)] = position.offset + 1
+    # The point of a reader: an idle partition costs no polling delay.
+    assert max(lags) < 0.25, lags
+    await reader.close()
+
+
+async def test_reader_at_the_end_waits_for_the_timeout(log: Log, topic: str) -> None:
+    reader = log.reader()
+    started = time.monotonic()
+    assert await reader.fetch({(topic, 0): 0, (topic, 1): 0}, timeout=0.5) == []
+    assert 0.45 <= time.monotonic() - started < 3.0
+    await reader.close()
+
+
+async def test_two_readers_keep_their_own_positions(
+    log: Log, topic: str, log_partitions: int
+) -> None:
+    items = keyed(30)
+    await log.append(topic, items)
+    fast, slow = log.reader(), log.reader()
+    fast_at = {(topic, p): 0 for p in range(log_partitions)}
+    await fetch_all(fast, fast_at, len(items))
+    slow_at = {(topic, p): 0 for p in range(log_partitions)}
+    assert len(await fetch_all(slow, slow_at, len(items))) == len(items)
+    assert fast_at == slow_at
+    await fast.close()
+    await slow.close()
+
+
+async def test_closing_the_log_ends_a_waiting_fetch_with_log_closed(log: Log, topic: str) -> None:
+    reader = log.reader()
+    waiting = asyncio.create_task(reader.fetch({(topic, 0): 0}, timeout=10.0))
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    await log.close()
+
+    with pytest.raises(LogClosed):
+        await asyncio.wait_for(waiting, 5.0)
+    assert time.monotonic() - started < 3.0
+    with pytest.raises(LogClosed):
+        await reader.fetch({(topic, 0): 0}, timeout=0.1)

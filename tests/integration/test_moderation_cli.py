@@ -40,13 +40,15 @@ async def test_takedown_and_negate(pg_url, monkeypatch, capsys):
         await apply_batch(pool, projector, messages, 0)
         async with pool.connection() as conn:
             cur = await conn.execute("SELECT plyr_visible(%s, 'did:x', 'audio', true)", (URI,))
-            assert (await cur.fetchone())[0] is False
+            row = await cur.fetchone()
+            assert row is not None and row[0] is False
         assert await asyncio.to_thread(main, ["takedown", URI, "--negate"]) == 0
         messages = await log.read("plyr.labels", 0, 1, max_messages=10, timeout=1)
         await apply_batch(pool, projector, messages, 1)
         async with pool.connection() as conn:
             cur = await conn.execute("SELECT plyr_visible(%s, 'did:x', 'audio', true)", (URI,))
-            assert (await cur.fetchone())[0] is True
+            row = await cur.fetchone()
+            assert row is not None and row[0] is True
         await log.close()
     finally:
         await pool.close()
@@ -82,7 +84,9 @@ async def test_rebuild_moderation_replays_labels_and_repo_topics(pg_url, monkeyp
         async def visible(uri: str, did: str) -> bool:
             async with pool.connection() as conn:
                 cur = await conn.execute("SELECT plyr_visible(%s, %s, 'list', true)", (uri, did))
-                return bool((await cur.fetchone())[0])
+                row = await cur.fetchone()
+                assert row is not None
+                return bool(row[0])
 
         other = f"at://{artist}/fm.plyr.track/x"
         assert await visible(URI, "did:x") and await visible(other, artist)  # nothing projected

@@ -4,13 +4,14 @@ trusted sources, and the required projector cases."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from api.moderation import CONTEXTS, is_visible, sensitive_images, visible_clause
-from kernel.envelope import Envelope
+from kernel.envelope import Envelope, Kind
 from kernel.log import Message
 from projectors.moderation import ModerationProjector, operator_label
 from projectors.runner import apply_batch, load_offset
@@ -32,9 +33,9 @@ def label(
     return Envelope(kind="label.applied", did=src, source="t", time="t", label=body)
 
 
-def track(rev: str = "3l1", kind: str = "record.created", **record: Any) -> Envelope:
+def track(rev: str = "3l1", kind: Kind = "record.created", **record: Any) -> Envelope:
     return Envelope(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         did=DID,
         source="t",
         time="t",
@@ -63,7 +64,7 @@ def account(status: str) -> Envelope:
     )
 
 
-async def project(pool, envelopes: list[Envelope | bytes], topic: str = "plyr.labels") -> None:
+async def project(pool, envelopes: Sequence[Envelope | bytes], topic: str = "plyr.labels") -> None:
     projector = ModerationProjector(TRUSTED)
     offset = await load_offset(pool, projector.name, topic, 0)
     batch = [

@@ -125,7 +125,9 @@ async def counted_ids(log: KafkaLog, topic: str) -> set[str]:
     for partition in range(PARTITIONS):
         for m in await read_all(log, topic, partition):
             if b'"play.counted"' in m.value:
-                ids.add(Envelope.from_bytes(m.value).play["id"])
+                play = Envelope.from_bytes(m.value).play
+                assert play is not None
+                ids.add(play["id"])
     return ids
 
 

@@ -52,7 +52,7 @@ async def test_two_group_workers_equal_one(tansu, topic, pg_url):
                 CatalogProjector(),
                 topic,
                 batch_size=50,
-                on_assign=lambda parts, key=key: assigned[key].update(parts),
+                on_assign=assigned[key].update,
             )
             for key in ("a", "b")
         ]

@@ -14,7 +14,7 @@ from kernel.log import Message
 from kernel.log.postgres import PostgresLog
 from projectors.album import slugify
 from projectors.catalog import CatalogProjector
-from projectors.rebuild import list_dead_letters, rebuild, replay_dead_letters
+from projectors.rebuild import RebuildProgress, list_dead_letters, rebuild, replay_dead_letters
 from projectors.runner import apply_batch, load_offset
 from testkit.events import catalog_event_mix
 from testkit.records import (
@@ -366,7 +366,7 @@ async def test_rebuild_is_byte_identical_and_dead_letters_replay(pool):
             offset = await apply_batch(pool, projector, messages, offset)
     live = await dump(pool)
     assert live["track"] and live["like"] and live["album"] and live["list_item"]
-    seen = []
+    seen: list[RebuildProgress] = []
     done = await rebuild(pool, log, projector, TOPIC, batch_size=500, on_progress=seen.append)
     assert done.done == len(events) + 1 and seen[-1].done == done.done
     assert await dump(pool) == live

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kernel.envelope import Envelope
+from kernel.envelope import Envelope, Kind
 from kernel.log import Message
 from projectors.base import OffsetConflict
 from projectors.runner import apply_batch, load_offset
@@ -20,10 +20,12 @@ TOPIC = "plyr.repo"
 CID = "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"
 
 
-def track(kind: str, rkey: str = "t1", rev: str = "3l1", did: str = DID, **record: Any) -> Envelope:
+def track(
+    kind: Kind, rkey: str = "t1", rev: str = "3l1", did: str = DID, **record: Any
+) -> Envelope:
     title = record.pop("title", "Song")
     return Envelope(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         did=did,
         source="test",
         time="t",
@@ -35,7 +37,7 @@ def track(kind: str, rkey: str = "t1", rev: str = "3l1", did: str = DID, **recor
     )
 
 
-def lst(kind: str, rkey: str, rev: str, name: str | None, list_type: str, items: int = 1):
+def lst(kind: Kind, rkey: str, rev: str, name: str | None, list_type: str, items: int = 1):
     record = {
         "$type": "fm.plyr.list",
         "listType": list_type,
@@ -97,9 +99,10 @@ async def docs(pool) -> list[tuple[Any, ...]]:
             "SELECT doc_type, doc_key, title, alt, slug, track_count, image_url, norm"
             " FROM search_doc ORDER BY doc_type, doc_key"
         )
-        rows = await cur.fetchall()
+        rows: list[tuple[Any, ...]] = await cur.fetchall()
         cur = await conn.execute("SELECT track_uri, tag FROM search_tag ORDER BY 1, 2")
-        return rows + await cur.fetchall()
+        tags: list[tuple[Any, ...]] = await cur.fetchall()
+        return rows + tags
 
 
 def titles(rows, doc_type: str) -> list[str]:

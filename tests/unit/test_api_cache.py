@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from starlette.types import Message
 
 from api.cache import CachedResponse, ResponseCache, ResponseCacheApp, _cache_key
 
@@ -128,12 +129,15 @@ class SlowApp:
 
 
 async def get(app: ResponseCacheApp, path: str = "/tracks/") -> bytes:
-    sent: list[dict] = []
+    sent: list[Message] = []
 
-    async def send(message: dict) -> None:
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
         sent.append(message)
 
-    await app(scope(path), None, send)
+    await app(scope(path), receive, send)
     assert sent[0]["status"] == 200
     return b"".join(m.get("body", b"") for m in sent[1:])
 

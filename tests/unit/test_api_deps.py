@@ -18,7 +18,7 @@ def scope(app: Any, headers: list[tuple[bytes, bytes]], **extra: Any) -> dict[st
     }  # fmt: skip
 
 
-SCOPES = [
+SCOPES: list[tuple[list[tuple[bytes, bytes]], dict[str, Any]]] = [
     ([(b"host", b"api.example")], {}),
     ([(b"host", b"api.example:8443")], {"scheme": "https"}),
     ([(b"host", b"bad host:xx")], {}),  # invalid: Starlette falls back to the server

@@ -161,11 +161,15 @@ LINK = cbrrr.CID.cidv1_dag_cbor_sha256_32_from(b"x")
 
 
 def raw_commit(
-    ops: list[dict[str, object]], *, seq: int = 1, rev: str = "3ke6kg3wk2322", repo: str = DID
+    ops: list[dict[str, cbrrr.DagCborTypes]],
+    *,
+    seq: int = 1,
+    rev: str = "3ke6kg3wk2322",
+    repo: str = DID,
 ) -> bytes:
     """A canonical commit frame with exactly these op maps (no CAR: triage never reads it)."""
-    body = {
-        "ops": ops,
+    body: dict[str, cbrrr.DagCborTypes] = {
+        "ops": list(ops),
         "rev": rev,
         "seq": seq,
         "repo": repo,
@@ -180,8 +184,10 @@ def raw_commit(
     return COMMIT_HEADER + cbrrr.encode_dag_cbor(body)
 
 
-def op(path: str, action: str = "create", *, prev: object = "absent") -> dict[str, object]:
-    item: dict[str, object] = {
+def op(
+    path: str, action: str = "create", *, prev: cbrrr.DagCborTypes = "absent"
+) -> dict[str, cbrrr.DagCborTypes]:
+    item: dict[str, cbrrr.DagCborTypes] = {
         "action": action,
         "path": path,
         "cid": None if action == "delete" else LINK,

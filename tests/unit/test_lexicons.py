@@ -891,7 +891,7 @@ def agreement_corpus() -> list[tuple[str, Any, LexiconRegistry]]:
             kitchen,
         ),
     ]
-    corpus = list(valid)
+    corpus: list[tuple[str, Any, LexiconRegistry]] = list(valid)
     for nsid, record, registry in valid:
         corpus += [(nsid, mutant, registry) for mutant in mutations(record)]
         corpus += [(nsid, mutant, registry) for mutant in MUTANTS]

@@ -22,7 +22,7 @@ SRC = "did:plc:labeler"
 
 
 def env(**label: object) -> Envelope:
-    body = {
+    body: dict[str, object] = {
         "src": SRC,
         "uri": "at://did:plc:x/fm.plyr.track/1",
         "val": "porn",
@@ -59,7 +59,7 @@ def test_label_row_rejects_malformed_labels(bad):
 
 
 def test_self_labels():
-    record = {
+    record: dict[str, object] = {
         "labels": {
             "$type": "com.atproto.label.defs#selfLabels",
             "values": [{"val": "porn"}, {"val": "porn"}, {"val": ""}, "x", {"val": "sexual"}],

@@ -42,7 +42,7 @@ def report(
 def run(*reports: PlayReport) -> list[str]:
     """Feed reports in order from an empty state; the reasons, in order."""
     state: tuple[Window, ...] = ()
-    reasons = []
+    reasons: list[str] = []
     for r in reports:
         state, play, reason = qualify(state, r)
         assert (play is not None) == (reason == "counted")

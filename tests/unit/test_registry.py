@@ -14,7 +14,7 @@ def test_every_projector_is_registered_with_its_topics():
         "catalog": ("repo",),
         "search": ("repo",),
         "moderation": ("labels", "repo"),
-        "plays": ("plays",),
+        "plays": ("plays", "repo"),
     }
 
 

@@ -26,6 +26,7 @@ def test_walk_yields_every_key_in_order_for_a_multi_layer_tree() -> None:
     assert max(mst_layer(k) for k in recs) >= 2, "the fixture should make a tree of 3+ layers"
     roots, blocks = read_blocks(repo_car(DID, recs, key))
     commit = cbrrr.decode_dag_cbor(blocks[roots[0]])
+    assert isinstance(commit, dict) and isinstance(commit["data"], cbrrr.CID)
     keys = [k for k, _ in walk_mst(blocks, commit["data"].cid_bytes)]
     assert keys == sorted(recs)
 
@@ -69,7 +70,7 @@ def test_blob_refs_come_out_in_atjson_form() -> None:
     assert record.record["audioBlob"]["ref"] == {"$link": blob_cid}
 
 
-def _car_with_root_node(node: dict[str, object], extra: list[tuple[cbrrr.CID, bytes]]) -> bytes:
+def _car_with_root_node(node: cbrrr.DagCborTypes, extra: list[tuple[cbrrr.CID, bytes]]) -> bytes:
     data = cbrrr.encode_dag_cbor(node)
     root = cbrrr.CID.cidv1_dag_cbor_sha256_32_from(data)
     commit_cid, commit = signed_commit(DID, root, tid(1), SigningKey())
@@ -78,7 +79,7 @@ def _car_with_root_node(node: dict[str, object], extra: list[tuple[cbrrr.CID, by
 
 def test_out_of_order_keys_are_rejected() -> None:
     rec_cid, rec = block(track_record())
-    node = {
+    node: cbrrr.DagCborTypes = {
         "l": None,
         "e": [
             {"p": 0, "k": b"fm.plyr.track/b", "v": rec_cid, "t": None},
@@ -98,9 +99,9 @@ def test_out_of_order_keys_are_rejected() -> None:
         ({"p": 0, "k": "str", "t": None}, "bad entry key"),
     ],
 )
-def test_malformed_entries_are_rejected(entry: dict[str, object], message: str) -> None:
+def test_malformed_entries_are_rejected(entry: dict[str, cbrrr.DagCborTypes], message: str) -> None:
     rec_cid, rec = block(track_record())
-    node = {"l": None, "e": [{**entry, "v": rec_cid}]}
+    node: cbrrr.DagCborTypes = {"l": None, "e": [{**entry, "v": rec_cid}]}
     with pytest.raises(RepoError, match=message):
         read_repo(_car_with_root_node(node, [(rec_cid, rec)]))
 

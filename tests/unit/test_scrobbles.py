@@ -4,6 +4,7 @@ matcher (origin, exact name + artist, ambiguous = none), the envelopes ingest bu
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import cbrrr
 import pytest
@@ -84,8 +85,8 @@ def test_origin_under_a_frontend_path() -> None:
 # -- the record's shape ---------------------------------------------------------------
 
 
-def record(**fields: object) -> dict[str, object]:
-    base: dict[str, object] = {
+def record(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
         "$type": "fm.teal.feed.play",
         "trackName": "Night Drive",
         "artists": [{"artistName": "Luna Park"}],

@@ -47,6 +47,7 @@ __all__ = [
     "BROKER_BUCKET",
     "CLUSTER_DATABASE",
     "Child",
+    "ClusterError",
     "ClusterOptions",
     "ProcessSpec",
     "Supervisor",
@@ -289,6 +290,9 @@ class Supervisor:
     def start(self) -> dict[str, object]:
         """Start everything; return the banner's facts (also kept in :attr:`info`)."""
         opts = self.options
+        for api_port in range(opts.api_port, opts.api_port + opts.apis):
+            if _accepts(api_port):  # else waiting for it below would see the other server
+                raise ClusterError(f"port {api_port} is in use (choose --api-port)")
         opts.data_dir.mkdir(parents=True, exist_ok=True)
         s3_port = self.port(opts.s3_port)
         self.start_process(s3_spec(s3_port), s3_port)
@@ -311,7 +315,12 @@ class Supervisor:
         }
         # Migrations once, before the roles (as the Kubernetes Job does).
         migrate = subprocess.run(
-            list(_cli("migrate")), env=app_env, capture_output=True, check=False
+            list(_cli("migrate")),
+            env=app_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            check=False,
         )
         if migrate.returncode != 0:
             raise ClusterError(f"migrate failed:\n{migrate.stdout.decode(errors='replace')}")

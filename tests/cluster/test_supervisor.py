@@ -3,6 +3,7 @@ child ignoring SIGTERM is killed once the bound has passed (real processes, no c
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from plyr_appview import cluster
 from plyr_appview.cluster import (
     Child,
+    ClusterError,
     ClusterOptions,
     ProcessSpec,
     Supervisor,
@@ -122,3 +124,14 @@ def test_picked_ports_never_take_an_api_port(monkeypatch: pytest.MonkeyPatch) ->
     assert supervisor.port() == 7000  # 9001 and 9000 are the APIs'
     assert supervisor.port() == 7001  # 7000 is taken now
     assert supervisor.port(8123) == 8123
+
+
+def test_an_api_port_in_use_stops_the_start_before_anything_runs(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = int(busy.getsockname()[1])
+        supervisor = Supervisor(ClusterOptions(data_dir=tmp_path, api_port=port - 1), env={})
+        with pytest.raises(ClusterError, match=r"port \d+ is in use"):
+            supervisor.start()
+    assert supervisor.children == []

@@ -1,5 +1,6 @@
 """``make cluster`` for real: a local PDS writes, the cluster's API shows it, and when one
-projector worker is killed the other takes over its partitions with nothing lost or doubled.
+projector worker is killed the other takes over its partitions with nothing lost or doubled
+(the catalog equals listRecords; play reports made after the kill count once each).
 
 The cluster runs as ``python -m plyr_appview.cluster`` (what ``make cluster`` runs): its
 supervisor starts moto's S3, Tansu on S3, embedded PostgreSQL, ingest, two ``project --group``
@@ -253,6 +254,26 @@ async def test_cluster_serves_writes_and_survives_a_projector_worker(
                     (t["atproto_record_uri"], t["atproto_record_cid"]) for t in body["tracks"]
                 }
                 assert len(uris) == sum(1 for u, _ in expected if f"/{account.did}/" in u)
+        # Play reports through both APIs after the kill: three listeners (a client, so a
+        # cookie, each) per account's first track; each counts exactly once.
+        played = []
+        for account in accounts:
+            body = (await http.get(f"{apis[0]}/tracks/", params={"artist_did": account.did})).json()
+            played.append(int(body["tracks"][0]["id"]))
+        for listener in range(3):
+            async with httpx.AsyncClient(base_url=apis[listener % 2], timeout=5) as browser:
+                for tid in played:
+                    assert (await browser.post(f"/tracks/{tid}/play")).status_code == 200
+
+        async def counted() -> bool:
+            for tid in played:
+                count = (await http.get(f"{apis[1]}/tracks/{tid}")).json()["play_count"]
+                assert count <= 3, f"track {tid}: {count} plays from 3 listeners"
+                if count != 3:
+                    return False
+            return True
+
+        await wait_until(counted, timeout=60, what="3 plays on every played track")
         with psycopg.connect(url) as conn:
             letters = conn.execute("SELECT count(*) FROM dead_letter").fetchone()
         assert letters == (0,)

@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import orjson
-from fastapi import FastAPI, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from psycopg import AsyncConnection
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
@@ -21,11 +24,16 @@ from psycopg_pool import AsyncConnectionPool
 from api.audio import AudioCache
 from api.blobstore import BlobStore, open_blob_store
 from api.cache import ReadModelListener, ResponseCache, ResponseCacheApp
-from api.deps import Pool
 from api.errors import install_error_handlers
 from api.fastpath import TrackDetailFastPath
 from api.headers import SecurityHeaders
-from api.metrics import CacheCollector, request_metrics
+from api.metrics import (
+    CacheCollector,
+    CacheGauges,
+    metrics_registry,
+    multiprocess_dir,
+    request_metrics,
+)
 from api.middleware import AccessLog, BodyLimit, InputGuard
 from api.routers import (
     activity,
@@ -36,12 +44,14 @@ from api.routers import (
     lists,
     meta,
     moderation,
+    ops,
     plays,
     search,
     stubs,
     tracks,
     xrpc,
 )
+from api.status import SampleRing, collect_status, histogram_buckets
 from api.visibility import Visibility
 from kernel.config import Settings
 from kernel.fetch import UpstreamFetcher
@@ -50,6 +60,23 @@ from kernel.log import Log
 __all__ = ["READ_ONLY_ROLE", "create_app", "open_api_pool"]
 
 READ_ONLY_ROLE = "plyr_api_ro"
+
+logger = logging.getLogger(__name__)
+
+
+async def _sample_forever(app: FastAPI, interval: float) -> None:
+    """Keep the status ring and this worker's cache gauges current (see :mod:`api.status`)."""
+    while True:
+        if app.state.cache_gauges is not None:
+            app.state.cache_gauges.publish()
+        try:
+            status = await collect_status(app.state.pool, app.state.log)
+            registry = metrics_registry(app.state.metrics)
+            buckets = histogram_buckets(registry.collect(), "plyr_api_request_seconds")
+            app.state.status_ring.add(status, buckets)
+        except Exception as exc:  # a sample missed is a gap in a chart, not a failure
+            logger.warning("status sample failed", extra={"error": str(exc)})
+        await asyncio.sleep(interval)
 
 
 async def _configure_api_connection(conn: AsyncConnection) -> None:
@@ -138,9 +165,13 @@ def create_app(
             # objects of requests in flight survive into the oldest generation.
             gc.collect()
             gc.freeze()
+            sampler = asyncio.create_task(_sample_forever(app, settings.status_sample_s))
             try:
                 yield
             finally:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
                 gc.unfreeze()
                 if listener is not None:
                     await listener.close()
@@ -164,6 +195,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.status_ring = SampleRing()
     app.state.public_url = settings.public_url
     app.state.log = log
     if pool is not None:
@@ -199,27 +231,20 @@ def create_app(
 
     registry = CollectorRegistry()
     requests, latency = request_metrics(registry)
+    app.state.metrics = registry
+    app.state.cache_gauges = None
     if cache is not None:
-        registry.register(CacheCollector(cache))
+        if multiprocess_dir() is None:
+            registry.register(CacheCollector(cache))
+        else:
+            app.state.cache_gauges = CacheGauges(cache)
 
     app.add_middleware(BodyLimit)
     app.add_middleware(AccessLog, requests=requests, latency=latency)
     app.add_middleware(SecurityHeaders)  # outermost of ours: every response, 500s included
 
-    @app.get("/health", tags=["meta"])
-    async def health(pool: Pool) -> dict[str, Any]:
-        """Liveness plus a database round trip."""
-        async with pool.connection() as conn:
-            await conn.execute("SELECT 1")
-        return {"status": "ok"}
-
-    @app.get("/metrics", tags=["meta"], include_in_schema=False)
-    async def metrics() -> Response:
-        """Prometheus metrics of this API process."""
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
     for module in (
-        tracks, plays, artists, albums, lists, activity, meta, audio, charts, stubs, xrpc
+        ops, tracks, plays, artists, albums, lists, activity, meta, audio, charts, stubs, xrpc
     ):  # fmt: skip
         app.include_router(module.router)
     app.include_router(artists.users_router)

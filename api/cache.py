@@ -35,7 +35,16 @@ logger = logging.getLogger(__name__)
 CHANNEL = "plyr_read_model"
 
 # Paths whose answers are not (only) read-model rows: bytes, process state, docs.
-_UNCACHED_PREFIXES = ("/audio", "/metrics", "/health", "/docs", "/redoc", "/openapi")
+_UNCACHED_PREFIXES = (
+    "/audio",
+    "/metrics",
+    "/health",
+    "/ready",
+    "/status",
+    "/docs",
+    "/redoc",
+    "/openapi",
+)
 _MAX_BODY = 512 * 1024
 _VARY = frozenset({b"authorization", b"cookie", b"range", b"if-range", b"if-none-match"})
 

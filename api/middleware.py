@@ -1,5 +1,7 @@
 """Plain ASGI middleware of the API: the request body limit, the input guard and the
-access log.
+access log (which also gives every request its id: ``X-Request-Id`` as sent, or a new one,
+echoed on the response and carried by every log line of the request, see
+:class:`RequestIdFilter`).
 
 Plain ASGI rather than ``@app.middleware("http")``: that wrapper runs every response
 through an extra task and memory stream, which cost more than the queries themselves.
@@ -8,7 +10,10 @@ through an extra task and memory stream, which cost more than the queries themse
 from __future__ import annotations
 
 import logging
+import re
 import time
+import uuid
+from contextvars import ContextVar
 from urllib.parse import unquote_to_bytes
 
 from prometheus_client import Counter, Histogram
@@ -20,10 +25,13 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_PATH_BYTES",
     "MAX_QUERY_BYTES",
+    "REQUEST_ID",
     "AccessLog",
     "BodyLimit",
     "InputGuard",
+    "RequestIdFilter",
     "input_problem",
+    "request_id_of",
 ]
 
 logger = logging.getLogger("api.access")
@@ -181,6 +189,31 @@ class InputGuard:
         await self.app(scope, receive, send)
 
 
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+"""The id of the API request this task serves (``None`` outside a request)."""
+
+_REQUEST_ID_OK = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+
+def request_id_of(scope: Scope) -> str:
+    """The client's ``X-Request-Id`` when it is a plain token (≤ 128 characters),
+    else a new random one: a proxy's id joins its logs to ours, junk never reaches them."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and _REQUEST_ID_OK.match(value):
+            return str(value.decode("ascii"))
+    return uuid.uuid4().hex
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` to every log record emitted while serving a request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = REQUEST_ID.get()
+        if current is not None and not hasattr(record, "request_id"):
+            record.request_id = current
+        return True
+
+
 class AccessLog:
     """Request log line and Prometheus metrics, as plain ASGI middleware.
 
@@ -214,11 +247,15 @@ class AccessLog:
             return
         started = time.perf_counter()
         status = 500
+        request_id = request_id_of(scope)
+        REQUEST_ID.set(request_id)
+        echoed = (b"x-request-id", request_id.encode("ascii"))
 
         async def send_and_note(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                message = {**message, "headers": [*message.get("headers", ()), echoed]}
             await send(message)
 
         try:
@@ -240,3 +277,5 @@ class AccessLog:
                     "ms": round(elapsed * 1000, 2),
                 },
             )
+            # Not reset: the server serves each request in its own task, whose context
+            # ends with it, and its "exception in ASGI application" line comes after us.

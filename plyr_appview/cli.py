@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -17,6 +19,8 @@ import uvicorn
 from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
+from api.metrics import multiprocess_dir
+from api.status import collect_status, status_lines
 from ingest.backfill import Backfill, BackfillOptions
 from ingest.commits import CollectionFilter
 from ingest.errors import BackfillError
@@ -25,7 +29,7 @@ from ingest.first_start import backfill_needed, initial_targets
 from ingest.handles import HandleVerifier
 from ingest.jetstream import JetstreamIngest
 from ingest.labels import LabelIngest
-from ingest.metrics import IngestMetrics, IngestStats, ingest_status, serve_from_env
+from ingest.metrics import IngestMetrics, IngestStats, serve_from_env
 from ingest.repos import RepoStates
 from kernel.config import ConfigError, Settings, load_settings
 from kernel.db import apply_migrations, database_url, open_pool
@@ -40,7 +44,10 @@ from plyr_appview.runtime import (
     bind_api_sockets,
     configure_logging,
     open_log,
+    render_banner,
+    startup_banner,
     uvicorn_config,
+    wants_json,
 )
 from projectors import registry
 from projectors.kafka_group import GroupWorker
@@ -86,10 +93,20 @@ async def _context(settings: Settings, *, with_log: bool = True) -> AsyncIterato
 
 
 def _stop_event() -> asyncio.Event:
+    """Set on the first SIGINT/SIGTERM: every part drains (ingest saves its cursor once the
+    log acknowledged, projectors commit or abandon their batch, the API finishes its
+    requests) and the process exits 0. A second signal stops at once (default handling)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def first(sig: signal.Signals) -> None:
+        logger.info("stopping; send the signal again to stop at once", extra={"signal": sig.name})
+        stop.set()
+        for each in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(each)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, first, sig)
     return stop
 
 
@@ -358,7 +375,14 @@ async def _serve_workers(settings: Settings, url: str, stop: asyncio.Event) -> N
     """``api_workers`` processes accepting from sockets bound here; restarted if they die."""
     socks = bind_api_sockets(settings.api_host, settings.api_port, settings.api_workers)
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-    workers = ApiWorkers(socks, url, settings.api_workers, str(level))
+    shared = multiprocess_dir()
+    workers = ApiWorkers(
+        socks,
+        url,
+        settings.api_workers,
+        str(level),
+        metrics_dir=Path(shared) if shared is not None else None,
+    )
     workers.start()
     logger.info("api workers started", extra={"workers": settings.api_workers})
     try:
@@ -389,28 +413,20 @@ async def _run_parts(settings: Settings, parts: Sequence[str]) -> None:
 
 
 async def _status(settings: Settings) -> None:
-    async with _context(settings) as ctx, ctx.pool.connection() as conn:
-        print("ingest sources (cursor, lag = now - latest event time, counters):")
-        for line in await ingest_status(ctx.pool):
-            print(line)
-        print("projector offsets (next offset / end offset = lag):")
-        cur = await conn.execute(
-            "SELECT projector, topic, partition, next_offset FROM projector_offset"
-            " ORDER BY projector, topic, partition"
-        )
-        for projector, topic, partition, next_offset in await cur.fetchall():
-            end = await ctx.log.end_offset(topic, partition)
-            print(
-                f"  {projector} {topic}/{partition}: {next_offset} / {end}"
-                f"  lag={max(0, end - next_offset)}"
+    """``plyr-appview status``: a line per source and projector, partitions only where
+    they lag (:func:`api.status.status_lines`)."""
+    async with _context(settings) as ctx:
+        status = await collect_status(ctx.pool, ctx.log)
+        async with ctx.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT status, count(*) FROM repo_state GROUP BY status ORDER BY status"
             )
-        print("network scrobbles (plays projector; events):")
-        print(await scrobble_status(conn))
-        print("rows:")
-        for table in ("track", "artist", "repo_state", "dead_letter", "log_message"):
-            cur = await conn.execute(f"SELECT count(*) FROM {table}")
-            row = await cur.fetchone()
-            print(f"  {table}: {row[0] if row else 0}")
+            repos = [f"{state} {count}" for state, count in await cur.fetchall()]
+            scrobbles = await scrobble_status(conn)
+    for line in status_lines(status):
+        print(line)
+    print("repos: " + (", ".join(repos) or "none"))
+    print("network scrobbles:" + scrobbles.removeprefix("  scrobbles:"))
 
 
 def _migrate(settings: Settings) -> None:
@@ -431,22 +447,41 @@ def _archive_command(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(with_context())
 
 
+def _announce(settings: Settings, parts: Sequence[str]) -> None:
+    """The start-up banner: a few lines on a terminal, one log line elsewhere."""
+    info = startup_banner(settings, parts)
+    if wants_json(sys.stderr):
+        logger.info("starting", extra=info)
+    else:
+        sys.stderr.write(render_banner(info) + "\n")
+        sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="plyr-appview", description=__doc__)
+    # -v before or after the command (argparse gives a sub-command's default the last word,
+    # so it is SUPPRESS there: a -v before the command stays).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+        help="library logs too (embedded PostgreSQL, Kafka client, HTTP client)",
+    )  # fmt: skip
+    parser = argparse.ArgumentParser(prog="plyr-appview", description=__doc__, parents=[common])
+    parser.set_defaults(verbose=False)
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="ingest + projectors + API in one process")
-    sub.add_parser("ingest", help="follow the firehose into the log")
-    backfill = sub.add_parser("backfill", help="sync whole repos (getRepo) into the log")
+    command = functools.partial(sub.add_parser, parents=[common])
+    command("run", help="ingest + projectors + API in one process")
+    command("ingest", help="follow the firehose into the log")
+    backfill = command("backfill", help="sync whole repos (getRepo) into the log")
     backfill.add_argument("--did", action="append", default=[], help="only this repo (repeatable)")
-    project = sub.add_parser("project", help="build the read models from the log")
+    project = command("project", help="build the read models from the log")
     project.add_argument(
         "--group", action="store_true", help="join the projector's Kafka consumer group"
     )
-    sub.add_parser("serve", help="serve the API")
-    sub.add_parser("migrate", help="apply database migrations")
-    sub.add_parser("status", help="cursors, offsets, lag and row counts")
-    rebuild_cmd = sub.add_parser("rebuild", help="drop a read model and replay it from offset 0")
+    command("serve", help="serve the API")
+    command("migrate", help="apply database migrations")
+    command("status", help="cursors, offsets, lag and row counts")
+    rebuild_cmd = command("rebuild", help="drop a read model and replay it from offset 0")
     rebuild_cmd.add_argument("name", help=f"projector name: {', '.join(registry.names())}")
     rebuild_cmd.add_argument(
         "--batch-size", type=int, default=None, help="events per batch (default: rebuild's, 10000)"
@@ -454,24 +489,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     rebuild_cmd.add_argument(
         "--from-archive", action="store_true", help="read the archive first, then the live log"
     )
-    sub.add_parser("archive", help="write what the log holds beyond the archive to Parquet")
-    trim = sub.add_parser("trim", help="delete archived events from the PostgreSQL log")
+    command("archive", help="write what the log holds beyond the archive to Parquet")
+    trim = command("trim", help="delete archived events from the PostgreSQL log")
     trim.add_argument("--topic", required=True, help="repo, labels or plays (or a full name)")
     trim.add_argument(
         "--before-archived", action="store_true", required=True, help="what the archive holds"
     )
-    query = sub.add_parser("query", help="DuckDB SQL over the archive (views repo, labels, plays)")
+    query = command("query", help="DuckDB SQL over the archive (views repo, labels, plays)")
     query.add_argument("sql")
-    dead = sub.add_parser("dead-letters", help="list or replay dead-lettered events")
+    dead = command("dead-letters", help="list or replay dead-lettered events")
     dead.add_argument("action", nargs="?", choices=["list", "replay"], default="list")
     dead.add_argument("--id", type=int, default=None, help="only this dead letter")
     dead.add_argument("--projector", default=None, help="only this projector's")
-    takedown = sub.add_parser("takedown", help="operator takedown of an AT-URI or a DID")
+    takedown = command("takedown", help="operator takedown of an AT-URI or a DID")
     takedown.add_argument("subject", help="at://... (one record) or did:... (an account)")
     takedown.add_argument("--reason", default=None, help="why (kept on the log)")
     takedown.add_argument("--negate", action="store_true", help="lift an earlier takedown")
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    # status is for a person at a terminal: its figures only, unless asked (-v).
+    quiet = args.command == "status" and not args.verbose
+    configure_logging("WARNING" if quiet else args.log_level, verbose=args.verbose)
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -495,6 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts = ["ingest", "project", "serve"] if args.command == "run" else [args.command]
         if args.command == "project" and args.group:
             parts = ["project-group"]
+        _announce(settings, parts)
         asyncio.run(_run_parts(settings, parts))
     return 0
 

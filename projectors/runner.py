@@ -88,6 +88,7 @@ async def _dead_letter(
             "topic": message.topic,
             "partition": message.partition,
             "offset": message.offset,
+            "key": message.key.decode("utf-8", "replace"),
             "reason": reason,
         },
     )
@@ -303,6 +304,8 @@ async def _apply_partition(
                 "projector": projector.name,
                 "topic": tp[0],
                 "partition": tp[1],
+                "offset": expected,
+                "key": _first_key(fresh),
                 "error": str(exc),
             },
         )
@@ -315,6 +318,7 @@ async def _apply_partition(
                 "topic": tp[0],
                 "partition": tp[1],
                 "offset": expected,
+                "key": _first_key(fresh),
                 "error": str(exc),
             },
         )
@@ -344,6 +348,11 @@ async def dispatch(
             for tp, batch in by_partition.items()
         ]
     return all(task.result() for task in tasks)
+
+
+def _first_key(messages: Sequence[Message]) -> str | None:
+    """The key of the batch's first event (the one at ``offset``), for log lines."""
+    return messages[0].key.decode("utf-8", "replace") if messages else None
 
 
 async def run_projector(

@@ -17,6 +17,7 @@ import base64
 import itertools
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,9 @@ SEGMENT_EVENTS = 100_000
 """Messages per segment at most: a few MB of Parquet, read in well under a second."""
 
 _READ_BATCH = 10_000
+# How long reads may come back empty below the end offset the log reported before a
+# partition counts as archived up to where it stopped (the next run goes on from there).
+_BELOW_END_PATIENCE = 10.0
 
 _SEGMENT_SQL = """
 COPY (
@@ -167,8 +171,12 @@ async def archive_partition(
         batch: list[Message] = []
         while len(batch) < segment_events:
             want = min(_READ_BATCH, segment_events - len(batch))
-            wait = 1.0 if offset < reported else 0.2
-            messages = await log_.read(topic, partition, offset, max_messages=want, timeout=wait)
+            messages = await log_.read(topic, partition, offset, max_messages=want, timeout=0.2)
+            # Below the reported end the log holds more: a busy broker may still answer an
+            # empty fetch, so keep asking (a while) before calling the partition done.
+            patience = time.monotonic() + _BELOW_END_PATIENCE
+            while not messages and offset < reported and time.monotonic() < patience:
+                messages = await log_.read(topic, partition, offset, max_messages=want, timeout=1.0)
             if not messages:
                 break
             batch.extend(messages)

@@ -127,7 +127,8 @@ async def test_a_saturated_pool_answers_503_on_both_detail_paths(projected):
                 httpx.AsyncClient(transport=transport, base_url="http://api") as c,
                 pool.connection(),
             ):
-                r = await c.get(f"/tracks/{track_id(A1)}")
+                # One request id on both paths: the echoed X-Request-Id is compared too.
+                r = await c.get(f"/tracks/{track_id(A1)}", headers={"X-Request-Id": "same"})
             answers.append((r.status_code, r.content, sorted(r.headers.multi_items())))
     finally:
         await pool.close()

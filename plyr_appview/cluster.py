@@ -448,6 +448,9 @@ def banner(info: Mapping[str, object]) -> str:
     for name, p in processes.items():
         where = p["url"] or ""
         lines.append(f"  {name:<13} pid {p['pid']:<8} {where}")
+    first_api = next((p["url"] for n, p in processes.items() if n.startswith("api-")), None)
+    if first_api:
+        lines.append(f"  status        {first_api}/status  (any API: /health, /ready, /metrics)")
     if not info["plays_worker"]:
         lines.append("  (no faust plays worker: this CLI has no `plays-worker` command yet)")
     lines += [

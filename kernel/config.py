@@ -83,6 +83,11 @@ class Settings:
     """``/ready`` answers 503 while a projector is more events behind (``PLYR_READY_MAX_LAG``)."""
     """Longest a cached response is served, even with no read-model change
     (``PLYR_API_CACHE_TTL``): bounds answers that also depend on the clock."""
+    play_rate: int = 1
+    """Play reports per second each client address may send, sustained (``PLYR_PLAY_RATE``)."""
+    play_burst: int = 60
+    """Play reports a client address may send at once before the rate applies
+    (``PLYR_PLAY_BURST``)."""
     public_url: str | None = None
     """Absolute base URL of the API as browsers see it (``r2_url``); ``None``: per request."""
     frontend_url: str = "https://plyr.fm"
@@ -238,6 +243,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         values["ready_max_lag"] = _int("PLYR_READY_MAX_LAG", max_lag, 0, 1 << 62)
     if sample_s := get("PLYR_STATUS_SAMPLE_S"):
         values["status_sample_s"] = float(_int("PLYR_STATUS_SAMPLE_S", sample_s, 1, 3600))
+    if play_rate := get("PLYR_PLAY_RATE"):
+        values["play_rate"] = _int("PLYR_PLAY_RATE", play_rate, 1, 1_000_000)
+    if play_burst := get("PLYR_PLAY_BURST"):
+        values["play_burst"] = _int("PLYR_PLAY_BURST", play_burst, 1, 1_000_000)
     if public := get("PLYR_PUBLIC_URL"):
         values["public_url"] = _url("PLYR_PUBLIC_URL", public, ("http", "https"))
     if front := get("PLYR_FRONTEND_URL"):

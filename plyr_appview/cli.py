@@ -34,11 +34,13 @@ from ingest.repos import RepoStates
 from kernel.config import ConfigError, Settings, load_settings
 from kernel.db import apply_migrations, database_url, open_pool
 from kernel.fetch import UpstreamFetcher
+from kernel.group_commit import GroupCommitLog
 from kernel.identity import DidResolver
 from kernel.log import Log
 from kernel.progress import ProgressBar
 from plyr_appview import archive_commands
 from plyr_appview.archive_commands import archived_log
+from plyr_appview.plays_worker import exec_worker, run_plays_worker
 from plyr_appview.runtime import (
     ApiWorkers,
     bind_api_sockets,
@@ -363,7 +365,7 @@ async def _serve(ctx: Context, stop: asyncio.Event) -> None:
         return
     # One worker: in this process, as each worker process runs it (api_worker_main): the
     # app opens its own pool acting as the read-only role (migration 0009) in its lifespan.
-    app = create_app(settings, database_url=url, log=ctx.log)
+    app = create_app(settings, database_url=url, log=GroupCommitLog(ctx.log))
     server = _Server(uvicorn_config(app, host=settings.api_host, port=settings.api_port))
     serving = asyncio.create_task(server.serve())
     await stop.wait()
@@ -403,6 +405,7 @@ async def _run_parts(settings: Settings, parts: Sequence[str]) -> None:
             "project": _project,
             "project-group": _project_group,
             "serve": _serve,
+            "plays-worker": _plays_worker,
         }
         async with asyncio.TaskGroup() as group:
             for part in parts:
@@ -410,6 +413,11 @@ async def _run_parts(settings: Settings, parts: Sequence[str]) -> None:
             logger.info(
                 "started", extra={"parts": list(parts), "log_backend": settings.log_backend}
             )
+
+
+async def _plays_worker(ctx: Context, stop: asyncio.Event) -> None:
+    """Kafka mode: the faust play qualifier as a child process (see plays_worker)."""
+    await run_plays_worker(ctx.settings, stop)
 
 
 async def _status(settings: Settings) -> None:
@@ -470,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
     command = functools.partial(sub.add_parser, parents=[common])
-    command("run", help="ingest + projectors + API in one process")
+    command("run", help="ingest + projectors + API (+ the Kafka-mode plays worker) in one process")
     command("ingest", help="follow the firehose into the log")
     backfill = command("backfill", help="sync whole repos (getRepo) into the log")
     backfill.add_argument("--did", action="append", default=[], help="only this repo (repeatable)")
@@ -479,6 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--group", action="store_true", help="join the projector's Kafka consumer group"
     )
     command("serve", help="serve the API")
+    command("plays-worker", help="Kafka mode: the faust worker that qualifies play reports")
     command("migrate", help="apply database migrations")
     command("status", help="cursors, offsets, lag and row counts")
     rebuild_cmd = command("rebuild", help="drop a read model and replay it from offset 0")
@@ -528,8 +537,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _archive_command(settings, args)
     elif args.command == "dead-letters":
         return asyncio.run(_dead_letters(settings, args.action, args.id, args.projector))
+    elif args.command == "plays-worker":
+        exec_worker(settings)
     else:
         parts = ["ingest", "project", "serve"] if args.command == "run" else [args.command]
+        if args.command == "run" and settings.log_backend == "kafka":
+            parts.append("plays-worker")  # Kafka mode: plays are qualified by faust
         if args.command == "project" and args.group:
             parts = ["project-group"]
         _announce(settings, parts)

@@ -27,6 +27,7 @@ from api.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, worker_exited
 from api.middleware import RequestIdFilter
 from kernel.config import Settings, load_settings
 from kernel.db import open_pool
+from kernel.group_commit import GroupCommitLog
 from kernel.log import Log
 from kernel.log.kafka import KafkaLog
 from kernel.log.postgres import PostgresLog
@@ -315,7 +316,8 @@ def api_worker_main() -> int:
         # Play reports go onto the log, which needs a writing pool (the API's acts read-only).
         log_pool = await open_pool(settings.database_url or url, max_size=4)
         play_log = await open_log(settings, log_pool)
-        app = create_app(settings, database_url=url, log=play_log)
+        # One append per report would cap reports at the log's commit rate: group them.
+        app = create_app(settings, database_url=url, log=GroupCommitLog(play_log))
         server = uvicorn.Server(uvicorn_config(app))
 
         async def orphaned() -> None:

@@ -50,7 +50,12 @@ def _search(settings: Settings) -> Projector:
 
 
 def _plays(settings: Settings) -> Projector:
-    return PlaysProjector(frontend_url=settings.frontend_url)
+    # Kafka mode: the faust stream worker (projectors.plays_stream) qualifies the reports
+    # and this projector only stores its play.counted events; qualifying here as well would
+    # do the work twice. Embedded mode: this projector qualifies (state in PostgreSQL).
+    return PlaysProjector(
+        qualify_reports=settings.log_backend != "kafka", frontend_url=settings.frontend_url
+    )
 
 
 def _moderation(settings: Settings) -> Projector:

@@ -11,8 +11,9 @@ As plyr.fm answers it: an optional JSON body ``{ref}`` (a share code), the answe
 - **Counting** happens downstream (:mod:`projectors.plays` qualifies the report), so the
   answer is the count the read model holds now; this report shows in it once projected
   (well under a second), if it qualifies.
-- **Rate limit**: per client address, :data:`RATE` reports per second with bursts of
-  :data:`BURST`, in each API worker; over it, 429 with ``Retry-After``.
+- **Rate limit**: per client address, ``PLYR_PLAY_RATE`` reports per second (default 1)
+  with bursts of ``PLYR_PLAY_BURST`` (default 60), in each API worker; over it, 429 with
+  ``Retry-After``.
 - Bad bodies get 400/422 with a message; a log that cannot take the report, 503.
 """
 
@@ -35,16 +36,12 @@ from api.responses import encode, json_response
 from kernel.log import Log, LogError
 from kernel.plays import new_play_id, play_reported
 
-__all__ = ["BURST", "COOKIE", "RATE", "router"]
+__all__ = ["COOKIE", "router"]
 
 router = APIRouter(prefix="/tracks", tags=["tracks"])
 
 COOKIE = "plyr_play_id"
 COOKIE_MAX_AGE = 180 * 24 * 3600
-RATE = 1.0
-"""Sustained play reports per second per client address."""
-BURST = 60
-"""Reports a client may send at once before the rate applies."""
 _MAX_REF = 128
 _COOKIE_VALUE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -53,7 +50,10 @@ def _limiter(request: Request) -> RateLimiter:
     state = request.app.state
     limiter: RateLimiter | None = getattr(state, "play_limiter", None)
     if limiter is None:
-        limiter = state.play_limiter = RateLimiter(rate=RATE, burst=BURST)
+        settings = state.settings
+        limiter = state.play_limiter = RateLimiter(
+            rate=float(settings.play_rate), burst=settings.play_burst
+        )
     return limiter
 
 

@@ -3,6 +3,8 @@ projector -> the count in the next answer. Real PostgreSQL, the table-backed log
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
 import pytest
 
@@ -203,3 +205,13 @@ async def test_without_a_log_reports_are_refused_with_503(pg_url):
         r = await c.post(f"/tracks/{track_id(SONG)}/play")
     await pool.close()
     assert r.status_code == 503 and r.json()["error"] == "unavailable"
+
+
+async def test_rate_limit_follows_the_settings(world):
+    # PLYR_PLAY_RATE / PLYR_PLAY_BURST: the limiter is built from the app's settings.
+    world.app.state.settings = dataclasses.replace(
+        world.app.state.settings, play_rate=1, play_burst=3
+    )
+    world.app.state.play_limiter = None
+    assert [(await world.post()).status_code for _ in range(4)] == [200, 200, 200, 429]
+    assert len(await world.reports()) == 3

@@ -1,30 +1,32 @@
 """The same play reports through both modes give the same read model.
 
-Embedded: the table-backed log and :class:`PlaysProjector` qualifying in PostgreSQL.
-Kafka: a real faust worker (``projectors.plays_stream``) on the Tansu broker qualifies
-into ``play.counted`` events, which :class:`PlaysProjector` (``qualify_reports=False``)
-stores. The input has repeats, duplicated play ids, out-of-order and late reports, several
-listeners, tracks and partitions, a self-play and a garbage message.
+Embedded: the table-backed log and the registry's plays projector qualifying in PostgreSQL.
+Kafka: the faust worker as ``plyr-appview run`` starts it in Kafka mode (a child process,
+:func:`plyr_appview.plays_worker.run_plays_worker`, stopped by its PID) qualifies on the
+Tansu broker into ``play.counted`` events, which the registry's plays projector for Kafka
+settings (``qualify_reports=False``) stores. The input has repeats, duplicated play ids,
+out-of-order and late reports, several listeners, tracks and partitions, a self-play and a
+garbage message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from kernel.config import Settings, load_settings
 from kernel.db import open_pool
 from kernel.envelope import Envelope
 from kernel.log.base import partition_for
 from kernel.log.kafka import KafkaLog
 from kernel.log.postgres import PostgresLog
 from kernel.plays import play_reported
+from plyr_appview.plays_worker import run_plays_worker
+from projectors import registry
 from projectors.plays import PlaysProjector
 from projectors.plays_stream import decide, decode_state, encode_state
 from projectors.runner import apply_batch, load_offset
@@ -132,7 +134,7 @@ async def counted_ids(log: KafkaLog, topic: str) -> set[str]:
 
 
 @pytest.mark.kafka
-async def test_embedded_and_kafka_modes_count_the_same(tansu, tmp_path):
+async def test_embedded_and_kafka_modes_count_the_same(tansu, tmp_path, monkeypatch):
     events = reports() + probes()
     items = [(e.key, e.to_bytes()) for e in events] + [(b"cookie:junk", b"not an envelope")]
 
@@ -144,12 +146,13 @@ async def test_embedded_and_kafka_modes_count_the_same(tansu, tmp_path):
     prefix = f"t{uuid.uuid4().hex[:8]}."
     topic = f"{prefix}plays"
     kafka = KafkaLog(tansu.bootstrap, partitions=PARTITIONS, topics=[topic])
-    worker = None
+    worker: asyncio.Task[None] | None = None
+    stop = asyncio.Event()
     try:
         embedded_log = PostgresLog(pool_a, partitions=PARTITIONS, topics=[topic])
         await embedded_log.start()
         await embedded_log.append(topic, items)
-        await project(pool_a, embedded_log, topic, PlaysProjector())
+        await project(pool_a, embedded_log, topic, registry.spec("plays").build(Settings()))
         embedded = await dump(pool_a)
         assert 20 < len(embedded["play"]) < len(events)
 
@@ -157,38 +160,30 @@ async def test_embedded_and_kafka_modes_count_the_same(tansu, tmp_path):
         await kafka.start()
         await kafka.append(topic, items)
         env = {
-            **os.environ,
             "KAFKA_BOOTSTRAP": tansu.bootstrap,
             "PLYR_TOPIC_PREFIX": prefix,
             "PLYR_PARTITIONS": str(PARTITIONS),
             "PLYR_DATA_DIR": str(tmp_path),
             "PLYR_PLAYS_APP_ID": f"plyr-plays-{prefix}",
-            "PYTHONPATH": os.getcwd(),
         }
-        worker = subprocess.Popen(  # noqa: ASYNC220 (a worker process, started once)
-            [sys.executable, "-m", "projectors.plays_stream", "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        for name, value in env.items():  # the worker reads its settings from the environment
+            monkeypatch.setenv(name, value)
+        settings = load_settings(env)
+        worker = asyncio.create_task(run_plays_worker(settings, stop))
         wanted = {f"probe{p}" for p in range(PARTITIONS)}
         deadline = time.monotonic() + 150
         while not wanted <= (ids := await counted_ids(kafka, topic)):
-            assert worker.poll() is None, (
-                worker.stderr.read().decode()[-3000:] if worker.stderr else ""
-            )
+            assert not worker.done(), worker
             assert time.monotonic() < deadline, f"stream worker counted only {len(ids)}"
             await asyncio.sleep(0.5)
-        await project(pool_b, kafka, topic, PlaysProjector(qualify_reports=False))
+        kafka_projector = registry.spec("plays").build(settings)
+        assert isinstance(kafka_projector, PlaysProjector) and not kafka_projector.qualify_reports
+        await project(pool_b, kafka, topic, kafka_projector)
         assert await dump(pool_b) == embedded
     finally:
+        stop.set()
         if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+            await worker  # the child is stopped by its PID
         await kafka.close()
         await pool_a.close()
         await pool_b.close()

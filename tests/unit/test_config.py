@@ -81,3 +81,14 @@ def test_api_worker_pool_and_cache_settings():
         load_settings({"PLYR_API_WORKERS": "0"})
     with pytest.raises(ConfigError, match="PLYR_API_CACHE_ENTRIES: expected an integer"):
         load_settings({"PLYR_API_CACHE_ENTRIES": "lots"})
+
+
+def test_play_rate_limit_settings():
+    s = load_settings({})
+    assert (s.play_rate, s.play_burst) == (1, 60)
+    s = load_settings({"PLYR_PLAY_RATE": "5000", "PLYR_PLAY_BURST": "10000"})
+    assert (s.play_rate, s.play_burst) == (5000, 10000)
+    with pytest.raises(ConfigError, match="PLYR_PLAY_RATE: must be between 1"):
+        load_settings({"PLYR_PLAY_RATE": "0"})
+    with pytest.raises(ConfigError, match="PLYR_PLAY_BURST: expected an integer"):
+        load_settings({"PLYR_PLAY_BURST": "many"})

@@ -7,6 +7,7 @@ import pytest
 from kernel.config import Settings
 from projectors import registry
 from projectors.moderation import ModerationProjector
+from projectors.plays import PlaysProjector
 
 
 def test_every_projector_is_registered_with_its_topics():
@@ -29,6 +30,16 @@ def test_moderation_trusts_the_configured_labelers_and_operator():
     projector = registry.spec("moderation").build(settings)
     assert isinstance(projector, ModerationProjector)
     assert projector.trusted == {"did:plc:labeler", "did:plc:operator"}
+
+
+def test_plays_qualifies_only_in_embedded_mode():
+    # Kafka mode: the faust stream worker qualifies; the projector stores play.counted only.
+    embedded = registry.spec("plays").build(Settings())
+    kafka = registry.spec("plays").build(
+        Settings(log_backend="kafka", kafka_bootstrap="127.0.0.1:9092")
+    )
+    assert isinstance(embedded, PlaysProjector) and isinstance(kafka, PlaysProjector)
+    assert (embedded.qualify_reports, kafka.qualify_reports) == (True, False)
 
 
 def test_unknown_names_are_refused():

@@ -14,7 +14,7 @@ What runs (the same roles as ``deploy/``, with local stand-ins for the infrastru
   one consumer group per projector), **API** processes (two by default, one port each: the API
   is stateless, put any load balancer in front).
 
-The faust worker joins when the CLI has the ``plays-worker`` command (checked at start).
+- the **faust plays worker** (``plays-worker``): in Kafka mode it alone qualifies play reports.
 
 Every child is started in its own session and stopped by its PID: SIGTERM, then SIGKILL
 after ``--stop-timeout`` seconds; the API first, the infrastructure last. Ctrl-C (SIGINT) or
@@ -91,8 +91,8 @@ class ClusterOptions:
     s3_port: int = 0
     ingest_metrics_port: int = 0
     stop_timeout: float = 10.0
-    plays_worker: bool | None = None
-    """Start the faust worker; ``None``: when the CLI has ``plays-worker``."""
+    plays_worker: bool = True
+    """Start the faust plays worker (without it, Kafka mode counts no plays)."""
 
 
 @dataclass(frozen=True)
@@ -180,14 +180,6 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def has_command(name: str) -> bool:
-    """Whether ``plyr-appview`` knows the subcommand ``name`` (asks a child process)."""
-    result = subprocess.run(
-        [*_cli(name, "--help")], stdin=subprocess.DEVNULL, capture_output=True, check=False
-    )
-    return result.returncode == 0
 
 
 def _with_database(url: str, name: str) -> str:
@@ -326,10 +318,6 @@ class Supervisor:
             raise ClusterError(f"migrate failed:\n{migrate.stdout.decode(errors='replace')}")
 
         plays = opts.plays_worker
-        if plays is None:
-            # TODO(issue #13 item 4): the faust worker (`plyr-appview plays-worker`) lands from
-            # another branch; until main has the command the cluster runs without it.
-            plays = has_command("plays-worker")
         metrics_port = self.port(opts.ingest_metrics_port)
         roles = app_roles(replace(opts, ingest_metrics_port=metrics_port), plays_worker=plays)
         for spec in roles:
@@ -452,7 +440,7 @@ def banner(info: Mapping[str, object]) -> str:
     if first_api:
         lines.append(f"  status        {first_api}/status  (any API: /health, /ready, /metrics)")
     if not info["plays_worker"]:
-        lines.append("  (no faust plays worker: this CLI has no `plays-worker` command yet)")
+        lines.append("  (no faust plays worker: plays are not counted)")
     lines += [
         f"  logs          {info['logs']}/<name>.log",
         "The S3 store is in memory: each start is a fresh cluster. Ctrl-C stops everything.",

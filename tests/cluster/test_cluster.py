@@ -4,7 +4,8 @@ projector worker is killed the other takes over its partitions with nothing lost
 
 The cluster runs as ``python -m plyr_appview.cluster`` (what ``make cluster`` runs): its
 supervisor starts moto's S3, Tansu on S3, embedded PostgreSQL, ingest, two ``project --group``
-workers and two API processes. ``PLYR_CLUSTER_TEST=full`` (``make cluster-test``) writes more.
+workers, the faust plays worker and two API processes. ``PLYR_CLUSTER_TEST=full``
+(``make cluster-test``) writes more.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ async def test_cluster_serves_writes_and_survives_a_projector_worker(
 ) -> None:
     url = str(cluster.info["database_url"])
     apis = [cluster.process("api-1")["url"], cluster.process("api-2")["url"]]
-    assert not cluster.info["plays_worker"] or "plays-worker" in cluster.info["processes"]
+    assert cluster.info["plays_worker"] and "plays-worker" in cluster.info["processes"]
 
     # The two workers share the catalog's partitions between them.
     def settled() -> tuple[set[int], set[int]] | None:

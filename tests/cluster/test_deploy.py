@@ -7,9 +7,6 @@ result (so it is read, and its value is valid; a value equal to the default must
 validated) or is one a role reads itself; the set of roles
 equals the cluster supervisor's; every Kubernetes container has resource requests and a
 liveness probe, and the API's probe paths are routes of the app.
-
-Two names come from branches landing in parallel (issue #13): ``plays-worker`` and ``/ready``.
-While main lacks one, its checks are skipped with that reason; everything else is checked.
 """
 
 from __future__ import annotations
@@ -35,8 +32,6 @@ KUBERNETES = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
 IMAGE = "plyr-appview"
 OURS = ("PLYR_", "DATABASE_URL", "KAFKA_BOOTSTRAP")
 READ_BY_A_ROLE = {METRICS_BIND_ENV}
-PENDING_COMMANDS = {"plays-worker": "the faust worker command (issue #13, plays branch)"}
-PENDING_ROUTES = {"/ready": "readiness (issue #13 item 6, ops branch)"}
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -67,10 +62,6 @@ def command_parses(argv: list[str]) -> bool:
     finally:
         mp.undo()
     raise AssertionError(f"plyr-appview {argv} neither parsed nor failed")
-
-
-def cli_has(command: str) -> bool:
-    return command_parses([command, "--help"]) or command_parses([command])
 
 
 def compose_roles() -> dict[str, tuple[tuple[str, ...], dict[str, str]]]:
@@ -135,15 +126,10 @@ def test_roles_are_what_make_cluster_runs(source: str) -> None:
 @pytest.mark.parametrize("source", ["compose", "kubernetes"])
 def test_every_command_is_one_of_our_cli(source: str) -> None:
     roles = compose_roles() if source == "compose" else kubernetes_roles()
-    pending = []
     for where, (argv, _) in roles.items():
-        if argv[0] in PENDING_COMMANDS and not cli_has(argv[0]):
-            pending.append(f"{argv[0]}: {PENDING_COMMANDS[argv[0]]}")
-            continue
         assert command_parses(list(argv)), f"{where}: plyr-appview {' '.join(argv)}"
     assert not command_parses(["project", "--no-such-flag"])  # the check can fail
-    if pending:
-        pytest.skip("not on main yet: " + "; ".join(sorted(set(pending))))
+    assert not command_parses(["no-such-command"])
 
 
 def _rejects_garbage(env: Mapping[str, str], name: str) -> bool:
@@ -202,7 +188,4 @@ def test_api_probe_paths_are_routes() -> None:
             for probe in ("livenessProbe", "readinessProbe"):
                 paths.add(c[probe]["httpGet"]["path"])
     assert paths == {"/health", "/ready"}
-    missing = paths - routes
-    assert missing <= set(PENDING_ROUTES), missing
-    if missing:
-        pytest.skip("not on main yet: " + "; ".join(PENDING_ROUTES[p] for p in missing))
+    assert paths <= routes, paths - routes

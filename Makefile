@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/e2e/atp/node_modules/.installed
 
-.PHONY: venv run test hostile faults check bench clean
+.PHONY: venv run test hostile faults check bench clean cluster cluster-test
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,3 +45,12 @@ bench: venv
 
 clean:
 	rm -rf .data
+
+# The scaled mode on this machine: S3 (moto), Tansu on S3, PostgreSQL, ingest, two projector
+# workers in consumer groups, two API processes, each its own process; Ctrl-C stops them.
+cluster: venv
+	$(PY) -m plyr_appview.cluster
+
+# The cluster test in full (a real local PDS, a projector worker killed mid-stream).
+cluster-test: venv $(NODE_STAMP)
+	PLYR_CLUSTER_TEST=full $(PY) -m pytest tests/cluster -q -p no:cacheprovider

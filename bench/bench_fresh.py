@@ -25,7 +25,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from plyr_appview.ports import free_port  # noqa: E402
 from testkit.brokers import fresh_database, start_tansu  # noqa: E402
 
 ATP_DIR = ROOT / "tests" / "e2e" / "atp"
@@ -50,12 +50,6 @@ SAMPLES = 100
 SPACING = 0.1
 POLL = 0.01
 GIVE_UP = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -84,8 +78,8 @@ def running_pds() -> Iterator[Pds]:
         out = Path(data) / "stdout.log"
         env = {
             **os.environ,
-            "PLC_PORT": str(_free_port()),
-            "PDS_PORT": str(_free_port()),
+            "PLC_PORT": str(free_port()),
+            "PDS_PORT": str(free_port()),
             "ATP_DATA": str(Path(data) / "pds"),
             "ATP_ADMIN_PASSWORD": "admin-pass",
             "ATP_EXIT_ON_STDIN_EOF": "1",
@@ -130,7 +124,7 @@ class Appview:
     """``python -m plyr_appview run`` with a clean environment plus ``env``."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         base = {
             k: v
             for k, v in os.environ.items()

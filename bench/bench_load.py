@@ -38,6 +38,7 @@ os.environ.setdefault("BENCH_LIKES", "200000")
 import bench_api
 import psycopg
 
+from plyr_appview.ports import free_port
 from testkit.brokers import create_database, drop_database
 
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "200"))
@@ -140,7 +141,7 @@ async def main() -> None:
             "search": [f"/search/?q={q.replace(' ', '+')}" for q in queries[:2000]],
             "play": [f"/tracks/{rng.choice(ids)}/play" for _ in range(2000)],
         }
-        port = bench_api.free_port()
+        port = free_port()
         api = bench_api.serve(url, port, cache=True)
         env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(Path(__file__).parent.parent)}
         project = subprocess.Popen(  # noqa: ASYNC220 (started once, before the load)

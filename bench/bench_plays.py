@@ -63,6 +63,7 @@ from api.deps import Read
 from api.responses import encode, json_response
 from kernel.config import load_settings
 from kernel.db import open_pool
+from plyr_appview.ports import free_port
 from plyr_appview.runtime import bind_api_sockets, uvicorn_config
 from projectors.base import track_id
 from testkit.brokers import create_database, drop_database
@@ -515,13 +516,6 @@ def report_failures(name: str, tally: Tally) -> None:
     failed = {code: n for code, n in tally.statuses.items() if code != 200}
     if failed or tally.errors:
         print(f"# {name}: failed answers {failed} errors {dict(tally.errors)}", file=sys.stderr)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def setup(url: str, data_dir: str) -> list[int]:

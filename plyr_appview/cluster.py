@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
+
+from plyr_appview.ports import accepts, free_port
 
 __all__ = [
     "BLOB_BUCKET",
@@ -167,21 +168,6 @@ def stop_order(children: Sequence[Child]) -> list[list[Child]]:
     return [t for t in [rest, *tiers] if t]
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
@@ -272,7 +258,7 @@ class Supervisor:
 
     def _wait_port(self, child: Child, port: int) -> None:
         deadline = time.monotonic() + _START_TIMEOUT
-        while not _accepts(port):
+        while not accepts(port):
             if not child.running or time.monotonic() > deadline:
                 raise ClusterError(
                     f"{child.spec.name} did not listen on {port}:\n{_tail(child.log_path)}"
@@ -283,7 +269,7 @@ class Supervisor:
         """Start everything; return the banner's facts (also kept in :attr:`info`)."""
         opts = self.options
         for api_port in range(opts.api_port, opts.api_port + opts.apis):
-            if _accepts(api_port):  # else waiting for it below would see the other server
+            if accepts(api_port):  # else waiting for it below would see the other server
                 raise ClusterError(f"port {api_port} is in use (choose --api-port)")
         opts.data_dir.mkdir(parents=True, exist_ok=True)
         s3_port = self.port(opts.s3_port)

@@ -15,7 +15,6 @@ import contextlib
 import functools
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,7 @@ from psycopg import sql
 
 from kernel.db import apply_migrations, embedded_server_url
 from plyr_appview.cluster import tansu_binary
+from plyr_appview.ports import accepts, free_port
 
 __all__ = [
     "DEFAULT_ADMIN_URL",
@@ -94,20 +94,6 @@ class Tansu:
         self.stop()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 def _launch(binary: Path, port: int) -> Tansu:
     url = f"tcp://127.0.0.1:{port}"
     fd, name = tempfile.mkstemp(prefix="tansu-", suffix=".log")
@@ -141,12 +127,12 @@ def start_tansu() -> Tansu:
         raise TansuError(f"Tansu binary not found at {binary}")
     last_output = ""
     for _ in range(_START_ATTEMPTS):
-        broker = _launch(binary, _free_port())
+        broker = _launch(binary, free_port())
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
             if broker.process.poll() is not None:
                 break
-            if _accepts(broker.port):
+            if accepts(broker.port):
                 return broker
             time.sleep(0.02)
         last_output = broker.output()

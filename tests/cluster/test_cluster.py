@@ -28,7 +28,8 @@ import psycopg
 import pytest
 
 from kernel.log.base import partition_for
-from tests.appview_process import free_port, wait_for, wait_until
+from plyr_appview.ports import free_port
+from tests.appview_process import wait_for, wait_until
 from tests.e2e.atp_client import Account, AtpClient
 from tests.e2e.pds import LocalPds
 

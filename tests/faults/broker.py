@@ -8,7 +8,6 @@ bucket, and a restarted broker on the same port serves it again.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -20,8 +19,9 @@ from pathlib import Path
 
 import boto3
 
+from plyr_appview.ports import accepts, free_port
 from testkit.brokers import tansu_binary
-from tests.appview_process import free_port, wait_for
+from tests.appview_process import wait_for
 
 _S3_ENV = {
     "AWS_ACCESS_KEY_ID": "faults",
@@ -29,14 +29,6 @@ _S3_ENV = {
     "AWS_DEFAULT_REGION": "eu-west-2",
     "AWS_ALLOW_HTTP": "true",
 }
-
-
-def _accepts(port: int) -> bool:
-    import socket
-
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-        return True
-    return False
 
 
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
@@ -62,7 +54,7 @@ class PersistentTansu:
             stdout=(self.workdir / "moto.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: _accepts(self.s3_port), timeout=30, what="moto_server")
+        wait_for(lambda: accepts(self.s3_port), timeout=30, what="moto_server")
         boto3.client(
             "s3",
             endpoint_url=self.endpoint,
@@ -104,7 +96,7 @@ class PersistentTansu:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-        wait_for(lambda: _accepts(self.port), timeout=30, what="tansu on s3")
+        wait_for(lambda: accepts(self.port), timeout=30, what="tansu on s3")
 
     def restart(self, down_seconds: float) -> None:
         """Stop the broker by PID, stay down, start it again on the same port and bucket."""

@@ -16,7 +16,7 @@ import contextlib
 import random
 import threading
 
-from tests.appview_process import free_port
+from plyr_appview.ports import free_port
 
 MODES = ("pass", "down", "slow", "garbage")
 

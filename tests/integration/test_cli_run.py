@@ -6,7 +6,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.appview_process import AppviewProcess, free_port
+from plyr_appview.ports import free_port
+from tests.appview_process import AppviewProcess
 
 
 def test_run_serves_health_and_tracks_with_no_setup(tmp_path: Path):

@@ -15,6 +15,7 @@ __all__ = [
     "Message",
     "Position",
     "TopicPartition",
+    "check_fetch",
     "partition_for",
 ]
 
@@ -53,6 +54,14 @@ class Message:
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition a key belongs to; the same in every backend and every process."""
     return zlib.crc32(key) % partitions
+
+
+def check_fetch(positions: Mapping[TopicPartition, int], max_messages: int) -> None:
+    """The arguments every :meth:`LogReader.fetch` refuses (``ValueError``)."""
+    if max_messages < 1:
+        raise ValueError(f"max_messages must be at least 1, got {max_messages}")
+    if any(offset < 0 for offset in positions.values()):
+        raise ValueError("offsets must not be negative")
 
 
 class LogReader(Protocol):

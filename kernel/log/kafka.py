@@ -33,6 +33,7 @@ from kernel.log.base import (
     LogReader,
     Message,
     Position,
+    check_fetch,
     partition_for,
 )
 from kernel.log.base import (
@@ -399,10 +400,7 @@ class _KafkaReader:
         timeout: float = 1.0,
     ) -> list[Message]:
         """Whatever is ready in ``positions``; waits up to ``timeout`` s for any of it."""
-        if max_messages < 1:
-            raise ValueError(f"max_messages must be at least 1, got {max_messages}")
-        if any(offset < 0 for offset in positions.values()):
-            raise ValueError("offsets must not be negative")
+        check_fetch(positions, max_messages)
         async with self._lock:
             consumer = await self._started()
             try:

@@ -28,6 +28,7 @@ from kernel.log.base import (
     Message,
     Position,
     TopicPartition,
+    check_fetch,
     partition_for,
 )
 
@@ -242,10 +243,7 @@ class _PostgresReader:
         timeout: float = 1.0,
     ) -> list[Message]:
         """Whatever is ready in ``positions``; waits for a ``NOTIFY`` up to ``timeout`` s."""
-        if max_messages < 1:
-            raise ValueError(f"max_messages must be at least 1, got {max_messages}")
-        if any(offset < 0 for offset in positions.values()):
-            raise ValueError("offsets must not be negative")
+        check_fetch(positions, max_messages)
         log = self._log
         deadline = time.monotonic() + timeout
         log._wakeups[self._wakeup] = frozenset(topic for topic, _ in positions)

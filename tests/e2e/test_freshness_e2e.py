@@ -11,42 +11,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from testkit.brokers import fresh_database
 from tests.appview_process import AppviewProcess
 from tests.e2e.atp_client import AtpClient
-from tests.e2e.pds import LocalPds
 
 pytestmark = pytest.mark.e2e
 
 WRITES = 10
 BOUND = 1.0
-
-
-@pytest.fixture(params=["postgres", pytest.param("kafka", marks=pytest.mark.kafka)])
-def appview(request: pytest.FixtureRequest, pds: LocalPds) -> Iterator[AppviewProcess]:
-    with fresh_database() as url:
-        env = {
-            "DATABASE_URL": url,
-            "PLYR_FIREHOSE_URL": pds.firehose_url,
-            "PLYR_PLC_URL": pds.plc_url,
-            "PLYR_TRUSTED_HOSTS": pds.trusted_hosts,
-        }
-        if request.param == "kafka":
-            env["KAFKA_BOOTSTRAP"] = request.getfixturevalue("tansu").bootstrap
-            env["PLYR_TOPIC_PREFIX"] = f"fresh{uuid.uuid4().hex[:8]}."
-        app = AppviewProcess(env)
-        try:
-            app.wait_healthy()
-            app.wait_for_output("firehose connected")
-            yield app
-        finally:
-            code = app.stop()
-            assert code == 0, app.output[-3000:]
 
 
 def track(title: str) -> dict[str, object]:

@@ -6,43 +6,15 @@ Run once with the PostgreSQL log (embedded-style) and once with Kafka (Tansu).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from projectors.base import track_id
-from testkit.brokers import fresh_database
 from tests.appview_process import AppviewProcess, wait_until
 from tests.e2e.atp_client import AtpClient
-from tests.e2e.pds import LocalPds
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(params=["postgres", pytest.param("kafka", marks=pytest.mark.kafka)])
-def appview(request: pytest.FixtureRequest, pds: LocalPds) -> Iterator[AppviewProcess]:
-    with fresh_database() as url:
-        env = {
-            "DATABASE_URL": url,
-            "PLYR_FIREHOSE_URL": pds.firehose_url,
-            "PLYR_PLC_URL": pds.plc_url,
-            "PLYR_TRUSTED_HOSTS": pds.trusted_hosts,
-            "PLYR_HANDLE_HOSTS": pds.handle_hosts,
-            "PLYR_PARTITIONS": "4",
-        }
-        if request.param == "kafka":
-            broker = request.getfixturevalue("tansu")
-            env["KAFKA_BOOTSTRAP"] = broker.bootstrap
-            env["PLYR_TOPIC_PREFIX"] = f"e2e{uuid.uuid4().hex[:8]}."
-        app = AppviewProcess(env)
-        try:
-            app.wait_healthy()
-            app.wait_for_output("firehose connected")
-            yield app
-        finally:
-            code = app.stop()
-            assert code == 0, app.output[-3000:]
 
 
 def record(title: str) -> dict[str, object]:

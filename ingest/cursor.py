@@ -81,6 +81,17 @@ class CursorKeeper:
         """Whether ``interval`` has passed since the last write (or attempt, or creation)."""
         return (time.monotonic() if now is None else now) - self.saved_at >= self.interval
 
+    async def pin_start(self, position: int) -> None:
+        """Save ``position`` now if the source has none (it never ran): call it with the
+        position just before the first event, before handling that event.
+
+        Otherwise a process killed before its first periodic save restarts with no cursor,
+        at the live tail, and never reads the events in between.
+        """
+        if self.position is None:
+            self.note(position)
+            await self.save()
+
     async def advance(self, position: int, *, save: bool = False) -> None:
         """:meth:`note` ``position``, then write if ``save`` or the interval has passed."""
         self.note(position)

@@ -239,6 +239,8 @@ class FirehoseIngest:
 
     async def handle_frame(self, raw: bytes) -> None:
         """Process one frame: publish what it carries for us, then move the cursor."""
+        if self._cursor.position is None:
+            await self._pin_start(raw)
         skip = self._triage.skip(raw)
         if skip is not None and not self.states.is_known(skip[1]):
             self.stats.events["commit"] += 1
@@ -299,6 +301,17 @@ class FirehoseIngest:
             await self._publish(envelopes)
         if seq is not None:
             await self._advance(seq, published=bool(envelopes))
+
+    async def _pin_start(self, raw: bytes) -> None:
+        """No cursor yet (first run): resume from just before this frame if we crash."""
+        try:
+            event = decode_frame(raw)
+        except FrameError:
+            return
+        seq = getattr(event, "seq", None)
+        if isinstance(seq, int) and seq > 0:
+            await self._cursor.pin_start(seq - 1)
+            self.stats.cursor = self._cursor.saved
 
     async def _on_commit(self, event: CommitEvent) -> list[Envelope]:
         did = event.repo

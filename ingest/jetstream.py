@@ -338,6 +338,7 @@ class JetstreamIngest:
             logger.warning("bad jetstream event", extra={"source": self.source, "error": str(exc)})
             return
         self.stats.last_time_us = event.time_us
+        await self._cursor.pin_start(event.time_us - 1)
         if (
             isinstance(event, JetstreamCommit)
             and self._scrobbles is not None

@@ -8,6 +8,7 @@ documents, so every commit here is signature-checked against a key the test cont
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from kernel.config import DEFAULT_COLLECTIONS
 from kernel.db import open_pool
 from kernel.envelope import Envelope
 from kernel.fetch import UpstreamFetcher
+from kernel.log import Position
 from kernel.log.postgres import PostgresLog
 from testkit.car import block, make_car
 from testkit.firehose_server import FirehoseServer
@@ -497,7 +499,7 @@ async def test_status_lines_and_metrics_endpoint_show_cursor_lag_and_counters(h:
 async def test_cursor_never_passes_an_event_the_log_did_not_acknowledge(h: Harness) -> None:
     """The log refuses one append (fault injected around the real log): the cursor stays
     before that frame, the consumer reconnects from it, and the event is published."""
-    from kernel.log import LogError, Position
+    from kernel.log import LogError
 
     real_append = h.log.append
     failures: list[int] = []
@@ -520,6 +522,39 @@ async def test_cursor_never_passes_an_event_the_log_did_not_acknowledge(h: Harne
     titles = [e.record["title"] for e in await h.envelopes() if e.record]
     assert titles == ["one", "two", "three"]
     assert ingest.stats.reconnects == 1
+
+
+async def test_a_first_run_saves_where_it_started_before_its_first_frame(h: Harness) -> None:
+    """A consumer that never saved a cursor, killed while handling its first frame, resumes
+    from just before that frame: not at the live tail, past the events in between."""
+    real_append = h.log.append
+    appending = asyncio.Event()
+
+    async def hang(topic: str, items: Sequence[tuple[bytes, bytes]]) -> list[Position]:
+        appending.set()
+        await asyncio.Event().wait()  # never returns: the process dies here
+        raise AssertionError("unreachable")
+
+    h.log.append = hang  # type: ignore[method-assign]
+    alice = h.repo(1)
+    await h.relay.add(alice.commit_frame(7, track_ops(7, "first")), 7)
+    await h.start()
+    await asyncio.wait_for(appending.wait(), 10)
+    assert await h.cursor() == 6  # saved before the frame was handled
+    assert h.task is not None
+    h.task.cancel()  # the kill: nothing of the frame reached the log
+    with contextlib.suppress(asyncio.CancelledError):
+        await h.task
+    h.task = None
+    assert await h.envelopes() == []
+
+    h.log.append = real_append  # type: ignore[method-assign]
+    await h.relay.add(alice.commit_frame(8, track_ops(8, "second")), 8)
+    await h.start()
+    await h.until_cursor(8)
+    assert h.relay.cursors[-1] == 6
+    titles = [e.record["title"] for e in await h.envelopes() if e.record]
+    assert titles == ["first", "second"]
 
 
 async def test_profiles_are_kept_only_for_repos_we_index(h: Harness) -> None:

@@ -18,7 +18,13 @@ __all__ = ["backfill_needed", "initial_targets"]
 
 
 async def backfill_needed(pool: AsyncConnectionPool, run_source: str, cursor_source: str) -> bool:
-    """Whether ``run`` should backfill: no live cursor yet, or the last run never finished."""
+    """Whether ``run`` should backfill: no live cursor yet, or the last run never finished.
+
+    No cursor means the stream is read from its live tail, so a backfill must cover what came
+    before, even when an earlier process finished one: that process may have died before
+    saving any cursor (no event had arrived yet), and the events since its backfill would
+    otherwise never be read. The backfill diffs against what we published: a repeat is cheap.
+    """
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT finished_at FROM backfill_run WHERE source = %s", (run_source,)
@@ -26,9 +32,7 @@ async def backfill_needed(pool: AsyncConnectionPool, run_source: str, cursor_sou
         run = await cur.fetchone()
         cur = await conn.execute("SELECT 1 FROM ingest_cursor WHERE source = %s", (cursor_source,))
         has_cursor = await cur.fetchone() is not None
-    if run is not None:
-        return run[0] is None
-    return not has_cursor
+    return not has_cursor or (run is not None and run[0] is None)
 
 
 async def initial_targets(

@@ -123,15 +123,18 @@ class HandleVerifier:
     async def resolve(self, handle: str, *, fresh: bool = False) -> str | None:
         """The DID ``handle`` (normalized) resolves to, or ``None``: cached unless ``fresh``.
 
-        ``fresh`` still reuses an answer younger than ``min_refresh`` seconds, so a burst of
-        ``#identity`` events for one DID costs one lookup, not one each.
+        ``fresh`` still reuses a successful answer younger than ``min_refresh`` seconds, so a
+        burst of ``#identity`` events for one DID costs one lookup, not one each. A failure is
+        never reused by ``fresh``: a PDS stops answering for a deactivated account's handle,
+        and the ``#identity`` it sends on reactivation, often seconds later, must see the
+        handle again rather than the failure.
         """
         now = time.monotonic()
         entry = self._cache.get(handle)
         if (
             entry is not None
             and entry[0] > now
-            and (not fresh or now - entry[1] < self._min_refresh)
+            and (not fresh or (entry[2] is not None and now - entry[1] < self._min_refresh))
         ):
             self._cache.move_to_end(handle)
             return entry[2]

@@ -149,6 +149,7 @@ class Stack:
             "PLYR_FIREHOSE_URL": firehose,
             "PLYR_PLC_URL": pds.plc_url,
             "PLYR_TRUSTED_HOSTS": pds.trusted_hosts,
+            "PLYR_HANDLE_HOSTS": pds.handle_hosts,
             "PLYR_PARTITIONS": str(PARTITIONS),
             "PLYR_BLOB_DIR": str(workdir / "blobs"),
         }
@@ -390,20 +391,49 @@ async def read_all(log: Log, topic: str) -> list[Message]:
 async def wait_settled(
     stack: Stack, atp: AtpClient, accounts: list[Account], timeout: float = 90
 ) -> dict[str, str]:
-    """Wait until the catalog holds what the PDS holds and no projector lags; the PDS view."""
+    """Wait until the catalog holds what the PDS holds, every account shows as the PDS has
+    it (active, its handle), and no projector lags; the PDS view.
+
+    The account check matters: the PDS lists a reactivated account's records at once, but
+    its ``#account`` and ``#identity`` events may reach the log a moment later; comparing
+    with a rebuild before they are there races the live projectors (which then see them)
+    against the rebuild (which read the log's end before them).
+    """
     deadline = time.monotonic() + timeout
     while True:
         truth = await pds_tracks(atp, accounts)
         ours = await asyncio.to_thread(catalog_tracks, stack.url)
+        unlike = await asyncio.to_thread(unlike_artists, stack.url, accounts)
         behind = await lagging(stack)
-        if dict(ours) == truth and not behind:
+        if dict(ours) == truth and not unlike and not behind:
             return truth
         if time.monotonic() > deadline:
             logger.warning(
-                "not settled: pds %d catalog %d lagging %s", len(truth), len(ours), behind
+                "not settled: pds %d catalog %d artists %s lagging %s",
+                len(truth),
+                len(ours),
+                unlike,
+                behind,
             )
             return truth
         await asyncio.sleep(0.5)
+
+
+def unlike_artists(url: str, accounts: list[Account]) -> list[str]:
+    """Accounts (all active on the PDS) the catalog shows otherwise: not active, or with
+    another handle than the PDS's (``handle.invalid`` after a reactivation, say). Repos
+    the catalog never saw (no record written yet) have no row and are left out."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT did, handle, account_status FROM artist WHERE did = ANY(%s)",
+            ([a.did for a in accounts],),
+        ).fetchall()
+    shown = {str(did): (handle, status) for did, handle, status in rows}
+    return [
+        f"{a.did}: the catalog shows {shown.get(a.did)}, the PDS ({a.handle!r}, 'active')"
+        for a in accounts
+        if a.did in shown and shown[a.did] != (a.handle, "active")
+    ]
 
 
 def _columns(conn: psycopg.Connection[Any], table: str) -> list[str]:
@@ -478,6 +508,7 @@ async def check(stack: Stack, atp: AtpClient, workload: Workload) -> Verdict:
     verdict = Verdict()
     await workload.settle_accounts()
     truth = await wait_settled(stack, atp, workload.accounts)
+    verdict.details += await asyncio.to_thread(unlike_artists, stack.url, workload.accounts)
     ours = await asyncio.to_thread(catalog_tracks, stack.url)
     seen = Counter(uri for uri, _ in ours)
     mine = dict(ours)
@@ -485,6 +516,7 @@ async def check(stack: Stack, atp: AtpClient, workload: Workload) -> Verdict:
         if mine.get(uri) != cid:
             verdict.lost += 1
             verdict.details.append(f"catalog lacks {uri} (cid {cid}; has {mine.get(uri)})")
+            logger.warning("lost: %s", await asyncio.to_thread(diagnose, stack.url, uri))
     for uri in mine.keys() - truth.keys():
         verdict.extra += 1
         verdict.details.append(f"catalog has {uri}, the PDS does not")
@@ -538,6 +570,43 @@ async def visible(
                     return time.monotonic() - started
             await asyncio.sleep(0.1)
     return None
+
+
+def diagnose(url: str, uri: str) -> str:
+    """Where a write that was not served stands: on the log or not, the projectors' offsets
+    against the log's ends, the ingest cursor and the repo's ingest state."""
+    did = uri.split("/")[2]
+    with psycopg.connect(url) as conn:
+        logged = conn.execute(
+            'SELECT topic, partition, "offset" FROM log_message'
+            " WHERE convert_from(value, 'UTF8') LIKE %s",
+            (f"%{uri}%",),
+        ).fetchall()
+        ends = conn.execute(
+            "SELECT topic, partition, next_offset FROM log_partition ORDER BY 1, 2"
+        ).fetchall()
+        offsets = conn.execute(
+            "SELECT projector, topic, partition, next_offset FROM projector_offset ORDER BY 1, 2, 3"
+        ).fetchall()
+        cursors = conn.execute("SELECT source, cursor, updated_at FROM ingest_cursor").fetchall()
+        state = conn.execute(
+            "SELECT rev, status, status_reason, account_status, handle, updated_at"
+            " FROM repo_state WHERE did = %s",
+            (did,),
+        ).fetchall()
+        dead = conn.execute("SELECT count(*) FROM dead_letter").fetchone()
+        track = conn.execute("SELECT id, rev, cid FROM track WHERE uri = %s", (uri,)).fetchall()
+        artist = conn.execute(
+            "SELECT handle, account_status FROM artist WHERE did = %s", (did,)
+        ).fetchall()
+        gone = conn.execute(
+            "SELECT key, rev FROM catalog_tombstone WHERE key IN (%s, %s)", (uri, did)
+        ).fetchall()
+    return (
+        f"on the log at {logged}; log ends {ends}; projector offsets {offsets};"
+        f" ingest cursors {cursors}; repo state {state}; dead letters {dead};"
+        f" track row {track}; artist row {artist}; tombstones {gone}"
+    )
 
 
 @dataclass

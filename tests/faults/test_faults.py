@@ -27,6 +27,7 @@ from tests.faults.harness import (
     Stack,
     Workload,
     check,
+    diagnose,
     running,
     track_record,
     visible,
@@ -109,6 +110,7 @@ async def run_scenario(
             seconds = await visible(stack, uri, supervise=lambda: revive(stack, row))
             if seconds is None:
                 row.failures.append(f"a write after the fault was not served within 120 s: {uri}")
+                logger.warning("not served: %s", await asyncio.to_thread(diagnose, stack.url, uri))
                 for command, proc in stack.procs.items():
                     tail = "\n".join(proc.output.splitlines()[-25:])
                     logger.warning("%s, last lines:\n%s", command, tail)
@@ -120,6 +122,10 @@ async def run_scenario(
     row.events = workload.tally.events - before
     row.lost, row.duplicated, row.extra = verdict.lost, verdict.duplicated, verdict.extra
     row.failures += verdict.details
+    if row.failures:  # what every process said, killed ones included, but for requests
+        said = [*stack.outputs, *(f"--- {c} ---\n{p.output}" for c, p in stack.procs.items())]
+        lines = [line for out in said for line in out.splitlines() if "api.access" not in line]
+        logger.warning("process output:\n%s", "\n".join(lines[-400:]))
     return row
 
 

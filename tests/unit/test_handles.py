@@ -140,6 +140,13 @@ async def test_results_are_cached_for_their_ttl_and_fresh_asks_again() -> None:
     for _ in range(3):
         await burst.verify(ALICE, "web.test", fresh=True)
     assert burst.lookups == 1
+    # A handle that failed (its account was deactivated) is asked again by the #identity of
+    # the reactivation, however soon it comes.
+    assert await burst.verify(BOB, "back.test", fresh=True) == INVALID_HANDLE
+    net.web["back.test"] = BOB
+    assert await burst.verify(BOB, "back.test", fresh=True) == "back.test"
+    assert await burst.verify(BOB, "back.test") == "back.test"
+    assert net.asked["https://back.test"] == 2
     expired = net.verifier(ttl=0, failure_ttl=0)
     await expired.verify(ALICE, "nobody.test")
     await expired.verify(ALICE, "nobody.test")

@@ -7,10 +7,12 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -41,6 +43,7 @@ __all__ = [
     "api_worker_main",
     "bind_api_sockets",
     "configure_logging",
+    "exit_with_parent",
     "open_log",
     "render_banner",
     "startup_banner",
@@ -301,16 +304,35 @@ class ApiWorkers:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
+def exit_with_parent(parent: int, *, grace: float = 10.0, every: float = 0.5) -> None:
+    """Stop this process once ``parent`` is no longer its parent (it was SIGKILLed and could
+    not stop us): SIGTERM ourselves (uvicorn stops gracefully), then exit outright if that
+    has not ended us within ``grace`` seconds (a request that never finishes, a start-up
+    stuck on an unreachable database). A daemon thread, so it watches from the first line
+    on, whatever the event loop is doing."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        logging.getLogger("plyr_appview").warning(
+            "api worker orphaned: stopping", extra={"pid": os.getpid(), "parent": parent}
+        )
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def api_worker_main() -> int:
     """Entry point of one API worker process (see :class:`ApiWorkers`)."""
-
+    exit_with_parent(os.getppid())
     configure_logging(
         os.environ.get(_WORKER_LOG_LEVEL, "INFO"), verbose=bool(os.environ.get(_WORKER_VERBOSE))
     )
     sock = socket.socket(fileno=int(os.environ[_WORKER_FD]))
     url = os.environ[_WORKER_URL]
     settings = load_settings()
-    parent = os.getppid()
 
     async def serve() -> None:
         # Play reports go onto the log, which needs a writing pool (the API's acts read-only).
@@ -319,20 +341,9 @@ def api_worker_main() -> int:
         # One append per report would cap reports at the log's commit rate: group them.
         app = create_app(settings, database_url=url, log=GroupCommitLog(play_log))
         server = uvicorn.Server(uvicorn_config(app))
-
-        async def orphaned() -> None:
-            # The supervisor died without stopping us (SIGKILL): stop serving its socket.
-            while True:
-                if os.getppid() != parent:
-                    server.should_exit = True
-                    return
-                await asyncio.sleep(1)
-
-        watch = asyncio.create_task(orphaned())
         try:
             await server.serve(sockets=[sock])
         finally:
-            watch.cancel()
             await play_log.close()
             await log_pool.close()
 

@@ -20,6 +20,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 import uuid
@@ -43,6 +44,7 @@ from kernel.ids import track_id
 from kernel.log.base import Log, Message
 from kernel.log.kafka import KafkaLog
 from kernel.log.postgres import PostgresLog
+from plyr_appview.ports import free_port
 from projectors import registry
 from projectors.rebuild import rebuild
 from tests.appview_process import AppviewProcess
@@ -120,12 +122,81 @@ class SuitePostgres:
 # -- the product as processes -------------------------------------------------------------------
 
 
+class TcpPostgres:
+    """A separately run PostgreSQL reached over TCP (the machine's Debian binaries, a data
+    directory and port of its own, as the ``postgres`` user when we are root): the external
+    server of a deployment, which the suite may restart without touching the shared one.
+    ``available()`` says why not where the binaries or the user are missing."""
+
+    def __init__(self) -> None:
+        self.bin = self._bin_dir()
+        self.root = Path(tempfile.mkdtemp(prefix="plyr-faults-tcp-pg-"))
+        self.root.chmod(0o777)
+        self.pgdata = self.root / "data"
+        self.port = free_port()
+        self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "-A", "trust", "-E", "UTF8")
+        self._start()
+        self.admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @staticmethod
+    def _bin_dir() -> Path:
+        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not versions:
+            raise FileNotFoundError("no PostgreSQL server binaries under /usr/lib/postgresql")
+        return versions[-1].parent
+
+    @staticmethod
+    def available() -> str | None:
+        """``None`` if a TCP server can be run here, else the reason it cannot."""
+        try:
+            TcpPostgres._bin_dir()
+        except FileNotFoundError as exc:
+            return str(exc)
+        if os.geteuid() == 0 and shutil.which("runuser") is None:
+            return "running as root without runuser: initdb refuses root"
+        return None
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(self.bin / tool), *args]
+        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def _start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
+        log = str(self.root / "server.log")
+        self._run("pg_ctl", "-D", str(self.pgdata), "-o", options, "-l", log, "-w", "start")
+
+    def _shutdown(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop")
+
+    def database(self) -> str:
+        """A new migrated database on this server; its URL."""
+        name = f"faults_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        url = urlunsplit(urlsplit(self.admin_url)._replace(path=f"/{name}"))
+        apply_migrations(url)
+        return url
+
+    def restart(self, down_seconds: float = 1.0) -> None:
+        """Fast shutdown (clients see their TCP connections closed), stay down, start again."""
+        self._shutdown()
+        time.sleep(down_seconds)
+        self._start()
+
+    def stop(self) -> None:
+        self._shutdown()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 @dataclass
 class Stack:
     """The PDS, the suite's PostgreSQL, and one process per product command."""
 
     pds: LocalPds
-    pg: SuitePostgres
+    pg: SuitePostgres | TcpPostgres
     url: str
     env: dict[str, str]
     proxy: FaultyProxy
@@ -134,10 +205,11 @@ class Stack:
     outputs: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, workdir: Path, *, kafka: bool = False) -> Stack:
+    def start(cls, workdir: Path, *, kafka: bool = False, tcp_postgres: bool = False) -> Stack:
         """Everything up, the ingest connected, the API healthy. ``kafka``: the log on a
-        persistent Tansu instead of PostgreSQL."""
-        pg = SuitePostgres()
+        persistent Tansu instead of PostgreSQL; ``tcp_postgres``: the database on a
+        :class:`TcpPostgres` instead of the embedded server."""
+        pg: SuitePostgres | TcpPostgres = TcpPostgres() if tcp_postgres else SuitePostgres()
         broker = PersistentTansu() if kafka else None
         pds = start_pds(workdir / "pds")
         url = pg.database()
@@ -625,14 +697,14 @@ class Row:
 
 def table(rows: list[Row]) -> str:
     """The results as a plain-text table."""
-    head = f"{'scenario':<26} {'runs':>4} {'events':>7} {'lost':>5} {'dup':>4} {'extra':>5}"
+    head = f"{'scenario':<32} {'runs':>4} {'events':>7} {'lost':>5} {'dup':>4} {'extra':>5}"
     head += "  recovery s (max / median)"
     lines = [head, "-" * len(head)]
     for r in rows:
         rec = sorted(r.recovery)
         shown = f"{rec[-1]:.1f} / {rec[len(rec) // 2]:.1f}" if rec else "-"
         lines.append(
-            f"{r.scenario:<26} {r.runs:>4} {r.events:>7} {r.lost:>5} {r.duplicated:>4}"
+            f"{r.scenario:<32} {r.runs:>4} {r.events:>7} {r.lost:>5} {r.duplicated:>4}"
             f" {r.extra:>5}  {shown}"
         )
     return "\n".join(lines)

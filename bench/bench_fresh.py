@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import os
 import secrets
-import shutil
 import signal
 import statistics
 import subprocess
@@ -32,10 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -44,80 +38,12 @@ sys.path.insert(0, str(ROOT))
 
 from plyr_appview.ports import free_port  # noqa: E402
 from testkit.brokers import fresh_database, start_tansu  # noqa: E402
+from testkit.pds import LocalPds, running_pds  # noqa: E402
 
-ATP_DIR = ROOT / "tests" / "e2e" / "atp"
 SAMPLES = 100
 SPACING = 0.1
 POLL = 0.01
 GIVE_UP = 60.0
-
-
-@dataclass
-class Pds:
-    """A running local PLC + PDS (the e2e tests' network)."""
-
-    pds_url: str
-    plc_url: str
-    firehose_url: str
-    handle_domain: str
-    process: subprocess.Popen[bytes]
-
-    @property
-    def trusted_hosts(self) -> str:
-        urls = (self.plc_url, self.pds_url, self.firehose_url)
-        return ",".join(sorted({h for u in urls if (h := urlsplit(u).hostname)}))
-
-
-@contextlib.contextmanager
-def running_pds() -> Iterator[Pds]:
-    """Start ``start_pds.js`` on two free ports; stop it by PID afterwards."""
-    node = shutil.which("node")
-    if node is None or not (ATP_DIR / "node_modules").is_dir():
-        raise SystemExit("bench_fresh needs node and `npm ci --prefix tests/e2e/atp`")
-    with tempfile.TemporaryDirectory(prefix="bench-fresh-pds-") as data:
-        out = Path(data) / "stdout.log"
-        env = {
-            **os.environ,
-            "PLC_PORT": str(free_port()),
-            "PDS_PORT": str(free_port()),
-            "ATP_DATA": str(Path(data) / "pds"),
-            "ATP_ADMIN_PASSWORD": "admin-pass",
-            "ATP_EXIT_ON_STDIN_EOF": "1",
-        }
-        with out.open("wb") as stdout:
-            process = subprocess.Popen(
-                [node, str(ATP_DIR / "start_pds.js")],
-                cwd=ATP_DIR,
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=stdout,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        try:
-            deadline = time.monotonic() + 60
-            info = None
-            while info is None:
-                for line in out.read_text(errors="replace").splitlines():
-                    if line.startswith("READY "):
-                        info = json.loads(line[len("READY ") :])
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"local PDS did not start:\n{out.read_text()[-2000:]}")
-                time.sleep(0.05)
-            yield Pds(
-                pds_url=str(info["pds"]),
-                plc_url=str(info["plc"]),
-                firehose_url=str(info["firehose"]),
-                handle_domain=str(info["handleDomains"][0]),
-                process=process,
-            )
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 class Appview:
@@ -174,7 +100,7 @@ def _track(i: int) -> dict[str, object]:
     }
 
 
-async def _measure(pds: Pds, api_url: str, samples: int) -> list[float]:
+async def _measure(pds: LocalPds, api_url: str, samples: int) -> list[float]:
     """Write ``samples`` tracks; seconds from each write's acknowledgement to its visibility."""
     async with (
         httpx.AsyncClient(base_url=pds.pds_url + "/xrpc/", timeout=30) as xrpc,
@@ -237,7 +163,7 @@ async def _measure(pds: Pds, api_url: str, samples: int) -> list[float]:
         return [seen[uri] for uri in uris]
 
 
-def _run_mode(mode: str, pds: Pds, samples: int, bootstrap: str | None) -> list[float]:
+def _run_mode(mode: str, pds: LocalPds, samples: int, bootstrap: str | None) -> list[float]:
     with fresh_database() as url:
         env = {
             "DATABASE_URL": url,
@@ -269,7 +195,10 @@ def main() -> None:
     args = parser.parse_args()
     modes = args.modes.split(",")
     figures: dict[str, tuple[float, float]] = {}
-    with running_pds() as pds:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-fresh-pds-") as data,
+        running_pds(Path(data)) as pds,
+    ):
         tansu = start_tansu() if "kafka" in modes else None
         try:
             for mode in modes:

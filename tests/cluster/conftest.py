@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.pds import LocalPds, start_pds
+from testkit.pds import LocalPds, start_pds
 
 
 @pytest.fixture(scope="module")

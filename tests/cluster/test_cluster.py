@@ -29,9 +29,9 @@ import pytest
 
 from kernel.log.base import partition_for
 from plyr_appview.ports import free_port
+from testkit.pds import LocalPds
 from tests.appview_process import wait_for, wait_until
 from tests.e2e.atp_client import Account, AtpClient
-from tests.e2e.pds import LocalPds
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 

@@ -28,7 +28,7 @@ import libipld
 import websockets
 
 if TYPE_CHECKING:
-    from tests.e2e.pds import LocalPds
+    from testkit.pds import LocalPds
 
 JsonDict = dict[str, Any]
 
@@ -249,7 +249,7 @@ class AtpClient:
 
     async def request_account_delete(self, account: Account) -> None:
         """Start the user-side deletion flow; the emailed token can be read with
-        :meth:`tests.e2e.pds.LocalPds.email_token` (``purpose="delete_account"``)."""
+        :meth:`testkit.pds.LocalPds.email_token` (``purpose="delete_account"``)."""
         await self.procedure("com.atproto.server.requestAccountDelete", headers=_auth(account))
 
     async def delete_account_with_token(self, account: Account, token: str) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from testkit.brokers import fresh_database
+from testkit.pds import LocalPds, start_pds
 from tests.appview_process import AppviewProcess
 from tests.e2e.atp_client import AtpClient
-from tests.e2e.pds import LocalPds, start_pds
 
 
 @pytest.fixture(scope="session")

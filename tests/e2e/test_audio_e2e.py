@@ -35,8 +35,8 @@ from projectors.moderation import ModerationProjector
 from projectors.runner import apply_batch, load_offset
 from testkit.brokers import create_database, drop_database
 from testkit.car import block
+from testkit.pds import LocalPds
 from tests.e2e.atp_client import AtpClient
-from tests.e2e.pds import LocalPds
 
 pytestmark = pytest.mark.e2e
 

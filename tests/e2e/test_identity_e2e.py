@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from testkit.brokers import fresh_database
+from testkit.pds import LocalPds
 from tests.appview_process import AppviewProcess, wait_until
 from tests.e2e.atp_client import AtpClient
-from tests.e2e.pds import LocalPds
 
 pytestmark = pytest.mark.e2e
 

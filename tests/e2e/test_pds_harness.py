@@ -15,7 +15,8 @@ from typing import Any
 import libipld
 import pytest
 
-from tests.e2e import pds as pds_module
+from testkit import pds as pds_module
+from testkit.pds import LocalPds, PdsStartError, start_pds
 from tests.e2e.atp_client import (
     Account,
     AtpClient,
@@ -24,7 +25,6 @@ from tests.e2e.atp_client import (
     XrpcError,
     cid_str,
 )
-from tests.e2e.pds import LocalPds, PdsStartError, start_pds
 
 pytestmark = pytest.mark.e2e
 

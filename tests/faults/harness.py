@@ -47,9 +47,9 @@ from kernel.log.postgres import PostgresLog
 from plyr_appview.ports import free_port
 from projectors import registry
 from projectors.rebuild import rebuild
+from testkit.pds import LocalPds, start_pds
 from tests.appview_process import AppviewProcess
 from tests.e2e.atp_client import Account, AtpClient, XrpcError
-from tests.e2e.pds import LocalPds, start_pds
 from tests.faults.broker import PersistentTansu
 from tests.faults.proxy import FaultyProxy
 

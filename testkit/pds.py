@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -26,7 +25,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-ATP_DIR = Path(__file__).resolve().parent / "atp"
+from plyr_appview.ports import free_port
+
+ATP_DIR = Path(__file__).resolve().parent.parent / "tests" / "e2e" / "atp"
 START_SCRIPT = ATP_DIR / "start_pds.js"
 INSTALL_HINT = "run `make test`, or install it directly with `npm ci --prefix tests/e2e/atp`"
 
@@ -103,19 +104,11 @@ class LocalPds:
         self.stop()
 
 
-def free_loopback_port() -> int:
-    """A TCP port that is currently free on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _two_distinct_ports() -> tuple[int, int]:
-    first = free_loopback_port()
-    second = free_loopback_port()
+    first = free_port()
+    second = free_port()
     while second == first:
-        second = free_loopback_port()
+        second = free_port()
     return first, second
 
 

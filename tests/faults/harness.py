@@ -75,6 +75,16 @@ def track_record(title: str) -> dict[str, object]:
 # -- PostgreSQL of the suite's own --------------------------------------------------------------
 
 
+def new_database(admin_url: str) -> str:
+    """A new migrated database on the server of ``admin_url``; its URL."""
+    name = f"faults_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+    apply_migrations(url)
+    return url
+
+
 class SuitePostgres:
     """An embedded PostgreSQL owned by the suite: it may be restarted; the machine's may not."""
 
@@ -86,12 +96,7 @@ class SuitePostgres:
 
     def database(self) -> str:
         """A new migrated database on this server; its URL."""
-        name = f"faults_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = urlunsplit(urlsplit(self.admin_url)._replace(path=f"/{name}"))
-        apply_migrations(url)
-        return url
+        return new_database(self.admin_url)
 
     def _shutdown(self) -> None:
         """Fast shutdown: SIGINT to the postmaster, by PID; wait until it is gone."""
@@ -173,12 +178,7 @@ class TcpPostgres:
 
     def database(self) -> str:
         """A new migrated database on this server; its URL."""
-        name = f"faults_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = urlunsplit(urlsplit(self.admin_url)._replace(path=f"/{name}"))
-        apply_migrations(url)
-        return url
+        return new_database(self.admin_url)
 
     def restart(self, down_seconds: float = 1.0) -> None:
         """Fast shutdown (clients see their TCP connections closed), stay down, start again."""

@@ -174,3 +174,41 @@ async def test_live_events_of_a_backfilling_repo_are_held(setup) -> None:
         assert ingest.stats.held == 1  # no first-sight identity: the backfill sends one
         held = await states.end_backfill(ALICE, "3aaa", None)
         assert [e.rkey for e in held if e.kind == "record.created"] == ["t9"]
+
+
+async def test_a_first_run_saves_where_it_started_before_its_first_event(setup) -> None:
+    """No cursor yet, killed while publishing its first event: the next process resumes
+    from just before that event (``time_us - 1``), not at the live tail."""
+    pool, log, states = setup
+    appending = asyncio.Event()
+
+    async def hang(topic: str, items: Any) -> Any:
+        appending.set()
+        await asyncio.Event().wait()  # never returns: the process dies here
+
+    log.append = hang
+    async with FirehoseServer() as plc, httpx.AsyncClient() as http:
+        plc.docs[ALICE] = did_document(ALICE, SigningKey(), "alice3.test", "http://127.0.0.1:1")
+        plc.handles["alice3.test"] = ALICE
+        fetcher = UpstreamFetcher(client=http, trusted_hosts=frozenset({"127.0.0.1"}))
+        ingest = JetstreamIngest(
+            url="ws://127.0.0.1:1/subscribe",
+            collections=("fm.plyr.*",),
+            log=log,
+            topic=TOPIC,
+            pool=pool,
+            states=states,
+            resolver=DidResolver(fetcher, plc.plc_url),
+            handles=HandleVerifier(fetcher, hosts=[(".test", plc.plc_url)]),
+        )
+        event = json.dumps(commit(ALICE, 5_000_000, "create", "t1", "3aaa"))
+        task = asyncio.create_task(ingest.handle_message(event))
+        try:
+            await asyncio.wait_for(appending.wait(), 10)
+            async with pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT cursor FROM ingest_cursor WHERE source = %s", (ingest.source,)
+                )
+                assert await cur.fetchone() == (4_999_999,)
+        finally:
+            task.cancel()

@@ -4,13 +4,16 @@ Pure helpers (:func:`content_type`, :func:`parse_range`, :func:`blob_digest`,
 :func:`raw_cid`) plus :class:`AudioCache`, which gets a track's audio into the blob store
 exactly once per process: an ``audioBlob`` from the artist's PDS (``getBlob``), verified
 against its CID while streaming; an ``audioUrl`` only from configured origins, cached
-under the CID of the bytes we received. Errors: :class:`AudioUnavailable`.
+under the CID of the bytes we received. Errors: :class:`AudioUnavailable`, and its
+:class:`CacheFull` when the store has no room (the scratch file is removed on every failure,
+so nothing partial is kept; a full store leaves earlier objects as they are).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import hashlib
 import json
 import logging
@@ -30,6 +33,7 @@ __all__ = [
     "AUDIO_TYPES",
     "AudioCache",
     "AudioUnavailable",
+    "CacheFull",
     "CachedAudio",
     "RangeNotSatisfiable",
     "blob_digest",
@@ -59,6 +63,13 @@ AUDIO_TYPES: Mapping[str, str] = {
 
 class AudioUnavailable(RuntimeError):
     """The audio could not be obtained (refused, upstream failure, CID mismatch)."""
+
+
+class CacheFull(AudioUnavailable):
+    """The blob store has no room (or no inodes) for the audio; retry once space is freed."""
+
+
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class RangeNotSatisfiable(ValueError):
@@ -184,7 +195,7 @@ class AudioCache:
                 await asyncio.to_thread(path.unlink, missing_ok=True)
                 logger.warning("blob CID mismatch", extra={"did": track["did"], "cid": cid})
                 raise AudioUnavailable("blob does not match its CID")
-            await self.store.put_file(key, path, content_type(track.get("file_type")))
+            await self._put(key, path, content_type(track.get("file_type")))
             logger.info("blob cached", extra={"did": track["did"], "cid": cid, "size": size})
             return CachedAudio(key, cid, size)
 
@@ -205,21 +216,41 @@ class AudioCache:
             cid = raw_cid(digest)
             key = f"audio/{cid}"
             if await self.store.size(key) is None:
-                await self.store.put_file(key, path, content_type(track.get("file_type")))
+                await self._put(key, path, content_type(track.get("file_type")))
             else:
                 await asyncio.to_thread(path.unlink, missing_ok=True)
             cached = {"key": key, "etag": cid, "size": size}
-            await self.store.put_small(pointer, json.dumps(cached).encode())
+            try:
+                await self.store.put_small(pointer, json.dumps(cached).encode())
+            except OSError as exc:
+                if exc.errno not in _NO_ROOM:
+                    raise
+                # The audio is stored; only the shortcut to it is missing (next time the
+                # URL is fetched again), so serve it rather than fail the request.
+                logger.error("blob cache full", extra={"key": pointer, "error": str(exc)})
             return CachedAudio(key, cid, size)
+
+    async def _put(self, key: str, path: Path, mime: str) -> None:
+        """``store.put_file``; the scratch file never outlives a failure."""
+        try:
+            await self.store.put_file(key, path, mime)
+        except BaseException as exc:
+            # Not in a thread: this must run when the request is cancelled too.
+            path.unlink(missing_ok=True)  # noqa: ASYNC240 (one local unlink)
+            if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+                logger.error("blob cache full", extra={"key": key, "error": str(exc)})
+                raise CacheFull("the audio cache is full") from None
+            raise
 
     async def _download(
         self, url: str, *, allow_trusted: bool, origins: tuple[str, ...] | None
     ) -> tuple[Path, bytes, int]:
-        fd, name = tempfile.mkstemp(dir=self.store.scratch)
-        path = Path(name)
         hasher = hashlib.sha256()
         size = 0
+        path: Path | None = None
         try:
+            fd, name = tempfile.mkstemp(dir=self.store.scratch)  # ENOSPC too when no inodes
+            path = Path(name)
             with os.fdopen(fd, "wb") as out:
                 async with self.fetcher.get(
                     url, allow_trusted=allow_trusted, origins=origins
@@ -228,13 +259,19 @@ class AudioCache:
                         hasher.update(chunk)
                         size += len(chunk)
                         await asyncio.to_thread(out.write, chunk)
-        except UpstreamRefused as exc:
-            await asyncio.to_thread(path.unlink, missing_ok=True)
-            logger.warning("upstream refused", extra={"reason": str(exc)})
-            raise AudioUnavailable(str(exc)) from None
-        except (UpstreamError, TimeoutError, OSError) as exc:
-            await asyncio.to_thread(path.unlink, missing_ok=True)
-            raise AudioUnavailable(f"upstream failed: {exc}") from None
+        except BaseException as exc:
+            if path is not None:
+                path.unlink(missing_ok=True)  # as in _put: not in a thread
+            if isinstance(exc, UpstreamRefused):
+                logger.warning("upstream refused", extra={"reason": str(exc)})
+                raise AudioUnavailable(str(exc)) from None
+            if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+                # Our disk, not the upstream: no network error carries ENOSPC/EDQUOT.
+                logger.error("blob cache full", extra={"url": url, "error": str(exc)})
+                raise CacheFull("the audio cache is full") from None
+            if isinstance(exc, (UpstreamError, TimeoutError, OSError)):
+                raise AudioUnavailable(f"upstream failed: {exc}") from None
+            raise
         return path, hasher.digest(), size
 
     async def _pds_of(self, did: str) -> str:

@@ -101,9 +101,14 @@ class LocalBlobStore:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.scratch)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        await asyncio.to_thread(os.replace, tmp, target)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            await asyncio.to_thread(os.replace, tmp, target)
+        except BaseException:
+            # A full disk leaves no scratch file behind (not in a thread: cancelled too).
+            Path(tmp).unlink(missing_ok=True)  # noqa: ASYNC240 (one local unlink)
+            raise
 
     def presign(self, key: str, *, content_type: str, cache_control: str) -> str | None:
         return None
@@ -135,14 +140,17 @@ class S3BlobStore:
         return int(head["ContentLength"])
 
     async def put_file(self, key: str, path: Path, content_type: str) -> None:
-        await asyncio.to_thread(
-            self.client.upload_file,
-            str(path),
-            self.bucket,
-            key,
-            ExtraArgs={"ContentType": content_type},
-        )
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        try:
+            await asyncio.to_thread(
+                self.client.upload_file,
+                str(path),
+                self.bucket,
+                key,
+                ExtraArgs={"ContentType": content_type},
+            )
+        finally:
+            # Uploaded or not, the scratch copy goes (not in a thread: cancelled too).
+            path.unlink(missing_ok=True)  # noqa: ASYNC240 (one local unlink)
 
     async def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         got = await asyncio.to_thread(

@@ -4,7 +4,8 @@
 taken down → 410 (as the detail route). ``supportGate`` → 401 (we have no sessions; plyr
 answers 402 to signed-in non-supporters). Bytes come from the blob cache (fetched once
 from the PDS and verified), served here with ranges, or — with S3 — by a 307 to a
-presigned URL. Never a redirect to a PDS ``getBlob`` (it ignores ``Range``).
+presigned URL. Never a redirect to a PDS ``getBlob`` (it ignores ``Range``). Audio that
+cannot be cached because the store is full → 503 ``cache_full`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from api.audio import (
     AudioCache,
     AudioUnavailable,
     CachedAudio,
+    CacheFull,
     RangeNotSatisfiable,
     content_type,
     parse_range,
 )
 from api.deps import ApiBase, Pool, Vis
-from api.errors import ApiError
+from api.errors import ApiError, api_error_response
 
 __all__ = ["IMMUTABLE", "router"]
 
@@ -64,6 +66,8 @@ async def _cached(request: Request, track: dict[str, Any]) -> CachedAudio:
         if track["audio_blob_cid"]:
             return await cache.blob(track, track["resolved_pds_url"])
         return await cache.url(track)
+    except CacheFull:
+        raise
     except AudioUnavailable as exc:
         raise ApiError(502, "upstream_unavailable", f"audio unavailable: {exc}") from None
 
@@ -86,7 +90,14 @@ async def get_audio(
 ) -> Response:
     """The audio bytes, with ``Range``/``If-Range``, ``ETag`` = CID and immutable caching."""
     track = await _track(pool, vis, file_id)
-    cached = await _cached(request, track)
+    try:
+        cached = await _cached(request, track)
+    except CacheFull:
+        full = api_error_response(
+            ApiError(503, "cache_full", "the audio cache is full; try again later")
+        )
+        full.headers["Retry-After"] = "60"
+        return full
     mime = content_type(track["file_type"], track.get("audio_mime"))
     headers = {
         "ETag": f'"{cached.etag}"',

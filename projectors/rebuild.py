@@ -105,7 +105,8 @@ async def rebuild(
     across topics does not matter). Each partition is replayed up to at least the end
     offset it had when the rebuild started (and on until a read comes back empty). Reads
     that stay empty below that end offset for ``stall_seconds`` raise :class:`RebuildGap`:
-    the events were trimmed or expired, and only ``--from-archive`` can replay them.
+    the events were trimmed or expired (or the broker does not serve them), and only
+    ``--from-archive`` can replay them.
 
     The partitions are shared out among ``concurrency`` lanes. A lane is a pipeline: it
     reads and prepares (:func:`~projectors.runner.prepare`, in the helper process) the
@@ -145,8 +146,10 @@ async def rebuild(
                     if now - stalled_since > stall_seconds:
                         raise RebuildGap(
                             f"{topic}[{partition}]: nothing to read at offset {offset} below"
-                            f" end offset {targets[topic, partition]}: the events were trimmed"
-                            " from the log or expired; rebuild with --from-archive"
+                            f" end offset {targets[topic, partition]} for {stall_seconds:g} s:"
+                            " the events were trimmed from the log or expired, or the broker"
+                            " does not serve them (Tansu's s3 engine, a partition too long to"
+                            " list within a fetch's max wait); rebuild with --from-archive"
                         )
                     continue
                 stalled_since = None

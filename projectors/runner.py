@@ -5,6 +5,12 @@ The read-model writes and the partition's next offset are committed in one trans
 with a compare-and-set on the stored offset, so every event takes effect exactly once even
 if two workers read the same partition. Invalid events go to ``dead_letter`` and the
 offset advances; database trouble retries the batch; anything else propagates.
+
+A partition that returns nothing while the log's end offset lies beyond its position
+is logged as an error (``partition not served``) every ``stall_seconds`` until it moves
+again: the runner cannot read past it, and must not wait there silently. Tansu's
+``s3://`` engine does this to a partition that grew too long to list within a fetch's
+max wait (see :class:`StallWatch`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,8 +34,10 @@ from kernel.log import Log, LogError, Message, TopicPartition
 from projectors.base import InvalidEvent, OffsetConflict, Projector
 
 __all__ = [
+    "STALL_SECONDS",
     "Prepared",
     "ReducingProjector",
+    "StallWatch",
     "apply_batch",
     "apply_message",
     "dispatch",
@@ -39,6 +48,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# How long a partition may stay at one position, with the log holding more, before the
+# runner reports it as not served (and again every as long while it stays there).
+STALL_SECONDS = 30.0
 
 
 async def load_offset(pool: AsyncConnectionPool, projector: str, topic: str, partition: int) -> int:
@@ -355,6 +368,71 @@ def _first_key(messages: Sequence[Message]) -> str | None:
     return messages[0].key.decode("utf-8", "replace") if messages else None
 
 
+class StallWatch:
+    """Reports partitions whose position stays put while the log holds more after it.
+
+    A partition that has not moved for ``stall_seconds`` costs one end-offset request,
+    repeated every ``stall_seconds`` while it stays put (an idle partition too; that is
+    how it is told apart). An end offset beyond the position proves the log has
+    messages the reader is not given: logged as an error with the figures, and logged
+    again once the partition moves. A broker that under-reports end offsets (Tansu's
+    ``s3://`` engine) can hide a stall, never invent one.
+    """
+
+    def __init__(
+        self,
+        projector: str,
+        stall_seconds: float = STALL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._projector = projector
+        self._stall_seconds = stall_seconds
+        self._clock = clock
+        # Per partition: the position, when it was reached, when it was last checked.
+        self._marks: dict[TopicPartition, tuple[int, float, float]] = {}
+        # Partitions reported as not served, with the end offset last seen.
+        self.stalled: dict[TopicPartition, int] = {}
+
+    async def check(self, log_: Log, positions: dict[TopicPartition, int]) -> None:
+        """Look at every partition of ``positions``; ask the log about those long put."""
+        now = self._clock()
+        for tp, offset in positions.items():
+            mark = self._marks.get(tp)
+            if mark is None or mark[0] != offset:
+                self._marks[tp] = (offset, now, now)
+                if self.stalled.pop(tp, None) is not None:
+                    logger.warning("partition served again", extra=self._context(tp, offset))
+                continue
+            _, reached, checked = mark
+            if now - checked < self._stall_seconds:
+                continue
+            self._marks[tp] = (offset, reached, now)
+            try:
+                end = await log_.end_offset(*tp)
+            except LogError:
+                continue  # the fetch loop reports an unreachable log
+            if end > offset:
+                self.stalled[tp] = end
+                logger.error(
+                    "partition not served",
+                    extra={
+                        **self._context(tp, offset),
+                        "end_offset": end,
+                        "seconds": round(now - reached, 1),
+                    },
+                )
+            else:
+                self.stalled.pop(tp, None)
+
+    def _context(self, tp: TopicPartition, offset: int) -> dict[str, object]:
+        return {
+            "projector": self._projector,
+            "topic": tp[0],
+            "partition": tp[1],
+            "offset": offset,
+        }
+
+
 async def run_projector(
     pool: AsyncConnectionPool,
     log_: Log,
@@ -364,11 +442,13 @@ async def run_projector(
     partitions: Sequence[int] | None = None,
     *,
     batch_size: int = 500,
+    stall_seconds: float = STALL_SECONDS,
 ) -> None:
     """Project every (or the given) partition of ``topics`` until ``stop`` is set.
 
     One reader (in Kafka, one consumer) over all the partitions, fetching whatever is
     ready and dispatching it by partition (:func:`dispatch`); offsets stay in PostgreSQL.
+    Partitions the log stops serving are reported (:class:`StallWatch`).
     """
     names = [topics] if isinstance(topics, str) else list(topics)
     chosen = [
@@ -378,6 +458,7 @@ async def run_projector(
     ]
     positions = await load_positions(pool, projector.name, chosen)
     reader = log_.reader()
+    watch = StallWatch(projector.name, stall_seconds)
     failures = 0
     try:
         while not stop.is_set():
@@ -385,6 +466,7 @@ async def run_projector(
                 messages = await reader.fetch(positions, max_messages=batch_size, timeout=0.5)
                 ok = await dispatch(pool, projector, messages, positions) if messages else True
                 error = "" if ok else "a batch failed"
+                await watch.check(log_, positions)
             except (LogError, psycopg.OperationalError) as exc:
                 ok, error = False, str(exc)
             if ok:

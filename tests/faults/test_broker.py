@@ -36,6 +36,13 @@ def restart_broker(stack: Stack) -> None:
     stack.broker.restart(down_seconds=random.uniform(0.5, 3))
 
 
+@pytest.mark.xfail(
+    reason="Tansu's s3:// engine stops serving a partition of a few hundred batches: its fetch"
+    " lists the partition's objects within the fetch's max wait and answers empty past it"
+    " (tests/integration/test_tansu_s3.py; RELIABILITY.md, finding 3); the product reports"
+    " it ('partition not served'), it does not lose data",
+    strict=False,
+)
 async def test_restart_broker(
     stack: Stack, atp: AtpClient, workload: Workload, results: list[Row]
 ) -> None:

@@ -216,7 +216,12 @@ def create_app(
         # less than the cache costs at its hit rate (18-25% in bench/bench_api.py, whose
         # detail p95 was 14 ms through the cache and 9-10 ms around it), and its entries
         # would push aggregate pages out of the cache.
-        app.add_middleware(TrackDetailFastPath, route=_route(tracks.router, tracks.get_track))
+        # Play reports too (POSTs: never cached).
+        app.add_middleware(
+            TrackDetailFastPath,
+            route=_route(tracks.router, tracks.get_track),
+            play_route=_route(plays.router, plays.report_play),
+        )
     # Outside the fast path and the cache (neither sees what no route can take), inside
     # CORS (browsers may read the 4xx).
     app.add_middleware(InputGuard)

@@ -1,4 +1,5 @@
-"""A lean ASGI path for ``GET /tracks/{track_id}``, the hottest read route.
+"""A lean ASGI path for ``GET /tracks/{track_id}``, the hottest read route, and for
+``POST /tracks/{track_id}/play``, the hottest write.
 
 FastAPI's per-request machinery (route matching over every router, dependency resolution,
 parameter validation, its exception and exit-stack middleware) cost more CPU on a track
@@ -10,6 +11,11 @@ presenter (:func:`api.catalog.track_detail_json`), the same visibility rule and
 base URL (:func:`api.deps.reader_for`), the same error envelopes (:mod:`api.errors`), and
 the route itself in ``scope["route"]``, so metrics and logs label the answer as the
 route's own.
+
+Play reports are answered by the route's own function (:func:`api.routers.plays.answer_play`:
+rate limit, body, lookup, append, cookie), so both answer alike by construction; FastAPI's
+routing, dependency resolution and exception middleware were two thirds of a report's CPU
+in the API worker (``bench/bench_plays.py``).
 
 Everything else goes on to FastAPI unchanged: other methods, other paths, and ids that
 are not plain decimal digits (``-1``, ``abc``, ``1e3``, overlong numbers) — FastAPI's
@@ -28,10 +34,12 @@ from api.catalog import track_detail_json
 from api.deps import reader_for
 from api.errors import ApiError, api_error_response, pool_timeout_response
 from api.responses import send_json
+from api.routers.plays import answer_play
 
-__all__ = ["TrackDetailFastPath", "parse_track_path"]
+__all__ = ["TrackDetailFastPath", "parse_play_path", "parse_track_path"]
 
 _PREFIX = "/tracks/"
+_PLAY_SUFFIX = "/play"
 _MAX_DIGITS = 18
 """Longer ids go to FastAPI: 18 digits always fit PostgreSQL's ``bigint``."""
 
@@ -46,26 +54,58 @@ def parse_track_path(path: str) -> int | None:
     return int(digits)
 
 
-class TrackDetailFastPath:
-    """ASGI middleware answering ``GET /tracks/<digits>`` without the FastAPI router.
+def parse_play_path(path: str) -> int | None:
+    """The id in ``/tracks/<digits>/play``, or ``None`` for any other path."""
+    if not path.endswith(_PLAY_SUFFIX):
+        return None
+    return parse_track_path(path[: -len(_PLAY_SUFFIX)])
 
-    ``route`` is the FastAPI route of ``GET /tracks/{track_id}``: it is put in the scope
-    as the router would, so the outer middleware label the answer with its path.
+
+class TrackDetailFastPath:
+    """ASGI middleware answering ``GET /tracks/<digits>`` (and, given ``play_route``,
+    ``POST /tracks/<digits>/play``) without the FastAPI router.
+
+    ``route`` is the FastAPI route of ``GET /tracks/{track_id}``, ``play_route`` that of
+    ``POST /tracks/{track_id}/play``: the one answered is put in the scope as the router
+    would, so the outer middleware label the answer with its path.
     """
 
-    def __init__(self, app: ASGIApp, *, route: BaseRoute) -> None:
+    def __init__(
+        self, app: ASGIApp, *, route: BaseRoute, play_route: BaseRoute | None = None
+    ) -> None:
         self.app = app
         self.route = route
+        self.play_route = play_route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
-            track_id = parse_track_path(scope["path"])
-            if track_id is not None:
-                scope["route"] = self.route
-                scope["path_params"] = {"track_id": track_id}
-                await self._answer(scope, receive, send, track_id)
-                return
+        if scope["type"] == "http" and not scope.get("root_path"):
+            method = scope["method"]
+            if method == "GET":
+                track_id = parse_track_path(scope["path"])
+                if track_id is not None:
+                    scope["route"] = self.route
+                    scope["path_params"] = {"track_id": track_id}
+                    await self._answer(scope, receive, send, track_id)
+                    return
+            elif method == "POST" and self.play_route is not None:
+                track_id = parse_play_path(scope["path"])
+                if track_id is not None:
+                    scope["route"] = self.play_route
+                    scope["path_params"] = {"track_id": track_id}
+                    await self._play(scope, receive, send, track_id)
+                    return
         await self.app(scope, receive, send)
+
+    async def _play(self, scope: Scope, receive: Receive, send: Send, track_id: int) -> None:
+        request = Request(scope, receive)
+        response: Response
+        try:
+            response = await answer_play(request, reader_for(request), track_id)
+        except ApiError as exc:
+            response = api_error_response(exc)
+        except PoolTimeout:
+            response = pool_timeout_response()
+        await response(scope, receive, send)
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, track_id: int) -> None:
         error: Response

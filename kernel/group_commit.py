@@ -59,8 +59,9 @@ class GroupCommitLog:
         self._waiting.setdefault(topic, []).append((items, future))
         if topic not in self._flushers:
             self._flushers[topic] = asyncio.create_task(self._flush(topic))
-        # shield: a caller that gives up does not cancel the append others share.
-        return await asyncio.shield(future)
+        # Each caller waits on its own future: one that gives up cancels only that future,
+        # never the flusher's append the others share (no shield needed).
+        return await future
 
     async def _flush(self, topic: str) -> None:
         """Append what waits for ``topic``, batch after batch, until nothing does."""

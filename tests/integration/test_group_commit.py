@@ -75,3 +75,22 @@ async def test_a_failed_append_fails_every_caller_in_it(log: GroupCommitLog, top
     log.inner.fail = False  # type: ignore[attr-defined]
     [position] = await log.append(topic, [(b"did:plc:x", b"after")])  # and it recovers
     assert position.offset == 0
+
+
+async def test_a_caller_that_gives_up_leaves_the_shared_append_to_the_others(
+    log: GroupCommitLog, topic: str
+) -> None:
+    callers = [
+        asyncio.create_task(log.append(topic, [(b"did:plc:x", b"%d" % i)])) for i in range(10)
+    ]
+    await asyncio.sleep(0)  # every caller is waiting, the flusher has started
+    callers[3].cancel()
+    results = await asyncio.gather(*callers, return_exceptions=True)
+
+    assert isinstance(results[3], asyncio.CancelledError)
+    kept = [r for i, r in enumerate(results) if i != 3]
+    assert all(isinstance(r, list) and len(r) == 1 for r in kept), results
+    # The given-up item was taken with its batch: all ten are on the log, in order.
+    [partition] = {r[0].partition for r in kept}  # type: ignore[index]
+    messages = await read_exactly(log, topic, partition, 10)
+    assert [m.value for m in messages] == [b"%d" % i for i in range(10)]

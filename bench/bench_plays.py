@@ -44,8 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -67,6 +65,7 @@ from plyr_appview.ports import free_port
 from plyr_appview.runtime import bind_api_sockets, uvicorn_config
 from projectors.base import track_id
 from testkit.brokers import create_database, drop_database
+from testkit.keepalive import Connection, Tally
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACKS = int(os.environ.get("BENCH_TRACKS", "2000"))
@@ -199,76 +198,6 @@ def backend_pids(url: str) -> list[int]:
 # --- the load generator ------------------------------------------------------------------
 
 
-class Tally:
-    """Send times (perf_counter s) of the answered reports, latencies (ms), outcomes."""
-
-    def __init__(self) -> None:
-        self.sent: list[float] = []
-        self.latencies: list[float] = []
-        self.statuses: Counter[int] = Counter()
-        self.errors: Counter[str] = Counter()
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection sending POSTs back to back until ``next_path`` is None."""
-
-    def __init__(self, next_path: Callable[[], str | None], tally: Tally) -> None:
-        self.next_path = next_path
-        self.tally = tally
-        self.transport: asyncio.Transport | None = None
-        self.closed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.buf = bytearray()
-        self.started = 0.0
-        self.in_flight = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self._send_next()
-
-    def _send_next(self) -> None:
-        assert self.transport is not None
-        path = self.next_path()
-        if path is None:
-            self.transport.close()
-            return
-        self.buf.clear()
-        self.in_flight = True
-        self.started = time.perf_counter()
-        self.transport.write(
-            b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n" % path.encode()
-        )
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        head = bytes(self.buf[:end]).lower()
-        at = head.find(b"\r\ncontent-length:")
-        if at < 0:
-            self.tally.errors["no content-length"] += 1
-            assert self.transport is not None
-            self.transport.close()
-            return
-        line_end = head.find(b"\r\n", at + 2)
-        length = int(head[at + 17 : line_end if line_end > 0 else len(head)])
-        if len(self.buf) < end + 4 + length:
-            return
-        self.in_flight = False
-        status = int(head[9:12])
-        self.tally.statuses[status] += 1
-        self.tally.latencies.append((time.perf_counter() - self.started) * 1000)
-        if status == 200:
-            self.tally.sent.append(self.started)
-        self._send_next()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.in_flight:
-            self.tally.errors[type(exc).__name__ if exc else "closed mid-response"] += 1
-        if not self.closed.done():
-            self.closed.set_result(True)
-
-
 async def drive(port: int, paths: list[str], seconds: float) -> Tally:
     """CLIENTS closed-loop connections POSTing ``paths`` round-robin for ``seconds``."""
     tally = Tally()
@@ -285,7 +214,9 @@ async def drive(port: int, paths: list[str], seconds: float) -> Tally:
     loop = asyncio.get_running_loop()
     conns = []
     for _ in range(CLIENTS):
-        _, conn = await loop.create_connection(lambda: _Connection(next_path, tally), HOST, port)
+        _, conn = await loop.create_connection(
+            lambda: Connection(b"bench", next_path, tally, method=b"POST"), HOST, port
+        )
         conns.append(conn)
     await asyncio.gather(*(c.closed for c in conns))
     return tally

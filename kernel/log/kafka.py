@@ -11,6 +11,13 @@ rebuilds and tools) uses one consumer per log, one read at a time. Live projecto
 fetcher keeps every partition's next batch in flight, so a fetch returns whatever is
 ready as soon as it is. End offsets are asked through a never-assigned consumer.
 
+A broker may hold data it does not return to a short fetch: Tansu's ``s3://`` engine lists a
+partition's objects (one per produced batch) within the fetch's max wait and answers empty
+past it, so a partition of a few hundred batches is never served to the reader's 50 ms
+(``tests/integration/test_tansu_s3.py``). A reader partition that has not moved for
+``slow_after`` seconds while the broker's end offset is beyond it is read with a fetch of
+its own that may wait ``_SLOW_MAX_WAIT_MS``, until it catches up (:class:`_SlowReads`).
+
 Errors: aiokafka's errors become :class:`~kernel.log.base.LogError`, use after
 :meth:`KafkaLog.close` raises :class:`~kernel.log.base.LogClosed`.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +62,10 @@ _REQUEST_TIMEOUT_MS = 30_000
 # soon as data arrives, but Tansu holds a fetch for this long anyway: short, so a write
 # waits at most this for a reader whose partitions were idle.
 _FETCH_MAX_WAIT_MS = 50
+# A partition not served to the reader's short fetches is read with this max wait instead.
+_SLOW_MAX_WAIT_MS = 10_000
+SLOW_AFTER = 5.0
+"""Seconds a reader partition may stand still, the log holding more, before it is read slowly."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +97,7 @@ class KafkaLog:
     ``partitions`` is the partition count of the topics this log creates (with
     ``replication_factor`` replicas); topics that already exist keep theirs (see
     :meth:`partitions`). Topics not named in ``topics`` are created when first used.
+    ``slow_after``: see the module docstring (``None``: never read a partition slowly).
     """
 
     def __init__(
@@ -95,6 +108,7 @@ class KafkaLog:
         topics: Sequence[str] = (),
         client_id: str = "plyr-appview",
         replication_factor: int = 1,
+        slow_after: float | None = SLOW_AFTER,
     ) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be at least 1, got {partitions}")
@@ -103,6 +117,7 @@ class KafkaLog:
         self._topics = tuple(topics)
         self._client_id = client_id
         self._replication_factor = replication_factor
+        self._slow_after = slow_after
         self._counts: dict[str, int] = {}
         self._clients: _Clients | None = None
         # Where the reader stands in each assigned partition: the next offset it fetches.
@@ -391,6 +406,7 @@ class _KafkaReader:
         self._positions: dict[Any, int] = {}
         self._lock = asyncio.Lock()
         self._closed = False
+        self._slow = None if log._slow_after is None else _SlowReads(log, log._slow_after)
 
     async def fetch(
         self,
@@ -418,11 +434,18 @@ class _KafkaReader:
                 # A consumer stopped during getmany() returns nothing rather than raising.
                 raise LogClosed("fetch: the log was closed")
             messages: list[Message] = []
+            served: set[Any] = set()
             for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition)):
                 # A fetch answered from before a seek may hold offsets below the position.
                 records = [r for r in batches[tp] if int(r.offset) >= wanted[tp]]
                 if records:
+                    served.add(tp)
                     self._positions[tp] = int(records[-1].offset) + 1
+                    messages.extend(_message(tp.topic, tp.partition, r) for r in records)
+            if self._slow is not None:
+                for tp, records in (await self._slow.read(wanted, served, max_messages)).items():
+                    self._positions[tp] = int(records[-1].offset) + 1
+                    consumer.seek(tp, self._positions[tp])  # keep the fast path in step
                     messages.extend(_message(tp.topic, tp.partition, r) for r in records)
             return messages
 
@@ -471,6 +494,91 @@ class _KafkaReader:
             return
         self._closed = True
         self._log._readers.discard(self)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+        if self._slow is not None:
+            await self._slow.close()
+
+
+class _SlowReads:
+    """Reads the partitions a reader's short fetches do not serve, with a long max wait.
+
+    A partition is due once its position has not moved for ``after`` seconds and the
+    broker's end offset is beyond it (so an idle partition at its end costs one ListOffsets
+    every ``after`` seconds). A due partition is read on a consumer of its own whose fetch
+    may wait ``_SLOW_MAX_WAIT_MS``, fetch after fetch, while the end offset stays beyond
+    its position and such a read returns something.
+    """
+
+    def __init__(self, log: KafkaLog, after: float) -> None:
+        self._log = log
+        self._after = after
+        self._consumer: Any = None
+        # Per partition: the position and since when it has stood there.
+        self._still: dict[Any, tuple[int, float]] = {}
+        self._due: set[Any] = set()
+        self.reads = 0
+
+    async def read(
+        self, wanted: dict[Any, int], served: set[Any], max_messages: int
+    ) -> dict[Any, list[Any]]:
+        """Records of due partitions not served by the fast fetch, by partition."""
+        now = time.monotonic()
+        out: dict[Any, list[Any]] = {}
+        for tp, offset in wanted.items():
+            if tp in served:
+                self._still.pop(tp, None)
+                self._due.discard(tp)
+                continue
+            position, since = self._still.get(tp, (offset, now))
+            if position != offset:
+                position, since = offset, now
+            self._still[tp] = (position, since)
+            if tp not in self._due:
+                if now - since < self._after:
+                    continue
+                self._still[tp] = (position, now)  # the next look, ``after`` from now
+            # Asked before every slow read: a slow fetch of a partition with nothing more
+            # would hold this reader for the whole long max wait.
+            if await self._log.end_offset(tp.topic, tp.partition) <= offset:
+                self._due.discard(tp)  # at its end (caught up, or idle)
+                continue
+            if tp not in self._due:
+                self._due.add(tp)
+                logger.warning(
+                    "partition read slowly",
+                    extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
+                )
+            records = await self._fetch(tp, offset, max_messages)
+            if records:
+                out[tp] = records
+                self._still.pop(tp, None)
+            else:
+                self._due.discard(tp)
+        return out
+
+    async def _fetch(self, tp: Any, offset: int, max_messages: int) -> list[Any]:
+        if self._consumer is None:
+            consumer = self._log._consumer(fetch_max_wait_ms=_SLOW_MAX_WAIT_MS)
+            try:
+                await consumer.start()
+            except KafkaError as exc:
+                await consumer.stop()
+                raise self._log._error("slow reader could not start", exc) from exc
+            self._consumer = consumer
+        self.reads += 1
+        self._consumer.assign([tp])
+        self._consumer.seek(tp, offset)
+        try:
+            batches = await self._consumer.getmany(
+                tp, timeout_ms=_SLOW_MAX_WAIT_MS + 2_000, max_records=max_messages
+            )
+        except (KafkaError, ConsumerStoppedError) as exc:
+            raise self._log._error(f"slow read of {tp.topic}/{tp.partition} failed", exc) from exc
+        return [r for r in batches.get(tp, []) if int(r.offset) >= offset]
+
+    async def close(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()

@@ -118,7 +118,8 @@ async def test_runner_reports_a_partition_the_broker_does_not_serve(
             " VALUES (%s, %s, 0, %s)",
             (projector.name, TOPIC, stored),
         )
-    log = KafkaLog(broker.bootstrap, partitions=1, topics=[TOPIC])
+    # Without the slow reads (next test), nothing of it is served to the runner.
+    log = KafkaLog(broker.bootstrap, partitions=1, topics=[TOPIC], slow_after=None)
     await log.start()
     stop = asyncio.Event()
     caplog.set_level(logging.ERROR, logger="projectors.runner")
@@ -139,4 +140,57 @@ async def test_runner_reports_a_partition_the_broker_does_not_serve(
     record = reported()[0]
     assert (record.topic, record.partition, record.offset) == (TOPIC, 0, stored)  # type: ignore[attr-defined]
     assert stored < record.end_offset <= BATCHES  # type: ignore[attr-defined]
-    assert projector.applied == 0
+    async with pool.connection() as conn:  # not a single event was taken, even to dead-letter
+        cur = await conn.execute(
+            "SELECT next_offset FROM projector_offset WHERE projector = %s", (projector.name,)
+        )
+        assert await cur.fetchone() == (stored,)
+
+
+async def test_the_reader_reads_a_partition_the_broker_does_not_serve_slowly(
+    broker: PersistentTansu, pool: AsyncConnectionPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runner over that partition, with the reader's slow reads: every event from the
+    stored offset on is taken, once (they are not envelopes, so each is dead-lettered: that
+    is how they are counted), and the partition is never reported as not served."""
+    projector = _Recorder()
+    projector.name = "s3-slow-recorder"
+    stored = BATCHES // 2
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO projector_offset (projector, topic, partition, next_offset)"
+            " VALUES (%s, %s, 0, %s)",
+            (projector.name, TOPIC, stored),
+        )
+    log = KafkaLog(broker.bootstrap, partitions=1, topics=[TOPIC], slow_after=1.0)
+    await log.start()
+    stop = asyncio.Event()
+    caplog.set_level(logging.WARNING)
+    task = asyncio.create_task(run_projector(pool, log, projector, TOPIC, stop, stall_seconds=30))
+
+    async def position() -> int:
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT next_offset FROM projector_offset WHERE projector = %s", (projector.name,)
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def caught_up() -> bool:
+        return await position() >= BATCHES
+
+    try:
+        await wait_until(caught_up, timeout=90, what=f"offset {BATCHES}")
+    finally:
+        stop.set()
+        await task
+        await log.close()
+    assert await position() == BATCHES
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            'SELECT count(*), min("offset"), max("offset") FROM dead_letter WHERE projector = %s',
+            (projector.name,),
+        )
+        assert await cur.fetchone() == (BATCHES - stored, stored, BATCHES - 1)
+    said = [r.getMessage() for r in caplog.records]
+    assert "partition read slowly" in said and "partition not served" not in said

@@ -228,8 +228,9 @@ class AudioCache:
             known = await self.store.get_small(pointer)
             if known is not None:
                 cached = json.loads(known)
-                # The audio itself may have been evicted since: then fetch it again.
-                if await self.store.size(cached["key"]) is not None:
+                # The audio itself may have been evicted since: then fetch it again (the
+                # check is also the use that keeps it from being evicted soon).
+                if not self.store.evicts or await self.store.size(cached["key"]) is not None:
                     return CachedAudio(cached["key"], cached["etag"], int(cached["size"]))
             if not self.audio_origins:
                 raise AudioUnavailable("no audio origins are configured")
@@ -315,7 +316,11 @@ class AudioCache:
                             await asyncio.to_thread(_append, out.fileno(), chunk, size)
                         except OSError as exc:
                             # Out of room mid-download: evict for the rest, retry once.
-                            rest = declared - size if declared else max(size, _ROOM_TO_RETRY)
+                            rest = (
+                                max(declared - size, len(chunk))
+                                if declared
+                                else max(size, _ROOM_TO_RETRY)
+                            )
                             if (
                                 exc.errno not in _NO_ROOM
                                 or retried

@@ -57,6 +57,8 @@ class BlobStore(Protocol):
 
     scratch: Path
     """A directory for downloads in progress (same filesystem as local objects)."""
+    evicts: bool
+    """Whether objects may disappear (evicted): a pointer's target must then be checked."""
 
     async def size(self, key: str) -> int | None:
         """The object's size, or ``None`` if absent."""
@@ -121,6 +123,7 @@ class LocalBlobStore:
     root: Path
     max_bytes: int | None = None
     """``None``: half the size of the filesystem holding ``root``."""
+    evicts = True
 
     def __post_init__(self) -> None:
         self.scratch = self.root / ".incoming"
@@ -309,6 +312,8 @@ class LocalBlobStore:
 
 class S3BlobStore:
     """Objects in an S3 bucket (boto3 calls run in threads); browsers get presigned URLs."""
+
+    evicts = False
 
     def __init__(
         self, bucket: str, scratch: Path, *, endpoint_url: str | None, presign_seconds: int

@@ -20,6 +20,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -113,7 +114,8 @@ def remove_stale_scratch(scratch: Path, now: float, max_age: float = SCRATCH_STA
 def _free_bytes(path: Path) -> tuple[int, int]:
     """Bytes and inodes an unprivileged writer may still use on ``path``'s filesystem."""
     st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize, st.f_favail
+    # Filesystems that allocate inodes on demand (btrfs) report none at all.
+    return st.f_bavail * st.f_frsize, st.f_favail if st.f_files else sys.maxsize
 
 
 @dataclass

@@ -12,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 from api.blobstore import SCRATCH_STALE_S, TOUCH_S, LocalBlobStore
 
 
@@ -56,6 +58,26 @@ async def test_least_recently_used_objects_are_evicted_to_make_room(tmp_path: Pa
     _age(store, "d", 500)
     await _put(store, "e", bytes(300))
     assert _cached(store) == ["a", "d", "e"] and _count(store) == 900
+
+
+async def test_no_inode_count_is_no_inode_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """btrfs reports no inodes at all (``f_files`` 0): statvfs is faked, since no such
+    filesystem can be mounted here."""
+    store = LocalBlobStore(tmp_path, max_bytes=1000)
+    await _put(store, "a", bytes(300))
+    real = os.statvfs(tmp_path)
+    fields = [getattr(real, f"f_{n}") for n in _STATVFS_FIELDS]
+    fields[_STATVFS_FIELDS.index("files")] = fields[_STATVFS_FIELDS.index("favail")] = 0
+    monkeypatch.setattr(os, "statvfs", lambda path: os.statvfs_result(fields))
+    assert await store.make_room(300)
+    await _put(store, "b", bytes(300))
+    assert _cached(store) == ["a", "b"]
+
+
+_STATVFS_FIELDS = ("bsize", "frsize", "blocks", "bfree", "bavail", "files", "ffree", "favail",
+                   "flag", "namemax")  # fmt: skip
 
 
 async def test_a_use_refreshes_an_object_at_most_every_few_minutes(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 __all__ = [
     "SCRATCH_STALE_S",
@@ -69,8 +69,9 @@ class BlobStore(Protocol):
         """Store the file at ``path`` under ``key`` (the file may be moved)."""
         ...
 
-    def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes ``start``..``end`` inclusive."""
+    async def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes ``start``..``end`` inclusive: the object is opened now (``FileNotFoundError``
+        if it was evicted), its bytes stream as the iterator is read."""
         ...
 
     async def get_small(self, key: str) -> bytes | None:
@@ -277,6 +278,10 @@ class LocalBlobStore:
 
     async def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         handle = await asyncio.to_thread(open, self._path(key), "rb")
+        return self._chunks(handle, start, end)
+
+    @staticmethod
+    async def _chunks(handle: BinaryIO, start: int, end: int) -> AsyncIterator[bytes]:
         try:
             await asyncio.to_thread(handle.seek, start)
             left = end - start + 1
@@ -361,7 +366,10 @@ class S3BlobStore:
         got = await asyncio.to_thread(
             self.client.get_object, Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end}"
         )
-        body = got["Body"]
+        return self._chunks(got["Body"])
+
+    @staticmethod
+    async def _chunks(body: Any) -> AsyncIterator[bytes]:
         try:
             while chunk := await asyncio.to_thread(body.read, _CHUNK):
                 yield chunk

@@ -98,11 +98,7 @@ async def get_audio(
     try:
         cached = await _cached(request, track)
     except CacheFull:
-        full = api_error_response(
-            ApiError(503, "cache_full", "the audio cache is full; try again later")
-        )
-        full.headers["Retry-After"] = "60"
-        return full
+        return _cache_full()
     mime = content_type(track["file_type"], track.get("audio_mime"))
     headers = {
         "ETag": f'"{cached.etag}"',
@@ -136,9 +132,25 @@ async def get_audio(
         headers["Content-Range"] = f"bytes {start}-{end}/{cached.size}"
     if request.method == "HEAD" or length == 0:
         return Response(status_code=status, headers=headers)
-    return StreamingResponse(
-        store.read(cached.key, start, end), status_code=status, headers=headers, media_type=mime
+    try:
+        body = await store.read(cached.key, start, end)
+    except FileNotFoundError:
+        # Evicted by another worker since it was found: fetched again (same CID, same
+        # headers), once.
+        try:
+            cached = await _cached(request, track)
+        except CacheFull:
+            return _cache_full()
+        body = await store.read(cached.key, start, end)
+    return StreamingResponse(body, status_code=status, headers=headers, media_type=mime)
+
+
+def _cache_full() -> Response:
+    full = api_error_response(
+        ApiError(503, "cache_full", "the audio cache is full; try again later")
     )
+    full.headers["Retry-After"] = "60"
+    return full
 
 
 router.add_api_route(

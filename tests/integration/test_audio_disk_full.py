@@ -293,7 +293,7 @@ def test_blob_cache_evicts_to_its_cap_and_refuses_what_cannot_fit(
 
 @asynccontextmanager
 async def _api(
-    root: Path, url: str, pds: str, max_bytes: int | None = None
+    root: Path, url: str, pds: str, max_bytes: int | None = None, store: type = LocalBlobStore
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app in process on ``url``, its blob store in ``root``; a 500 stays a response."""
     pool = await open_pool(url)
@@ -301,7 +301,7 @@ async def _api(
     app = create_app(
         settings,
         pool=pool,
-        blob_store=LocalBlobStore(root, max_bytes),
+        blob_store=store(root, max_bytes),
         fetcher_overrides={"public_overrides": frozenset({"127.0.0.2"})},
     )
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -418,3 +418,25 @@ async def test_audio_larger_than_the_cap_is_refused_before_the_download(
         assert blob_server.asked["/song1.mp3"] == 1  # its Content-Length said so
         assert outcomes.seen == Counter(cache_full=2)
         assert _check_cache(tmp_path) == []
+
+
+class _EvictedOnRead(LocalBlobStore):
+    """Another worker evicts each object just after it was found, before it is opened: a
+    race of a few microseconds, so the eviction is done here, by the store itself."""
+
+    async def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        if not getattr(self, "evicted", False):
+            self.evicted = True
+            (self.root / key).unlink()
+        return await super().read(key, start, end)
+
+
+async def test_audio_evicted_between_found_and_opened_is_fetched_again(
+    blob_server: BlobServer, pg_url: str, tmp_path: Path
+) -> None:
+    await _project(pg_url, blob_server.origin)
+    async with _api(tmp_path, pg_url, blob_server.origin, store=_EvictedOnRead) as api:
+        r = await api.get(f"/audio/{_id('full0')}", headers={"Range": "bytes=10-19"})
+        assert r.status_code == 206 and r.content == BLOBS[0][10:20], r.text
+        assert blob_server.asked[CIDS[0]] == 2
+        assert _check_cache(tmp_path) == [0]

@@ -92,6 +92,16 @@ async def test_a_use_refreshes_an_object_at_most_every_few_minutes(tmp_path: Pat
     assert (tmp_path / "audio" / "a").stat().st_mtime > time.time() - 60
 
 
+async def test_an_open_object_streams_whole_after_its_eviction(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path, max_bytes=1000)
+    await _put(store, "a", b"0123456789" * 30)
+    body = await store.read("audio/a", 5, 294)
+    (tmp_path / "audio" / "a").unlink()  # another worker evicts it
+    assert b"".join([c async for c in body]) == (b"0123456789" * 30)[5:295]
+    with pytest.raises(FileNotFoundError):
+        await store.read("audio/a", 0, 9)  # gone before it is opened: said before streaming
+
+
 async def test_what_cannot_fit_even_in_an_empty_cache_evicts_nothing(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path, max_bytes=1000)
     await _put(store, "a", bytes(600))
@@ -153,7 +163,7 @@ def _worker(root: str, seed: int, rounds: int) -> None:
                 assert await store.make_room(len(data))
                 await store.put_file(key, _scratch(store, data), "audio/mpeg")
             try:
-                got = b"".join([c async for c in store.read(key, 0, len(data) - 1)])
+                got = b"".join([c async for c in await store.read(key, 0, len(data) - 1)])
             except FileNotFoundError:
                 continue  # evicted by the other process meanwhile
             assert got == data  # an open file is whole even when it is being evicted

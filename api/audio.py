@@ -8,8 +8,9 @@ under the CID of the bytes we received. Errors: :class:`AudioUnavailable`, and i
 :class:`CacheFull` when the store has no room (the scratch file is removed on every failure,
 so nothing partial is kept). Room is made by the store's eviction: before a download whose
 size is known (the record's blob size, else ``Content-Length``), so a track that cannot
-fit is refused before its body is read, and once more when a write hits ENOSPC/EDQUOT
-(the write is retried once).
+fit is refused before its body is read (its scratch file is then allocated at that size,
+so concurrent downloads count in the free space), and once more when a write hits
+ENOSPC/EDQUOT (the write is retried once).
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ class CacheFull(AudioUnavailable):
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
 _ROOM_TO_RETRY = 256 * 1024
 """Room asked of the store when a write of unknown remaining size runs out of it."""
+
+
+def _allocate(fd: int, size: int) -> None:
+    """``posix_fallocate``, where the filesystem supports it (else nothing is reserved)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
 
 
 def _append(fd: int, data: bytes, offset: int) -> None:
@@ -282,6 +292,17 @@ class AudioCache:
             fd, name = tempfile.mkstemp(dir=self.store.scratch)
         return fd, Path(name)
 
+    async def _reserve(self, fd: int, size: int) -> None:
+        """Allocate ``size`` bytes for a download before reading it: concurrent downloads
+        (of every worker) then see each other in the disk's free space, and a disk without
+        room says so before the body is read (evict, retry once)."""
+        try:
+            await asyncio.to_thread(_allocate, fd, size)
+        except OSError as exc:
+            if exc.errno not in _NO_ROOM or not await self.store.make_room(size):
+                raise
+            await asyncio.to_thread(_allocate, fd, size)
+
     async def _download(
         self,
         url: str,
@@ -309,6 +330,8 @@ class AudioCache:
                     if declared is not None and declared != expected:
                         if not await self.store.make_room(declared):
                             raise CacheFull("the audio cannot fit in the cache")
+                    if declared is not None:
+                        await self._reserve(out.fileno(), declared)
                     retried = False
                     async for chunk in response.chunks:
                         hasher.update(chunk)
@@ -330,6 +353,8 @@ class AudioCache:
                             retried = True
                             await asyncio.to_thread(_append, out.fileno(), chunk, size)
                         size += len(chunk)
+                    if declared is not None:
+                        await asyncio.to_thread(os.ftruncate, out.fileno(), size)  # reserved
         except BaseException as exc:
             if path is not None:
                 path.unlink(missing_ok=True)  # as in _put: not in a thread

@@ -272,12 +272,13 @@ def test_blob_cache_evicts_to_its_cap_and_refuses_what_cannot_fit(
             assert play(0) == "served"
             assert _check_cache(small_disk, CAP) == [0, 3]
             # All at once, with ranges, on both workers: bytes are right or the answer is a
-            # 503 (concurrent downloads can fill the disk); nothing partial stays.
+            # 503 (three downloads at once fill this disk, and may evict the two cached
+            # blobs before they are opened); nothing partial stays.
             with ThreadPoolExecutor(5) as workers:  # httpx.Client is thread-safe
                 plays = [workers.submit(play, i, i % 2 == 0) for i in range(5)]
                 catalog_reads()
                 kinds = [p.result() for p in plays]
-            assert kinds.count("served") >= 2, kinds
+            assert "served" in kinds, kinds
             _check_cache(small_disk, CAP)
             # Then each again, one by one: all served.
             assert [play(i) for i in range(5)] == ["served"] * 5

@@ -152,6 +152,7 @@ def create_app(
                 s3_bucket=settings.s3_bucket,
                 s3_endpoint_url=settings.s3_endpoint_url,
                 presign_seconds=settings.s3_presign_seconds,
+                max_bytes=settings.blob_cache_max_bytes,
             )
             app.state.audio = AudioCache(
                 store=store,

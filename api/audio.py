@@ -6,7 +6,11 @@ exactly once per process: an ``audioBlob`` from the artist's PDS (``getBlob``), 
 against its CID while streaming; an ``audioUrl`` only from configured origins, cached
 under the CID of the bytes we received. Errors: :class:`AudioUnavailable`, and its
 :class:`CacheFull` when the store has no room (the scratch file is removed on every failure,
-so nothing partial is kept; a full store leaves earlier objects as they are).
+so nothing partial is kept). Room is made by the store's eviction: before a download whose
+size is known (the record's blob size, else ``Content-Length``), so a track that cannot
+fit is refused before its body is read (its scratch file is then allocated at that size,
+so concurrent downloads count in the free space), and once more when a write hits
+ENOSPC/EDQUOT (the write is retried once).
 """
 
 from __future__ import annotations
@@ -70,6 +74,26 @@ class CacheFull(AudioUnavailable):
 
 
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
+_ROOM_TO_RETRY = 256 * 1024
+"""Room asked of the store when a write of unknown remaining size runs out of it."""
+
+
+def _allocate(fd: int, size: int) -> None:
+    """``posix_fallocate``, where the filesystem supports it (else nothing is reserved)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+
+
+def _append(fd: int, data: bytes, offset: int) -> None:
+    """Write ``data`` so the file ends at ``offset + len(data)``: called again after a
+    failed (possibly partial) write, it resumes where the file ends."""
+    view = memoryview(data)
+    done = os.lseek(fd, 0, os.SEEK_CUR) - offset
+    while done < len(view):
+        done += os.write(fd, view[done:])
 
 
 class RangeNotSatisfiable(ValueError):
@@ -186,11 +210,18 @@ class AudioCache:
             size = await self.store.size(key)
             if size is not None:
                 return CachedAudio(key, cid, size)
+            declared = track.get("audio_size")
+            expected = declared if isinstance(declared, int) and declared > 0 else None
+            if expected is not None and not await self.store.make_room(expected):
+                logger.error("blob cache full", extra={"key": key, "size": expected})
+                raise CacheFull("the audio cannot fit in the cache")
             pds = pds_url or await self._pds_of(str(track["did"]))
             url = f"{pds}/xrpc/com.atproto.sync.getBlob?" + urlencode(
                 {"did": track["did"], "cid": cid}
             )
-            path, got, size = await self._download(url, allow_trusted=True, origins=None)
+            path, got, size = await self._download(
+                url, allow_trusted=True, origins=None, expected=expected
+            )
             if got != digest:
                 await asyncio.to_thread(path.unlink, missing_ok=True)
                 logger.warning("blob CID mismatch", extra={"did": track["did"], "cid": cid})
@@ -207,7 +238,10 @@ class AudioCache:
             known = await self.store.get_small(pointer)
             if known is not None:
                 cached = json.loads(known)
-                return CachedAudio(cached["key"], cached["etag"], int(cached["size"]))
+                # The audio itself may have been evicted since: then fetch it again (the
+                # check is also the use that keeps it from being evicted soon).
+                if not self.store.evicts or await self.store.size(cached["key"]) is not None:
+                    return CachedAudio(cached["key"], cached["etag"], int(cached["size"]))
             if not self.audio_origins:
                 raise AudioUnavailable("no audio origins are configured")
             path, digest, size = await self._download(
@@ -231,9 +265,15 @@ class AudioCache:
             return CachedAudio(key, cid, size)
 
     async def _put(self, key: str, path: Path, mime: str) -> None:
-        """``store.put_file``; the scratch file never outlives a failure."""
+        """``store.put_file`` (retried once after eviction when out of room); the scratch
+        file never outlives a failure."""
         try:
-            await self.store.put_file(key, path, mime)
+            try:
+                await self.store.put_file(key, path, mime)
+            except OSError as exc:
+                if exc.errno not in _NO_ROOM or not await self.store.make_room(_ROOM_TO_RETRY):
+                    raise
+                await self.store.put_file(key, path, mime)
         except BaseException as exc:
             # Not in a thread: this must run when the request is cancelled too.
             path.unlink(missing_ok=True)  # noqa: ASYNC240 (one local unlink)
@@ -242,29 +282,88 @@ class AudioCache:
                 raise CacheFull("the audio cache is full") from None
             raise
 
+    async def _scratch_file(self) -> tuple[int, Path]:
+        """A new scratch file (ENOSPC too when no inode is left: evict, retry once)."""
+        try:
+            fd, name = tempfile.mkstemp(dir=self.store.scratch)
+        except OSError as exc:
+            if exc.errno not in _NO_ROOM or not await self.store.make_room(_ROOM_TO_RETRY):
+                raise
+            fd, name = tempfile.mkstemp(dir=self.store.scratch)
+        return fd, Path(name)
+
+    async def _reserve(self, fd: int, size: int) -> None:
+        """Allocate ``size`` bytes for a download before reading it: concurrent downloads
+        (of every worker) then see each other in the disk's free space, and a disk without
+        room says so before the body is read (evict, retry once)."""
+        try:
+            await asyncio.to_thread(_allocate, fd, size)
+        except OSError as exc:
+            if exc.errno not in _NO_ROOM or not await self.store.make_room(size):
+                raise
+            await asyncio.to_thread(_allocate, fd, size)
+
     async def _download(
-        self, url: str, *, allow_trusted: bool, origins: tuple[str, ...] | None
+        self,
+        url: str,
+        *,
+        allow_trusted: bool,
+        origins: tuple[str, ...] | None,
+        expected: int | None = None,
     ) -> tuple[Path, bytes, int]:
+        """Stream ``url`` into a scratch file: (its path, sha256, size).
+
+        ``expected`` (the record's size, if any) already has room; a different
+        ``Content-Length`` is checked before the body is read.
+        """
         hasher = hashlib.sha256()
         size = 0
         path: Path | None = None
         try:
-            fd, name = tempfile.mkstemp(dir=self.store.scratch)  # ENOSPC too when no inodes
-            path = Path(name)
-            with os.fdopen(fd, "wb") as out:
+            fd, path = await self._scratch_file()
+            with os.fdopen(fd, "wb", buffering=0) as out:
                 async with self.fetcher.get(
                     url, allow_trusted=allow_trusted, origins=origins
                 ) as response:
+                    length = response.headers.get("content-length", "")
+                    declared = int(length) if length.isdigit() else expected
+                    if declared is not None and declared != expected:
+                        if not await self.store.make_room(declared):
+                            raise CacheFull("the audio cannot fit in the cache")
+                    if declared is not None:
+                        await self._reserve(out.fileno(), declared)
+                    retried = False
                     async for chunk in response.chunks:
                         hasher.update(chunk)
+                        try:
+                            await asyncio.to_thread(_append, out.fileno(), chunk, size)
+                        except OSError as exc:
+                            # Out of room mid-download: evict for the rest, retry once.
+                            rest = (
+                                max(declared - size, len(chunk))
+                                if declared
+                                else max(size, _ROOM_TO_RETRY)
+                            )
+                            if (
+                                exc.errno not in _NO_ROOM
+                                or retried
+                                or not await self.store.make_room(rest)
+                            ):
+                                raise
+                            retried = True
+                            await asyncio.to_thread(_append, out.fileno(), chunk, size)
                         size += len(chunk)
-                        await asyncio.to_thread(out.write, chunk)
+                    if declared is not None:
+                        await asyncio.to_thread(os.ftruncate, out.fileno(), size)  # reserved
         except BaseException as exc:
             if path is not None:
                 path.unlink(missing_ok=True)  # as in _put: not in a thread
             if isinstance(exc, UpstreamRefused):
                 logger.warning("upstream refused", extra={"reason": str(exc)})
                 raise AudioUnavailable(str(exc)) from None
+            if isinstance(exc, CacheFull):
+                logger.error("blob cache full", extra={"url": url, "error": str(exc)})
+                raise
             if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
                 # Our disk, not the upstream: no network error carries ENOSPC/EDQUOT.
                 logger.error("blob cache full", extra={"url": url, "error": str(exc)})

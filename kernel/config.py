@@ -60,6 +60,9 @@ class Settings:
     """Also kept, but only for repos already indexed (display names and avatars)."""
     blob_dir: Path | None = None
     """Local blob cache; defaults to ``data_dir / "blobs"``."""
+    blob_cache_max_bytes: int | None = None
+    """Audio bytes the local blob cache keeps, least recently used evicted first
+    (``PLYR_BLOB_CACHE_MAX_BYTES``); ``None``: half the size of its filesystem."""
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
     api_host: str = "127.0.0.1"
@@ -213,6 +216,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     if blob_dir := get("PLYR_BLOB_DIR"):
         values["blob_dir"] = Path(blob_dir)
+    if cache_max := get("PLYR_BLOB_CACHE_MAX_BYTES"):
+        values["blob_cache_max_bytes"] = _int("PLYR_BLOB_CACHE_MAX_BYTES", cache_max, 1, 2**50)
     if bucket := get("PLYR_S3_BUCKET"):
         values["s3_bucket"] = bucket
     if s3_endpoint := get("PLYR_S3_ENDPOINT_URL"):

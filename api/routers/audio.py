@@ -5,7 +5,8 @@ taken down → 410 (as the detail route). ``supportGate`` → 401 (we have no se
 answers 402 to signed-in non-supporters). Bytes come from the blob cache (fetched once
 from the PDS and verified), served here with ranges, or — with S3 — by a 307 to a
 presigned URL. Never a redirect to a PDS ``getBlob`` (it ignores ``Range``). Audio that
-cannot be cached because the store is full → 503 ``cache_full`` with ``Retry-After``.
+cannot be cached even after eviction → 503 ``cache_full`` with ``Retry-After`` (before the
+download when the record's blob size says so).
 """
 
 from __future__ import annotations
@@ -46,11 +47,15 @@ async def _track(pool: Any, vis: Any, file_id: str) -> dict[str, Any]:
         found = await catalog.visible_track(conn, vis, "audio", track_id=_file_id(file_id))
         pds = await catalog.row(
             conn,
-            "SELECT coalesce(a.pds_url, r.pds_url) AS pds_url FROM (SELECT %s::text AS did) d"
+            "SELECT coalesce(a.pds_url, r.pds_url) AS pds_url,"
+            " (SELECT audio_size FROM track WHERE id = %s) AS audio_size"
+            " FROM (SELECT %s::text AS did) d"
             " LEFT JOIN artist a ON a.did = d.did LEFT JOIN repo_state r ON r.did = d.did",
-            (found["did"],),
+            (found["id"], found["did"]),
         )
     found["resolved_pds_url"] = pds["pds_url"] if pds else None
+    # The record's blob size: a track that cannot fit in the cache is refused undownloaded.
+    found["audio_size"] = pds["audio_size"] if pds else None
     if found["support_gate"] is not None:
         raise ApiError(401, "not_authenticated", "this track is for supporters: sign in")
     if not found["audio_blob_cid"] and not found["audio_url"]:
@@ -93,11 +98,7 @@ async def get_audio(
     try:
         cached = await _cached(request, track)
     except CacheFull:
-        full = api_error_response(
-            ApiError(503, "cache_full", "the audio cache is full; try again later")
-        )
-        full.headers["Retry-After"] = "60"
-        return full
+        return _cache_full()
     mime = content_type(track["file_type"], track.get("audio_mime"))
     headers = {
         "ETag": f'"{cached.etag}"',
@@ -131,9 +132,25 @@ async def get_audio(
         headers["Content-Range"] = f"bytes {start}-{end}/{cached.size}"
     if request.method == "HEAD" or length == 0:
         return Response(status_code=status, headers=headers)
-    return StreamingResponse(
-        store.read(cached.key, start, end), status_code=status, headers=headers, media_type=mime
+    try:
+        body = await store.read(cached.key, start, end)
+    except FileNotFoundError:
+        # Evicted by another worker since it was found: fetched again (same CID, same
+        # headers), once.
+        try:
+            cached = await _cached(request, track)
+        except CacheFull:
+            return _cache_full()
+        body = await store.read(cached.key, start, end)
+    return StreamingResponse(body, status_code=status, headers=headers, media_type=mime)
+
+
+def _cache_full() -> Response:
+    full = api_error_response(
+        ApiError(503, "cache_full", "the audio cache is full; try again later")
     )
+    full.headers["Retry-After"] = "60"
+    return full
 
 
 router.add_api_route(

@@ -48,6 +48,8 @@ def test_values_are_parsed():
         ({"PLYR_COLLECTIONS": "track"}, "not an NSID"),
         ({"PLYR_API_BIND": "127.0.0.1:99999"}, "PLYR_API_BIND"),
         ({"PLYR_CORS_ORIGINS": "*"}, "PLYR_CORS_ORIGINS"),
+        ({"PLYR_BLOB_CACHE_MAX_BYTES": "10G"}, "PLYR_BLOB_CACHE_MAX_BYTES"),
+        ({"PLYR_BLOB_CACHE_MAX_BYTES": "0"}, "PLYR_BLOB_CACHE_MAX_BYTES"),
     ],
 )
 def test_bad_values_name_the_variable(env, message):
@@ -92,3 +94,9 @@ def test_play_rate_limit_settings():
         load_settings({"PLYR_PLAY_RATE": "0"})
     with pytest.raises(ConfigError, match="PLYR_PLAY_BURST: expected an integer"):
         load_settings({"PLYR_PLAY_BURST": "many"})
+
+
+def test_blob_cache_cap_defaults_to_half_the_disk():
+    assert load_settings({}).blob_cache_max_bytes is None
+    got = load_settings({"PLYR_BLOB_CACHE_MAX_BYTES": "10737418240"})
+    assert got.blob_cache_max_bytes == 10 * 1024**3

@@ -311,6 +311,19 @@ async def test_anonymous_answers(client):
     assert (await client.get("/tracks/tags/ambient")).status_code == 404
 
 
+async def test_web_client_posts_of_public_pages(client):
+    """The two POSTs plyr's web client sends from public pages without a session: a visit
+    through a share link (``/track/{id}?ref=``) and an avatar that failed to load."""
+    origin = {"Origin": "https://plyr.example"}
+    r = await client.post(f"/tracks/{track_id(A1)}/ref/abc123/click", headers=origin)
+    assert r.status_code == 200 and r.json() == {"ok": True}
+    assert r.headers["access-control-allow-origin"] == "https://plyr.example"
+    r = await client.post(f"/artists/{ALICE}/refresh-avatar", headers=origin)
+    assert r.status_code == 200 and r.json() == {"avatar_url": None}  # none in her records
+    assert (await client.post(f"/artists/{CAROL}/refresh-avatar")).status_code == 404
+    assert (await client.post("/artists/did:plc:nobody/refresh-avatar")).status_code == 404
+
+
 async def test_cors_echoes_allowed_origin_with_credentials(client):
     r = await client.get("/tracks/", headers={"Origin": "https://plyr.example"})
     assert r.headers["access-control-allow-origin"] == "https://plyr.example"

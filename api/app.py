@@ -35,6 +35,7 @@ from api.metrics import (
     request_metrics,
 )
 from api.middleware import AccessLog, BodyLimit, InputGuard
+from api.radio import RotationCache
 from api.routers import (
     activity,
     albums,
@@ -46,6 +47,7 @@ from api.routers import (
     moderation,
     ops,
     plays,
+    radio,
     search,
     stubs,
     tracks,
@@ -197,6 +199,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.status_ring = SampleRing()
+    app.state.radio = RotationCache()
     app.state.public_url = settings.public_url
     app.state.log = log
     if pool is not None:
@@ -250,7 +253,8 @@ def create_app(
     app.add_middleware(SecurityHeaders)  # outermost of ours: every response, 500s included
 
     for module in (
-        ops, tracks, plays, artists, albums, lists, activity, meta, audio, charts, stubs, xrpc
+        ops, tracks, plays, artists, albums, lists, activity, meta, audio, charts, radio, stubs,
+        xrpc,
     ):  # fmt: skip
         app.include_router(module.router)
     app.include_router(artists.users_router)

@@ -44,6 +44,7 @@ _UNCACHED_PREFIXES = (
     "/docs",
     "/redoc",
     "/openapi",
+    "/radio/state",  # where the loop stands depends on the clock
 )
 _MAX_BODY = 512 * 1024
 _VARY = frozenset({b"authorization", b"cookie", b"range", b"if-range", b"if-none-match"})

@@ -61,6 +61,23 @@ async def artist_by_did(
     return present_artist(found)
 
 
+@router.post(
+    "/{did}/refresh-avatar",
+    description="plyr's web client calls this when an avatar image fails to load; plyr.fm "
+    "then asks Bluesky again. Avatars here follow the profile records on the firehose, so "
+    "the answer is the newest one we have (null when none).",
+)
+async def refresh_avatar(
+    pool: Pool, vis: Vis, did: Annotated[str, Path(pattern=DID)]
+) -> dict[str, str | None]:
+    """``{avatar_url}``; 404 for an unknown artist."""
+    async with pool.connection() as conn:
+        found = await catalog.artist_by_did(conn, vis, did)
+    if found is None:
+        raise ApiError(404, "not_found", "artist not found")
+    return {"avatar_url": present_artist(found)["avatar_url"]}
+
+
 LEADERBOARD = 10
 """Artists ranked in the play leaderboard (plyr's top 10)."""
 

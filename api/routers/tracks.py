@@ -171,6 +171,19 @@ async def _detail(
     return (await catalog.present_tracks(conn, [found], api_base=api_base))[0]
 
 
+@router.post(
+    "/{track_id}/ref/{code}/click",
+    description="plyr's web client reports a visit through a share link (``?ref=``). Share "
+    "links are plyr.fm accounts' own records, so no code is known here; plyr.fm answers an "
+    "unknown code with ``{ok: true}`` too.",
+)
+async def share_click(
+    track_id: Annotated[int, Path(ge=0)], code: Annotated[str, Path(max_length=64)]
+) -> dict[str, bool]:
+    """``{ok: true}``, recording nothing."""
+    return {"ok": True}
+
+
 @router.get("/{track_id}/likes")
 async def track_likes(pool: Pool, vis: Vis, track_id: Annotated[int, Path(ge=0)]) -> dict[str, Any]:
     """``{users: [{did, handle, display_name, avatar_url, liked_at}], count}``, newest first."""

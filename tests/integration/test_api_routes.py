@@ -311,6 +311,39 @@ async def test_anonymous_answers(client):
     assert (await client.get("/tracks/tags/ambient")).status_code == 404
 
 
+async def test_web_client_posts_of_public_pages(client):
+    """The two POSTs plyr's web client sends from public pages without a session: a visit
+    through a share link (``/track/{id}?ref=``) and an avatar that failed to load."""
+    origin = {"Origin": "https://plyr.example"}
+    r = await client.post(f"/tracks/{track_id(A1)}/ref/abc123/click", headers=origin)
+    assert r.status_code == 200 and r.json() == {"ok": True}
+    assert r.headers["access-control-allow-origin"] == "https://plyr.example"
+    r = await client.post(f"/artists/{ALICE}/refresh-avatar", headers=origin)
+    assert r.status_code == 200 and r.json() == {"avatar_url": None}  # none in her records
+    assert (await client.post(f"/artists/{CAROL}/refresh-avatar")).status_code == 404
+    assert (await client.post("/artists/did:plc:nobody/refresh-avatar")).status_code == 404
+
+
+async def test_radio(client):
+    lineup = (await client.get("/radio/stations")).json()
+    assert lineup["default_slug"] == "loved"
+    assert [s["slug"] for s in lineup["stations"]] == ["loved", "fresh", "deep-cuts", "slop"]
+    body = (await client.get("/radio/state")).json()
+    assert body["station_slug"] == "loved" and body["live"] is None
+    # Only what lists show: not adult (B1), taken down (B2), gated (B3) or deactivated (C1).
+    assert {t["id"] for t in body["rotation"]} == {track_id(u) for u in (A1, A2, A3)}
+    assert body["loop_duration_seconds"] == 180 + 200 + 180  # A3 gives no duration
+    current = body["rotation"][body["current_index"]]
+    assert body["current"] == current and current["stream_url"].endswith(f"/audio/{current['id']}")
+    assert 0 <= body["progress_seconds"] < current["duration"]
+    assert len(body["up_next"]) == 2 and current not in body["up_next"]
+    again = (await client.get("/radio/state.json", params={"station": "loved"})).json()
+    assert [t["id"] for t in again["rotation"]] == [t["id"] for t in body["rotation"]]
+    empty = (await client.get("/radio/state", params={"station": "slop"})).json()
+    assert empty["rotation"] == [] and empty["current"] is None and empty["current_index"] is None
+    assert (await client.get("/radio/state", params={"station": "nope"})).status_code == 404
+
+
 async def test_cors_echoes_allowed_origin_with_credentials(client):
     r = await client.get("/tracks/", headers={"Origin": "https://plyr.example"})
     assert r.headers["access-control-allow-origin"] == "https://plyr.example"

@@ -2,7 +2,7 @@
 and the checks that say whether a fault lost or doubled anything.
 
 - :class:`Stack` runs an embedded PostgreSQL of its own (so a scenario may restart it without
-  touching the machine's shared server), the local PDS + PLC (``tests/e2e/pds.py``) and
+  touching the machine's shared server), the local PDS + PLC (``testkit/pds.py``) and
   ``python -m plyr_appview ingest|project|serve`` as three processes on the PostgreSQL log.
 - :class:`Workload` writes, updates and deletes ``fm.plyr.track`` records, deactivates and
   reactivates accounts and reports plays through the API, until told to stop.

@@ -66,9 +66,11 @@ READ_ONLY_ROLE = "plyr_api_ro"
 logger = logging.getLogger(__name__)
 
 
-async def _sample_forever(app: FastAPI, interval: float) -> None:
-    """Keep the status ring and this worker's cache gauges current (see :mod:`api.status`)."""
-    while True:
+async def _sample_forever(app: FastAPI, interval: float, stop: asyncio.Event) -> None:
+    """Keep the status ring and this worker's cache gauges current (see :mod:`api.status`),
+    until ``stop`` is set. ``stop``, not only cancelling the task: a cancellation that lands
+    inside a library call may be swallowed there, and the loop would then sleep on."""
+    while not stop.is_set():
         if app.state.cache_gauges is not None:
             app.state.cache_gauges.publish()
         try:
@@ -78,7 +80,8 @@ async def _sample_forever(app: FastAPI, interval: float) -> None:
             app.state.status_ring.add(status, buckets)
         except Exception as exc:  # a sample missed is a gap in a chart, not a failure
             logger.warning("status sample failed", extra={"error": str(exc)})
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
 
 
 async def _configure_api_connection(conn: AsyncConnection) -> None:
@@ -168,10 +171,14 @@ def create_app(
             # objects of requests in flight survive into the oldest generation.
             gc.collect()
             gc.freeze()
-            sampler = asyncio.create_task(_sample_forever(app, settings.status_sample_s))
+            stop_sampling = asyncio.Event()
+            sampler = asyncio.create_task(
+                _sample_forever(app, settings.status_sample_s, stop_sampling)
+            )
             try:
                 yield
             finally:
+                stop_sampling.set()
                 sampler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampler

@@ -63,8 +63,8 @@ def _limiter(request: Request) -> RateLimiter:
 
 
 def parse_play_body(body: bytes) -> str | None:
-    """The ``ref`` of a play report body (empty, ``null`` or ``{ref?}``); :class:`ApiError`
-    400/422 for anything else."""
+    """The ``ref`` of a play report body (empty, ``null`` or ``{ref?}``, a printable share
+    code); :class:`ApiError` 400/422 for anything else."""
     if not body.strip():
         return None
     try:
@@ -78,9 +78,12 @@ def parse_play_body(body: bytes) -> str | None:
     ref = data.get("ref")
     if ref is None:
         return None
-    if not isinstance(ref, str) or not 0 < len(ref) <= _MAX_REF:
+    if not isinstance(ref, str) or not 0 < len(ref) <= _MAX_REF or not ref.isprintable():
+        # isprintable: no NUL or other control character, no lone surrogate, on the log.
         raise ApiError(
-            422, "invalid_request", f"ref: expected a string of 1 to {_MAX_REF} characters"
+            422,
+            "invalid_request",
+            f"ref: expected a string of 1 to {_MAX_REF} printable characters",
         )
     return ref
 

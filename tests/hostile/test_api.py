@@ -183,3 +183,43 @@ async def test_oversized_headers_query_and_bodies(api: Api, tally: Tally) -> Non
             tally, "malformed JSON body", "POST", "/artists/batch",
             content=body, headers={"content-type": "application/json"},
         )  # fmt: skip
+
+
+async def test_post_routes_with_hostile_path_values_and_bodies(pg_url: str, tally: Tally) -> None:
+    """The POSTs the web client sends from public pages (a play report, answered by the fast
+    path for digit ids; a share-link click; an avatar refresh), with a log to report to."""
+    from kernel.log.postgres import PostgresLog
+
+    pool = await open_pool(pg_url)
+    await project(pool)
+    log = PostgresLog(pool, partitions=2, topics=["plyr.plays"])
+    await log.start()
+    app = create_app(Settings(play_burst=1_000_000), pool=pool, log=log)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    templates = (
+        "/tracks/{track_id}/play",
+        "/tracks/{track_id}/ref/{code}/click",
+        "/artists/{did}/refresh-avatar",
+    )
+    values: list[str | bytes] = [*HOSTILE_TEXT, *HOSTILE_BYTES, "1", "0"]
+    bodies = (b"", b"{", b"null", b'{"ref": 1}', b'{"ref": "\\u0000"}', b"\xff\xfe",
+              b'{"ref": "' + b"a" * 200_000 + b'"}', b"[" * 10_000 + b"]" * 10_000)  # fmt: skip
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://api") as client,
+        ):
+            api = Api(client, [])
+            known = str((await client.get("/tracks/")).json()["tracks"][0]["id"])
+            for template in templates:
+                for value in values:
+                    url = fill(template, encoded(value))
+                    await api.case(tally, "hostile POST path value", "POST", url)
+                for body in bodies:  # on a track that exists, so the body is read
+                    await api.case(
+                        tally, "hostile POST body", "POST", fill(template, known),
+                        content=body, headers={"content-type": "application/json"},
+                    )  # fmt: skip
+    finally:
+        await log.close()
+        await pool.close()

@@ -21,7 +21,8 @@ def test_play_body_ref(body, ref):
 @pytest.mark.parametrize(
     ("body", "status"),
     [(b"{", 400), (b"\xff", 400), (b'"x"', 422), (b"[]", 422), (b'{"ref": 1}', 422),
-     (b'{"ref": ""}', 422), (b'{"ref": "' + b"x" * 129 + b'"}', 422)],
+     (b'{"ref": ""}', 422), (b'{"ref": "' + b"x" * 129 + b'"}', 422),
+     (b'{"ref": "a\\u0000b"}', 422), (b'{"ref": "\\ud800"}', 400), (b'{"ref": "a\\nb"}', 422)],
 )  # fmt: skip
 def test_bad_play_bodies(body, status):
     with pytest.raises(ApiError) as info:

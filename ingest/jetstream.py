@@ -338,7 +338,8 @@ class JetstreamIngest:
             logger.warning("bad jetstream event", extra={"source": self.source, "error": str(exc)})
             return
         self.stats.last_time_us = event.time_us
-        await self._cursor.pin_start(event.time_us - 1)
+        if self._cursor.position is None:  # first event ever (one check per message)
+            await self._cursor.pin_start(event.time_us - 1)
         if (
             isinstance(event, JetstreamCommit)
             and self._scrobbles is not None

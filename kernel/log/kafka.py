@@ -187,6 +187,17 @@ class KafkaLog:
             **options,
         )
 
+    async def _started_consumer(self, what: str, **options: Any) -> Any:
+        """A new consumer (:meth:`_consumer`), started; :class:`LogError` naming ``what``."""
+        consumer = self._consumer(**options)
+        try:
+            await consumer.start()
+            await asyncio.sleep(0)  # see start(): let the coordinator task run once
+        except KafkaError as exc:
+            await consumer.stop()
+            raise self._error(f"{what} could not start", exc) from exc
+        return consumer
+
     def reader(self) -> LogReader:
         """A reader with a consumer of its own over many partitions; closed with the log."""
         self._running("reader")
@@ -455,14 +466,9 @@ class _KafkaReader:
             raise LogClosed("fetch on a closed reader")
         self._log._running("fetch")
         if self._consumer is None:
-            consumer = self._log._consumer(fetch_max_wait_ms=_FETCH_MAX_WAIT_MS)
-            try:
-                await consumer.start()
-                await asyncio.sleep(0)  # see KafkaLog.start: let the coordinator task run once
-            except KafkaError as exc:
-                await consumer.stop()
-                raise self._log._error("reader could not start", exc) from exc
-            self._consumer = consumer
+            self._consumer = await self._log._started_consumer(
+                "reader", fetch_max_wait_ms=_FETCH_MAX_WAIT_MS
+            )
         return self._consumer
 
     async def _checked(self, positions: Mapping[LogPartition, int]) -> dict[Any, int]:
@@ -518,7 +524,6 @@ class _SlowReads:
         # Per partition: the position and since when it has stood there.
         self._still: dict[Any, tuple[int, float]] = {}
         self._due: set[Any] = set()
-        self.reads = 0
 
     async def read(
         self, wanted: dict[Any, int], served: set[Any], max_messages: int
@@ -560,14 +565,9 @@ class _SlowReads:
 
     async def _fetch(self, tp: Any, offset: int, max_messages: int) -> list[Any]:
         if self._consumer is None:
-            consumer = self._log._consumer(fetch_max_wait_ms=_SLOW_MAX_WAIT_MS)
-            try:
-                await consumer.start()
-            except KafkaError as exc:
-                await consumer.stop()
-                raise self._log._error("slow reader could not start", exc) from exc
-            self._consumer = consumer
-        self.reads += 1
+            self._consumer = await self._log._started_consumer(
+                "slow reader", fetch_max_wait_ms=_SLOW_MAX_WAIT_MS
+            )
         self._consumer.assign([tp])
         self._consumer.seek(tp, offset)
         try:

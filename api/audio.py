@@ -23,10 +23,11 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from api.blobstore import BlobStore
@@ -72,6 +73,8 @@ class AudioUnavailable(RuntimeError):
 class CacheFull(AudioUnavailable):
     """The blob store has no room (or no inodes) for the audio; retry once space is freed."""
 
+
+T = TypeVar("T")
 
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
 _ROOM_TO_RETRY = 256 * 1024
@@ -264,16 +267,21 @@ class AudioCache:
                 logger.error("blob cache full", extra={"key": pointer, "error": str(exc)})
             return CachedAudio(key, cid, size)
 
+    async def _with_room(self, action: Callable[[], Awaitable[T]], room: int) -> T:
+        """``action()``; when it runs out of room, make ``room`` bytes (evicting) and run it
+        once more. Other errors, or no room to be made, raise as they came."""
+        try:
+            return await action()
+        except OSError as exc:
+            if exc.errno not in _NO_ROOM or not await self.store.make_room(room):
+                raise
+        return await action()
+
     async def _put(self, key: str, path: Path, mime: str) -> None:
         """``store.put_file`` (retried once after eviction when out of room); the scratch
         file never outlives a failure."""
         try:
-            try:
-                await self.store.put_file(key, path, mime)
-            except OSError as exc:
-                if exc.errno not in _NO_ROOM or not await self.store.make_room(_ROOM_TO_RETRY):
-                    raise
-                await self.store.put_file(key, path, mime)
+            await self._with_room(partial(self.store.put_file, key, path, mime), _ROOM_TO_RETRY)
         except BaseException as exc:
             # Not in a thread: this must run when the request is cancelled too.
             path.unlink(missing_ok=True)  # noqa: ASYNC240 (one local unlink)
@@ -284,24 +292,18 @@ class AudioCache:
 
     async def _scratch_file(self) -> tuple[int, Path]:
         """A new scratch file (ENOSPC too when no inode is left: evict, retry once)."""
-        try:
-            fd, name = tempfile.mkstemp(dir=self.store.scratch)
-        except OSError as exc:
-            if exc.errno not in _NO_ROOM or not await self.store.make_room(_ROOM_TO_RETRY):
-                raise
-            fd, name = tempfile.mkstemp(dir=self.store.scratch)
+
+        async def create() -> tuple[int, str]:
+            return tempfile.mkstemp(dir=self.store.scratch)
+
+        fd, name = await self._with_room(create, _ROOM_TO_RETRY)
         return fd, Path(name)
 
     async def _reserve(self, fd: int, size: int) -> None:
         """Allocate ``size`` bytes for a download before reading it: concurrent downloads
         (of every worker) then see each other in the disk's free space, and a disk without
         room says so before the body is read (evict, retry once)."""
-        try:
-            await asyncio.to_thread(_allocate, fd, size)
-        except OSError as exc:
-            if exc.errno not in _NO_ROOM or not await self.store.make_room(size):
-                raise
-            await asyncio.to_thread(_allocate, fd, size)
+        await self._with_room(partial(asyncio.to_thread, _allocate, fd, size), size)
 
     async def _download(
         self,

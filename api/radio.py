@@ -209,22 +209,13 @@ def draw_rotation(
         if rng.random() < station.exploration:
             pick = pool[rng.randrange(len(pool))]
         else:
-            pick = pool[_weighted(rng, [weights[i] for i in pool])]
+            pick = rng.choices(pool, weights=[weights[i] for i in pool])[0]
         track = left.pop(pick)
         weights.pop(pick)
         chosen.append(track)
         airtime[track.did] = airtime.get(track.did, 0) + track.seconds
         total += track.seconds
     return chosen
-
-
-def _weighted(rng: random.Random, weights: Sequence[float]) -> int:
-    target = rng.random() * sum(weights)
-    for i, w in enumerate(weights):
-        target -= w
-        if target < 0:
-            return i
-    return len(weights) - 1
 
 
 @dataclass(frozen=True, slots=True)

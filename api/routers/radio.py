@@ -67,13 +67,13 @@ async def state(
         if uris is None:
             period = int(start.timestamp()) // radio.PERIOD_S
             ranked = radio.rank(chosen, await radio.load_candidates(conn, read.vis, start), start)
-            if ranked:
-                uris = [c.uri for c in radio.draw_rotation(chosen, ranked, period, limit)]
-                cache.put(key, uris)
-            else:  # nothing settled yet: what is indexed now, not cached (see api.radio)
+            settled = bool(ranked)
+            if not settled:  # nothing settled yet: what is indexed now, not cached (api.radio)
                 current = await radio.load_candidates(conn, read.vis, start, settled=False)
-                unsettled = radio.rank(chosen, current, start)
-                uris = [c.uri for c in radio.draw_rotation(chosen, unsettled, period, limit)]
+                ranked = radio.rank(chosen, current, start)
+            uris = [c.uri for c in radio.draw_rotation(chosen, ranked, period, limit)]
+            if settled:
+                cache.put(key, uris)
         found = await catalog.tracks_by_uris(conn, read.vis, "list", uris)
         found = [r for r in found if r["support_gate"] is None]
         tracks = await catalog.present_tracks(conn, found, api_base=read.api_base)

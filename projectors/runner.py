@@ -31,6 +31,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from kernel.envelope import Envelope, EnvelopeError
 from kernel.log import Log, LogError, Message, TopicPartition
+from kernel.log.standstill import Standstill
 from projectors.base import InvalidEvent, OffsetConflict, Projector
 
 __all__ = [
@@ -373,7 +374,8 @@ class StallWatch:
 
     A partition that has not moved for ``stall_seconds`` costs one end-offset request,
     repeated every ``stall_seconds`` while it stays put (an idle partition too; that is
-    how it is told apart). An end offset beyond the position proves the log has
+    how it is told apart: :class:`~kernel.log.standstill.Standstill`, as the Kafka
+    reader's slow reads). An end offset beyond the position proves the log has
     messages the reader is not given: logged as an error with the figures, and logged
     again once the partition moves. A broker that under-reports end offsets (Tansu's
     ``s3://`` engine) can hide a stall, never invent one.
@@ -386,10 +388,8 @@ class StallWatch:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._projector = projector
-        self._stall_seconds = stall_seconds
         self._clock = clock
-        # Per partition: the position, when it was reached, when it was last checked.
-        self._marks: dict[TopicPartition, tuple[int, float, float]] = {}
+        self._still: Standstill[TopicPartition] = Standstill(stall_seconds)
         # Partitions reported as not served, with the end offset last seen.
         self.stalled: dict[TopicPartition, int] = {}
 
@@ -397,16 +397,13 @@ class StallWatch:
         """Look at every partition of ``positions``; ask the log about those long put."""
         now = self._clock()
         for tp, offset in positions.items():
-            mark = self._marks.get(tp)
-            if mark is None or mark[0] != offset:
-                self._marks[tp] = (offset, now, now)
+            if self._still.note(tp, offset, now):
                 if self.stalled.pop(tp, None) is not None:
                     logger.warning("partition served again", extra=self._context(tp, offset))
                 continue
-            _, reached, checked = mark
-            if now - checked < self._stall_seconds:
+            seconds = self._still.due(tp, now)
+            if seconds is None:
                 continue
-            self._marks[tp] = (offset, reached, now)
             try:
                 end = await log_.end_offset(*tp)
             except LogError:
@@ -418,7 +415,7 @@ class StallWatch:
                     extra={
                         **self._context(tp, offset),
                         "end_offset": end,
-                        "seconds": round(now - reached, 1),
+                        "seconds": round(seconds, 1),
                     },
                 )
             else:

@@ -313,28 +313,12 @@ async def _apply_partition(
     except OffsetConflict as exc:
         # Another worker applied it: continue from the stored offset.
         logger.warning(
-            "offset conflict, reloading",
-            extra={
-                "projector": projector.name,
-                "topic": tp[0],
-                "partition": tp[1],
-                "offset": expected,
-                "key": _first_key(fresh),
-                "error": str(exc),
-            },
+            "offset conflict, reloading", extra=_failed(projector, tp, expected, fresh, exc)
         )
         positions[tp] = await load_offset(pool, projector.name, tp[0], tp[1])
     except psycopg.OperationalError as exc:
         logger.warning(
-            "projector batch failed, retrying",
-            extra={
-                "projector": projector.name,
-                "topic": tp[0],
-                "partition": tp[1],
-                "offset": expected,
-                "key": _first_key(fresh),
-                "error": str(exc),
-            },
+            "projector batch failed, retrying", extra=_failed(projector, tp, expected, fresh, exc)
         )
         return False
     return True
@@ -367,6 +351,24 @@ async def dispatch(
 def _first_key(messages: Sequence[Message]) -> str | None:
     """The key of the batch's first event (the one at ``offset``), for log lines."""
     return messages[0].key.decode("utf-8", "replace") if messages else None
+
+
+def _failed(
+    projector: Projector,
+    tp: TopicPartition,
+    offset: int,
+    batch: Sequence[Message],
+    exc: Exception,
+) -> dict[str, object]:
+    """The log context of a batch applied at ``offset`` that failed."""
+    return {
+        "projector": projector.name,
+        "topic": tp[0],
+        "partition": tp[1],
+        "offset": offset,
+        "key": _first_key(batch),
+        "error": str(exc),
+    }
 
 
 class StallWatch:

@@ -39,6 +39,7 @@ from projectors.base import InvalidEvent
 
 __all__ = [
     "EPOCH",
+    "ArtistWrites",
     "Deletion",
     "RecordModule",
     "RecordTable",
@@ -328,6 +329,35 @@ class SubjectWrites:
         return Touched(
             subjects=frozenset(str(s) for s in await self.table.delete_by_did(conn, did))
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ArtistWrites:
+    """The writes of records their artist's albums are made from (lists, tracks).
+
+    What they touch is the artists whose records are written or deleted (their albums are
+    derived again), all known before writing, so the deletes report nothing more. A module
+    binds its ``touches``/``delete``/``delete_by_did`` to one of these and writes its own
+    ``insert``.
+    """
+
+    table: RecordTable
+
+    def touches(self, rows: Sequence[Mapping[str, Any]], deletions: Sequence[Deletion]) -> Touched:
+        """The artists whose records change."""
+        return Touched(
+            artists=frozenset({str(r["did"]) for r in rows} | {d.did for d in deletions})
+        )
+
+    async def delete(self, conn: AsyncConnection, deletions: Rows) -> Touched:
+        """Delete records (unless re-created at a newer rev), leaving tombstones."""
+        await self.table.delete(conn, deletions)
+        return Touched()
+
+    async def delete_by_did(self, conn: AsyncConnection, did: str) -> Touched:
+        """Remove every record of a repo (account deleted)."""
+        await self.table.delete_by_did(conn, did)
+        return Touched()
 
 
 class RecordModule(Protocol):

@@ -79,13 +79,13 @@ class Settings:
     api_cache_mb: int = 64
     """Response bodies each API worker's cache may hold, in MiB (``PLYR_API_CACHE_MB``)."""
     api_cache_ttl_s: int = 10
+    """Longest a cached response is served, even with no read-model change
+    (``PLYR_API_CACHE_TTL``): bounds answers that also depend on the clock."""
     ready_max_lag: int = 1000
+    """``/ready`` answers 503 while a projector is more events behind (``PLYR_READY_MAX_LAG``)."""
     status_sample_s: float = 10.0
     """Seconds between samples of the status page's charts; 360 are kept
     (``PLYR_STATUS_SAMPLE_S``)."""
-    """``/ready`` answers 503 while a projector is more events behind (``PLYR_READY_MAX_LAG``)."""
-    """Longest a cached response is served, even with no read-model change
-    (``PLYR_API_CACHE_TTL``): bounds answers that also depend on the clock."""
     play_rate: int = 1
     """Play reports per second each client address may send, sustained (``PLYR_PLAY_RATE``)."""
     play_burst: int = 60

@@ -96,22 +96,22 @@ def valid_record(nsid: str, record: Mapping[str, Any]) -> None:
         raise InvalidEvent(str(exc)) from None
 
 
-def int32(value: object, field: str) -> int | None:
-    """An optional integer that must fit a PostgreSQL ``integer`` column."""
+def _up_to(value: object, field: str, high: int) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INT32_MAX:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
         raise InvalidEvent(f"{field}: {value!r} is out of range")
     return value
+
+
+def int32(value: object, field: str) -> int | None:
+    """An optional integer that must fit a PostgreSQL ``integer`` column."""
+    return _up_to(value, field, _INT32_MAX)
 
 
 def int64(value: object, field: str) -> int | None:
     """An optional integer that must fit a PostgreSQL ``bigint`` column."""
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INT64_MAX:
-        raise InvalidEvent(f"{field}: {value!r} is out of range")
-    return value
+    return _up_to(value, field, _INT64_MAX)
 
 
 def to_json(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -338,16 +338,20 @@ class S3BlobStore:
         """Only the scratch disk is ours to check: the bucket has no cap here."""
         return (await asyncio.to_thread(_free_bytes, self.scratch))[0] >= size
 
-    async def size(self, key: str) -> int | None:
+    async def _unless_missing(self, method: Any, key: str) -> Any:
+        """``method`` of the client on ``key`` (in a thread); ``None`` if there is no such key."""
         from botocore.exceptions import ClientError
 
         try:
-            head = await asyncio.to_thread(self.client.head_object, Bucket=self.bucket, Key=key)
+            return await asyncio.to_thread(method, Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
-        return int(head["ContentLength"])
+
+    async def size(self, key: str) -> int | None:
+        head = await self._unless_missing(self.client.head_object, key)
+        return None if head is None else int(head["ContentLength"])
 
     async def put_file(self, key: str, path: Path, content_type: str) -> None:
         try:
@@ -377,14 +381,9 @@ class S3BlobStore:
             body.close()
 
     async def get_small(self, key: str) -> bytes | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            got = await asyncio.to_thread(self.client.get_object, Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
+        got = await self._unless_missing(self.client.get_object, key)
+        if got is None:
+            return None
         data: bytes = await asyncio.to_thread(got["Body"].read)
         return data
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import cbrrr
 
@@ -23,7 +24,7 @@ from ingest.errors import RecordError
 from ingest.frames import AccountEvent, CommitEvent, IdentityEvent, Op, commit_peek
 from kernel.account import account_status
 from kernel.envelope import Envelope, Kind
-from kernel.plays import SCROBBLE_COLLECTIONS, ScrobbleError, parse_scrobble, scrobble_envelope
+from kernel.plays import SCROBBLE_COLLECTIONS, parse_scrobble, scrobble_envelope
 
 __all__ = [
     "SCROBBLES",
@@ -126,6 +127,20 @@ class Triage:
         self.skip = commit_peek(keep.needles())
 
 
+def _op_record(op: Op, blocks: dict[str, bytes]) -> dict[str, Any]:
+    """The record a create/update ``op`` writes: its block among the commit's ``blocks``,
+    decoded (DAG-CBOR, atjson), a map; :class:`RecordError` if not."""
+    if op.cid is None or op.cid not in blocks:
+        raise RecordError(f"record block {op.cid} for {op.path} is not in the commit")
+    try:
+        decoded = cbrrr.decode_dag_cbor(blocks[op.cid], atjson_mode=True)
+    except (ValueError, cbrrr.CbrrrDecodeError) as exc:
+        raise RecordError(f"record {op.path} is not DAG-CBOR: {exc}") from None
+    if not isinstance(decoded, dict):
+        raise RecordError(f"record {op.path} is not a map")
+    return decoded
+
+
 def commit_envelopes(
     event: CommitEvent,
     keep: CollectionFilter,
@@ -152,17 +167,7 @@ def commit_envelopes(
         kind = _ACTIONS.get(op.action)
         if kind is None:
             raise RecordError(f"unknown op action {op.action!r} at {op.path}")
-        record = None
-        if kind != "record.deleted":
-            if op.cid is None or op.cid not in blocks:
-                raise RecordError(f"record block {op.cid} for {op.path} is not in the commit")
-            try:
-                decoded = cbrrr.decode_dag_cbor(blocks[op.cid], atjson_mode=True)
-            except (ValueError, cbrrr.CbrrrDecodeError) as exc:
-                raise RecordError(f"record {op.path} is not DAG-CBOR: {exc}") from None
-            if not isinstance(decoded, dict):
-                raise RecordError(f"record {op.path} is not a map")
-            record = decoded
+        record = None if kind == "record.deleted" else _op_record(op, blocks)
         out.append(
             Envelope(
                 kind=kind,
@@ -229,16 +234,13 @@ def scrobble_envelopes(
             continue
         record = None
         if kind != "record.deleted":
-            raw = blocks.get(op.cid) if op.cid is not None else None
             try:
-                if raw is None:
-                    raise ScrobbleError("record block is not in the commit")
-                decoded = cbrrr.decode_dag_cbor(raw, atjson_mode=True)
-                if not isinstance(decoded, dict):
-                    raise ScrobbleError("record is not a map")
-                parse_scrobble(decoded)
-                record = decoded
-            except (ValueError, cbrrr.CbrrrDecodeError) as exc:  # ScrobbleError is one
+                record = _op_record(op, blocks)
+                parse_scrobble(record)
+            except RecordError as exc:
+                refused.append(str(exc))
+                continue
+            except ValueError as exc:  # ScrobbleError is one
                 refused.append(f"{op.path}: {exc}")
                 continue
         out.append(

@@ -105,12 +105,16 @@ class AccountEvent:
 
 @dataclass(frozen=True, slots=True)
 class InfoEvent:
+    """An ``#info`` frame (also of ``subscribeLabels``: :mod:`ingest.labels`)."""
+
     name: str
     message: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorFrame:
+    """An error frame (``op: -1``) of either event stream; the server closes after it."""
+
     error: str
     message: str | None
 

@@ -39,6 +39,7 @@ from websockets.asyncio.client import connect
 
 from ingest.cursor import CursorKeeper
 from ingest.errors import LabelError
+from ingest.frames import MAX_FRAME_SIZE, ErrorFrame, InfoEvent
 from ingest.publisher import Publisher
 from ingest.stream import TRANSIENT, keep_connected, receive_until_stopped
 from kernel.envelope import Envelope
@@ -61,7 +62,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_FRAME_SIZE = 5 * 1024 * 1024
 _MAX_VAL_BYTES = 128
 _REFRESH_INTERVAL = 60.0
 _SUBSCRIBE_PATH = "/xrpc/com.atproto.label.subscribeLabels"
@@ -95,18 +95,6 @@ class LabelsFrame:
 
     seq: int
     labels: list[Any]
-
-
-@dataclass(frozen=True, slots=True)
-class InfoFrame:
-    name: str
-    message: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorFrame:
-    error: str
-    message: str | None
 
 
 def _sig_bytes(value: Any) -> bytes:
@@ -164,7 +152,7 @@ def _labels_body(body: Any) -> LabelsFrame:
     return LabelsFrame(seq, labels)
 
 
-def decode_labels_frame(raw: str | bytes) -> LabelsFrame | InfoFrame | ErrorFrame:
+def decode_labels_frame(raw: str | bytes) -> LabelsFrame | InfoEvent | ErrorFrame:
     """Decode one ``subscribeLabels`` frame, CBOR or plyr's JSON; raises :class:`LabelError`."""
     if isinstance(raw, str) or raw[:1] == b"{":
         try:
@@ -195,7 +183,7 @@ def decode_labels_frame(raw: str | bytes) -> LabelsFrame | InfoFrame | ErrorFram
         return _labels_body(body)
     if kind == "#info" and isinstance(body, dict):
         message = body.get("message")
-        return InfoFrame(str(body.get("name")), message if isinstance(message, str) else None)
+        return InfoEvent(str(body.get("name")), message if isinstance(message, str) else None)
     raise LabelError("unknown_type", f"frame type {kind!r}")
 
 
@@ -333,7 +321,7 @@ class LabelIngest:
             self.stats.rejected[exc.reason] += 1
             logger.warning("bad label frame", extra={"source": self.source, "error": str(exc)})
             return
-        if isinstance(frame, InfoFrame):
+        if isinstance(frame, InfoEvent):
             logger.warning("labeler info", extra={"source": self.source, "info": frame.name})
             return
         if isinstance(frame, ErrorFrame):

@@ -10,7 +10,7 @@ A bad value raises :class:`ConfigError` naming the variable and what was wrong.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -79,13 +79,13 @@ class Settings:
     api_cache_mb: int = 64
     """Response bodies each API worker's cache may hold, in MiB (``PLYR_API_CACHE_MB``)."""
     api_cache_ttl_s: int = 10
+    """Longest a cached response is served, even with no read-model change
+    (``PLYR_API_CACHE_TTL``): bounds answers that also depend on the clock."""
     ready_max_lag: int = 1000
+    """``/ready`` answers 503 while a projector is more events behind (``PLYR_READY_MAX_LAG``)."""
     status_sample_s: float = 10.0
     """Seconds between samples of the status page's charts; 360 are kept
     (``PLYR_STATUS_SAMPLE_S``)."""
-    """``/ready`` answers 503 while a projector is more events behind (``PLYR_READY_MAX_LAG``)."""
-    """Longest a cached response is served, even with no read-model change
-    (``PLYR_API_CACHE_TTL``): bounds answers that also depend on the clock."""
     play_rate: int = 1
     """Play reports per second each client address may send, sustained (``PLYR_PLAY_RATE``)."""
     play_burst: int = 60
@@ -179,16 +179,50 @@ def _bind(name: str, value: str) -> tuple[str, int]:
     return host.strip("[]"), _int(name, port, 1, 65535)
 
 
+def _ints(low: int, high: int) -> Callable[[str, str], int]:
+    return lambda name, value: _int(name, value, low, high)
+
+
+def _urls(*schemes: str) -> Callable[[str, str], str]:
+    return lambda name, value: _url(name, value, schemes)
+
+
+# The settings read by one rule each: (variable, setting, parser of the value); a variable
+# unset or empty leaves the default.
+_PLAIN: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
+    ("DATABASE_URL", "database_url", _urls("postgresql", "postgres")),
+    ("PLYR_PARTITIONS", "partitions", _ints(1, 1024)),
+    ("PLYR_FIREHOSE_URL", "firehose_url", _urls("ws", "wss")),
+    ("PLYR_PLC_URL", "plc_url", _urls("http", "https")),
+    ("PLYR_BLOB_CACHE_MAX_BYTES", "blob_cache_max_bytes", _ints(1, 2**50)),
+    ("PLYR_S3_ENDPOINT_URL", "s3_endpoint_url", _urls("http", "https")),
+    ("PLYR_API_WORKERS", "api_workers", _ints(1, 256)),
+    ("PLYR_API_POOL_SIZE", "api_pool_size", _ints(1, 1000)),
+    ("PLYR_API_CACHE_MB", "api_cache_mb", _ints(1, 1 << 20)),
+    ("PLYR_API_CACHE_TTL", "api_cache_ttl_s", _ints(1, 86400)),
+    ("PLYR_READY_MAX_LAG", "ready_max_lag", _ints(0, 1 << 62)),
+    ("PLYR_PLAY_RATE", "play_rate", _ints(1, 1_000_000)),
+    ("PLYR_PLAY_BURST", "play_burst", _ints(1, 1_000_000)),
+    ("PLYR_PUBLIC_URL", "public_url", _urls("http", "https")),
+    ("PLYR_FRONTEND_URL", "frontend_url", _urls("http", "https")),
+    ("PLYR_UPSTREAM_MAX_BYTES", "upstream_max_bytes", _ints(1, 2**40)),
+    ("PLYR_UPSTREAM_TIMEOUT", "upstream_timeout_s", _ints(1, 3600)),
+    ("PLYR_S3_PRESIGN_SECONDS", "s3_presign_seconds", _ints(60, 7 * 86400)),
+    ("PLYR_JETSTREAM_URL", "jetstream_url", _urls("ws", "wss")),
+    ("PLYR_BACKFILL_CONCURRENCY", "backfill_concurrency", _ints(1, 64)),
+    ("PLYR_API_DATABASE_URL", "api_database_url", _urls("postgresql", "postgres")),
+)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default: ``os.environ``)."""
     source = os.environ if env is None else env
     get = source.get
-    values: dict[str, object] = {}
-
+    values: dict[str, object] = {
+        setting: parse(name, value) for name, setting, parse in _PLAIN if (value := get(name))
+    }
     if data_dir := get("PLYR_DATA_DIR"):
         values["data_dir"] = Path(data_dir)
-    if database_url := get("DATABASE_URL"):
-        values["database_url"] = _url("DATABASE_URL", database_url, ("postgresql", "postgres"))
     if backend := get("PLYR_LOG_BACKEND"):
         if backend not in ("postgres", "kafka"):
             raise ConfigError(f"PLYR_LOG_BACKEND: expected 'postgres' or 'kafka', got {backend!r}")
@@ -200,12 +234,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         values.setdefault("log_backend", "kafka")
     if prefix := get("PLYR_TOPIC_PREFIX"):
         values["topic_prefix"] = prefix
-    if partitions := get("PLYR_PARTITIONS"):
-        values["partitions"] = _int("PLYR_PARTITIONS", partitions, 1, 1024)
-    if firehose := get("PLYR_FIREHOSE_URL"):
-        values["firehose_url"] = _url("PLYR_FIREHOSE_URL", firehose, ("ws", "wss"))
-    if plc := get("PLYR_PLC_URL"):
-        values["plc_url"] = _url("PLYR_PLC_URL", plc, ("http", "https"))
     if collections := get("PLYR_COLLECTIONS"):
         values["collections"] = _collections("PLYR_COLLECTIONS", collections)
     if (known := get("PLYR_KNOWN_DID_COLLECTIONS")) is not None:
@@ -216,12 +244,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     if blob_dir := get("PLYR_BLOB_DIR"):
         values["blob_dir"] = Path(blob_dir)
-    if cache_max := get("PLYR_BLOB_CACHE_MAX_BYTES"):
-        values["blob_cache_max_bytes"] = _int("PLYR_BLOB_CACHE_MAX_BYTES", cache_max, 1, 2**50)
     if bucket := get("PLYR_S3_BUCKET"):
         values["s3_bucket"] = bucket
-    if s3_endpoint := get("PLYR_S3_ENDPOINT_URL"):
-        values["s3_endpoint_url"] = _url("PLYR_S3_ENDPOINT_URL", s3_endpoint, ("http", "https"))
     if bind := get("PLYR_API_BIND"):
         values["api_host"], values["api_port"] = _bind("PLYR_API_BIND", bind)
     if origins := get("PLYR_CORS_ORIGINS"):
@@ -230,32 +254,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             for o in origins.split(",")
             if o.strip()
         )
-    if api_db := get("PLYR_API_DATABASE_URL"):
-        values["api_database_url"] = _url(
-            "PLYR_API_DATABASE_URL", api_db, ("postgresql", "postgres")
-        )
-    if workers := get("PLYR_API_WORKERS"):
-        values["api_workers"] = _int("PLYR_API_WORKERS", workers, 1, 256)
-    if pool_size := get("PLYR_API_POOL_SIZE"):
-        values["api_pool_size"] = _int("PLYR_API_POOL_SIZE", pool_size, 1, 1000)
     if (entries := get("PLYR_API_CACHE_ENTRIES")) is not None and entries.strip():
         values["api_cache_entries"] = _int("PLYR_API_CACHE_ENTRIES", entries, 0, 10_000_000)
-    if cache_mb := get("PLYR_API_CACHE_MB"):
-        values["api_cache_mb"] = _int("PLYR_API_CACHE_MB", cache_mb, 1, 1 << 20)
-    if ttl := get("PLYR_API_CACHE_TTL"):
-        values["api_cache_ttl_s"] = _int("PLYR_API_CACHE_TTL", ttl, 1, 86400)
-    if max_lag := get("PLYR_READY_MAX_LAG"):
-        values["ready_max_lag"] = _int("PLYR_READY_MAX_LAG", max_lag, 0, 1 << 62)
     if sample_s := get("PLYR_STATUS_SAMPLE_S"):
         values["status_sample_s"] = float(_int("PLYR_STATUS_SAMPLE_S", sample_s, 1, 3600))
-    if play_rate := get("PLYR_PLAY_RATE"):
-        values["play_rate"] = _int("PLYR_PLAY_RATE", play_rate, 1, 1_000_000)
-    if play_burst := get("PLYR_PLAY_BURST"):
-        values["play_burst"] = _int("PLYR_PLAY_BURST", play_burst, 1, 1_000_000)
-    if public := get("PLYR_PUBLIC_URL"):
-        values["public_url"] = _url("PLYR_PUBLIC_URL", public, ("http", "https"))
-    if front := get("PLYR_FRONTEND_URL"):
-        values["frontend_url"] = _url("PLYR_FRONTEND_URL", front, ("http", "https"))
     if contact := get("PLYR_CONTACT_EMAIL"):
         values["contact_email"] = contact
     if audio_origins := get("PLYR_AUDIO_ORIGINS"):
@@ -276,12 +278,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 raise ConfigError(f"PLYR_HANDLE_HOSTS: expected .suffix=URL, got {entry!r}")
             pairs.append((suffix.lower(), _url("PLYR_HANDLE_HOSTS", base, ("http", "https"))))
         values["handle_hosts"] = tuple(pairs)
-    if max_bytes := get("PLYR_UPSTREAM_MAX_BYTES"):
-        values["upstream_max_bytes"] = _int("PLYR_UPSTREAM_MAX_BYTES", max_bytes, 1, 2**40)
-    if timeout := get("PLYR_UPSTREAM_TIMEOUT"):
-        values["upstream_timeout_s"] = _int("PLYR_UPSTREAM_TIMEOUT", timeout, 1, 3600)
-    if presign := get("PLYR_S3_PRESIGN_SECONDS"):
-        values["s3_presign_seconds"] = _int("PLYR_S3_PRESIGN_SECONDS", presign, 60, 7 * 86400)
     if labelers := get("PLYR_LABELERS"):
         dids: list[str] = []
         urls: dict[str, str] = {}
@@ -304,14 +300,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 f"PLYR_SOURCE: expected 'firehose' or 'jetstream', got {source_name!r}"
             )
         values["source"] = source_name
-    if jetstream := get("PLYR_JETSTREAM_URL"):
-        values["jetstream_url"] = _url("PLYR_JETSTREAM_URL", jetstream, ("ws", "wss"))
     if backfill_dids := get("PLYR_BACKFILL_DIDS"):
         values["backfill_dids"] = tuple(
             _did("PLYR_BACKFILL_DIDS", d.strip()) for d in backfill_dids.split(",") if d.strip()
         )
-    if concurrency := get("PLYR_BACKFILL_CONCURRENCY"):
-        values["backfill_concurrency"] = _int("PLYR_BACKFILL_CONCURRENCY", concurrency, 1, 64)
     if operator := get("PLYR_OPERATOR_DID"):
         values["operator_did"] = _did("PLYR_OPERATOR_DID", operator.strip())
     if values.get("log_backend") == "kafka" and "kafka_bootstrap" not in values:

@@ -7,7 +7,6 @@ is ``lists`` so it does not shadow the builtin ``list``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -16,7 +15,7 @@ from kernel.envelope import Envelope
 from kernel.ids import list_id
 from projectors.base import parse_datetime
 from projectors.records import (
-    Deletion,
+    ArtistWrites,
     RecordTable,
     Rows,
     Touched,
@@ -81,11 +80,6 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
     }
 
 
-def touches(rows: Sequence[Mapping[str, Any]], deletions: Sequence[Deletion]) -> Touched:
-    """The artists whose lists change: album lists make albums, so those are derived again."""
-    return Touched(artists=frozenset({str(r["did"]) for r in rows} | {d.did for d in deletions}))
-
-
 async def insert(conn: AsyncConnection, rows: Rows) -> Touched:
     """Write lists and replace their items (newest rev wins).
 
@@ -108,13 +102,9 @@ async def insert(conn: AsyncConnection, rows: Rows) -> Touched:
     return Touched()
 
 
-async def delete(conn: AsyncConnection, deletions: Rows) -> Touched:
-    """Delete lists and their items (leaving tombstones)."""
-    await TABLE.delete(conn, deletions)
-    return Touched()
-
-
-async def delete_by_did(conn: AsyncConnection, did: str) -> Touched:
-    """Remove every list of a repo (items go with them)."""
-    await TABLE.delete_by_did(conn, did)
-    return Touched()
+# Album lists make albums: the artists whose lists change have theirs derived again. A
+# list's items go with it (deleted or removed with its repo).
+_WRITES = ArtistWrites(TABLE)
+touches = _WRITES.touches
+delete = _WRITES.delete
+delete_by_did = _WRITES.delete_by_did

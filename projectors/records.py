@@ -39,6 +39,7 @@ from projectors.base import InvalidEvent
 
 __all__ = [
     "EPOCH",
+    "ArtistWrites",
     "Deletion",
     "RecordModule",
     "RecordTable",
@@ -95,22 +96,22 @@ def valid_record(nsid: str, record: Mapping[str, Any]) -> None:
         raise InvalidEvent(str(exc)) from None
 
 
-def int32(value: object, field: str) -> int | None:
-    """An optional integer that must fit a PostgreSQL ``integer`` column."""
+def _up_to(value: object, field: str, high: int) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INT32_MAX:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
         raise InvalidEvent(f"{field}: {value!r} is out of range")
     return value
+
+
+def int32(value: object, field: str) -> int | None:
+    """An optional integer that must fit a PostgreSQL ``integer`` column."""
+    return _up_to(value, field, _INT32_MAX)
 
 
 def int64(value: object, field: str) -> int | None:
     """An optional integer that must fit a PostgreSQL ``bigint`` column."""
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INT64_MAX:
-        raise InvalidEvent(f"{field}: {value!r} is out of range")
-    return value
+    return _up_to(value, field, _INT64_MAX)
 
 
 def to_json(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -328,6 +329,35 @@ class SubjectWrites:
         return Touched(
             subjects=frozenset(str(s) for s in await self.table.delete_by_did(conn, did))
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ArtistWrites:
+    """The writes of records their artist's albums are made from (lists, tracks).
+
+    What they touch is the artists whose records are written or deleted (their albums are
+    derived again), all known before writing, so the deletes report nothing more. A module
+    binds its ``touches``/``delete``/``delete_by_did`` to one of these and writes its own
+    ``insert``.
+    """
+
+    table: RecordTable
+
+    def touches(self, rows: Sequence[Mapping[str, Any]], deletions: Sequence[Deletion]) -> Touched:
+        """The artists whose records change."""
+        return Touched(
+            artists=frozenset({str(r["did"]) for r in rows} | {d.did for d in deletions})
+        )
+
+    async def delete(self, conn: AsyncConnection, deletions: Rows) -> Touched:
+        """Delete records (unless re-created at a newer rev), leaving tombstones."""
+        await self.table.delete(conn, deletions)
+        return Touched()
+
+    async def delete_by_did(self, conn: AsyncConnection, did: str) -> Touched:
+        """Remove every record of a repo (account deleted)."""
+        await self.table.delete_by_did(conn, did)
+        return Touched()
 
 
 class RecordModule(Protocol):

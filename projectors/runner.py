@@ -31,6 +31,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from kernel.envelope import Envelope, EnvelopeError
 from kernel.log import Log, LogError, Message, TopicPartition
+from kernel.log.standstill import Standstill
 from projectors.base import InvalidEvent, OffsetConflict, Projector
 
 __all__ = [
@@ -312,28 +313,12 @@ async def _apply_partition(
     except OffsetConflict as exc:
         # Another worker applied it: continue from the stored offset.
         logger.warning(
-            "offset conflict, reloading",
-            extra={
-                "projector": projector.name,
-                "topic": tp[0],
-                "partition": tp[1],
-                "offset": expected,
-                "key": _first_key(fresh),
-                "error": str(exc),
-            },
+            "offset conflict, reloading", extra=_failed(projector, tp, expected, fresh, exc)
         )
         positions[tp] = await load_offset(pool, projector.name, tp[0], tp[1])
     except psycopg.OperationalError as exc:
         logger.warning(
-            "projector batch failed, retrying",
-            extra={
-                "projector": projector.name,
-                "topic": tp[0],
-                "partition": tp[1],
-                "offset": expected,
-                "key": _first_key(fresh),
-                "error": str(exc),
-            },
+            "projector batch failed, retrying", extra=_failed(projector, tp, expected, fresh, exc)
         )
         return False
     return True
@@ -368,12 +353,31 @@ def _first_key(messages: Sequence[Message]) -> str | None:
     return messages[0].key.decode("utf-8", "replace") if messages else None
 
 
+def _failed(
+    projector: Projector,
+    tp: TopicPartition,
+    offset: int,
+    batch: Sequence[Message],
+    exc: Exception,
+) -> dict[str, object]:
+    """The log context of a batch applied at ``offset`` that failed."""
+    return {
+        "projector": projector.name,
+        "topic": tp[0],
+        "partition": tp[1],
+        "offset": offset,
+        "key": _first_key(batch),
+        "error": str(exc),
+    }
+
+
 class StallWatch:
     """Reports partitions whose position stays put while the log holds more after it.
 
     A partition that has not moved for ``stall_seconds`` costs one end-offset request,
     repeated every ``stall_seconds`` while it stays put (an idle partition too; that is
-    how it is told apart). An end offset beyond the position proves the log has
+    how it is told apart: :class:`~kernel.log.standstill.Standstill`, as the Kafka
+    reader's slow reads). An end offset beyond the position proves the log has
     messages the reader is not given: logged as an error with the figures, and logged
     again once the partition moves. A broker that under-reports end offsets (Tansu's
     ``s3://`` engine) can hide a stall, never invent one.
@@ -386,10 +390,8 @@ class StallWatch:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._projector = projector
-        self._stall_seconds = stall_seconds
         self._clock = clock
-        # Per partition: the position, when it was reached, when it was last checked.
-        self._marks: dict[TopicPartition, tuple[int, float, float]] = {}
+        self._still: Standstill[TopicPartition] = Standstill(stall_seconds)
         # Partitions reported as not served, with the end offset last seen.
         self.stalled: dict[TopicPartition, int] = {}
 
@@ -397,16 +399,13 @@ class StallWatch:
         """Look at every partition of ``positions``; ask the log about those long put."""
         now = self._clock()
         for tp, offset in positions.items():
-            mark = self._marks.get(tp)
-            if mark is None or mark[0] != offset:
-                self._marks[tp] = (offset, now, now)
+            if self._still.note(tp, offset, now):
                 if self.stalled.pop(tp, None) is not None:
                     logger.warning("partition served again", extra=self._context(tp, offset))
                 continue
-            _, reached, checked = mark
-            if now - checked < self._stall_seconds:
+            seconds = self._still.due(tp, now)
+            if seconds is None:
                 continue
-            self._marks[tp] = (offset, reached, now)
             try:
                 end = await log_.end_offset(*tp)
             except LogError:
@@ -418,7 +417,7 @@ class StallWatch:
                     extra={
                         **self._context(tp, offset),
                         "end_offset": end,
-                        "seconds": round(now - reached, 1),
+                        "seconds": round(seconds, 1),
                     },
                 )
             else:

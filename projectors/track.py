@@ -11,7 +11,7 @@ albums (:mod:`projectors.album`) changed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -24,7 +24,7 @@ from projectors.aggregates import count_joins, derived_counts
 from projectors.album import slugify
 from projectors.base import parse_datetime
 from projectors.records import (
-    Deletion,
+    ArtistWrites,
     RecordTable,
     Rows,
     Touched,
@@ -125,11 +125,6 @@ def to_row(envelope: Envelope) -> dict[str, Any]:
     }
 
 
-def touches(rows: Sequence[Mapping[str, Any]], deletions: Sequence[Deletion]) -> Touched:
-    """The artists whose tracks change: their albums are derived again."""
-    return Touched(artists=frozenset({str(r["did"]) for r in rows} | {d.did for d in deletions}))
-
-
 async def insert(conn: AsyncConnection, rows: Rows) -> Touched:
     """Insert or update tracks unless stored or deleted at a newer rev.
 
@@ -140,16 +135,12 @@ async def insert(conn: AsyncConnection, rows: Rows) -> Touched:
     return Touched(counted=frozenset(written))
 
 
-async def delete(conn: AsyncConnection, deletions: Rows) -> Touched:
-    """Delete tracks (unless re-created at a newer rev); a deleted track has nothing to count."""
-    await TABLE.delete(conn, deletions)
-    return Touched()
-
-
-async def delete_by_did(conn: AsyncConnection, did: str) -> Touched:
-    """Remove every track of a repo (account deleted)."""
-    await TABLE.delete_by_did(conn, did)
-    return Touched()
+# The artists whose tracks change have their albums derived again; a deleted track has
+# nothing to count.
+_WRITES = ArtistWrites(TABLE)
+touches = _WRITES.touches
+delete = _WRITES.delete
+delete_by_did = _WRITES.delete_by_did
 
 
 async def recount(conn: AsyncConnection, uris: Sequence[str]) -> None:

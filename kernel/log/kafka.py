@@ -47,6 +47,7 @@ from kernel.log.base import (
 from kernel.log.base import (
     TopicPartition as LogPartition,
 )
+from kernel.log.standstill import Standstill
 
 __all__ = ["KafkaLog"]
 
@@ -512,17 +513,16 @@ class _SlowReads:
 
     A partition is due once its position has not moved for ``after`` seconds and the
     broker's end offset is beyond it (so an idle partition at its end costs one ListOffsets
-    every ``after`` seconds). A due partition is read on a consumer of its own whose fetch
-    may wait ``_SLOW_MAX_WAIT_MS``, fetch after fetch, while the end offset stays beyond
-    its position and such a read returns something.
+    every ``after`` seconds: :class:`~kernel.log.standstill.Standstill`). A due partition
+    is read on a consumer of its own whose fetch may wait ``_SLOW_MAX_WAIT_MS``, fetch
+    after fetch, while the end offset stays beyond its position and such a read returns
+    something.
     """
 
     def __init__(self, log: KafkaLog, after: float) -> None:
         self._log = log
-        self._after = after
         self._consumer: Any = None
-        # Per partition: the position and since when it has stood there.
-        self._still: dict[Any, tuple[int, float]] = {}
+        self._still: Standstill[Any] = Standstill(after)
         self._due: set[Any] = set()
 
     async def read(
@@ -533,17 +533,12 @@ class _SlowReads:
         out: dict[Any, list[Any]] = {}
         for tp, offset in wanted.items():
             if tp in served:
-                self._still.pop(tp, None)
+                self._still.forget(tp)
                 self._due.discard(tp)
                 continue
-            position, since = self._still.get(tp, (offset, now))
-            if position != offset:
-                position, since = offset, now
-            self._still[tp] = (position, since)
-            if tp not in self._due:
-                if now - since < self._after:
-                    continue
-                self._still[tp] = (position, now)  # the next look, ``after`` from now
+            self._still.note(tp, offset, now)
+            if tp not in self._due and self._still.due(tp, now) is None:
+                continue
             # Asked before every slow read: a slow fetch of a partition with nothing more
             # would hold this reader for the whole long max wait.
             if await self._log.end_offset(tp.topic, tp.partition) <= offset:
@@ -558,7 +553,7 @@ class _SlowReads:
             records = await self._fetch(tp, offset, max_messages)
             if records:
                 out[tp] = records
-                self._still.pop(tp, None)
+                self._still.forget(tp)
             else:
                 self._due.discard(tp)
         return out

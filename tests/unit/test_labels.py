@@ -8,6 +8,7 @@ import json
 import cbrrr
 import pytest
 
+from ingest.frames import ErrorFrame, InfoEvent
 from ingest.labels import (
     LabelError,
     LabelsFrame,
@@ -90,9 +91,9 @@ def test_a_tampered_label_fails_verification() -> None:
 
 def test_info_and_error_frames() -> None:
     info = decode_labels_frame(info_frame("OutdatedCursor", "too old"))
-    assert type(info).__name__ == "InfoFrame" and info.name == "OutdatedCursor"  # type: ignore[union-attr]
+    assert info == InfoEvent("OutdatedCursor", "too old")
     error = decode_labels_frame(error_frame("FutureCursor"))
-    assert type(error).__name__ == "ErrorFrame" and error.error == "FutureCursor"  # type: ignore[union-attr]
+    assert isinstance(error, ErrorFrame) and error.error == "FutureCursor"
 
 
 @pytest.mark.parametrize(

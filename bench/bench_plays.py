@@ -31,6 +31,8 @@ report of the API processes, the projector, the database backends and this load 
 (from /proc), and the reports/s those costs allow on this machine's cores.
 
 ``BENCH_SECONDS`` (15) is the measured window, after a 3 s warm-up that is drained first.
+``BENCH_COUNTER=0`` skips the counter run. The database backends' CPU is split by whose
+they are: ``db_api`` (the API's appends and lookups), ``db_projector`` and ``db`` (others).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ ARTISTS = max(1, TRACKS // 10)
 CLIENTS = 50
 WORKERS = int(os.environ.get("BENCH_WORKERS", str(len(os.sched_getaffinity(0)))))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
+WITH_COUNTER = os.environ.get("BENCH_COUNTER", "1") != "0"
 WARMUP = 3.0
 IDLE_S = 3.0
 HOST = "127.0.0.1"
@@ -186,13 +189,18 @@ def cpu_s(pids: list[int]) -> float:
     return total / TICK
 
 
-def backend_pids(url: str) -> list[int]:
+def backend_pids(url: str) -> dict[str, list[int]]:
+    """The database's backends, by whose they are: ``db_api``, ``db_projector`` (the
+    subprocesses' ``PGAPPNAME``) and ``db`` (any other)."""
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid()"
+            "SELECT pid, application_name FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchall()
-    return [int(r[0]) for r in rows]
+    out: dict[str, list[int]] = {"db_api": [], "db_projector": [], "db": []}
+    for pid, name in rows:
+        out[name if name in ("db_api", "db_projector") else "db"].append(int(pid))
+    return out
 
 
 # --- the load generator ------------------------------------------------------------------
@@ -360,8 +368,9 @@ async def run_ours(url: str, ids: list[int], data_dir: str) -> dict[str, float]:
     port = free_port()
     env = env_for(url, port, data_dir)
     args = ["-m", "plyr_appview", "--log-level", "WARNING"]
-    api = start([*args, "serve"], env)
-    project = start([*args, "project"], env)
+    # Each process's backends are told apart by their application name (libpq reads it).
+    api = start([*args, "serve"], {**env, "PGAPPNAME": "db_api"})
+    project = start([*args, "project"], {**env, "PGAPPNAME": "db_projector"})
     try:
         await wait_ready(port, [api, project])
         paths = [f"/tracks/{i}/play" for i in ids]
@@ -369,7 +378,7 @@ async def run_ours(url: str, ids: list[int], data_dir: str) -> dict[str, float]:
         warm = await drive(port, paths, WARMUP)
         base = len(warm.sent)  # a fresh database: the warm-up's plays are all there is
         await drain(url, base)
-        pids = {"api": tree(api.pid), "projector": tree(project.pid), "db": backend_pids(url)}
+        pids = {"api": tree(api.pid), "projector": tree(project.pid), **backend_pids(url)}
         cpu0 = {name: cpu_s(p) for name, p in pids.items()} | {"client": time.process_time()}
         samples: list[tuple[float, int]] = []
         stop_poll = asyncio.Event()
@@ -407,7 +416,7 @@ async def run_ours(url: str, ids: list[int], data_dir: str) -> dict[str, float]:
 
 async def idle_cpu(pids: dict[str, list[int]], url: str) -> dict[str, float]:
     """CPU seconds per second each part spends with no reports (the log readers' polls)."""
-    pids = {**pids, "db": backend_pids(url)}
+    pids = {**pids, **backend_pids(url)}
     before = {name: cpu_s(p) for name, p in pids.items()}
     await asyncio.sleep(IDLE_S)
     return {name: (cpu_s(p) - before[name]) / IDLE_S for name, p in pids.items()}
@@ -421,7 +430,10 @@ async def run_counter(url: str, ids: list[int], data_dir: str) -> dict[str, floa
         await wait_ready(port, procs)
         paths = [f"/counter/tracks/{i}/play" for i in ids]
         await drive(port, paths, WARMUP)
-        pids = {"api": [p.pid for p in procs], "db": backend_pids(url)}
+        pids = {
+            "api": [p.pid for p in procs],
+            "db": [p for ps in backend_pids(url).values() for p in ps],
+        }
         cpu0 = {name: cpu_s(p) for name, p in pids.items()} | {"client": time.process_time()}
         tally = await drive(port, paths, SECONDS)
         cpu1 = {name: cpu_s(p) for name, p in pids.items()} | {"client": time.process_time()}
@@ -467,27 +479,31 @@ async def main() -> None:
     try:
         ids = await asyncio.to_thread(setup, url, data_dir)
         ours = await run_ours(url, ids, data_dir)
-        counter = await run_counter(url, ids, data_dir)
+        counter = await run_counter(url, ids, data_dir) if WITH_COUNTER else None
     finally:
         drop_database(name)
     print(f"BENCH plays.eps {ours['eps']:.0f} reports/s")
     print(f"BENCH plays.report_p99_ms {ours['report_p99_ms']:.1f} ms")
     print(f"BENCH plays.lag_p99_ms {ours['lag_p99_ms']:.0f} ms")
-    print(f"BENCH plays.counter_eps {counter['eps']:.0f} reports/s")
-    print(f"BENCH plays.counter_report_p99_ms {counter['report_p99_ms']:.1f} ms")
-    print(f"BENCH plays.ratio_vs_counter {ours['eps'] / counter['eps']:.2f} x")
+    if counter is not None:
+        print(f"BENCH plays.counter_eps {counter['eps']:.0f} reports/s")
+        print(f"BENCH plays.counter_report_p99_ms {counter['report_p99_ms']:.1f} ms")
+        print(f"BENCH plays.ratio_vs_counter {ours['eps'] / counter['eps']:.2f} x")
     print(
         f"# ours: {ours['reports']:.0f} reports in {SECONDS:.0f} s (accepted"
         f" {ours['accepted_eps']:.0f}/s), report p50 {ours['report_p50_ms']:.1f} ms,"
-        f" lag p50 {ours['lag_p50_ms']:.0f} ms; counter: {counter['reports']:.0f} reports,"
-        f" p50 {counter['report_p50_ms']:.1f} ms; {WORKERS} API workers, {CORES} cores"
+        f" lag p50 {ours['lag_p50_ms']:.0f} ms; {WORKERS} API workers, {CORES} cores"
     )
+    if counter is not None:
+        print(f"# counter: {counter['reports']:.0f} reports, p50 {counter['report_p50_ms']:.1f} ms")
     idle = {k.removeprefix("marginal_ms_"): v for k, v in ours.items() if "marginal" in k}
     print(
         "# ours, minus what the same processes spend idle (polling the log):"
         " CPU ms per report: " + ", ".join(f"{k} {v:.2f}" for k, v in idle.items())
     )
     for label, figures in (("ours", ours), ("counter", counter)):
+        if figures is None:
+            continue
         parts = {k.removeprefix("cpu_ms_"): v for k, v in figures.items() if k.startswith("cpu_")}
         total = sum(parts.values())
         detail = ", ".join(f"{k} {v:.2f}" for k, v in parts.items())

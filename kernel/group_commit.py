@@ -1,7 +1,7 @@
 """Group commit: concurrent appends to a log combined into one append of the log below.
 
 The API appends one play report per request. On the table-backed log every append is a
-transaction (lock the partition counters, COPY, commit and its WAL flush), so one report per
+transaction (lock the partition counters, insert, commit and its WAL flush), so one report per
 append tops out at a few hundred per second on two cores, however many requests wait;
 appended 25 at a time the same log takes ten times as many (``bench/bench_plays.py``).
 

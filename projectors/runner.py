@@ -16,6 +16,7 @@ max wait (see :class:`StallWatch`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -442,13 +443,22 @@ async def run_projector(
     *,
     batch_size: int = 500,
     stall_seconds: float = STALL_SECONDS,
+    linger: float | None = None,
 ) -> None:
     """Project every (or the given) partition of ``topics`` until ``stop`` is set.
 
     One reader (in Kafka, one consumer) over all the partitions, fetching whatever is
     ready and dispatching it by partition (:func:`dispatch`); offsets stay in PostgreSQL.
     Partitions the log stops serving are reported (:class:`StallWatch`).
+
+    ``linger`` (default: the projector's ``linger`` attribute, else 0) is the shortest
+    time from one fetch to the next after a fetch that found messages but not a full
+    batch: under a steady stream, batches then hold ``linger`` seconds' worth, since a
+    batch's transaction costs about as much as its first few events. A fetch that found
+    nothing is followed at once, so an event after a quiet spell waits for nothing.
     """
+    if linger is None:
+        linger = float(getattr(projector, "linger", 0.0))
     names = [topics] if isinstance(topics, str) else list(topics)
     chosen = [
         (topic, partition)
@@ -461,6 +471,7 @@ async def run_projector(
     failures = 0
     try:
         while not stop.is_set():
+            fetched_at = time.monotonic()
             try:
                 messages = await reader.fetch(positions, max_messages=batch_size, timeout=0.5)
                 ok = await dispatch(pool, projector, messages, positions) if messages else True
@@ -470,6 +481,10 @@ async def run_projector(
                 ok, error = False, str(exc)
             if ok:
                 failures = 0
+                rest = fetched_at + linger - time.monotonic()
+                if messages and len(messages) < batch_size and rest > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), rest)
                 continue
             failures += 1
             delay = min(30.0, 0.2 * 2.0**failures)

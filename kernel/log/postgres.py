@@ -2,6 +2,8 @@
 
 Offsets are handed out by a per-partition counter row (``log_partition``), locked for the
 length of the appending transaction, so offsets are gapless and appear in commit order.
+An append is one call of ``plyr_log_append`` (``migrations/0021_log_append_function.sql``),
+one statement and one transaction.
 
 Readers (:meth:`PostgresLog.reader`) ask for all their partitions in one query and, when
 nothing is there, wait for the ``NOTIFY`` every append sends on commit, heard on one
@@ -37,7 +39,7 @@ __all__ = ["PostgresLog"]
 logger = logging.getLogger(__name__)
 
 _POLL_INTERVAL = 0.05
-# The channel appends notify on commit; readers wake on it.
+# The channel appends notify on commit (named again in plyr_log_append); readers wake on it.
 _CHANNEL = "plyr_log"
 # Longest a waiting reader goes without looking: covers a notification missed while the
 # listening connection was being re-established.
@@ -141,42 +143,28 @@ class PostgresLog:
             return []
         await self._ensure_topic(topic)
         by_partition: dict[int, list[int]] = defaultdict(list)
+        partitions: list[int] = []
         for index, (key, _) in enumerate(items):
-            by_partition[partition_for(key, self._partitions)].append(index)
-        positions: list[Position | None] = [None] * len(items)
+            partition = partition_for(key, self._partitions)
+            by_partition[partition].append(index)
+            partitions.append(partition)
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                # Lock partitions in a fixed order so concurrent appenders cannot deadlock.
-                rows: list[tuple[str, int, int, bytes, bytes]] = []
-                for partition in sorted(by_partition):
-                    indexes = by_partition[partition]
-                    cur = await conn.execute(
-                        "UPDATE log_partition SET next_offset = next_offset + %s"
-                        " WHERE topic = %s AND partition = %s RETURNING next_offset",
-                        (len(indexes), topic, partition),
-                    )
-                    row = await cur.fetchone()
-                    if row is None:
-                        raise LogError(f"unknown partition {topic}/{partition}")
-                    offset = int(row[0]) - len(indexes)
-                    for i in indexes:
-                        key, value = items[i]
-                        rows.append((topic, partition, offset, key, value))
-                        positions[i] = Position(partition, offset)
-                        offset += 1
-                # One binary COPY for the whole batch: a third of the client CPU per message
-                # of an INSERT ... unnest(bytea[]) (whose arrays travel as hex text).
-                async with conn.cursor().copy(
-                    'COPY log_message (topic, partition, "offset", key, value)'
-                    " FROM STDIN (FORMAT BINARY)"
-                ) as copy:
-                    copy.set_types(["text", "int4", "int8", "bytea", "bytea"])
-                    for message in rows:
-                        await copy.write_row(message)
-                # Delivered on commit: waiting readers wake and look.
-                await conn.execute("SELECT pg_notify(%s, %s)", (_CHANNEL, topic))
-        except psycopg.OperationalError as exc:
+            async with self._pool.connection() as conn:
+                # One statement, its own transaction (migrations/0021: lock the counters in
+                # partition order, insert, notify); binary parameters: bytea as is, not
+                # as hex text.
+                cur = await conn.execute(
+                    "SELECT plyr_log_append(%s, %b::int4[], %b::bytea[], %b::bytea[])",
+                    (topic, partitions, [k for k, _ in items], [v for _, v in items]),
+                )
+                row = await cur.fetchone()
+        except (psycopg.OperationalError, psycopg.errors.NoDataFound) as exc:
             raise LogError(f"append to {topic} failed: {exc}") from exc
+        assert row is not None
+        positions: list[Position | None] = [None] * len(items)
+        for partition, first in zip(sorted(by_partition), row[0], strict=True):
+            for rank, index in enumerate(by_partition[partition]):
+                positions[index] = Position(partition, first + rank)
         return [p for p in positions if p is not None]
 
     async def read(

@@ -26,6 +26,7 @@ from kernel.log.base import (
     partition_for,
 )
 from kernel.log.kafka import KafkaLog
+from kernel.log.postgres import PostgresLog
 from testkit.brokers import Tansu
 
 READ_TIMEOUT = 5.0
@@ -316,6 +317,25 @@ async def test_kafka_log_uses_the_partition_count_of_an_existing_topic(
         assert (message.key, message.value) == (key, b"v")
     finally:
         await log.close()
+
+
+async def test_postgres_log_append_to_a_partition_without_its_counter_raises_log_error(
+    log: Log, topic: str, log_partitions: int
+) -> None:
+    if not isinstance(log, PostgresLog):
+        pytest.skip("the table-backed log's counters")
+    lost = 1
+    async with log._pool.connection() as conn:
+        await conn.execute(
+            "DELETE FROM log_partition WHERE topic = %s AND partition = %s", (topic, lost)
+        )
+    items = keyed(20)
+    assert {partition_for(k, log_partitions) for k, _ in items} > {lost}
+
+    with pytest.raises(LogError, match="unknown partition"):
+        await log.append(topic, items)
+    for partition in range(log_partitions):  # nothing appended, not even elsewhere
+        assert await log.read(topic, partition, 0, timeout=0.1) == []
 
 
 @pytest.mark.kafka

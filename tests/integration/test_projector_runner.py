@@ -132,3 +132,35 @@ async def test_a_slow_projector_does_not_hold_back_another(
 
     assert fast < 1.0, f"the fast projector took {fast:.2f} s"
     assert slow_done < 30, "the slow projector was not slow: the test proves nothing"
+
+
+async def test_a_lingering_runner_gathers_a_stream_but_not_an_event_after_quiet(
+    log: Log, topic: str, pool: AsyncConnectionPool
+) -> None:
+    await make_table(pool)
+    stop = asyncio.Event()
+    linger = 2.0
+    task = asyncio.create_task(
+        run_projector(pool, log, Recorder("linger"), topic, stop, linger=linger)
+    )
+    try:
+        await asyncio.sleep(0.5)  # the reader is waiting
+        started = time.monotonic()
+        await log.append(topic, events(1))
+
+        async def applied_at_least(n: int) -> bool:
+            return await applied(pool, "linger") >= n
+
+        await wait_until(lambda: applied_at_least(1), timeout=30, what="the first event")
+        first = time.monotonic() - started
+        # The fetch that found the first event began before it was appended, at most one
+        # fetch timeout (0.5 s) earlier; the next fetch waits until linger after that.
+        await log.append(topic, events(2)[1:])
+        await wait_until(lambda: applied_at_least(2), timeout=30, what="the second event")
+        second = time.monotonic() - started
+    finally:
+        stop.set()
+        await task
+
+    assert first < linger, f"an event after a quiet spell waited {first:.2f} s"
+    assert second >= linger - 0.6, f"the second event came {second:.2f} s after the first"

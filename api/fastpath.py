@@ -24,6 +24,8 @@ validation answers those with its own 422, so no second copy of its messages is 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,6 +39,9 @@ from api.responses import send_json
 from api.routers.plays import answer_play
 
 __all__ = ["TrackDetailFastPath", "parse_play_path", "parse_track_path"]
+
+# An answer of the fast path: (scope, receive, send, track id).
+_Answer = Callable[[Scope, Receive, Send, int], Awaitable[None]]
 
 _PREFIX = "/tracks/"
 _PLAY_SUFFIX = "/play"
@@ -74,26 +79,23 @@ class TrackDetailFastPath:
         self, app: ASGIApp, *, route: BaseRoute, play_route: BaseRoute | None = None
     ) -> None:
         self.app = app
-        self.route = route
-        self.play_route = play_route
+        # method -> (path parser, the route it stands for, the answer)
+        self._routes: dict[str, tuple[Callable[[str], int | None], BaseRoute, _Answer]] = {
+            "GET": (parse_track_path, route, self._answer)
+        }
+        if play_route is not None:
+            self._routes["POST"] = (parse_play_path, play_route, self._play)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
-            method = scope["method"]
-            if method == "GET":
-                track_id = parse_track_path(scope["path"])
-                if track_id is not None:
-                    scope["route"] = self.route
-                    scope["path_params"] = {"track_id": track_id}
-                    await self._answer(scope, receive, send, track_id)
-                    return
-            elif method == "POST" and self.play_route is not None:
-                track_id = parse_play_path(scope["path"])
-                if track_id is not None:
-                    scope["route"] = self.play_route
-                    scope["path_params"] = {"track_id": track_id}
-                    await self._play(scope, receive, send, track_id)
-                    return
+            found = self._routes.get(scope["method"])
+            track_id = found[0](scope["path"]) if found is not None else None
+            if found is not None and track_id is not None:
+                _, route, answer = found
+                scope["route"] = route
+                scope["path_params"] = {"track_id": track_id}
+                await answer(scope, receive, send, track_id)
+                return
         await self.app(scope, receive, send)
 
     async def _play(self, scope: Scope, receive: Receive, send: Send, track_id: int) -> None:

@@ -44,11 +44,18 @@ from projectors.base import InvalidEvent, parse_datetime
 from projectors.records import RecordTable, Rows, deletion
 
 __all__ = [
+    "BSKY_PROFILE",
+    "LIST",
+    "PLYR_PROFILE",
+    "RECORDS",
+    "TRACK",
     "ListDoc",
     "SearchProjector",
     "TrackDoc",
+    "album_key",
     "delete_by_did",
     "list_doc",
+    "profile_fields",
     "track_doc",
 ]
 
@@ -135,7 +142,7 @@ def list_doc(envelope: Envelope) -> ListDoc:
     )
 
 
-def _profile_fields(envelope: Envelope) -> dict[str, str | None]:
+def profile_fields(envelope: Envelope) -> dict[str, str | None]:
     """The profile fields search uses, by ``search_artist`` column."""
     record = envelope.record or {}
     nsid = envelope.collection
@@ -157,7 +164,7 @@ def _profile_fields(envelope: Envelope) -> dict[str, str | None]:
     return {"plyr_avatar_url": avatar_url if isinstance(avatar_url, str) else None}
 
 
-def _album_key(did: str, slug: str) -> str:
+def album_key(did: str, slug: str) -> str:
     return f"{did} {slug}"
 
 
@@ -202,7 +209,7 @@ async def _set_membership(
         "INSERT INTO search_album_member (album_key, source_uri, did, kind, title, item_count,"
         " created_at, image_url, items) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
-            _album_key(did, slugify(title)),
+            album_key(did, slugify(title)),
             source_uri,
             did,
             kind,
@@ -254,7 +261,7 @@ async def _refresh_albums(conn: AsyncConnection, did: str) -> None:
         for uri, created_at, image_url in await cur.fetchall():
             tracks[uri] = AlbumTrack(uri, None, created_at, image_url)
     albums, _ = album.derive(did, list(tracks.values()), lists)
-    keys = [_album_key(did, row["slug"]) for row in albums]
+    keys = [album_key(did, row["slug"]) for row in albums]
     await conn.execute(
         "DELETE FROM search_doc WHERE doc_type = 'album' AND did = %s AND doc_key <> ALL(%s)",
         (did, keys),
@@ -376,7 +383,7 @@ async def _apply_profile(conn: AsyncConnection, envelope: Envelope) -> None:
             else {"plyr_avatar_url": None}
         )
     else:
-        fields = _profile_fields(envelope)
+        fields = profile_fields(envelope)
     if not await (
         _claim_delete(conn, envelope) if deleted else _claim(conn, uri, envelope.did, rev)
     ):

@@ -30,6 +30,7 @@ from projectors.search import (
     RECORDS,
     TRACK,
     ListDoc,
+    SearchProjector,
     TrackDoc,
     album_key,
     delete_by_did,
@@ -264,15 +265,8 @@ async def _apply_profile(conn: AsyncConnection, envelope: Envelope) -> None:
 class PerEventSearchProjector:
     """The search projector of one event at a time (the reference; see the module)."""
 
-    name = "search"
-    tables: tuple[str, ...] = (
-        "search_doc",
-        "search_album_member",
-        "search_tag",
-        "search_artist",
-        "search_record",
-        "search_tombstone",
-    )
+    name = SearchProjector.name
+    tables = SearchProjector.tables
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope) -> None:
         """Apply one repo event (validation happens before any write)."""

@@ -55,8 +55,8 @@ from projectors import album
 from projectors.album import AlbumList, AlbumTrack, slugify
 from projectors.artist import AVATAR_URL_SQL
 from projectors.base import InvalidEvent, parse_datetime
-from projectors.records import Deletion, RecordTable, Rows, deletion, to_json
-from projectors.reduction import apply_one, reduce_segments
+from projectors.records import RecordTable, Rows, deletion, to_json
+from projectors.reduction import RecordEvents, apply_one, deletion_rows, reduce_segments
 
 __all__ = [
     "BSKY_PROFILE",
@@ -199,44 +199,11 @@ _PROFILE_COLUMNS = {
 }
 
 
-@dataclass(slots=True)
-class _Record:
-    """The events of one record in a batch, folded in order (see :meth:`fold_write`)."""
-
-    did: str
-    collection: str
-    write: tuple[str, int, Any] | None = None
-    """The last write that can take effect: rev, position in the batch, its document."""
-    newest_write: str | None = None
-    deletion: Deletion | None = None
-    """The first delete of the highest rev (the tombstone it leaves)."""
-    last_delete: int = -1
-    """Position of the last delete in the batch."""
-
-    def fold_write(self, rev: str, position: int, document: Any) -> None:
-        # Applied one by one, a write takes effect only if no earlier delete of the batch
-        # has its rev or newer and no earlier write is newer; those that can are in rev
-        # order, and whether they do depends on what is stored only by a threshold, so the
-        # last of them takes effect exactly when any does (and is then the stored one).
-        newest_delete = self.deletion.rev if self.deletion is not None else None
-        if (newest_delete is None or rev > newest_delete) and (
-            self.newest_write is None or rev >= self.newest_write
-        ):
-            self.write = (rev, position, document)
-        if self.newest_write is None or rev > self.newest_write:
-            self.newest_write = rev
-
-    def fold_delete(self, deletion: Deletion, position: int) -> None:
-        if self.deletion is None or deletion.rev > self.deletion.rev:
-            self.deletion = deletion
-        self.last_delete = position
-
-
 @dataclass
 class _Segment:
     """The reduced events of a run of the batch with no account deletion in it."""
 
-    records: dict[str, _Record] = field(default_factory=dict)
+    records: dict[str, RecordEvents] = field(default_factory=dict)
     handles: dict[str, str | None] = field(default_factory=dict)
     """Per DID with identity events: the handle they leave (None: cleared)."""
     identities: set[str] = field(default_factory=set)
@@ -244,24 +211,25 @@ class _Segment:
     def __bool__(self) -> bool:
         return bool(self.records or self.identities)
 
-    def record(self, envelope: Envelope) -> _Record:
+    def record(self, envelope: Envelope) -> RecordEvents:
         uri = envelope.uri
         assert uri is not None and envelope.collection is not None  # record events have them
         entry = self.records.get(uri)
         if entry is None:
-            entry = self.records[uri] = _Record(envelope.did, envelope.collection)
+            entry = self.records[uri] = RecordEvents(envelope.did, envelope.collection)
         return entry
 
 
 @dataclass(frozen=True, slots=True)
 class _Writes:
     """A segment as :meth:`SearchProjector.write` takes it: the record rows to claim and,
-    per record, what it writes if it takes effect (decided against the stored revs)."""
+    per record, what it writes if it takes effect (decided against the stored revs; see
+    :class:`~projectors.reduction.RecordEvents`)."""
 
     claims: Rows
     """The write that can take effect per record: ``uri, did, rev``."""
     deletions: Rows
-    records: dict[str, _Record]
+    records: dict[str, RecordEvents]
     handles: list[tuple[str, str | None]]
     identities: list[str]
 
@@ -276,10 +244,9 @@ def _plan(segment: _Segment) -> _Writes:
         for uri, entry in segment.records.items()
         if entry.write is not None
     ]
-    deletions = [e.deletion.as_json() for e in segment.records.values() if e.deletion is not None]
     return _Writes(
         claims=Rows.of(claims),
-        deletions=Rows.of(deletions),
+        deletions=deletion_rows(segment.records.values()),
         records=segment.records,
         handles=sorted(segment.handles.items()),
         identities=sorted(segment.identities),
@@ -329,11 +296,11 @@ def _reduce(segment: _Segment, envelope: Envelope, position: int) -> None:
 class _Effects:
     """What a segment's records do once their claims are settled against the store."""
 
-    applied: dict[str, _Record]
+    applied: dict[str, RecordEvents]
     """Records whose write took effect and stands (the stored row is that write)."""
-    removed: dict[str, _Record]
+    removed: dict[str, RecordEvents]
     """Records a delete of the batch took away (no row left)."""
-    claimed: dict[str, _Record]
+    claimed: dict[str, RecordEvents]
     """Records whose write took effect, even if a later delete took it away."""
 
 
@@ -535,9 +502,9 @@ async def _write_artists(conn: AsyncConnection, writes: _Writes, effects: _Effec
 
 def _profile_effects(
     effects: _Effects,
-) -> list[tuple[_Record, int, dict[str, str | None]]]:
+) -> list[tuple[RecordEvents, int, dict[str, str | None]]]:
     """The profile records that changed: the fields they set and when (a delete clears)."""
-    changed: list[tuple[_Record, int, dict[str, str | None]]] = []
+    changed: list[tuple[RecordEvents, int, dict[str, str | None]]] = []
     for entry in effects.applied.values():
         if entry.collection in _PROFILE_COLUMNS:
             assert entry.write is not None

@@ -9,19 +9,14 @@ the same rows (as multisets) after each.
 
 from __future__ import annotations
 
-import random
-from collections import Counter
 from typing import Any
 
 import pytest
 
 from kernel.envelope import Envelope, Kind
 from kernel.identity import INVALID_HANDLE
-from kernel.log import Message
-from projectors.base import Projector
-from projectors.rebuild import reset
-from projectors.runner import apply_batch, load_offset
 from projectors.search import SearchProjector
+from testkit.agreement import Contents, account, contents, differences, perturbed, project, rec
 from testkit.events import catalog_event_mix
 from testkit.records import (
     TRACK,
@@ -46,28 +41,8 @@ LIST = "fm.plyr.list"
 AVATAR = fake_cid("avatar")
 
 
-def rec(kind: Kind, did: str, collection: str, rkey: str, rev: str, record: Any = None) -> Envelope:
-    return Envelope(
-        kind=kind,
-        did=did,
-        source="test",
-        time=f"2026-11-05T10:00:{int(rev[-2:]) % 60:02d}Z",
-        rev=rev,
-        collection=collection,
-        rkey=rkey,
-        cid=fake_cid(rev),
-        record=None if kind == "record.deleted" else record,
-    )
-
-
 def ident(did: str, handle: str | None) -> Envelope:
     return Envelope(kind="identity.changed", did=did, source="test", time="t", handle=handle)
-
-
-def account(did: str, status: str | None, active: bool) -> Envelope:
-    return Envelope(
-        kind="account.changed", did=did, source="test", time="t", active=active, status=status
-    )
 
 
 def uri(did: str, rkey: str, collection: str = TRACK) -> str:
@@ -157,78 +132,22 @@ def edge_cases() -> list[Envelope]:
     ]
 
 
-def perturbed(events: list[Envelope], seed: int) -> list[Envelope]:
-    """A replay of part of ``events``: shuffled, duplicated, with deletes of their records."""
-    rng = random.Random(seed)
-    picked = rng.sample(events, len(events) // 3)
-    out: list[Envelope] = []
-    for event in picked:
-        out.append(event)
-        if rng.random() < 0.1:
-            out.append(event)
-        if event.uri is not None and event.rev is not None and rng.random() < 0.15:
-            rev = rng.choice([r for r in (e.rev for e in picked) if r is not None])
-            out.append(rec("record.deleted", event.did, event.collection or TRACK,
-                           event.rkey or "", rev))  # fmt: skip
-        if rng.random() < 0.01:
-            out.append(account(event.did, "deleted", False))
-    rng.shuffle(out)
-    return out
-
-
 def stream() -> list[Envelope]:
     mix = catalog_event_mix(500, artists=6)
     return [*mix, *edge_cases(), *perturbed(mix, seed=3), *edge_cases()]
 
 
-def messages(envelopes: list[Envelope], start: int) -> list[Message]:
-    return [
-        Message(TOPIC, 0, start + i, e.did.encode(), e.to_bytes(), 0)
-        for i, e in enumerate(envelopes)
-    ]
-
-
-async def project(pool, projector: Projector, envelopes: list[Envelope], size: int) -> None:
-    await reset(pool, projector)
-    offset = await load_offset(pool, projector.name, TOPIC, 0)
-    for start in range(0, len(envelopes), size):
-        chunk = messages(envelopes[start : start + size], offset)
-        offset = await apply_batch(pool, projector, chunk, offset)
-
-
-async def contents(pool) -> dict[str, Counter[str]]:
-    """Every search table (and the search dead letters) as a multiset of rows."""
-    out: dict[str, Counter[str]] = {}
-    async with pool.connection() as conn:
-        for table in SearchProjector.tables:
-            cur = await conn.execute(f"SELECT * FROM {table}")
-            out[table] = Counter(repr(row) for row in await cur.fetchall())
-        cur = await conn.execute(
-            'SELECT "offset", uri, reason FROM dead_letter WHERE projector = %s', ("search",)
-        )
-        out["dead_letter"] = Counter(repr(row) for row in await cur.fetchall())
-    return out
-
-
-def differences(expected: dict[str, Counter[str]], got: dict[str, Counter[str]]) -> list[str]:
-    lines = []
-    for table, rows in expected.items():
-        lines += [f"{table} missing {row}" for row in (rows - got[table])]
-        lines += [f"{table} extra {row}" for row in (got[table] - rows)]
-    return lines
-
-
 @pytest.fixture
-async def expected(pool) -> dict[str, Counter[str]]:
-    await project(pool, PerEventSearchProjector(), stream(), 50)
-    return await contents(pool)
+async def expected(pool) -> Contents:
+    await project(pool, PerEventSearchProjector(), [(TOPIC, stream())], 50)
+    return await contents(pool, SearchProjector())
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 64, 10_000])
 async def test_batches_give_the_per_event_tables(pool, expected, size):
     assert sum(len(rows) for rows in expected.values()) > 200  # the stream projects something
-    await project(pool, SearchProjector(), stream(), size)
-    assert differences(expected, await contents(pool)) == []
+    await project(pool, SearchProjector(), [(TOPIC, stream())], size)
+    assert differences(expected, await contents(pool, SearchProjector())) == []
 
 
 async def test_the_stream_covers_the_cases(pool, expected):

@@ -20,12 +20,13 @@ Python cost per event of each pure step (envelope parse, lexicon validation, row
 building and encoding) measured on the same events. Needs the system PostgreSQL (as the
 tests).
 
-``BENCH_PROJECTOR=search`` measures the search projector instead: its rebuild (batches
-reduced and written set-based) against the rebuild of the per-event search projector it
-replaced (:mod:`testkit.search_reference`), rounds alternating on the same log. Prints
-``BENCH projectors.search_rebuild_eps``, ``BENCH projectors.search_rebuild_per_event_eps``
-and ``BENCH projectors.search_rebuild_ratio_vs_per_event``, with the CPU per event of
-each.
+``BENCH_PROJECTOR=search`` (or ``moderation``) measures that projector instead: its
+rebuild (batches reduced and written set-based) against the rebuild of the per-event
+projector it replaced (:mod:`testkit.search_reference`, :mod:`testkit.moderation_reference`),
+rounds alternating on the same log (the repo topic; moderation's labels topic is not
+in it). Prints ``BENCH projectors.<name>_rebuild_eps``,
+``BENCH projectors.<name>_rebuild_per_event_eps`` and
+``BENCH projectors.<name>_rebuild_ratio_vs_per_event``, with the CPU per event of each.
 """
 
 from __future__ import annotations
@@ -51,12 +52,14 @@ from kernel.log import Message
 from kernel.log.postgres import PostgresLog
 from projectors.base import Projector
 from projectors.catalog import CatalogProjector
+from projectors.moderation import ModerationProjector
 from projectors.rebuild import REBUILD_BATCH, rebuild, reset
 from projectors.records import valid_record
 from projectors.runner import _parse, apply_batch, load_offset
 from projectors.search import SearchProjector
 from testkit.brokers import create_database, drop_database
 from testkit.events import catalog_event_mix
+from testkit.moderation_reference import PerEventModerationProjector
 from testkit.search_reference import PerEventSearchProjector
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "60000"))
@@ -68,6 +71,11 @@ PARTITIONS = 4
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 TOPIC = "plyr.repo"
 PROJECTOR = os.environ.get("BENCH_PROJECTOR", "catalog")
+# The projectors measured against the per-event code they replaced (BENCH_PROJECTOR).
+TWINS: dict[str, tuple[Projector, Projector]] = {
+    "search": (SearchProjector(), PerEventSearchProjector()),
+    "moderation": (ModerationProjector(()), PerEventModerationProjector(())),
+}
 
 
 def server_cpu(url: str) -> dict[int, float] | None:
@@ -134,8 +142,8 @@ async def main() -> None:
         # garbage collector does not walk it during the measurement.
         del events, chunk
         gc.collect()
-        if PROJECTOR == "search":
-            await compare_search(pool, log, url)
+        if PROJECTOR in TWINS:
+            await compare_with_per_event(pool, log, url, *TWINS[PROJECTOR])
             await log.close()
             await pool.close()
             return
@@ -177,14 +185,21 @@ async def main() -> None:
     print(f"BENCH projectors.rebuild_ratio_vs_naive {run.eps / naive_eps:.1f} x")
 
 
-async def compare_search(pool: AsyncConnectionPool, log: PostgresLog, url: str) -> None:
-    """Rebuild search batched and per event, rounds alternating; print both (module doc)."""
+async def compare_with_per_event(
+    pool: AsyncConnectionPool,
+    log: PostgresLog,
+    url: str,
+    batched: Projector,
+    reference: Projector,
+) -> None:
+    """Rebuild batched and per event, rounds alternating; print both (module doc)."""
     ours: list[Round] = []
     per_event: list[Round] = []
     for _ in range(ROUNDS):
-        ours.append(await measure_rebuild(pool, log, SearchProjector(), url))
-        per_event.append(await measure_rebuild(pool, log, PerEventSearchProjector(), url))
-    print(f"# search: {EVENTS} events, {PARTITIONS} partitions, batch {REBUILD_BATCH};"
+        ours.append(await measure_rebuild(pool, log, batched, url))
+        per_event.append(await measure_rebuild(pool, log, reference, url))
+    name = batched.name
+    print(f"# {name}: {EVENTS} events, {PARTITIONS} partitions, batch {REBUILD_BATCH};"
           f" median of {ROUNDS} alternating rounds each")  # fmt: skip
     medians = []
     for label, runs in (("batch", ours), ("per-event", per_event)):
@@ -198,9 +213,9 @@ async def compare_search(pool: AsyncConnectionPool, log: PostgresLog, url: str) 
             f" event loop {run.cpu / n * 1e6:.1f} us, helper {run.helper_cpu / n * 1e6:.1f} us,"
             f" postgresql {server} us"
         )
-    print(f"BENCH projectors.search_rebuild_eps {medians[0]:.0f} events/s")
-    print(f"BENCH projectors.search_rebuild_per_event_eps {medians[1]:.0f} events/s")
-    print(f"BENCH projectors.search_rebuild_ratio_vs_per_event {medians[0] / medians[1]:.1f} x")
+    print(f"BENCH projectors.{name}_rebuild_eps {medians[0]:.0f} events/s")
+    print(f"BENCH projectors.{name}_rebuild_per_event_eps {medians[1]:.0f} events/s")
+    print(f"BENCH projectors.{name}_rebuild_ratio_vs_per_event {medians[0] / medians[1]:.1f} x")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,12 +20,19 @@ from typing import Any, TypeVar
 
 from psycopg import AsyncConnection
 
+from kernel.account import DELETED, account_status
 from kernel.envelope import Envelope
 from projectors.base import InvalidEvent
 from projectors.records import Deletion, Rows
 from projectors.runner import ReducingProjector
 
-__all__ = ["RecordEvents", "apply_one", "deletion_rows", "reduce_segments"]
+__all__ = [
+    "RecordEvents",
+    "apply_one",
+    "deleted_account",
+    "deletion_rows",
+    "reduce_segments",
+]
 
 S = TypeVar("S")
 P = TypeVar("P")
@@ -75,6 +82,15 @@ class RecordEvents:
 def deletion_rows(records: Iterable[RecordEvents]) -> Rows:
     """The tombstones of ``records`` (their newest deletes) for ``RecordTable.delete``."""
     return Rows.of(e.deletion.as_json() for e in records if e.deletion is not None)
+
+
+def deleted_account(envelope: Envelope) -> str | None:
+    """The DID of an account deletion (the cut of :func:`reduce_segments`), else None."""
+    if envelope.kind == "account.changed" and (
+        account_status(envelope.status, envelope.active) == DELETED
+    ):
+        return envelope.did
+    return None
 
 
 def reduce_segments(

@@ -44,7 +44,6 @@ from typing import Any, TypeAlias
 
 from psycopg import AsyncConnection
 
-from kernel.account import DELETED, account_status
 from kernel.envelope import Envelope
 from kernel.identity import INVALID_HANDLE
 from kernel.ids import BSKY_AVATAR_PARTS, track_id
@@ -56,7 +55,13 @@ from projectors.album import AlbumList, AlbumTrack, slugify
 from projectors.artist import AVATAR_URL_SQL
 from projectors.base import InvalidEvent, parse_datetime
 from projectors.records import RecordTable, Rows, deletion, to_json
-from projectors.reduction import RecordEvents, apply_one, deletion_rows, reduce_segments
+from projectors.reduction import (
+    RecordEvents,
+    apply_one,
+    deleted_account,
+    deletion_rows,
+    reduce_segments,
+)
 
 __all__ = [
     "BSKY_PROFILE",
@@ -251,15 +256,6 @@ def _plan(segment: _Segment) -> _Writes:
         handles=sorted(segment.handles.items()),
         identities=sorted(segment.identities),
     )
-
-
-def _deleted_account(envelope: Envelope) -> str | None:
-    """The DID of an account deletion (it purges the repo), else None."""
-    if envelope.kind == "account.changed" and (
-        account_status(envelope.status, envelope.active) == DELETED
-    ):
-        return envelope.did
-    return None
 
 
 def _reduce(segment: _Segment, envelope: Envelope, position: int) -> None:
@@ -636,7 +632,7 @@ class SearchProjector:
     def reduce(self, envelopes: Sequence[Envelope]) -> tuple[Steps, list[tuple[int, str]]]:
         """Validate and fold a batch (pure): what :meth:`write` writes, and ``(index,
         reason)`` of the invalid events. A deleted account cuts it (its DID is the step)."""
-        return reduce_segments(envelopes, _Segment, _reduce, _plan, _deleted_account)
+        return reduce_segments(envelopes, _Segment, _reduce, _plan, deleted_account)
 
     async def write(self, conn: AsyncConnection, steps: Steps) -> None:
         """Write what :meth:`reduce` returned, inside the caller's transaction."""

@@ -324,7 +324,8 @@ async def _settle(conn: AsyncConnection, writes: _Writes) -> _Effects:
 
 
 async def _write_documents(conn: AsyncConnection, effects: _Effects) -> list[str]:
-    """Track and playlist documents, album members and tags; the DIDs whose albums changed."""
+    """Track and playlist documents, album members and tags; the DIDs whose albums may
+    have changed."""
     tracks: list[TrackDoc] = []
     lists: list[ListDoc] = []
     for entry in effects.applied.values():
@@ -392,10 +393,16 @@ async def _write_documents(conn: AsyncConnection, effects: _Effects) -> list[str
             (to_json(sorted(docs, key=lambda d: (d["doc_type"], d["doc_key"]))),),
         )
     sources = sorted({*removed, *list_uris, *(t.uri for t in tracks)})
+    # Albums change where members came or went, or where a track an album list of its
+    # artist names changed (as one event at a time: the albums of other artists, derived
+    # from what did not change, are already what derivation gives).
+    albums = {member["did"] for member in members}
     if sources:
-        await conn.execute(
-            "DELETE FROM search_album_member WHERE source_uri = ANY(%b::text[])", (sources,)
+        cur = await conn.execute(
+            "DELETE FROM search_album_member WHERE source_uri = ANY(%b::text[]) RETURNING did",
+            (sources,),
         )
+        albums |= {row[0] for row in await cur.fetchall()}
         await conn.execute("DELETE FROM search_tag WHERE track_uri = ANY(%b::text[])", (sources,))
     if members:
         await conn.execute(
@@ -413,10 +420,16 @@ async def _write_documents(conn: AsyncConnection, effects: _Effects) -> list[str
             " FROM jsonb_to_recordset(%s::jsonb) AS x(track_uri text, did text, tag text)",
             (to_json(tags),),
         )
-    return sorted(
-        {e.did for e in effects.applied.values() if e.collection in (TRACK, LIST)}
-        | {e.did for e in effects.removed.values() if e.collection in (TRACK, LIST)}
-    )
+    changed = {t.uri: t.did for t in tracks}
+    changed.update((u, e.did) for u, e in effects.removed.items() if e.collection == TRACK)
+    if changed:
+        cur = await conn.execute(
+            "SELECT DISTINCT m.did FROM search_album_member m, unnest(%b::text[], %b::text[])"
+            " AS x(uri, did) WHERE m.did = x.did AND m.kind = 'list' AND x.uri = ANY(m.items)",
+            (list(changed), list(changed.values())),
+        )
+        albums |= {row[0] for row in await cur.fetchall()}
+    return sorted(albums)
 
 
 def _member(

@@ -134,7 +134,12 @@ def edge_cases() -> list[Envelope]:
 
 def stream() -> list[Envelope]:
     mix = catalog_event_mix(500, artists=6)
-    return [*mix, *edge_cases(), *perturbed(mix, seed=3), *edge_cases()]
+    # Last, changes only the albums of listed untitled tracks see (nothing after repairs them).
+    finale = [
+        rec("record.updated", A, TRACK, "t3", "3m90", track_record(imageUrl="https://img/3b")),
+        rec("record.deleted", A, TRACK, "t9", "3m91"),
+    ]
+    return [*mix, *edge_cases(), *perturbed(mix, seed=3), *edge_cases(), *finale]
 
 
 @pytest.fixture

@@ -185,6 +185,7 @@ def profile_fields(envelope: Envelope) -> dict[str, str | None]:
 
 
 def album_key(did: str, slug: str) -> str:
+    """The ``search_doc`` key of an artist's album (``search_album_member.album_key``)."""
     return f"{did} {slug}"
 
 

@@ -19,6 +19,14 @@ server processes (read from ``/proc`` when PostgreSQL runs on this machine), and
 Python cost per event of each pure step (envelope parse, lexicon validation, row
 building and encoding) measured on the same events. Needs the system PostgreSQL (as the
 tests).
+
+``BENCH_PROJECTOR=search`` (or ``moderation``) measures that projector instead: its
+rebuild (batches reduced and written set-based) against the rebuild of the per-event
+projector it replaced (:mod:`testkit.search_reference`, :mod:`testkit.moderation_reference`),
+rounds alternating on the same log (the repo topic; moderation's labels topic is not
+in it). Prints ``BENCH projectors.<name>_rebuild_eps``,
+``BENCH projectors.<name>_rebuild_per_event_eps`` and
+``BENCH projectors.<name>_rebuild_ratio_vs_per_event``, with the CPU per event of each.
 """
 
 from __future__ import annotations
@@ -42,12 +50,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kernel.db import open_pool
 from kernel.log import Message
 from kernel.log.postgres import PostgresLog
+from projectors.base import Projector
 from projectors.catalog import CatalogProjector
+from projectors.moderation import ModerationProjector
 from projectors.rebuild import REBUILD_BATCH, rebuild, reset
 from projectors.records import valid_record
 from projectors.runner import _parse, apply_batch, load_offset
+from projectors.search import SearchProjector
 from testkit.brokers import create_database, drop_database
 from testkit.events import catalog_event_mix
+from testkit.moderation_reference import PerEventModerationProjector
+from testkit.search_reference import PerEventSearchProjector
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "60000"))
 NAIVE_EVENTS = int(os.environ.get("BENCH_NAIVE_EVENTS", "3000"))
@@ -57,6 +70,12 @@ PARTITIONS = 4
 # checkpoint, autovacuum) and lose a quarter of its rate.
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 TOPIC = "plyr.repo"
+PROJECTOR = os.environ.get("BENCH_PROJECTOR", "catalog")
+# The projectors measured against the per-event code they replaced (BENCH_PROJECTOR).
+TWINS: dict[str, tuple[Projector, Projector]] = {
+    "search": (SearchProjector(), PerEventSearchProjector()),
+    "moderation": (ModerationProjector(()), PerEventModerationProjector(())),
+}
 
 
 def server_cpu(url: str) -> dict[int, float] | None:
@@ -123,6 +142,11 @@ async def main() -> None:
         # garbage collector does not walk it during the measurement.
         del events, chunk
         gc.collect()
+        if PROJECTOR in TWINS:
+            await compare_with_per_event(pool, log, url, *TWINS[PROJECTOR])
+            await log.close()
+            await pool.close()
+            return
         projector = CatalogProjector()
 
         runs = [await measure_rebuild(pool, log, projector, url) for _ in range(ROUNDS)]
@@ -161,6 +185,39 @@ async def main() -> None:
     print(f"BENCH projectors.rebuild_ratio_vs_naive {run.eps / naive_eps:.1f} x")
 
 
+async def compare_with_per_event(
+    pool: AsyncConnectionPool,
+    log: PostgresLog,
+    url: str,
+    batched: Projector,
+    reference: Projector,
+) -> None:
+    """Rebuild batched and per event, rounds alternating; print both (module doc)."""
+    ours: list[Round] = []
+    per_event: list[Round] = []
+    for _ in range(ROUNDS):
+        ours.append(await measure_rebuild(pool, log, batched, url))
+        per_event.append(await measure_rebuild(pool, log, reference, url))
+    name = batched.name
+    print(f"# {name}: {EVENTS} events, {PARTITIONS} partitions, batch {REBUILD_BATCH};"
+          f" median of {ROUNDS} alternating rounds each")  # fmt: skip
+    medians = []
+    for label, runs in (("batch", ours), ("per-event", per_event)):
+        run = sorted(runs, key=lambda r: r.eps)[len(runs) // 2]
+        medians.append(run.eps)
+        n = run.events
+        server = f"{run.server_cpu / n * 1e6:.1f}" if run.server_cpu is not None else "?"
+        print(
+            f"# {label}: rounds " + ", ".join(f"{r.eps:.0f}" for r in runs) + " events/s;"
+            f" median round wall {run.elapsed / n * 1e6:.1f} us/event, CPU per event:"
+            f" event loop {run.cpu / n * 1e6:.1f} us, helper {run.helper_cpu / n * 1e6:.1f} us,"
+            f" postgresql {server} us"
+        )
+    print(f"BENCH projectors.{name}_rebuild_eps {medians[0]:.0f} events/s")
+    print(f"BENCH projectors.{name}_rebuild_per_event_eps {medians[1]:.0f} events/s")
+    print(f"BENCH projectors.{name}_rebuild_ratio_vs_per_event {medians[0] / medians[1]:.1f} x")
+
+
 @dataclass(frozen=True, slots=True)
 class Round:
     """One measured rebuild: events, seconds, and CPU seconds of each party."""
@@ -177,7 +234,7 @@ class Round:
 
 
 async def measure_rebuild(
-    pool: AsyncConnectionPool, log: PostgresLog, projector: CatalogProjector, url: str
+    pool: AsyncConnectionPool, log: PostgresLog, projector: Projector, url: str
 ) -> Round:
     """``rebuild`` as ``plyr-appview rebuild`` runs it (it empties the tables first)."""
     gc.collect()

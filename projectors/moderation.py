@@ -16,14 +16,24 @@ Schema and the visibility decision (``plyr_hidden``, ``plyr_visible``) are in
   ordered by commit rev by the catalog's rule (:data:`RECORDS`, :mod:`projectors.records`).
 - Accounts: the latest ``account.changed`` status per DID in log order; ``deleted`` also
   purges the DID's records and self-labels (the status row stays, so nothing of it shows).
+
+A batch is applied at once (:class:`~projectors.runner.ReducingProjector`):
+:meth:`ModerationProjector.reduce` validates and folds it (pure) into one row per label
+key, account and track record; :meth:`~ModerationProjector.write` writes each table with
+one statement, the track records by the rule of :class:`~projectors.reduction.RecordEvents`
+(so self-labels follow the writes that took effect). A deleted account cuts the batch.
+The tables are those the events give one at a time, in the same order:
+``tests/integration/test_moderation_batch_agreement.py`` holds them to the per-event
+projector this replaced (:mod:`testkit.moderation_reference`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 from psycopg import AsyncConnection
 
@@ -32,15 +42,25 @@ from kernel.config import Settings
 from kernel.envelope import Envelope
 from lexicons import ValidationError, validate_record
 from projectors.base import InvalidEvent, parse_datetime
-from projectors.records import RecordTable, Rows, deletion
+from projectors.records import RecordTable, Rows, deletion, to_json
+from projectors.reduction import (
+    RecordEvents,
+    apply_one,
+    deleted_account,
+    deletion_rows,
+    reduce_segments,
+)
 
 __all__ = [
+    "RECORDS",
+    "TRACK",
     "LabelRow",
     "ModerationProjector",
     "delete_by_did",
     "label_row",
     "operator_label",
     "self_labels",
+    "track_row",
     "trusted_sources",
 ]
 
@@ -148,14 +168,70 @@ RECORDS = RecordTable(
 )
 
 
-async def _apply_track(conn: AsyncConnection, envelope: Envelope) -> None:
-    uri, rev = envelope.uri, envelope.rev
-    assert uri is not None and rev is not None  # checked when the envelope was parsed
-    if envelope.kind == "record.deleted":
-        removed = await RECORDS.delete(conn, Rows.of([deletion(envelope).as_json()]))
-        if removed:
-            await conn.execute("DELETE FROM moderation_self_label WHERE uri = %s", (uri,))
-        return
+@dataclass
+class _Segment:
+    """The reduced events of a run of the batch with no account deletion in it."""
+
+    records: dict[str, RecordEvents] = field(default_factory=dict)
+    labels: dict[tuple[str, str, str], LabelRow] = field(default_factory=dict)
+    """Per ``(src, uri, val)``: the label with the newest ``(cts, neg)`` (the first such)."""
+    accounts: dict[str, str] = field(default_factory=dict)
+    """Per DID: the status of its last ``account.changed``."""
+    untrusted: list[tuple[str, str]] = field(default_factory=list)
+    """``(src, uri)`` of the labels skipped: their source is not trusted."""
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.labels or self.accounts or self.untrusted)
+
+
+@dataclass(frozen=True, slots=True)
+class _Writes:
+    """A segment as :meth:`ModerationProjector.write` takes it (rows encoded)."""
+
+    labels: Rows
+    accounts: Rows
+    claims: Rows
+    """The write that can take effect per track record: ``uri, did, rev, image_url``."""
+    deletions: Rows
+    self_labels: dict[str, tuple[str, list[str]]]
+    """Per record of :attr:`claims`: its DID and self-labels, stored if the write takes
+    effect."""
+    untrusted: list[tuple[str, str]]
+
+
+def _plan(segment: _Segment) -> _Writes:
+    claims = []
+    self_labels: dict[str, tuple[str, list[str]]] = {}
+    for uri, entry in segment.records.items():
+        if entry.write is not None:
+            row, values = entry.write[2]
+            claims.append(row)
+            self_labels[uri] = (entry.did, values)
+    labels = (
+        {
+            "src": r.src,
+            "uri": r.uri,
+            "val": r.val,
+            "neg": r.neg,
+            "cid": r.cid,
+            "cts": r.cts.isoformat(),
+            "exp": r.exp.isoformat() if r.exp is not None else None,
+        }
+        for r in segment.labels.values()
+    )
+    accounts = ({"did": did, "status": status} for did, status in segment.accounts.items())
+    return _Writes(
+        labels=Rows.of(labels),
+        accounts=Rows.of(accounts, key="did"),
+        claims=Rows.of(claims),
+        deletions=deletion_rows(segment.records.values()),
+        self_labels=self_labels,
+        untrusted=segment.untrusted,
+    )
+
+
+def track_row(envelope: Envelope) -> tuple[dict[str, str | None], list[str]]:
+    """The ``moderation_record`` row and self-labels of a track write; :class:`InvalidEvent`."""
     record = envelope.record
     if record is None:
         raise InvalidEvent("track event without record")
@@ -164,33 +240,75 @@ async def _apply_track(conn: AsyncConnection, envelope: Envelope) -> None:
     except ValidationError as exc:
         raise InvalidEvent(str(exc)) from None
     image = record.get("imageUrl")
-    values = self_labels(record)
     row = {
-        "uri": uri,
+        "uri": envelope.uri,
         "did": envelope.did,
-        "rev": rev,
+        "rev": envelope.rev,
         "image_url": image if isinstance(image, str) else None,
     }
-    written, _ = await RECORDS.upsert(conn, Rows.of([row]))
-    if not written:
+    return row, self_labels(record)
+
+
+async def _write_tracks(conn: AsyncConnection, writes: _Writes) -> None:
+    """Claim the track records, then store the self-labels of the writes that stand.
+
+    A write that took effect replaced the record's self-labels, a delete that removed a
+    row cleared them (see :class:`~projectors.reduction.RecordEvents` for the order).
+    """
+    written, _ = await RECORDS.upsert(conn, writes.claims)
+    removed = await RECORDS.delete(conn, writes.deletions)
+    cleared = sorted(written | {str(uri) for uri in removed})
+    if not cleared:
         return
-    await conn.execute("DELETE FROM moderation_self_label WHERE uri = %s", (uri,))
-    if values:
+    await conn.execute("DELETE FROM moderation_self_label WHERE uri = ANY(%b::text[])", (cleared,))
+    stand = [uri for uri in cleared if uri in written and uri not in removed]
+    rows = [
+        {"uri": uri, "did": did, "vals": values}
+        for uri in stand
+        for did, values in [writes.self_labels[uri]]
+        if values
+    ]
+    if rows:
         await conn.execute(
-            "INSERT INTO moderation_self_label (uri, did, vals) VALUES (%s, %s, %s)",
-            (uri, envelope.did, values),
+            "INSERT INTO moderation_self_label (uri, did, vals)"
+            " SELECT uri, did, ARRAY(SELECT jsonb_array_elements_text(vals))"
+            " FROM jsonb_to_recordset(%s::jsonb) AS x(uri text, did text, vals jsonb)",
+            (to_json(rows),),
         )
 
 
-async def _apply_label(conn: AsyncConnection, row: LabelRow) -> None:
+async def _write(conn: AsyncConnection, writes: _Writes) -> None:
+    """Write one reduced segment."""
+    for src, uri in writes.untrusted:
+        logger.debug("label from untrusted source", extra={"src": src, "uri": uri})
+    if writes.labels:
+        await conn.execute(
+            "INSERT INTO moderation_label (src, uri, val, neg, cid, cts, exp)"
+            " SELECT src, uri, val, neg, cid, cts, exp FROM jsonb_to_recordset(%s::jsonb)"
+            " AS x(src text, uri text, val text, neg boolean, cid text, cts timestamptz,"
+            " exp timestamptz)"
+            " ON CONFLICT (src, uri, val) DO UPDATE SET neg = excluded.neg, cid = excluded.cid,"
+            " cts = excluded.cts, exp = excluded.exp"
+            " WHERE (moderation_label.cts, moderation_label.neg) < (excluded.cts, excluded.neg)",
+            (writes.labels.json,),
+        )
+    if writes.accounts:
+        await _set_statuses(conn, writes.accounts.json)
+    await _write_tracks(conn, writes)
+
+
+async def _set_statuses(conn: AsyncConnection, rows: str) -> None:
+    """Store accounts' statuses (``rows``: a JSON array of ``did, status``)."""
     await conn.execute(
-        "INSERT INTO moderation_label (src, uri, val, neg, cid, cts, exp)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (src, uri, val) DO UPDATE SET neg = excluded.neg, cid = excluded.cid,"
-        " cts = excluded.cts, exp = excluded.exp"
-        " WHERE (moderation_label.cts, moderation_label.neg) < (excluded.cts, excluded.neg)",
-        (row.src, row.uri, row.val, row.neg, row.cid, row.cts, row.exp),
+        "INSERT INTO moderation_account (did, status) SELECT did, status"
+        " FROM jsonb_to_recordset(%s::jsonb) AS x(did text, status text)"
+        " ON CONFLICT (did) DO UPDATE SET status = excluded.status",
+        (rows,),
     )
+
+
+Steps: TypeAlias = "list[_Writes | str]"
+"""A reduced batch: segments to write, and between them the DIDs of deleted accounts."""
 
 
 async def delete_by_did(conn: AsyncConnection, did: str) -> None:
@@ -217,22 +335,45 @@ class ModerationProjector:
         self.trusted = frozenset(trusted)
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope) -> None:
-        """Apply one labels-topic or repo-topic event."""
+        """Apply one labels-topic or repo-topic event (a batch of one)."""
+        await apply_one(self, conn, envelope)
+
+    def reduce(self, envelopes: Sequence[Envelope]) -> tuple[Steps, list[tuple[int, str]]]:
+        """Validate and fold a batch (pure): what :meth:`write` writes, and ``(index,
+        reason)`` of the invalid events. A deleted account cuts it (its DID is the step)."""
+        return reduce_segments(envelopes, _Segment, self._reduce, _plan, deleted_account)
+
+    def _reduce(self, segment: _Segment, envelope: Envelope, position: int) -> None:
+        """Fold one event into the segment; :class:`InvalidEvent` if its data is bad."""
         kind = envelope.kind
         if kind == "label.applied":
             row = label_row(envelope)
             if row.src not in self.trusted:
-                logger.debug("label from untrusted source", extra={"src": row.src, "uri": row.uri})
+                segment.untrusted.append((row.src, row.uri))
                 return
-            await _apply_label(conn, row)
+            key = (row.src, row.uri, row.val)
+            current = segment.labels.get(key)
+            # The newest (cts, neg) wins; of equal ones, the first (the stored one stays).
+            if current is None or (current.cts, current.neg) < (row.cts, row.neg):
+                segment.labels[key] = row
         elif kind == "account.changed":
-            status = account_status(envelope.status, envelope.active)
-            await conn.execute(
-                "INSERT INTO moderation_account (did, status) VALUES (%s, %s)"
-                " ON CONFLICT (did) DO UPDATE SET status = excluded.status",
-                (envelope.did, status),
-            )
-            if status == DELETED:
-                await delete_by_did(conn, envelope.did)
+            segment.accounts[envelope.did] = account_status(envelope.status, envelope.active)
         elif envelope.collection == TRACK:
-            await _apply_track(conn, envelope)
+            entry = segment.records.get(envelope.uri or "")
+            if entry is None:
+                assert envelope.uri is not None  # record events have one
+                entry = segment.records[envelope.uri] = RecordEvents(envelope.did, TRACK)
+            if kind == "record.deleted":
+                entry.fold_delete(deletion(envelope), position)
+            else:
+                assert envelope.rev is not None  # record events have one
+                entry.fold_write(envelope.rev, position, track_row(envelope))
+
+    async def write(self, conn: AsyncConnection, steps: Steps) -> None:
+        """Write what :meth:`reduce` returned, inside the caller's transaction."""
+        for step in steps:
+            if isinstance(step, str):
+                await _set_statuses(conn, to_json([{"did": step, "status": DELETED}]))
+                await delete_by_did(conn, step)
+            else:
+                await _write(conn, step)

@@ -20,17 +20,30 @@ write of the same rev and leaves a tombstone, so replays, duplicates and out-of-
 delivery give the same documents. An account deletion purges
 the DID (:func:`delete_by_did`). Moderation is not applied here: visibility is decided at
 query time, so labels and account changes take effect without re-projecting.
+
+A batch is applied at once, as the catalog's (:class:`~projectors.runner.ReducingProjector`):
+:meth:`SearchProjector.reduce` validates the events and folds them per record and per
+artist (pure, so a rebuild runs it in a helper process); :meth:`~SearchProjector.write`
+claims the records' rows with one statement each for writes and deletes, learns from
+the store which writes and deletes took effect, writes each table once, then derives
+again the artist documents and the albums of the artists the batch touched. The result
+is what applying the events one at a time in the same order gives, table for table,
+including what depends on that order (the handle of the last identity event; a write a
+later delete of the batch removes still sets its artist's ``track_artist``), which
+``tests/integration/test_search_batch_agreement.py`` holds against the per-event
+projector this replaced (:mod:`testkit.search_reference`). A deleted account splits the
+batch: what came before is written, then the DID is purged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from psycopg import AsyncConnection
 
-from kernel.account import DELETED, account_status
 from kernel.envelope import Envelope
 from kernel.identity import INVALID_HANDLE
 from kernel.ids import BSKY_AVATAR_PARTS, track_id
@@ -41,14 +54,28 @@ from projectors import album
 from projectors.album import AlbumList, AlbumTrack, slugify
 from projectors.artist import AVATAR_URL_SQL
 from projectors.base import InvalidEvent, parse_datetime
-from projectors.records import RecordTable, Rows, deletion
+from projectors.records import RecordTable, Rows, deletion, to_json
+from projectors.reduction import (
+    RecordEvents,
+    apply_one,
+    deleted_account,
+    deletion_rows,
+    reduce_segments,
+)
 
 __all__ = [
+    "BSKY_PROFILE",
+    "LIST",
+    "PLYR_PROFILE",
+    "RECORDS",
+    "TRACK",
     "ListDoc",
     "SearchProjector",
     "TrackDoc",
+    "album_key",
     "delete_by_did",
     "list_doc",
+    "profile_fields",
     "track_doc",
 ]
 
@@ -135,7 +162,7 @@ def list_doc(envelope: Envelope) -> ListDoc:
     )
 
 
-def _profile_fields(envelope: Envelope) -> dict[str, str | None]:
+def profile_fields(envelope: Envelope) -> dict[str, str | None]:
     """The profile fields search uses, by ``search_artist`` column."""
     record = envelope.record or {}
     nsid = envelope.collection
@@ -157,7 +184,8 @@ def _profile_fields(envelope: Envelope) -> dict[str, str | None]:
     return {"plyr_avatar_url": avatar_url if isinstance(avatar_url, str) else None}
 
 
-def _album_key(did: str, slug: str) -> str:
+def album_key(did: str, slug: str) -> str:
+    """The ``search_doc`` key of an artist's album (``search_album_member.album_key``)."""
     return f"{did} {slug}"
 
 
@@ -170,225 +198,419 @@ RECORDS = RecordTable(
     tombstones="search_tombstone",
 )
 
-
-async def _claim(conn: AsyncConnection, uri: str, did: str, rev: str) -> bool:
-    """Record a write of ``uri`` at ``rev``; False if a newer write or a delete won."""
-    written, _ = await RECORDS.upsert(conn, Rows.of([{"uri": uri, "did": did, "rev": rev}]))
-    return bool(written)
-
-
-async def _claim_delete(conn: AsyncConnection, envelope: Envelope) -> bool:
-    """Record a delete (tombstone); False if the record is stored at a newer rev."""
-    await RECORDS.delete(conn, Rows.of([deletion(envelope).as_json()]))
-    cur = await conn.execute("SELECT 1 FROM search_record WHERE uri = %s", (envelope.uri,))
-    return await cur.fetchone() is None
+# The search_artist columns a profile sets, by collection; a deleted profile clears them.
+_PROFILE_COLUMNS = {
+    BSKY_PROFILE: ("bsky_display_name", "bsky_avatar_cid"),
+    PLYR_PROFILE: ("plyr_avatar_url",),
+}
 
 
-async def _set_membership(
-    conn: AsyncConnection,
-    source_uri: str,
-    member: tuple[str, str, str, int, datetime, str | None, list[str]] | None,
-) -> bool:
-    """Replace what ``source_uri`` contributes to its artist's albums (``None``: nothing).
+@dataclass
+class _Segment:
+    """The reduced events of a run of the batch with no account deletion in it."""
 
-    ``member``: DID, title, kind (``track`` or ``list``), item count, created_at, image
-    URL, list items. Returns whether it contributes or contributed anything.
+    records: dict[str, RecordEvents] = field(default_factory=dict)
+    handles: dict[str, str | None] = field(default_factory=dict)
+    """Per DID with identity events: the handle they leave (None: cleared)."""
+    identities: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.identities)
+
+    def record(self, envelope: Envelope) -> RecordEvents:
+        uri = envelope.uri
+        assert uri is not None and envelope.collection is not None  # record events have them
+        entry = self.records.get(uri)
+        if entry is None:
+            entry = self.records[uri] = RecordEvents(envelope.did, envelope.collection)
+        return entry
+
+
+@dataclass(frozen=True, slots=True)
+class _Writes:
+    """A segment as :meth:`SearchProjector.write` takes it: the record rows to claim and,
+    per record, what it writes if it takes effect (decided against the stored revs; see
+    :class:`~projectors.reduction.RecordEvents`)."""
+
+    claims: Rows
+    """The write that can take effect per record: ``uri, did, rev``."""
+    deletions: Rows
+    records: dict[str, RecordEvents]
+    handles: list[tuple[str, str | None]]
+    identities: list[str]
+
+
+Steps: TypeAlias = "list[_Writes | str]"
+"""A reduced batch: segments to write, and between them the DIDs of deleted accounts."""
+
+
+def _plan(segment: _Segment) -> _Writes:
+    claims = [
+        {"uri": uri, "did": entry.did, "rev": entry.write[0]}
+        for uri, entry in segment.records.items()
+        if entry.write is not None
+    ]
+    return _Writes(
+        claims=Rows.of(claims),
+        deletions=deletion_rows(segment.records.values()),
+        records=segment.records,
+        handles=sorted(segment.handles.items()),
+        identities=sorted(segment.identities),
+    )
+
+
+def _reduce(segment: _Segment, envelope: Envelope, position: int) -> None:
+    """Fold one event into the segment; :class:`InvalidEvent` if its data is bad."""
+    kind = envelope.kind
+    if kind == "identity.changed":
+        segment.identities.add(envelope.did)
+        if envelope.handle == INVALID_HANDLE:
+            # An unverified handle is no handle to search by (nor a name to show).
+            segment.handles[envelope.did] = None
+        elif envelope.handle is not None:
+            segment.handles[envelope.did] = envelope.handle
+        return
+    collection = envelope.collection
+    if kind not in ("record.created", "record.updated", "record.deleted") or (
+        collection not in (TRACK, LIST, BSKY_PROFILE, PLYR_PROFILE)
+    ):
+        return
+    if kind == "record.deleted":
+        segment.record(envelope).fold_delete(deletion(envelope), position)
+        return
+    document: Any
+    if collection == TRACK:
+        document = track_doc(envelope)
+    elif collection == LIST:
+        document = list_doc(envelope)
+    else:
+        document = profile_fields(envelope)
+    assert envelope.rev is not None  # record events have one
+    segment.record(envelope).fold_write(envelope.rev, position, document)
+
+
+@dataclass(frozen=True, slots=True)
+class _Effects:
+    """What a segment's records do once their claims are settled against the store."""
+
+    applied: dict[str, RecordEvents]
+    """Records whose write took effect and stands (the stored row is that write)."""
+    removed: dict[str, RecordEvents]
+    """Records a delete of the batch took away (no row left)."""
+    claimed: dict[str, RecordEvents]
+    """Records whose write took effect, even if a later delete took it away."""
+
+
+async def _settle(conn: AsyncConnection, writes: _Writes) -> _Effects:
+    """Write the record rows and tombstones; what took effect (see :class:`_Effects`).
+
+    Each record's write is claimed before its delete, as one by one a delete after the
+    write removes what the write claimed (and the write still had its effects).
     """
-    cur = await conn.execute("DELETE FROM search_album_member WHERE source_uri = %s", (source_uri,))
-    if member is None:
-        return cur.rowcount > 0
-    did, title, kind, item_count, created_at, image_url, items = member
-    await conn.execute(
-        "INSERT INTO search_album_member (album_key, source_uri, did, kind, title, item_count,"
-        " created_at, image_url, items) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            _album_key(did, slugify(title)),
-            source_uri,
-            did,
-            kind,
-            title,
-            item_count,
-            created_at,
-            image_url,
-            items,
-        ),
-    )
-    return True
-
-
-async def _listed(conn: AsyncConnection, did: str, uri: str) -> bool:
-    """Whether an album list of ``did`` names the track ``uri`` (it may be on the album)."""
-    cur = await conn.execute(
-        "SELECT 1 FROM search_album_member WHERE did = %s AND kind = 'list' AND %s = ANY(items)"
-        " LIMIT 1",
-        (did, uri),
-    )
-    return await cur.fetchone() is not None
-
-
-async def _refresh_albums(conn: AsyncConnection, did: str) -> None:
-    """Recompute the artist's album documents by the catalog's rule (:func:`album.derive`).
-
-    Inputs: the artist's album lists and titled tracks (``search_album_member``), and the
-    track documents of the untitled tracks those lists name.
-    """
-    cur = await conn.execute(
-        "SELECT source_uri, kind, title, created_at, image_url, items FROM search_album_member"
-        " WHERE did = %s",
-        (did,),
-    )
-    tracks: dict[str, AlbumTrack] = {}
-    lists: list[AlbumList] = []
-    for uri, kind, title, created_at, image_url, items in await cur.fetchall():
-        if kind == "track":
-            tracks[uri] = AlbumTrack(uri, title, created_at, image_url)
-        else:
-            lists.append(AlbumList(uri, title, created_at, None, tuple(items)))
-    listed = sorted({item for entry in lists for item in entry.items} - tracks.keys())
-    if listed:
+    claimed, _ = await RECORDS.upsert(conn, writes.claims)
+    await RECORDS.delete(conn, writes.deletions)
+    remaining: set[str] = set()
+    if writes.deletions:
         cur = await conn.execute(
-            "SELECT doc_key, created_at, image_url FROM search_doc"
-            " WHERE doc_type = 'track' AND doc_key = ANY(%s) AND did = %s",
-            (listed, did),
+            "SELECT uri FROM search_record WHERE uri = ANY(%b::text[])", (writes.deletions.keys,)
         )
-        for uri, created_at, image_url in await cur.fetchall():
-            tracks[uri] = AlbumTrack(uri, None, created_at, image_url)
-    albums, _ = album.derive(did, list(tracks.values()), lists)
-    keys = [_album_key(did, row["slug"]) for row in albums]
-    await conn.execute(
-        "DELETE FROM search_doc WHERE doc_type = 'album' AND did = %s AND doc_key <> ALL(%s)",
-        (did, keys),
+        remaining = {row[0] for row in await cur.fetchall()}
+    records = writes.records
+    deleted = set(writes.deletions.keys)
+    return _Effects(
+        applied={u: records[u] for u in claimed if u not in deleted or u in remaining},
+        removed={u: records[u] for u in deleted if u not in remaining},
+        claimed={u: records[u] for u in claimed},
     )
-    for key, row in zip(keys, albums, strict=True):
-        await conn.execute(
-            "INSERT INTO search_doc (doc_type, doc_key, did, uri, title, slug, image_url,"
-            " track_count, created_at) VALUES ('album', %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (doc_type, doc_key) DO UPDATE SET uri = excluded.uri,"
-            " title = excluded.title, slug = excluded.slug, image_url = excluded.image_url,"
-            " track_count = excluded.track_count, created_at = excluded.created_at",
-            (
-                key,
-                did,
-                row["list_uri"],
-                row["title"],
-                row["slug"],
-                row["image_url"],
-                row["track_count"],
-                row["created_at"],
-            ),
+
+
+async def _write_documents(conn: AsyncConnection, effects: _Effects) -> list[str]:
+    """Track and playlist documents, album members and tags; the DIDs whose albums may
+    have changed."""
+    tracks: list[TrackDoc] = []
+    lists: list[ListDoc] = []
+    for entry in effects.applied.values():
+        assert entry.write is not None
+        document = entry.write[2]
+        if isinstance(document, TrackDoc):
+            tracks.append(document)
+        elif isinstance(document, ListDoc):
+            lists.append(document)
+    removed = [u for u, e in effects.removed.items() if e.collection in (TRACK, LIST)]
+    docs: list[dict[str, Any]] = []
+    members: list[dict[str, Any]] = []
+    tags: list[dict[str, Any]] = []
+    for track in tracks:
+        docs.append(
+            {
+                "doc_type": "track",
+                "doc_key": track.uri,
+                "did": track.did,
+                "item_id": track_id(track.uri),
+                "title": track.title,
+                "image_url": track.image_url,
+                "track_count": 0,
+                "created_at": track.created_at.isoformat(),
+            }
         )
+        if track.album is not None:
+            member = _member(track.uri, track.did, track.album, "track", track.created_at)
+            members.append({**member, "image_url": track.image_url})
+        tags += ({"track_uri": track.uri, "did": track.did, "tag": tag} for tag in track.tags)
+    for doc in lists:
+        if doc.name is not None and doc.list_type == "playlist":
+            docs.append(
+                {
+                    "doc_type": "playlist",
+                    "doc_key": doc.uri,
+                    "did": doc.did,
+                    "item_id": None,
+                    "title": doc.name,
+                    "image_url": None,
+                    "track_count": doc.item_count,
+                    "created_at": doc.created_at.isoformat(),
+                }
+            )
+        elif doc.name is not None and doc.list_type == "album":
+            member = _member(doc.uri, doc.did, doc.name, "list", doc.created_at)
+            members.append({**member, "item_count": doc.item_count, "items": doc.items})
+    list_uris = sorted(doc.uri for doc in lists)
+    if removed or list_uris:
+        await conn.execute(
+            "DELETE FROM search_doc WHERE (doc_type IN ('track', 'playlist')"
+            " AND doc_key = ANY(%b::text[]))"
+            " OR (doc_type = 'playlist' AND doc_key = ANY(%b::text[]))",
+            (sorted(removed), list_uris),
+        )
+    if docs:
+        await conn.execute(
+            "INSERT INTO search_doc (doc_type, doc_key, did, uri, item_id, title, image_url,"
+            " track_count, created_at) SELECT doc_type, doc_key, did, doc_key, item_id, title,"
+            " image_url, track_count, created_at FROM jsonb_to_recordset(%s::jsonb) AS x("
+            "doc_type text, doc_key text, did text, item_id bigint, title text, image_url text,"
+            " track_count integer, created_at timestamptz)"
+            " ON CONFLICT (doc_type, doc_key) DO UPDATE SET title = excluded.title,"
+            " image_url = excluded.image_url, created_at = excluded.created_at",
+            (to_json(sorted(docs, key=lambda d: (d["doc_type"], d["doc_key"]))),),
+        )
+    sources = sorted({*removed, *list_uris, *(t.uri for t in tracks)})
+    # Albums change where members came or went, or where a track an album list of its
+    # artist names changed (as one event at a time: the albums of other artists, derived
+    # from what did not change, are already what derivation gives).
+    albums = {member["did"] for member in members}
+    if sources:
+        cur = await conn.execute(
+            "DELETE FROM search_album_member WHERE source_uri = ANY(%b::text[]) RETURNING did",
+            (sources,),
+        )
+        albums |= {row[0] for row in await cur.fetchall()}
+        await conn.execute("DELETE FROM search_tag WHERE track_uri = ANY(%b::text[])", (sources,))
+    if members:
+        await conn.execute(
+            "INSERT INTO search_album_member (album_key, source_uri, did, kind, title,"
+            " item_count, created_at, image_url, items) SELECT album_key, source_uri, did, kind,"
+            " title, item_count, created_at, image_url,"
+            " ARRAY(SELECT jsonb_array_elements_text(items)) FROM jsonb_to_recordset(%s::jsonb)"
+            " AS x(album_key text, source_uri text, did text, kind text, title text,"
+            " item_count integer, created_at timestamptz, image_url text, items jsonb)",
+            (to_json(members),),
+        )
+    if tags:
+        await conn.execute(
+            "INSERT INTO search_tag (track_uri, did, tag) SELECT track_uri, did, tag"
+            " FROM jsonb_to_recordset(%s::jsonb) AS x(track_uri text, did text, tag text)",
+            (to_json(tags),),
+        )
+    changed = {t.uri: t.did for t in tracks}
+    changed.update((u, e.did) for u, e in effects.removed.items() if e.collection == TRACK)
+    if changed:
+        cur = await conn.execute(
+            "SELECT DISTINCT m.did FROM search_album_member m, unnest(%b::text[], %b::text[])"
+            " AS x(uri, did) WHERE m.did = x.did AND m.kind = 'list' AND x.uri = ANY(m.items)",
+            (list(changed), list(changed.values())),
+        )
+        albums |= {row[0] for row in await cur.fetchall()}
+    return sorted(albums)
 
 
-async def _refresh_artist(conn: AsyncConnection, did: str) -> None:
+def _member(
+    source_uri: str, did: str, title: str, kind: str, created_at: datetime
+) -> dict[str, Any]:
+    """A ``search_album_member`` row: what ``source_uri`` contributes to its artist's albums
+    (no image, no items: the caller adds a track's image, a list's items and count)."""
+    return {
+        "album_key": album_key(did, slugify(title)),
+        "source_uri": source_uri,
+        "did": did,
+        "kind": kind,
+        "title": title,
+        "item_count": 0,
+        "created_at": created_at.isoformat(),
+        "image_url": None,
+        "items": [],
+    }
+
+
+async def _write_artists(conn: AsyncConnection, writes: _Writes, effects: _Effects) -> None:
+    """The artists' rows (handles, newest track's artist string, profiles), then documents."""
+    dids = set(writes.identities)
+    newest: dict[str, tuple[str, int, str]] = {}
+    for entry in effects.claimed.values():
+        assert entry.write is not None
+        rev, position, document = entry.write
+        if isinstance(document, TrackDoc):
+            dids.add(entry.did)
+            # One by one, the newest track wins; of the same rev, the last applied.
+            current = newest.get(entry.did)
+            if current is None or (rev, position) > current[:2]:
+                newest[entry.did] = (rev, position, document.artist)
+    # Per artist and profile collection, the last profile event that took effect.
+    profiles: dict[tuple[str, str], tuple[int, dict[str, str | None]]] = {}
+    for entry, position, fields in _profile_effects(effects):
+        dids.add(entry.did)
+        key = (entry.collection, entry.did)
+        if key not in profiles or position > profiles[key][0]:
+            profiles[key] = (position, fields)
+    if not dids:
+        return
+    ordered = sorted(dids)
+    await conn.execute(
+        "INSERT INTO search_artist (did) SELECT unnest(%b::text[]) ON CONFLICT DO NOTHING",
+        (ordered,),
+    )
+    if writes.handles:
+        await conn.execute(
+            "UPDATE search_artist a SET handle = x.handle FROM jsonb_to_recordset(%s::jsonb)"
+            " AS x(did text, handle text) WHERE a.did = x.did",
+            (to_json([{"did": did, "handle": handle} for did, handle in writes.handles]),),
+        )
+    if newest:
+        rows = [{"did": d, "rev": r, "artist": a} for d, (r, _, a) in sorted(newest.items())]
+        await conn.execute(
+            "UPDATE search_artist a SET track_artist = x.artist, track_rev = x.rev"
+            " FROM jsonb_to_recordset(%s::jsonb) AS x(did text, rev text, artist text)"
+            " WHERE a.did = x.did AND (a.track_rev IS NULL"
+            f" OR {rev_sql('a.track_rev', '<=', 'x.rev')})",
+            (to_json(rows),),
+        )
+    for collection, columns in _PROFILE_COLUMNS.items():
+        changed = [
+            {"did": did, **fields}
+            for (c, did), (_, fields) in sorted(profiles.items())
+            if c == collection
+        ]
+        if changed:
+            # Column names come from _PROFILE_COLUMNS, never from the record.
+            await conn.execute(
+                f"UPDATE search_artist a SET {', '.join(f'{c} = x.{c}' for c in columns)}"
+                " FROM jsonb_to_recordset(%s::jsonb) AS x(did text,"
+                f" {', '.join(f'{c} text' for c in columns)}) WHERE a.did = x.did",
+                (to_json(changed),),
+            )
+    await _refresh_artists(conn, ordered)
+
+
+def _profile_effects(
+    effects: _Effects,
+) -> list[tuple[RecordEvents, int, dict[str, str | None]]]:
+    """The profile records that changed: the fields they set and when (a delete clears)."""
+    changed: list[tuple[RecordEvents, int, dict[str, str | None]]] = []
+    for entry in effects.applied.values():
+        if entry.collection in _PROFILE_COLUMNS:
+            assert entry.write is not None
+            changed.append((entry, entry.write[1], entry.write[2]))
+    for entry in effects.removed.values():
+        columns = _PROFILE_COLUMNS.get(entry.collection)
+        if columns is not None:
+            changed.append((entry, entry.last_delete, dict.fromkeys(columns)))
+    return changed
+
+
+async def _refresh_artists(conn: AsyncConnection, dids: list[str]) -> None:
+    """Derive the artist documents of ``dids`` from their ``search_artist`` rows."""
     await conn.execute(
         "INSERT INTO search_doc (doc_type, doc_key, did, uri, title, alt, image_url)"
         " SELECT 'artist', did, did, did,"
         "  coalesce(bsky_display_name, track_artist, handle, did), handle,"
         f"  {AVATAR_URL_SQL}"
-        " FROM search_artist WHERE did = %s"
+        " FROM search_artist WHERE did = ANY(%b::text[]) ORDER BY did"
         " ON CONFLICT (doc_type, doc_key) DO UPDATE SET title = excluded.title,"
-        "  alt = excluded.alt, image_url = excluded.image_url",
-        (*BSKY_AVATAR_PARTS, did),
+        "  alt = excluded.alt, image_url = excluded.image_url"
+        " WHERE (search_doc.title, search_doc.alt, search_doc.image_url)"
+        "  IS DISTINCT FROM (excluded.title, excluded.alt, excluded.image_url)",
+        (*BSKY_AVATAR_PARTS, dids),
     )
 
 
-async def _ensure_artist(conn: AsyncConnection, did: str) -> None:
-    await conn.execute("INSERT INTO search_artist (did) VALUES (%s) ON CONFLICT DO NOTHING", (did,))
+async def _refresh_albums(conn: AsyncConnection, dids: list[str]) -> None:
+    """Recompute the artists' album documents by the catalog's rule (:func:`album.derive`).
 
-
-async def _upsert_track(conn: AsyncConnection, doc: TrackDoc) -> None:
-    if not await _claim(conn, doc.uri, doc.did, doc.rev):
+    Inputs: the artists' album lists and titled tracks (``search_album_member``), and the
+    track documents of the untitled tracks those lists name.
+    """
+    if not dids:
         return
+    cur = await conn.execute(
+        "SELECT did, source_uri, kind, title, created_at, image_url, items"
+        " FROM search_album_member WHERE did = ANY(%b::text[])",
+        (dids,),
+    )
+    tracks: dict[str, dict[str, AlbumTrack]] = {did: {} for did in dids}
+    lists: dict[str, list[AlbumList]] = {did: [] for did in dids}
+    for did, uri, kind, title, created_at, image_url, items in await cur.fetchall():
+        if kind == "track":
+            tracks[did][uri] = AlbumTrack(uri, title, created_at, image_url)
+        else:
+            lists[did].append(AlbumList(uri, title, created_at, None, tuple(items)))
+    listed = {
+        did: {item for entry in lists[did] for item in entry.items} - tracks[did].keys()
+        for did in dids
+    }
+    wanted = sorted(set().union(*listed.values()))
+    if wanted:
+        cur = await conn.execute(
+            "SELECT did, doc_key, created_at, image_url FROM search_doc"
+            " WHERE doc_type = 'track' AND doc_key = ANY(%b::text[])",
+            (wanted,),
+        )
+        for did, uri, created_at, image_url in await cur.fetchall():
+            if uri in listed.get(did, ()):
+                tracks[did][uri] = AlbumTrack(uri, None, created_at, image_url)
+    rows: list[dict[str, Any]] = []
+    for did in dids:
+        albums, _ = album.derive(did, list(tracks[did].values()), lists[did])
+        rows += (
+            {
+                "doc_key": album_key(did, row["slug"]),
+                "did": did,
+                "uri": row["list_uri"],
+                "title": row["title"],
+                "slug": row["slug"],
+                "image_url": row["image_url"],
+                "track_count": row["track_count"],
+                "created_at": row["created_at"],
+            }
+            for row in albums
+        )
     await conn.execute(
-        "INSERT INTO search_doc (doc_type, doc_key, did, uri, item_id, title, image_url,"
-        " created_at) VALUES ('track', %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (doc_type, doc_key) DO UPDATE SET title = excluded.title,"
-        " image_url = excluded.image_url, created_at = excluded.created_at",
-        (doc.uri, doc.did, doc.uri, track_id(doc.uri), doc.title, doc.image_url, doc.created_at),
+        "DELETE FROM search_doc d WHERE d.doc_type = 'album' AND d.did = ANY(%b::text[])"
+        " AND NOT EXISTS (SELECT 1 FROM unnest(%b::text[]) AS k(key) WHERE k.key = d.doc_key)",
+        (dids, [row["doc_key"] for row in rows]),
     )
-    # Albums change only for a track on one (by its title or an album list) or leaving one.
-    albums = await _set_membership(
-        conn,
-        doc.uri,
-        None
-        if doc.album is None
-        else (doc.did, doc.album, "track", 0, doc.created_at, doc.image_url, []),
-    )
-    albums = albums or await _listed(conn, doc.did, doc.uri)
-    await conn.execute("DELETE FROM search_tag WHERE track_uri = %s", (doc.uri,))
-    for tag in doc.tags:
+    if rows:
+        columns = ("uri", "title", "slug", "image_url", "track_count", "created_at")
         await conn.execute(
-            "INSERT INTO search_tag (track_uri, did, tag) VALUES (%s, %s, %s)",
-            (doc.uri, doc.did, tag),
+            "INSERT INTO search_doc (doc_type, doc_key, did, uri, title, slug, image_url,"
+            " track_count, created_at) SELECT 'album', doc_key, did, uri, title, slug,"
+            " image_url, track_count, created_at FROM jsonb_to_recordset(%s::jsonb) AS x("
+            "doc_key text, did text, uri text, title text, slug text, image_url text,"
+            " track_count integer, created_at timestamptz)"
+            " ON CONFLICT (doc_type, doc_key) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in columns)
+            + f" WHERE ({', '.join('search_doc.' + c for c in columns)})"
+            f" IS DISTINCT FROM ({', '.join('excluded.' + c for c in columns)})",
+            (to_json(sorted(rows, key=lambda r: str(r["doc_key"]))),),
         )
-    await _ensure_artist(conn, doc.did)
-    await conn.execute(
-        "UPDATE search_artist SET track_artist = %s, track_rev = %s"
-        f" WHERE did = %s AND (track_rev IS NULL OR {rev_sql('track_rev', '<=', '%s')})",
-        (doc.artist, doc.rev, doc.did, doc.rev),
-    )
-    await _refresh_artist(conn, doc.did)
-    if albums:
-        await _refresh_albums(conn, doc.did)
-
-
-async def _upsert_list(conn: AsyncConnection, doc: ListDoc) -> None:
-    if not await _claim(conn, doc.uri, doc.did, doc.rev):
-        return
-    await conn.execute(
-        "DELETE FROM search_doc WHERE doc_type = 'playlist' AND doc_key = %s", (doc.uri,)
-    )
-    member = None
-    if doc.name is not None and doc.list_type == "playlist":
-        await conn.execute(
-            "INSERT INTO search_doc (doc_type, doc_key, did, uri, title, track_count, created_at)"
-            " VALUES ('playlist', %s, %s, %s, %s, %s, %s)",
-            (doc.uri, doc.did, doc.uri, doc.name, doc.item_count, doc.created_at),
-        )
-    elif doc.name is not None and doc.list_type == "album":
-        member = (doc.did, doc.name, "list", doc.item_count, doc.created_at, None, doc.items)
-    if await _set_membership(conn, doc.uri, member):
-        await _refresh_albums(conn, doc.did)
-
-
-async def _delete_record(conn: AsyncConnection, envelope: Envelope) -> None:
-    uri = envelope.uri
-    assert uri is not None  # checked when the envelope was parsed
-    if not await _claim_delete(conn, envelope):
-        return
-    albums = await _set_membership(conn, uri, None) or await _listed(conn, envelope.did, uri)
-    await conn.execute(
-        "DELETE FROM search_doc WHERE doc_type IN ('track', 'playlist') AND doc_key = %s", (uri,)
-    )
-    await conn.execute("DELETE FROM search_tag WHERE track_uri = %s", (uri,))
-    if albums:
-        await _refresh_albums(conn, envelope.did)
-
-
-async def _apply_profile(conn: AsyncConnection, envelope: Envelope) -> None:
-    uri, rev = envelope.uri, envelope.rev
-    assert uri is not None and rev is not None  # checked when the envelope was parsed
-    deleted = envelope.kind == "record.deleted"
-    if deleted:
-        fields: dict[str, str | None] = (
-            {"bsky_display_name": None, "bsky_avatar_cid": None}
-            if envelope.collection == BSKY_PROFILE
-            else {"plyr_avatar_url": None}
-        )
-    else:
-        fields = _profile_fields(envelope)
-    if not await (
-        _claim_delete(conn, envelope) if deleted else _claim(conn, uri, envelope.did, rev)
-    ):
-        return
-    await _ensure_artist(conn, envelope.did)
-    # Column names come from the fixed dicts above, never from the record.
-    assignments = ", ".join(f"{column} = %s" for column in fields)
-    await conn.execute(
-        f"UPDATE search_artist SET {assignments} WHERE did = %s",
-        (*fields.values(), envelope.did),
-    )
-    await _refresh_artist(conn, envelope.did)
 
 
 async def delete_by_did(conn: AsyncConnection, did: str) -> None:
@@ -418,26 +640,21 @@ class SearchProjector:
     )
 
     async def apply(self, conn: AsyncConnection, envelope: Envelope) -> None:
-        """Apply one repo event (validation happens before any write)."""
-        kind = envelope.kind
-        if kind == "identity.changed":
-            await _ensure_artist(conn, envelope.did)
-            await conn.execute(
-                # An unverified handle is no handle to search by (nor a name to show).
-                "UPDATE search_artist SET handle = CASE WHEN %s = %s THEN NULL"
-                " ELSE coalesce(%s, handle) END WHERE did = %s",
-                (envelope.handle, INVALID_HANDLE, envelope.handle, envelope.did),
-            )
-            await _refresh_artist(conn, envelope.did)
-        elif kind == "account.changed":
-            if account_status(envelope.status, envelope.active) == DELETED:
-                await delete_by_did(conn, envelope.did)
-        elif envelope.collection in (BSKY_PROFILE, PLYR_PROFILE):
-            await _apply_profile(conn, envelope)
-        elif envelope.collection in (TRACK, LIST):
-            if kind == "record.deleted":
-                await _delete_record(conn, envelope)
-            elif envelope.collection == TRACK:
-                await _upsert_track(conn, track_doc(envelope))
-            else:
-                await _upsert_list(conn, list_doc(envelope))
+        """Apply one repo event (a batch of one); :class:`InvalidEvent` if its data is bad."""
+        await apply_one(self, conn, envelope)
+
+    def reduce(self, envelopes: Sequence[Envelope]) -> tuple[Steps, list[tuple[int, str]]]:
+        """Validate and fold a batch (pure): what :meth:`write` writes, and ``(index,
+        reason)`` of the invalid events. A deleted account cuts it (its DID is the step)."""
+        return reduce_segments(envelopes, _Segment, _reduce, _plan, deleted_account)
+
+    async def write(self, conn: AsyncConnection, steps: Steps) -> None:
+        """Write what :meth:`reduce` returned, inside the caller's transaction."""
+        for step in steps:
+            if isinstance(step, str):
+                await delete_by_did(conn, step)
+                continue
+            effects = await _settle(conn, step)
+            dids = await _write_documents(conn, effects)
+            await _write_artists(conn, step, effects)
+            await _refresh_albums(conn, dids)

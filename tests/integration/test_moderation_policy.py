@@ -224,14 +224,13 @@ async def test_self_labels_insert_delete_insert_and_rev_order(pool):
 
 async def test_crash_before_commit_leaves_offset_unmoved(pool):
     class Crashing(ModerationProjector):
-        async def apply(self, conn, envelope):
-            if envelope.label and envelope.label["val"] == "boom":
-                raise RuntimeError("crash")
-            await super().apply(conn, envelope)
+        async def write(self, conn, steps):
+            await super().write(conn, steps)  # every row of the batch is written...
+            raise RuntimeError("crash")  # ...and the worker dies before the commit
 
     batch = [
         Message("plyr.labels", 0, i, b"k", e.to_bytes(), 0)
-        for i, e in enumerate([label("!takedown"), label("boom")])
+        for i, e in enumerate([label("!takedown"), label("spam")])
     ]
     offset = await load_offset(pool, "moderation", "plyr.labels", 0)
     with pytest.raises(RuntimeError):

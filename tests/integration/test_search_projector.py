@@ -171,10 +171,9 @@ async def test_delete_wins_over_late_older_create(pool):
 
 async def test_crash_before_commit_leaves_offset_and_rows_unmoved(pool):
     class Crashing(SearchProjector):
-        async def apply(self, conn, envelope):
-            if envelope.rkey == "boom":
-                raise RuntimeError("crash")
-            await super().apply(conn, envelope)
+        async def write(self, conn, steps):
+            await super().write(conn, steps)  # every row of the batch is written...
+            raise RuntimeError("crash")  # ...and the worker dies before the commit
 
     batch = messages([track("record.created", rev="3l1"), track("record.created", "boom", "3l2")])
     with pytest.raises(RuntimeError):

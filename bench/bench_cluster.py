@@ -1,11 +1,12 @@
 """Consumer-group catch-up with one projector worker against two (issue #13 item 4).
 
 A Tansu broker gets a repo topic of ``PLYR_PARTITIONS`` (8) partitions pre-filled with
-:func:`testkit.events.catalog_event_mix` events (``BENCH_EVENTS``, default 10,000). Then, for
-N = 1 and N = 2, on a fresh database, N real ``plyr-appview project --group`` processes (what
-``make cluster`` runs) join the groups and project every registered projector of the repo
-topic (catalog, search, moderation) to the end. The rate is events over the time from the
-first stored offset to the last one (group formation, 1-30 s on Tansu, is printed apart).
+:func:`testkit.events.catalog_event_mix` events (``BENCH_EVENTS``, default 50,000: ten
+seconds or more of catch-up). Then, for N = 1 and N = 2, on a fresh database, N real ``plyr-
+appview project --group`` processes (what ``make cluster`` runs) join the groups and project
+every registered projector of the repo topic (catalog, search, moderation) to the end. The
+rate is events over the time from the first stored offset to the last one (group formation,
+1-30 s on Tansu, is printed apart).
 
 Prints ``BENCH cluster.rebuild_eps_1w``, ``BENCH cluster.rebuild_eps_2w`` and the ratio, and
 as ``#`` lines the arithmetic: CPU seconds of the workers and of the whole machine per run,
@@ -34,7 +35,7 @@ from projectors import registry
 from testkit.brokers import create_database, drop_database, start_tansu
 from testkit.events import catalog_event_mix
 
-EVENTS = int(os.environ.get("BENCH_EVENTS", "10000"))
+EVENTS = int(os.environ.get("BENCH_EVENTS", "50000"))
 PARTITIONS = 8
 TIMEOUT_S = 600.0
 ROOT = Path(__file__).resolve().parent.parent

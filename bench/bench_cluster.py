@@ -2,11 +2,11 @@
 
 A Tansu broker gets a repo topic of ``PLYR_PARTITIONS`` (8) partitions pre-filled with
 :func:`testkit.events.catalog_event_mix` events (``BENCH_EVENTS``, default 50,000: ten
-seconds or more of catch-up). Then, for N = 1 and N = 2, on a fresh database, N real ``plyr-
-appview project --group`` processes (what ``make cluster`` runs) join the groups and project
-every registered projector of the repo topic (catalog, search, moderation) to the end. The
-rate is events over the time from the first stored offset to the last one (group formation,
-1-30 s on Tansu, is printed apart).
+seconds or more of catch-up). Then, for N = 1 and N = 2, on a fresh database, N real
+``plyr-appview project --group`` processes (what ``make cluster`` runs) join the groups and
+project every registered projector of the repo topic (catalog, search, moderation) to the
+end. The rate is events over the time from the first stored offset to the last one (group
+formation, 1-30 s on Tansu, is printed apart).
 
 Prints ``BENCH cluster.rebuild_eps_1w``, ``BENCH cluster.rebuild_eps_2w`` and the ratio, and
 as ``#`` lines the arithmetic: CPU seconds of the workers and of the whole machine per run,

@@ -54,10 +54,10 @@ event whose work is unfinished, so a crash anywhere resumes with no gap (the eve
 it that were done are read again: duplicates are possible and projectors are idempotent).
 Repo state noted for those events is flushed before the cursor is written
 (:meth:`~ingest.cursor.CursorKeeper.save`). A lane's failure ends the session (the cursor
-stays before it); at the end of a session unfinished work gets a few seconds, then is
-cancelled and read again after reconnecting. Bad input (undecodable, truncated or
-oversized frames, unreadable commits) is counted, sampled to the log at most once per
-reason every few seconds, and skipped.
+stays before it). A session ends after the work in progress, as it did after the frame in
+hand (lookups end at their timeouts); work that failed or never ran is read again after
+reconnecting. Bad input (undecodable, truncated or oversized frames, unreadable commits)
+is counted, sampled to the log at most once per reason every few seconds, and skipped.
 """
 
 from __future__ import annotations
@@ -121,8 +121,6 @@ _WARN_INTERVAL = 10.0
 _RECV_LIMIT = 4 * MAX_FRAME_SIZE  # larger frames are refused by us (counted), not by the socket
 MAX_IN_FLIGHT = 256
 """Events whose work may be unfinished at once before the socket is no longer read."""
-_CLOSE_GRACE = 5.0
-"""Seconds a closing session lets unfinished work run before cancelling it (it is replayed)."""
 
 
 def _event_time(value: str) -> float | None:
@@ -258,10 +256,10 @@ class FirehoseIngest:
                 self._lanes.check()  # work failed: the closer ended the loop
             except BaseException as exc:
                 # Cancelled: no waiting for work (what is cancelled is read again).
-                grace = 0.0 if isinstance(exc, asyncio.CancelledError) else _CLOSE_GRACE
-                await self._wind_down(closer, saver, grace=grace, raise_failure=False)
+                cancel = isinstance(exc, asyncio.CancelledError)
+                await self._wind_down(closer, saver, cancel=cancel, raise_failure=False)
                 raise
-            await self._wind_down(closer, saver, grace=_CLOSE_GRACE, raise_failure=True)
+            await self._wind_down(closer, saver, cancel=False, raise_failure=True)
 
     async def _save_when_due(self) -> None:
         """Save the cursor once per interval (it only ever holds finished events)."""
@@ -278,13 +276,13 @@ class FirehoseIngest:
         closer: asyncio.Task[None],
         saver: asyncio.Task[None],
         *,
-        grace: float,
+        cancel: bool,
         raise_failure: bool,
     ) -> None:
-        """End a session: finish (or cancel) unfinished work, then save the cursor."""
+        """End a session: let work in progress end (or cancel it), then save the cursor."""
         closer.cancel()
         try:
-            await self._lanes.close(grace)
+            await self._lanes.close(cancel=cancel)
         except Exception as exc:
             if raise_failure:
                 raise

@@ -21,7 +21,8 @@ slot while others are unfinished, and consecutive ones share it.
 Errors: an exception in an event's work fails the lanes (:attr:`RepoLanes.failed` is set,
 the events queued behind it on any lane are not run, their slots stay unfinished);
 :meth:`RepoLanes.check` and :meth:`RepoLanes.submit` raise it in the reader, which ends
-its session (a transient one reconnects from the saved cursor).
+its session (a transient one reconnects from the saved cursor), after the work already
+running ends (:meth:`RepoLanes.close`).
 """
 
 from __future__ import annotations
@@ -126,20 +127,22 @@ class RepoLanes:
             self.failed.set()
             self._wake()
 
-    async def close(self, grace: float) -> None:
-        """Let running work finish for up to ``grace`` seconds, then cancel what is left.
+    async def close(self, *, cancel: bool = False) -> None:
+        """End a session: wait for the work in progress, or ``cancel`` it; empty the lanes.
 
-        What is cancelled stays unfinished: the resume point never passes it. Afterwards the
-        lanes are empty and ready for a new session. A failure not yet raised by
+        Without ``cancel``, queued work runs to its end (lookups end at their timeouts);
+        after a failure, only the work already running does. Work is not cancelled unless
+        asked: a lookup shared with another task (the resolver and handle verifier dedupe
+        lookups across tasks, e.g. with the backfill worker) must not be cut off under it.
+        Whatever does not finish stays unfinished: the resume point never passes it.
+        Afterwards the lanes are ready for a new session. A failure not yet raised by
         :meth:`check` is raised here.
         """
-        if self._unfinished and self._failure is None:
-            try:
-                await asyncio.wait_for(self._settled(), grace)
-            except TimeoutError:
-                logger.warning("repo work cancelled at close", extra={"events": self._unfinished})
-        for worker in list(self._workers):
-            worker.cancel()
+        if cancel:
+            for worker in list(self._workers):
+                worker.cancel()
+        else:
+            await self._settled()  # returns early on a failure: then the running items end
         await asyncio.gather(*self._workers, return_exceptions=True)
         failure, raised = self._failure, self._raised
         self._slots.clear()

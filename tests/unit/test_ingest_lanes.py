@@ -109,8 +109,7 @@ async def test_failed_work_stops_the_lanes_and_the_resume_point() -> None:
     with pytest.raises(ValueError):
         await lanes.submit("c", 4, s.work("c4"))
     s.gates["a1"].set()  # work already running finishes; nothing starts after a failure
-    await settle()
-    await lanes.close(1.0)  # already raised: not again
+    await lanes.close()  # already raised: not again
     assert s.ran == ["a1"]  # b3 never ran after b2 failed
     assert s.passed == [1]
     await lanes.submit("d", 5, s.work("d5"))  # closed lanes are ready for a new session
@@ -118,18 +117,33 @@ async def test_failed_work_stops_the_lanes_and_the_resume_point() -> None:
     assert s.passed[-1] == 5
 
 
-async def test_close_cancels_what_outlives_the_grace_and_raises_an_unraised_failure() -> None:
+async def test_close_waits_for_work_in_progress_unless_cancelled() -> None:
     s = Script()
     lanes = s.lanes()
     await lanes.submit("a", 1, s.work("a1", gate=True))
     await lanes.submit("b", 2, s.work("b2"))
-    await lanes.close(0.05)
-    assert s.ran == ["b2"] and s.passed == []  # 1 never finished: the point stays before it
+    closing = asyncio.create_task(lanes.close())
+    await settle()
+    assert not closing.done() and s.ran == ["b2"]
+    s.gates["a1"].set()
+    await asyncio.wait_for(closing, 5)
+    assert s.ran == ["b2", "a1"] and s.passed[-1] == 2
+
+    await lanes.submit("a", 3, s.work("a3", gate=True))
+    await lanes.submit("b", 4, s.work("b4"))
+    await settle()
+    await lanes.close(cancel=True)
+    assert s.ran[-1] == "b4" and s.passed[-1] == 2  # 3 never finished: the point stays
+
+
+async def test_close_raises_a_failure_not_raised_yet() -> None:
+    s = Script()
+    lanes = s.lanes()
 
     async def boom() -> bool:
         raise ValueError("late")
 
-    await lanes.submit("a", 3, boom)
+    await lanes.submit("a", 1, boom)
     await settle()
     with pytest.raises(ValueError):
-        await lanes.close(1.0)
+        await lanes.close()

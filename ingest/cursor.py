@@ -3,12 +3,15 @@
 :class:`CursorKeeper` is what every source uses: it notes the position of each event it
 has handled and writes it at most once per interval (or when asked). The rule that makes
 this safe is the caller's: a position is noted only after the log acknowledged every
-event up to it (sources handle events one at a time and publish before they note), so
-any position written can be resumed from with no gap.
+event up to it (a source that handles events one at a time publishes before it notes; the
+firehose, which works on several repos at once, notes the end of the finished prefix of
+what it read, :mod:`ingest.lanes`), so any position written can be resumed from with no
+gap.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -66,6 +69,7 @@ class CursorKeeper:
         self._pool = pool
         self._forward_only = forward_only
         self._before_save = before_save
+        self._saving = asyncio.Lock()
 
     async def load(self) -> int | None:
         """Read the saved position (``None``: the source never ran) and start from it."""
@@ -99,12 +103,18 @@ class CursorKeeper:
             await self.save()
 
     async def save(self) -> None:
-        """Run ``before_save``, then write the noted position if it moved."""
-        self.saved_at = time.monotonic()
-        if self._before_save is not None:
-            await self._before_save()
-        position = self.position
-        if position is None or position == self.saved:
-            return
-        await save_cursor(self._pool, self.source, position)
-        self.saved = position
+        """Run ``before_save``, then write the position noted before it if it moved.
+
+        The position is taken first: what ``before_save`` persists (repo state) covers every
+        event up to it, even when events are still being noted meanwhile. One save at a
+        time, so a slower earlier write never lands after a later one.
+        """
+        async with self._saving:
+            self.saved_at = time.monotonic()
+            position = self.position
+            if self._before_save is not None:
+                await self._before_save()
+            if position is None or position == self.saved:
+                return
+            await save_cursor(self._pool, self.source, position)
+            self.saved = position

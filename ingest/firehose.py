@@ -38,11 +38,26 @@ Per frame, in order:
    published; the cursor still moves (the persisted ``backfilling`` status re-runs that
    backfill after a crash).
 
-The cursor only moves once the log has acknowledged every envelope of every earlier frame
-(frames are handled one at a time, publishing before the cursor), so a crash anywhere
-resumes with no gap; duplicates are possible and projectors are idempotent. Bad input
-(undecodable, truncated or oversized frames, unreadable commits) is counted, sampled to
-the log at most once per reason every few seconds, and skipped.
+Frames are read and decoded one at a time, in stream order; the work of an event (steps
+2 to 7) runs on its repo's lane (:class:`~ingest.lanes.RepoLanes`): one repo's events in
+order, different repos' at once. Waiting is per repo: a DID document on a slow or hostile
+``did:web`` host, a handle whose DNS or HTTPS server does not answer, hold that repo's
+later events (its order on the log is what projectors rely on), not everyone's. At most
+``max_in_flight`` events are unfinished; then the socket is not read (backpressure). A frame
+of a repo with work queued is never skipped by triage: the repo may be becoming known.
+``#info`` waits for all earlier work (``OutdatedCursor`` marks every repo: a barrier).
+Per-repo state (:class:`~ingest.repos.RepoStates`) is only changed from that repo's lane,
+or by the backfill worker as before; counters are plain increments between awaits.
+
+The cursor is the last event of the finished prefix of what was read: it never passes an
+event whose work is unfinished, so a crash anywhere resumes with no gap (the events after
+it that were done are read again: duplicates are possible and projectors are idempotent).
+Repo state noted for those events is flushed before the cursor is written
+(:meth:`~ingest.cursor.CursorKeeper.save`). A lane's failure ends the session (the cursor
+stays before it). A session ends after the work in progress, as it did after the frame in
+hand (lookups end at their timeouts); work that failed or never ran is read again after
+reconnecting. Bad input (undecodable, truncated or oversized frames, unreadable commits)
+is counted, sampled to the log at most once per reason every few seconds, and skipped.
 """
 
 from __future__ import annotations
@@ -85,6 +100,7 @@ from ingest.frames import (
     peek_commit,
 )
 from ingest.handles import HandleVerifier
+from ingest.lanes import RepoLanes
 from ingest.metrics import IngestStats
 from ingest.publisher import Publisher
 from ingest.repos import ACTIVE, RepoStates
@@ -103,6 +119,8 @@ logger = logging.getLogger(__name__)
 _TIME_SAMPLE_INTERVAL = 1.0
 _WARN_INTERVAL = 10.0
 _RECV_LIMIT = 4 * MAX_FRAME_SIZE  # larger frames are refused by us (counted), not by the socket
+MAX_IN_FLIGHT = 256
+"""Events whose work may be unfinished at once before the socket is no longer read."""
 
 
 def _event_time(value: str) -> float | None:
@@ -145,6 +163,7 @@ class FirehoseIngest:
         stats: IngestStats | None = None,
         max_frame_size: int = MAX_FRAME_SIZE,
         plays_topic: str | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.url = url
         parts = urlsplit(url)
@@ -166,8 +185,12 @@ class FirehoseIngest:
         self._cursor = CursorKeeper(
             pool, self.source, forward_only=False, before_save=self._persist_state
         )
+        # A publishing event's lane saves the cursor once the cursor passes it, as a
+        # one-at-a-time consumer would (a restart then replays little).
+        self._lanes = RepoLanes(
+            self._cursor.note, limit=max_in_flight, after_publish=self._save_cursor
+        )
         self._time_sampled_at = 0.0
-        self._published_since_save = False
         self._warned_at: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self._counters_saved: dict[str, int] = {}
@@ -210,53 +233,100 @@ class FirehoseIngest:
             logger.info("firehose connected", extra={"source": self.source, "cursor": cursor})
             self.connected.set()
 
-            async def close_on_stop() -> None:
-                await stop.wait()
+            async def close_on_stop_or_failure() -> None:
+                stopped = asyncio.create_task(stop.wait())
+                failed = asyncio.create_task(self._lanes.failed.wait())
+                try:
+                    await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopped.cancel()
+                    failed.cancel()
                 await ws.close()
 
-            async def save_when_idle() -> None:
-                while True:  # the cursor only ever holds fully published frames: safe any time
-                    await asyncio.sleep(self._cursor.interval)
-                    if self._cursor.due():
-                        await self._save_cursor()
-
-            closer = asyncio.create_task(close_on_stop())
-            saver = asyncio.create_task(save_when_idle())
+            closer = asyncio.create_task(close_on_stop_or_failure())
+            saver = asyncio.create_task(self._save_when_due())
             try:
                 async for raw in ws:
                     if isinstance(raw, str):
                         self._reject("text_frame", "text frame on a binary stream")
                         continue
-                    await self.handle_frame(raw)
+                    await self.receive(raw)
                     if stop.is_set():
                         break
-            finally:
-                closer.cancel()
-                saver.cancel()
-                await self._save_cursor()
+                self._lanes.check()  # work failed: the closer ended the loop
+            except BaseException as exc:
+                # Cancelled: no waiting for work (what is cancelled is read again).
+                cancel = isinstance(exc, asyncio.CancelledError)
+                await self._wind_down(closer, saver, cancel=cancel, raise_failure=False)
+                raise
+            await self._wind_down(closer, saver, cancel=False, raise_failure=True)
+
+    async def _save_when_due(self) -> None:
+        """Save the cursor once per interval (it only ever holds finished events)."""
+        try:
+            while True:
+                await asyncio.sleep(self._cursor.interval)
+                if self._cursor.due():
+                    await self._save_cursor()
+        except Exception as exc:  # ends the session like failed work (the cursor stays put)
+            self._lanes.fail(exc)
+
+    async def _wind_down(
+        self,
+        closer: asyncio.Task[None],
+        saver: asyncio.Task[None],
+        *,
+        cancel: bool,
+        raise_failure: bool,
+    ) -> None:
+        """End a session: let work in progress end (or cancel it), then save the cursor."""
+        closer.cancel()
+        try:
+            await self._lanes.close(cancel=cancel)
+        except Exception as exc:
+            if raise_failure:
+                raise
+            logger.warning("repo work failed", extra={"source": self.source, "error": str(exc)})
+        finally:
+            saver.cancel()
+            await asyncio.gather(closer, saver, return_exceptions=True)
+        await self._save_cursor()
 
     # -- per frame -------------------------------------------------------------------
 
     async def handle_frame(self, raw: bytes) -> None:
-        """Process one frame: publish what it carries for us, then move the cursor."""
+        """Process one frame completely: :meth:`receive`, then wait for all queued work.
+
+        One frame at a time, as a test or a benchmark drives it.
+        """
+        await self.receive(raw)
+        await self._lanes.drain()
+
+    async def receive(self, raw: bytes) -> None:
+        """Read one frame in stream order; its repo's work goes on the repo's lane.
+
+        Returns once the frame is decoded and its work queued (waiting while too much is
+        unfinished); ``#info`` waits for all earlier work first (a barrier). Raises the
+        exception of failed work.
+        """
+        self._lanes.check()
         if self._cursor.position is None:
             await self._pin_start(raw)
         skip = self._triage.skip(raw)
-        if skip is not None and not self.states.is_known(skip[1]):
+        # A repo with work queued may be becoming known: its frames join its lane, in order.
+        if skip is not None and not self.states.is_known(skip[1]) and not self._lanes.busy(skip[1]):
             self.stats.events["commit"] += 1
             now = time.monotonic()
             if now - self._time_sampled_at >= _TIME_SAMPLE_INTERVAL:
                 self._sample_time(raw, now)
-            self._cursor.note(skip[0])
-            if self._cursor.due(now):
-                await self._save_cursor()
+            self._lanes.passed(skip[0])
             return
         if len(raw) > self._max_frame:
             self.stats.events["oversized"] += 1
             peek = peek_commit(raw)
             self._reject("oversized_frame", f"{len(raw)} bytes", seq=peek[0] if peek else None)
             if peek is not None:
-                await self._advance(peek[0], published=False)
+                self._lanes.passed(peek[0])
             return
         try:
             event = decode_frame(raw)
@@ -264,30 +334,25 @@ class FirehoseIngest:
             self.stats.events["undecodable"] += 1
             self._reject("undecodable", str(exc))
             return
-        envelopes: list[Envelope] = []
-        seq: int | None = None
         if isinstance(event, CommitEvent):
             self.stats.events["commit"] += 1
-            seq = event.seq
             self._see_time(event.time)
-            envelopes = await self._on_commit(event)
+            await self._lanes.submit(event.repo, event.seq, lambda: self._on_commit(event))
         elif isinstance(event, IdentityEvent):
             self.stats.events["identity"] += 1
-            seq = event.seq
             self._see_time(event.time)
-            envelopes = await self._on_identity(event)
+            await self._lanes.submit(event.did, event.seq, lambda: self._on_identity(event))
         elif isinstance(event, AccountEvent):
             self.stats.events["account"] += 1
-            seq = event.seq
             self._see_time(event.time)
-            envelopes = await self._on_account(event)
+            await self._lanes.submit(event.did, event.seq, lambda: self._on_account(event))
         elif isinstance(event, SyncEvent):
             self.stats.events["sync"] += 1
-            seq = event.seq
             self._see_time(event.time)
-            await self._on_sync(event)
+            await self._lanes.submit(event.did, event.seq, lambda: self._on_sync(event))
         elif isinstance(event, InfoEvent):
             self.stats.events["info"] += 1
+            await self._lanes.drain()  # e.g. OutdatedCursor marks every repo: after all before
             await self._on_info(event)
         elif isinstance(event, ErrorFrame):
             self.stats.events["error"] += 1
@@ -296,11 +361,8 @@ class FirehoseIngest:
         elif isinstance(event, UnknownEvent):
             self.stats.events["unknown"] += 1
             self._reject("unknown_type", event.type, seq=event.seq)
-            seq = event.seq
-        if envelopes:
-            await self._publish(envelopes)
-        if seq is not None:
-            await self._advance(seq, published=bool(envelopes))
+            if event.seq is not None:
+                self._lanes.passed(event.seq)
 
     async def _pin_start(self, raw: bytes) -> None:
         """No cursor yet (first run): resume from just before this frame if we crash."""
@@ -313,7 +375,8 @@ class FirehoseIngest:
             await self._cursor.pin_start(seq - 1)
             self.stats.cursor = self._cursor.saved
 
-    async def _on_commit(self, event: CommitEvent) -> list[Envelope]:
+    async def _on_commit(self, event: CommitEvent) -> bool:
+        """Check and publish (or hold) a commit; whether anything was published."""
         did = event.repo
         state = self.states.cached(did)
         keep = self._keep if state is None else self._keep_known
@@ -322,37 +385,36 @@ class FirehoseIngest:
         if state is not None and state.rev is not None and event.rev <= state.rev:
             if wanted or scrobbles:
                 self._reject("stale_rev", f"{did} rev {event.rev} <= {state.rev}", seq=event.seq)
-            return []
+            return False
         if not wanted and scrobbles:
-            await self._on_scrobbles(event, scrobbles, state is not None)
-            return []
+            return await self._on_scrobbles(event, scrobbles, state is not None)
         if not wanted:
             unknown = self._keep.unknown(event.ops)
             if unknown:
                 self._reject("unknown_collection", unknown[0].path, seq=event.seq)
             if state is not None:  # a repo we index: follow its chain, unverified (cost)
                 await self._follow(event)
-            return []
+            return False
         if event.too_big:
             self._reject("too_big", did, seq=event.seq)
             await self._desynchronize(did, "tooBig commit")
-            return []
+            return False
         try:
             _, blocks = read_car(event.blocks)
         except CarError as exc:
             self._reject("bad_car", f"{did}: {exc}", seq=event.seq)
-            return []
+            return False
         try:
             verified = await self._verifier.verify(event, blocks)
             check_ops(blocks, verified.data_cid, wanted + scrobbles)
         except VerifyError as exc:
             self._reject(exc.reason, str(exc), seq=event.seq)
-            return []
+            return False
         try:
             envelopes = commit_envelopes(event, keep, self.source, blocks)
         except RecordError as exc:
             self._reject("bad_record", str(exc), seq=event.seq)
-            return []
+            return False
         if (
             state is not None
             and state.status == ACTIVE
@@ -368,16 +430,15 @@ class FirehoseIngest:
                 # written before this commit: the resync reads them from the signed repo.
                 # Marked before publishing, so a crash in between still resyncs it.
                 await self.states.mark_first_sight(did)
-        if scrobbles:
-            await self._publish_scrobbles(event, scrobbles, blocks)
+        published = bool(scrobbles) and await self._publish_scrobbles(event, scrobbles, blocks)
         if self.states.is_backfilling(did):
             self.states.hold(did, envelopes, event.rev, verified.data_cid)
-            return []
+            return published
         await self._publish(envelopes)
         await self.states.advance(did, event.rev, verified.data_cid)
-        return []
+        return True
 
-    async def _on_scrobbles(self, event: CommitEvent, ops: list[Op], known: bool) -> None:
+    async def _on_scrobbles(self, event: CommitEvent, ops: list[Op], known: bool) -> bool:
         """A commit whose only kept ops are scrobbles: verify it, publish them to ``plays``.
 
         The repo stays unknown if it was (a listener); a known repo's chain moves on.
@@ -386,32 +447,33 @@ class FirehoseIngest:
             self._reject("too_big", event.repo, seq=event.seq)
             if known:
                 await self._desynchronize(event.repo, "tooBig commit")
-            return
+            return False
         try:
             _, blocks = read_car(event.blocks)
         except CarError as exc:
             self._reject("bad_car", f"{event.repo}: {exc}", seq=event.seq)
-            return
+            return False
         try:
             verified = await self._verifier.verify(event, blocks)
             check_ops(blocks, verified.data_cid, ops)
         except VerifyError as exc:
             self._reject(exc.reason, str(exc), seq=event.seq)
-            return
-        await self._publish_scrobbles(event, ops, blocks)
+            return False
+        published = await self._publish_scrobbles(event, ops, blocks)
         if known:  # its chain moves on (prevData checked) as for any unkept commit
             await self._follow(event)
+        return published
 
     async def _publish_scrobbles(
         self, event: CommitEvent, ops: list[Op], blocks: dict[str, bytes]
-    ) -> None:
+    ) -> bool:
         assert self._plays_publisher is not None  # only called when scrobbles are followed
         envelopes, refused = scrobble_envelopes(event, ops, self.source, blocks)
         for reason in refused:
             self._reject("bad_scrobble", reason, seq=event.seq)
         if envelopes:
             await self._plays_publisher.publish(envelopes)
-            self._published_since_save = True
+        return bool(envelopes)
 
     async def _follow(self, event: CommitEvent) -> None:
         """Track rev/data of a known repo's commit that touches nothing we keep."""
@@ -432,13 +494,13 @@ class FirehoseIngest:
             await self._desynchronize(event.repo, "prevData mismatch (unkept commit)")
         self.states.note(event.repo, event.rev, cid_string(data) if isinstance(data, CID) else None)
 
-    async def _on_identity(self, event: IdentityEvent) -> list[Envelope]:
+    async def _on_identity(self, event: IdentityEvent) -> bool:
         self.resolver.forget(event.did)  # the document (maybe the key) changed
         if not self.states.is_known(event.did):
-            return []
+            return False
         handle, _ = await self._identity(event.did, fresh=True)
         await self.states.set_identity(event.did, handle=handle)
-        return self._hold_or_pass(event.did, [identity_envelope(event, self.source, handle)])
+        return await self._hold_or_publish(event.did, identity_envelope(event, self.source, handle))
 
     async def _identity(self, did: str, *, fresh: bool) -> tuple[str | None, str | None]:
         """(verified handle or ``handle.invalid``, PDS URL) from ``did``'s document.
@@ -452,14 +514,14 @@ class FirehoseIngest:
             return None, None
         return await self.handles.verify(did, doc.handle, fresh=fresh), doc.pds_url
 
-    async def _on_account(self, event: AccountEvent) -> list[Envelope]:
+    async def _on_account(self, event: AccountEvent) -> bool:
         if not self.states.is_known(event.did):
-            return []
+            return False
         status = account_status(event.status, event.active)
         await self.states.set_identity(event.did, account_status=status)
-        return self._hold_or_pass(event.did, [account_envelope(event, self.source)])
+        return await self._hold_or_publish(event.did, account_envelope(event, self.source))
 
-    async def _on_sync(self, event: SyncEvent) -> None:
+    async def _on_sync(self, event: SyncEvent) -> bool:
         """A ``#sync``: the repo's state was reset; resync unless it matches ours.
 
         Acted on only once its commit verifies: a forged ``#sync`` is counted and dropped,
@@ -467,19 +529,20 @@ class FirehoseIngest:
         """
         state = self.states.cached(event.did)
         if state is None:
-            return
+            return False
         if state.rev is not None and event.rev <= state.rev:
-            return
+            return False
         try:
             verified = await self._verifier.verify_sync(event)
         except VerifyError as exc:
             self._reject(exc.reason, f"#sync: {exc}", seq=event.seq)
-            return
+            return False
         if state.status == ACTIVE and verified.data_cid == state.data_cid:
             # Same records as ours, a newer rev (e.g. empty commits we did not see).
             self.states.note(event.did, event.rev, verified.data_cid)
-            return
+            return False
         await self._desynchronize(event.did, f"#sync at rev {event.rev}")
+        return False
 
     async def _on_info(self, event: InfoEvent) -> None:
         logger.warning(
@@ -494,11 +557,12 @@ class FirehoseIngest:
                 extra={"source": self.source, "repos": marked},
             )
 
-    def _hold_or_pass(self, did: str, envelopes: list[Envelope]) -> list[Envelope]:
+    async def _hold_or_publish(self, did: str, envelope: Envelope) -> bool:
         if self.states.is_backfilling(did):
-            self.states.hold(did, envelopes, None, None)
-            return []
-        return envelopes
+            self.states.hold(did, [envelope], None, None)
+            return False
+        await self._publish([envelope])
+        return True
 
     async def _desynchronize(self, did: str, reason: str) -> None:
         self.stats.desynchronized += 1
@@ -519,12 +583,6 @@ class FirehoseIngest:
 
     async def _publish(self, envelopes: list[Envelope]) -> None:
         await self._publisher.publish(envelopes)
-        self._published_since_save = True
-
-    async def _advance(self, seq: int, *, published: bool) -> None:
-        self._cursor.note(seq)
-        if published or self._published_since_save or self._cursor.due():
-            await self._save_cursor()
 
     async def _save_cursor(self) -> None:
         """Persist noted repo state, counters, then the cursor (in that order)."""
@@ -532,7 +590,6 @@ class FirehoseIngest:
         self.stats.cursor = self._cursor.saved
 
     async def _persist_state(self) -> None:
-        self._published_since_save = False
         await self.states.flush()
         counters = self.stats.as_counters()
         if counters != self._counters_saved:

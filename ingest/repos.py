@@ -174,16 +174,22 @@ class RepoStates:
         self._dirty[did] = (rev, data_cid)
 
     async def flush(self) -> None:
-        """Persist what :meth:`note` recorded."""
+        """Persist what :meth:`note` recorded (notes made while it runs wait for the next)."""
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, {}
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = conn.cursor()
-            await cur.executemany(
-                _UPSERT_ADVANCE,
-                [{"did": d, "rev": r, "data": c} for d, (r, c) in dirty.items()],
-            )
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                cur = conn.cursor()
+                await cur.executemany(
+                    _UPSERT_ADVANCE,
+                    [{"did": d, "rev": r, "data": c} for d, (r, c) in dirty.items()],
+                )
+        except BaseException:
+            # Not written: noted again for the next flush (a note made meanwhile is newer).
+            for did, noted in dirty.items():
+                self._dirty.setdefault(did, noted)
+            raise
 
     async def set_status(self, did: str, status: str, reason: str | None = None) -> None:
         """Persist the sync status of ``did`` (``active``, ``backfilling``, ``desynchronized``)."""

@@ -27,6 +27,7 @@ from kernel.config import DEFAULT_COLLECTIONS
 from kernel.db import open_pool
 from kernel.envelope import Envelope
 from kernel.fetch import UpstreamFetcher
+from kernel.identity import DidResolver
 from kernel.log import Position
 from kernel.log.postgres import PostgresLog
 from testkit.car import block, make_car
@@ -64,7 +65,9 @@ class Harness:
         if resolves:
             self.relay.handles[handle] = repo.did
 
-    async def start(self) -> FirehoseIngest:
+    async def start(
+        self, *, resolver: DidResolver | None = None, handles: HandleVerifier | None = None
+    ) -> FirehoseIngest:
         self.stop = asyncio.Event()
         fetcher = UpstreamFetcher(client=self.http, trusted_hosts=frozenset({"127.0.0.1"}))
         self.ingest = FirehoseIngest(
@@ -77,7 +80,8 @@ class Harness:
             plc_url=self.relay.plc_url,
             fetcher=fetcher,
             # The relay answers /.well-known/atproto-did for .test handles, as a PDS does.
-            handles=HandleVerifier(fetcher, hosts=[(".test", self.relay.plc_url)]),
+            handles=handles or HandleVerifier(fetcher, hosts=[(".test", self.relay.plc_url)]),
+            resolver=resolver,
             states=RepoStates(self.pool),
             stats=self.metrics.stats_for(
                 f"firehose:127.0.0.1:{self.relay.url.split(':')[2].split('/')[0]}"

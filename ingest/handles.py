@@ -22,7 +22,6 @@ fresh answer. Lookup failures never raise: they read as "does not resolve".
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -30,6 +29,7 @@ from collections.abc import Iterable
 
 from kernel.fetch import UpstreamError, UpstreamFetcher
 from kernel.identity import INVALID_HANDLE
+from kernel.singleflight import SingleFlight
 from lexicons.formats import is_did, is_handle
 
 __all__ = [
@@ -101,7 +101,7 @@ class HandleVerifier:
         self._max = max_entries
         # handle -> (expires, looked up at, DID or None)
         self._cache: OrderedDict[str, tuple[float, float, str | None]] = OrderedDict()
-        self._inflight: dict[str, asyncio.Future[str | None]] = {}
+        self._flights: SingleFlight[str, str | None] = SingleFlight()
         self.lookups = 0
 
     async def verify(self, did: str, handle: str | None, *, fresh: bool = False) -> str:
@@ -138,23 +138,16 @@ class HandleVerifier:
         ):
             self._cache.move_to_end(handle)
             return entry[2]
-        pending = self._inflight.get(handle)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._inflight[handle] = future
-        try:
-            self.lookups += 1
-            did = await self._lookup(handle)
-            self._cache[handle] = (now + (self._ttl if did else self._failure_ttl), now, did)
-            self._cache.move_to_end(handle)
-            while len(self._cache) > self._max:
-                self._cache.popitem(last=False)
-            future.set_result(did)
-        finally:
-            self._inflight.pop(handle, None)
-            if not future.done():  # raised or cancelled: waiters must not hang
-                future.cancel()
+        return await self._flights.run(handle, lambda: self._look_up_now(handle))
+
+    async def _look_up_now(self, handle: str) -> str | None:
+        now = time.monotonic()
+        self.lookups += 1
+        did = await self._lookup(handle)
+        self._cache[handle] = (now + (self._ttl if did else self._failure_ttl), now, did)
+        self._cache.move_to_end(handle)
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
         return did
 
     async def _lookup(self, handle: str) -> str | None:

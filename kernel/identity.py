@@ -19,7 +19,6 @@ does not verify (the key may have rotated).
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections import OrderedDict
@@ -33,6 +32,7 @@ from atproto_crypto.did import get_did_key
 from pydantic import ValidationError
 
 from kernel.fetch import UpstreamError, UpstreamFetcher
+from kernel.singleflight import SingleFlight
 
 __all__ = [
     "INVALID_HANDLE",
@@ -162,7 +162,7 @@ class DidResolver:
         self._failure_ttl = failure_ttl
         self._max = max_entries
         self._cache: OrderedDict[str, tuple[float, DidDocument | ResolveError]] = OrderedDict()
-        self._inflight: dict[str, asyncio.Future[DidDocument]] = {}
+        self._flights: SingleFlight[str, DidDocument] = SingleFlight()
         self.resolutions = 0
 
     @property
@@ -179,23 +179,17 @@ class DidResolver:
             if isinstance(entry[1], ResolveError):
                 raise entry[1]
             return entry[1]
-        pending = self._inflight.get(did)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[DidDocument] = asyncio.get_running_loop().create_future()
-        self._inflight[did] = future
+        return await self._flights.run(did, lambda: self._resolve_now(did))
+
+    async def _resolve_now(self, did: str) -> DidDocument:
+        now = time.monotonic()
+        self.resolutions += 1
         try:
-            self.resolutions += 1
             doc = await resolve_did(self._fetcher, self._plc_url, did)
         except ResolveError as exc:
             self._store(did, now + self._failure_ttl, exc)
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning without waiters
             raise
-        finally:
-            self._inflight.pop(did, None)
         self._store(did, now + self._ttl, doc)
-        future.set_result(doc)
         return doc
 
     def forget(self, did: str) -> None:

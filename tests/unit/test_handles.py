@@ -195,3 +195,27 @@ def test_handle_hosts_setting() -> None:
         load_settings({"PLYR_HANDLE_HOSTS": "test=http://localhost"})
     with pytest.raises(ConfigError):
         load_settings({"PLYR_HANDLE_HOSTS": ".test=ftp://localhost"})
+
+
+async def test_a_caller_cancelled_mid_lookup_leaves_the_others_their_answer() -> None:
+    """The backfill worker waits on the same lookup as a repo's lane: a cancelled lane
+    must neither cancel its wait nor leave it hanging."""
+    net = Net()
+    net.web["slow.test"] = ALICE
+    opened = asyncio.Event()
+    v = net.verifier()
+    real_lookup = v._lookup
+
+    async def slow_lookup(handle: str) -> str | None:
+        await opened.wait()
+        return await real_lookup(handle)
+
+    v._lookup = slow_lookup  # type: ignore[method-assign]
+    first = asyncio.create_task(v.verify(ALICE, "slow.test"))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(v.verify(ALICE, "slow.test"))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    opened.set()
+    assert await asyncio.wait_for(second, 2) == "slow.test"
+    assert v.lookups == 1

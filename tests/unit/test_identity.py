@@ -83,3 +83,37 @@ def test_document_urls() -> None:
     for bad in ("did:key:zabc", "did:plc:short", "did:web:a/b"):
         with pytest.raises(ResolveError, match="unsupported"):
             did_document_url("https://plc.test", bad)
+
+
+async def test_a_resolve_cancelled_mid_lookup_leaves_the_other_callers_their_document(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before the lookup ran as a task of its own, the first caller's cancellation left
+    every other caller of the same DID waiting forever."""
+    import asyncio
+
+    import kernel.identity as identity
+
+    did = plc_did(5)
+    document = parse_did_document(
+        did, did_document(did, SigningKey(), "slow.test", "https://pds.test/")
+    )
+    opened = asyncio.Event()
+    calls = 0
+
+    async def slow_resolve(fetcher: object, plc_url: str, asked: str) -> identity.DidDocument:
+        nonlocal calls
+        calls += 1
+        await opened.wait()
+        return document
+
+    monkeypatch.setattr(identity, "resolve_did", slow_resolve)
+    resolver = identity.DidResolver(None, "https://plc.invalid")  # type: ignore[arg-type]
+    first = asyncio.create_task(resolver.resolve(did))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(resolver.resolve(did))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    opened.set()
+    assert await asyncio.wait_for(second, 2) == document
+    assert calls == 1

@@ -6,6 +6,9 @@ Sources: :mod:`ingest.firehose` (``subscribeRepos``), :mod:`ingest.jetstream`,
 :mod:`ingest.first_start`). Each publishes through :class:`ingest.publisher.Publisher`
 (log, then ``repo_record``, then the count) and verifies commits with
 :class:`ingest.verify.CommitVerifier`; DID documents come from :mod:`kernel.identity`.
+The firehose runs each repo's events on a lane of their own (:mod:`ingest.lanes`): in
+order within a repo, repos at once, the cursor never past unfinished work, so a repo whose
+DID or handle host hangs holds only itself.
 
 Exceptions, all from :mod:`ingest.errors`:
 

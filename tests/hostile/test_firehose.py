@@ -1,7 +1,8 @@
 """Hostile ``subscribeRepos`` frames through :meth:`FirehoseIngest.handle_frame`.
 
-``handle_frame`` is what the consumer loop calls for every binary message, so each case
-here takes the real path: triage, decode, CAR, signature against a DID document served by
+``handle_frame`` is the consumer loop's ``receive`` (decode in order, queue the event's
+work on its repo's lane) followed by waiting for that work, so each case here takes the
+real path: triage, decode, CAR, signature against a DID document served by
 the test relay, MST proof, publish onto a real PostgreSQL log, cursor. A case may raise
 only :class:`~ingest.errors.SourceError` (an error frame: the loop reconnects); its
 outcome is read from the consumer's own counters. At the end, every record envelope on

@@ -137,9 +137,22 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
 
 
+def start_cluster(data_dir: Path, pds: LocalPds, attempts: int = 3) -> RunningCluster:
+    """A running cluster. Its API ports are picked free a moment before it binds them; a
+    process of the machine that took one in between (its exit says "address already in
+    use") makes it start again on other ports, ``attempts`` times at most."""
+    for attempt in range(attempts - 1):
+        try:
+            return RunningCluster(data_dir / str(attempt), pds)
+        except AssertionError as exc:
+            if "address already in use" not in str(exc):
+                raise
+    return RunningCluster(data_dir / str(attempts - 1), pds)
+
+
 @pytest.fixture
 def cluster(tmp_path: Path, pds: LocalPds) -> Iterator[RunningCluster]:
-    running = RunningCluster(tmp_path / "cluster", pds)
+    running = start_cluster(tmp_path / "cluster", pds)
     try:
         yield running
     finally:

@@ -72,12 +72,15 @@ class CacheGauges:
     def __init__(self, cache: ResponseCache) -> None:
         self.cache = cache
         self.worker = str(os.getpid())
+        # The running counts are gauges here (a counter's file could only add), named as
+        # the one-process collector's counters are exposed (``_total``), so a dashboard or
+        # alert reads the same series whatever the worker count.
         self.gauges = {
             name: Gauge(name, doc, ["worker"], registry=None, multiprocess_mode="liveall")
             for name, doc in (
-                ("plyr_api_cache_hits", "Responses served from the response cache"),
-                ("plyr_api_cache_misses", "Cacheable requests the cache could not answer"),
-                ("plyr_api_cache_invalidations", "Read-model change notifications"),
+                ("plyr_api_cache_hits_total", "Responses served from the response cache"),
+                ("plyr_api_cache_misses_total", "Cacheable requests the cache could not answer"),
+                ("plyr_api_cache_invalidations_total", "Read-model change notifications"),
                 ("plyr_api_cache_entries", "Responses held by the cache"),
                 ("plyr_api_cache_bytes", "Response bodies held by the cache"),
             )
@@ -86,9 +89,9 @@ class CacheGauges:
     def publish(self) -> None:
         c = self.cache
         for name, value in (
-            ("plyr_api_cache_hits", c.hits),
-            ("plyr_api_cache_misses", c.misses),
-            ("plyr_api_cache_invalidations", c.generation),
+            ("plyr_api_cache_hits_total", c.hits),
+            ("plyr_api_cache_misses_total", c.misses),
+            ("plyr_api_cache_invalidations_total", c.generation),
             ("plyr_api_cache_entries", len(c)),
             ("plyr_api_cache_bytes", c.bytes),
         ):

@@ -34,6 +34,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -382,6 +383,13 @@ async def write_steadily(url: str, stop: asyncio.Event) -> None:
                 await asyncio.wait_for(stop.wait(), 1 / WRITES_PER_S)
 
 
+# A worker's cache counts on /metrics (one process: counters; several: gauges of the same
+# name with a pid label as well).
+_CACHE_COUNT = re.compile(
+    r'^plyr_api_cache_(hits|misses)_total{[^}]*worker="([^"]+)"[^}]*} (\S+)$', re.M
+)
+
+
 async def cache_counts(host: str, port: int) -> tuple[float, float]:
     """(hits, misses) of the response cache, summed over the workers that answer /metrics."""
     # Each connection may land on any worker: ask on fresh connections until every
@@ -390,12 +398,8 @@ async def cache_counts(host: str, port: int) -> tuple[float, float]:
     for _ in range(WORKERS * 20):
         _, body = await get_once(host, port, "/metrics")
         counts: dict[str, dict[str, float]] = {}
-        for line in body.decode().splitlines():
-            for kind in ("hits", "misses"):
-                prefix = f'plyr_api_cache_{kind}_total{{worker="'
-                if line.startswith(prefix):
-                    worker, value = line[len(prefix) :].split('"} ')
-                    counts.setdefault(worker, {})[kind] = float(value)
+        for kind, worker, value in _CACHE_COUNT.findall(body.decode()):
+            counts.setdefault(worker, {})[kind] = float(value)
         for worker, c in counts.items():
             seen[worker] = (c.get("hits", 0.0), c.get("misses", 0.0))
         if len(seen) >= WORKERS:

@@ -53,6 +53,13 @@ def test_one_scrape_counts_every_workers_requests_and_logs_carry_request_ids(tmp
                 if line.startswith("plyr_api_cache_entries{")
             }
             assert len(workers) == 2, workers  # one scrape family shows both workers
+            # The cache's counts carry the names one process exposes (dashboards, alerts).
+            answered = re.findall(
+                r'^plyr_api_cache_(?:hits|misses)_total{[^}]*worker="[^"]+"[^}]*} (\S+)$',
+                scrapes[-1],
+                re.M,
+            )
+            assert sum(float(v) for v in answered) >= requests, scrapes[-1]
 
             def logged() -> list[dict[str, object]]:
                 found = []

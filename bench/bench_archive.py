@@ -20,12 +20,15 @@ import argparse
 import asyncio
 import random
 import statistics
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kernel.archive import ArchivedLog, ArchiveReader, LocalStore, archive_log
 from kernel.db import open_pool
